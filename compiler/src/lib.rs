@@ -1,0 +1,6 @@
+//! The Capsule policy compiler: `capsule.yaml` → AST → IR → passes → back-ends.
+//!
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod ir;
+pub mod tables;
