@@ -2,5 +2,6 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod bpf;
 pub mod ir;
 pub mod tables;
