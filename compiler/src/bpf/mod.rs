@@ -119,3 +119,5 @@ pub enum DecodeError {
     #[error("{0} instructions; the kernel accepts at most 4096")]
     TooLong(usize),
 }
+
+pub mod interp;
