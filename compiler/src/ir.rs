@@ -12,6 +12,8 @@
 use capsule_artifacts::{LaunchSettings, Target};
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod print;
 use std::ops::Range;
 
 /// A byte range in the policy source.

@@ -1,0 +1,29 @@
+# The README's two commands are `make demo` (the main job) and `make test`.
+
+CARGO ?= cargo
+
+.PHONY: build demo test test-slow bench fuzz snapshots
+
+build:
+	$(CARGO) build --release --workspace
+
+# The main job: check the example policy (becomes `capsule run` once the runtime lands).
+demo: build
+	./target/release/capsulec check fixtures/policies/valid/coding-agent.yaml
+
+# Every test, as CI runs them. Tests that need an unprivileged user find it through
+# CAPSULE_TEST_USER (.ci/run creates one); without it they say so and skip that half.
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+# Slower checks (table freshness against the kernel sources, long property runs).
+test-slow:
+	CAPSULE_SLOW_TESTS=1 $(CARGO) test --workspace --no-fail-fast
+
+bench:
+	$(CARGO) run --release -p capsule-benches --bin capsule-bench
+
+# Review snapshot changes after an intended change in output.
+snapshots:
+	INSTA_UPDATE=always $(CARGO) test --workspace --no-fail-fast; git status --short '*.snap'

@@ -1,0 +1,507 @@
+//! Lowering: the only step that knows both the AST and the IR. Resolves syscall
+//! names and groups per target, argument names and widths from the kernel's
+//! signatures, constants per target, and deny actions; reports what it cannot
+//! resolve with the span it came from.
+
+use super::ast::*;
+use super::suggest::did_you_mean;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, Span, SyscallPolicy, SyscallRules, Test, Width};
+use crate::tables::{self, SyscallDef, Table};
+use capsule_artifacts::launch::{self, LandlockMode, Record};
+use capsule_artifacts::{LaunchSettings, Target};
+use capsule_grammar as g;
+use std::collections::{BTreeMap, BTreeSet};
+
+const EPERM: u16 = 1;
+const ENOSYS: u16 = 38;
+
+pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
+    let mut cx = Lower { diags: Vec::new() };
+    let policy = cx.policy(ast);
+    // The same problem seen on two targets is one diagnostic.
+    let mut seen = BTreeSet::new();
+    for d in cx.diags {
+        if seen.insert((d.code, d.primary.span.start, d.primary.span.end, d.message.clone())) {
+            diags.push(d);
+        }
+    }
+    if diags.iter().any(Diagnostic::is_error) { None } else { Some(policy) }
+}
+
+struct Lower {
+    diags: Vec<Diagnostic>,
+}
+
+impl Lower {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn policy(&mut self, ast: &PolicyAst) -> Policy {
+        match &ast.version {
+            None => self.push(
+                Diagnostic::new(Code::MissingVersion, ast.span.start..ast.span.start, "the policy does not say `version: 1`")
+                    .label("expected `version: 1` here")
+                    .help("add `version: 1` as the first line, so a future format cannot be misread as this one"),
+            ),
+            Some(v) if v.value != 1 => self.push(
+                Diagnostic::new(Code::UnsupportedVersion, v.span.clone(), format!("policy version {} is not supported", v.value))
+                    .label("this compiler reads version 1")
+                    .help("write `version: 1`, or use a compiler that knows this version"),
+            ),
+            Some(_) => {}
+        }
+
+        let default = self.top_action(&ast.default, Action::Errno(EPERM), "default");
+        if default == Action::Allow {
+            let span = ast.default.as_ref().map(|d| d.span.clone()).unwrap_or_default();
+            self.push(
+                Diagnostic::new(Code::DefaultAllow, span, "`default: allow` makes this a deny-list policy")
+                    .label("every syscall not denied below is allowed, including ones added by future kernels' numbers inside the table")
+                    .help("prefer `default: errno(EPERM)` and list what the tool needs under `allow:`"),
+            );
+        }
+        let newer_syscalls = self.top_action(&ast.newer_syscalls, Action::Errno(ENOSYS), "newer-syscalls");
+        let foreign_arch = self.top_action(&ast.foreign_arch, Action::KillProcess, "foreign-arch");
+
+        let targets: Vec<Target> = match &ast.targets {
+            None => Target::ALL.to_vec(),
+            Some(ts) => Target::ALL.into_iter().filter(|t| ts.iter().any(|s| s.value == *t)).collect(),
+        };
+        let linux: Vec<Target> = targets.iter().copied().filter(|t| t.is_linux()).collect();
+        if linux.is_empty() && !ast.syscalls.rules.is_empty() {
+            let span = ast.syscalls.rules[0].span.clone();
+            self.push(
+                Diagnostic::new(Code::NoLinuxTarget, span, "syscall rules, but no Linux target")
+                    .label("these rules compile to nothing")
+                    .help("add linux-x86_64 or linux-aarch64 to `targets:`"),
+            );
+        }
+
+        let syscalls = linux.iter().map(|&t| self.syscall_policy(ast, t, &linux, default)).collect();
+        self.check_allowed_and_denied(ast, &linux);
+
+        Policy {
+            name: ast.name.as_ref().map_or_else(|| "unnamed".to_owned(), |n| n.value.clone()),
+            description: ast.description.as_ref().map(|d| d.value.clone()),
+            default,
+            newer_syscalls,
+            foreign_arch,
+            targets,
+            syscalls,
+            launch: self.launch(ast),
+        }
+    }
+
+    fn top_action(&mut self, action: &Option<Spanned<ActionAst>>, fallback: Action, what: &str) -> Action {
+        let Some(a) = action else { return fallback };
+        let lowered = lower_action(&a.value);
+        if lowered == Action::Errno(0) {
+            self.push(
+                Diagnostic::new(Code::ErrnoZero, a.span.clone(), format!("`{what}: errno(0)` makes denied calls look successful"))
+                    .label("the call does not run, but returns 0")
+                    .help("use a real errno such as errno(EPERM), or `allow` if the call should run"),
+            );
+        }
+        lowered
+    }
+
+    fn syscall_policy(&mut self, ast: &PolicyAst, target: Target, linux: &[Target], default: Action) -> SyscallPolicy {
+        let table = tables::table(target);
+        let mut syscalls: BTreeMap<u32, SyscallRules> = BTreeMap::new();
+        for rule in &ast.syscalls.rules {
+            let kind = match rule.section {
+                Section::Allow => RuleKind::Allow,
+                Section::Audit => RuleKind::Audit,
+                Section::Deny => RuleKind::Deny(self.deny_action(rule, default)),
+            };
+            let (defs, group): (Vec<&'static SyscallDef>, Option<String>) = match &rule.subject {
+                Subject::Syscall(name) => (self.resolve_syscall(name, table, linux).into_iter().collect(), None),
+                Subject::Group(name) => {
+                    if crate::groups::group(&name.value).is_none() {
+                        self.unknown_group(name);
+                        continue;
+                    }
+                    if let Some(when) = &rule.when {
+                        self.push(
+                            Diagnostic::new(Code::ConditionOnGroup, when.span.clone(), format!("a condition on the group `@{}`", name.value))
+                                .label("arguments differ from one syscall to the next")
+                                .help("write the condition on each syscall that needs it"),
+                        );
+                        continue;
+                    }
+                    (crate::groups::expand(&name.value, target), Some(name.value.clone()))
+                }
+            };
+            for def in defs {
+                let cond = match &rule.when {
+                    None => Cond::True,
+                    Some(when) => match self.condition(when, def, table) {
+                        Some(c) => c,
+                        None => continue,
+                    },
+                };
+                let entry = syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name, nr: def.nr, rules: Vec::new() });
+                entry.rules.push(Rule { kind, cond, origin: Origin { span: rule.span.clone(), group: group.clone() } });
+            }
+        }
+        SyscallPolicy { target, syscalls }
+    }
+
+    fn deny_action(&mut self, rule: &RuleAst, default: Action) -> Action {
+        match &rule.action {
+            Some(a) if a.value == ActionAst::Allow => {
+                self.push(
+                    Diagnostic::new(Code::BadAction, a.span.clone(), "a deny rule cannot allow")
+                        .label("`allow` here")
+                        .help("move the rule under `allow:`"),
+                );
+                Action::Errno(EPERM)
+            }
+            Some(a) => {
+                let action = lower_action(&a.value);
+                if action == Action::Errno(0) {
+                    self.push(
+                        Diagnostic::new(Code::ErrnoZero, a.span.clone(), "errno(0) makes the denied call look successful")
+                            .label("the call does not run, but returns 0")
+                            .help("use a real errno such as errno(EPERM), or allow the call"),
+                    );
+                }
+                action
+            }
+            // A bare deny never silently allows: under an allowing default it is EPERM.
+            None if default.lets_call_run() => Action::Errno(EPERM),
+            None => default,
+        }
+    }
+
+    fn resolve_syscall(&mut self, name: &Spanned<String>, table: &'static Table, linux: &[Target]) -> Option<&'static SyscallDef> {
+        if let Some(def) = table.by_name(&name.value) {
+            return Some(def);
+        }
+        let has: Vec<Target> = Target::LINUX.into_iter().filter(|t| tables::table(*t).by_name(&name.value).is_some()).collect();
+        if has.is_empty() {
+            let mut d = Diagnostic::new(Code::UnknownSyscall, name.span.clone(), format!("unknown syscall `{}`", name.value))
+                .label("no such syscall on any target");
+            if let Some(s) = did_you_mean(&name.value, tables::all_syscall_names()) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+            self.push(d);
+        } else if linux.iter().all(|t| !has.contains(t)) {
+            let on: Vec<&str> = has.iter().map(|t| t.name()).collect();
+            self.push(
+                Diagnostic::new(Code::NoTargetHasSyscall, name.span.clone(), format!("`{}` exists on none of this policy's targets", name.value))
+                    .label(format!("only on {}", on.join(", ")))
+                    .help("add that target to `targets:` or remove the rule"),
+            );
+        } else {
+            let on: Vec<&str> = has.iter().filter(|t| linux.contains(t)).map(|t| t.name()).collect();
+            self.push(
+                Diagnostic::new(Code::SyscallMissingOnTarget, name.span.clone(), format!("`{}` does not exist on {}", name.value, table.target))
+                    .label(format!("compiled for {} only", on.join(", ")))
+                    .note(format!("{} programs use a newer syscall for this, which needs its own rule", table.target)),
+            );
+        }
+        None
+    }
+
+    fn unknown_group(&mut self, name: &Spanned<String>) {
+        let mut d = Diagnostic::new(Code::UnknownGroup, name.span.clone(), format!("unknown group `@{}`", name.value))
+            .label("no such group");
+        d = match did_you_mean(&name.value, crate::groups::groups().iter().map(|g| g.name)) {
+            Some(s) => d.help(format!("did you mean `@{s}`? (`capsulec groups` lists them)")),
+            None => d.help("`capsulec groups` lists the groups"),
+        };
+        self.push(d);
+    }
+
+    fn condition(&mut self, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
+        let mut ok = true;
+        let cond = self.expr(&when.expr, when, def, table, &mut ok);
+        ok.then_some(cond)
+    }
+
+    fn expr(&mut self, e: &g::Expr, when: &CondAst, def: &SyscallDef, table: &Table, ok: &mut bool) -> Cond {
+        match e {
+            g::Expr::Or(items, _) => Cond::Or(items.iter().map(|i| self.expr(i, when, def, table, ok)).collect()),
+            g::Expr::And(items, _) => Cond::And(items.iter().map(|i| self.expr(i, when, def, table, ok)).collect()),
+            g::Expr::Not(inner, _) => Cond::Not(Box::new(self.expr(inner, when, def, table, ok))),
+            g::Expr::Test(t) => match self.test(t, when, def, table) {
+                Some(c) => c,
+                None => {
+                    *ok = false;
+                    Cond::False
+                }
+            },
+        }
+    }
+
+    fn test(&mut self, t: &g::Test, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
+        let arg = self.argument(&t.arg, when, def)?;
+        let mut value = |v: &g::Value, this: &mut Self| this.value(v, arg.width, when, table);
+        let test = match &t.op {
+            g::TestOp::Cmp(op, v) => {
+                let v = value(v, self)?;
+                match op {
+                    g::CmpOp::Eq => Test::Eq(v),
+                    g::CmpOp::Ne => Test::Ne(v),
+                    g::CmpOp::Lt => Test::Lt(v),
+                    g::CmpOp::Le => Test::Le(v),
+                    g::CmpOp::Gt => Test::Gt(v),
+                    g::CmpOp::Ge => Test::Ge(v),
+                }
+            }
+            g::TestOp::Masked { mask, op, value: v } => {
+                let (mask, v) = (value(mask, self)?, value(v, self)?);
+                match op {
+                    g::EqOp::Eq => Test::MaskedEq { mask, value: v },
+                    g::EqOp::Ne => Test::MaskedNe { mask, value: v },
+                }
+            }
+            g::TestOp::In(vs) | g::TestOp::NotIn(vs) => {
+                let mut set = Vec::new();
+                for v in vs {
+                    set.push(value(v, self)?);
+                }
+                set.sort_unstable();
+                set.dedup();
+                if matches!(t.op, g::TestOp::In(_)) { Test::In(set) } else { Test::NotIn(set) }
+            }
+        };
+        let span = when.file_span(t.span);
+        if let Some(always) = triviality(&test, arg.width) {
+            let (code, what) = if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
+            self.push(
+                Diagnostic::new(code, span, format!("this test is {what} for a {}-bit argument", arg.width.bits()))
+                    .label(what)
+                    .help(if always { "drop the condition, or fix the value" } else { "the rule can never apply: fix the value or remove the rule" }),
+            );
+        }
+        Some(Cond::Test { arg, test })
+    }
+
+    fn argument(&mut self, ident: &g::Ident, when: &CondAst, def: &SyscallDef) -> Option<Arg> {
+        let span = when.file_span(ident.span);
+        let index = match ident.name.strip_prefix("arg").and_then(|n| n.parse::<u8>().ok()) {
+            Some(i) if i < 6 => Some(i as usize),
+            _ => def.args.iter().position(|a| a.kernel_name == ident.name || a.man_name == Some(ident.name.as_str())),
+        };
+        let Some(index) = index else {
+            let names: Vec<&str> = def.args.iter().map(|a| a.man_name.unwrap_or(a.kernel_name)).collect();
+            let mut d = Diagnostic::new(Code::UnknownArgument, span, format!("`{}` has no argument `{}`", def.name, ident.name))
+                .label("unknown argument");
+            let candidates = def.args.iter().flat_map(|a| [Some(a.kernel_name), a.man_name]).flatten();
+            d = match (did_you_mean(&ident.name, candidates), names.is_empty()) {
+                (Some(s), _) => d.help(format!("did you mean `{s}`?")),
+                (None, true) => d.help(format!("`{}` takes no arguments", def.name)),
+                (None, false) => d.help(format!("`{}` takes ({}); `arg0`..`arg{}` work too", def.name, names.join(", "), names.len() - 1)),
+            };
+            self.push(d);
+            return None;
+        };
+        let Some(arg) = def.args.get(index) else {
+            if def.args.is_empty() && !has_signature(def) {
+                // No kernel signature known: every register is a full-width argument.
+                return Some(Arg { index: index as u8, width: Width::W64 });
+            }
+            self.push(
+                Diagnostic::new(Code::UnknownArgument, span, format!("`{}` has {} argument(s); there is no `{}`", def.name, def.args.len(), ident.name))
+                    .label("no such argument"),
+            );
+            return None;
+        };
+        if arg.pointer {
+            self.push(
+                Diagnostic::new(Code::PointerArgument, span, format!("`{}` of `{}` is a pointer (`{}`)", ident.name, def.name, arg.c_type))
+                    .label("seccomp compares the address, not what it points to")
+                    .help("to restrict paths, use `filesystem:`; a pointer test is only useful against 0 (NULL)"),
+            );
+        }
+        let width = if arg.bits <= 32 { Width::W32 } else { Width::W64 };
+        Some(Arg { index: index as u8, width })
+    }
+
+    fn value(&mut self, v: &g::Value, width: Width, when: &CondAst, table: &Table) -> Option<u64> {
+        let span = when.file_span(v.span());
+        let raw = match v {
+            g::Value::Number { value, negative: false, .. } => *value,
+            g::Value::Number { value, negative: true, .. } => {
+                let limit = 1u64 << (width.bits() - 1);
+                if *value > limit {
+                    self.push(
+                        Diagnostic::new(Code::ConstantTooWide, span, format!("-{value} does not fit in a {}-bit argument", width.bits()))
+                            .label("out of range")
+                            .help(format!("negative values go down to -{limit}")),
+                    );
+                    return None;
+                }
+                value.wrapping_neg() & width.mask()
+            }
+            g::Value::Constant(ident) => self.constant(ident, width, when, table)?,
+            g::Value::BitOr(items, _) => {
+                let mut acc = 0;
+                for item in items {
+                    acc |= self.value(item, width, when, table)?;
+                }
+                acc
+            }
+        };
+        if raw & !width.mask() != 0 {
+            self.push(
+                Diagnostic::new(Code::ConstantTooWide, span, format!("{raw:#x} is wider than this {}-bit argument", width.bits()))
+                    .label(format!("the kernel reads only the low {} bits", width.bits()))
+                    .help(format!("the kernel would see {:#x}; write that if it is what you mean", raw & width.mask())),
+            );
+            return None;
+        }
+        Some(raw)
+    }
+
+    fn constant(&mut self, ident: &g::Ident, width: Width, when: &CondAst, table: &Table) -> Option<u64> {
+        let span = when.file_span(ident.span);
+        match table.constant(&ident.name) {
+            // C constants of type int that are negative (AT_FDCWD) arrive sign-extended.
+            Some(v) if width == Width::W32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 => {
+                Some(v & width.mask())
+            }
+            Some(v) => Some(v),
+            None => {
+                let elsewhere: Vec<&str> = Target::LINUX
+                    .into_iter()
+                    .filter(|t| tables::table(*t).constant(&ident.name).is_some())
+                    .map(|t| t.name())
+                    .collect();
+                if elsewhere.is_empty() {
+                    let mut d = Diagnostic::new(Code::UnknownConstant, span, format!("unknown constant `{}`", ident.name))
+                        .label("not a constant the compiler knows");
+                    d = match did_you_mean(&ident.name, table.constants.iter().map(|c| c.name)) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help("write the number instead, or see docs/tables.md for the constants"),
+                    };
+                    self.push(d);
+                } else {
+                    self.push(
+                        Diagnostic::new(Code::ConstantMissingOnTarget, span, format!("`{}` does not exist on {}", ident.name, table.target))
+                            .label(format!("defined on {} only", elsewhere.join(", ")))
+                            .help("restrict `targets:` or write the rule without it"),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn check_allowed_and_denied(&mut self, ast: &PolicyAst, linux: &[Target]) {
+        if linux.is_empty() {
+            return;
+        }
+        let named = |r: &RuleAst| match &r.subject {
+            Subject::Syscall(n) => Some(n),
+            Subject::Group(_) => None,
+        };
+        for deny in ast.syscalls.rules.iter().filter(|r| r.section == Section::Deny && r.when.is_none()) {
+            let Some(denied) = named(deny) else { continue };
+            for allow in ast.syscalls.rules.iter().filter(|r| r.section != Section::Deny) {
+                if named(allow).is_some_and(|a| a.value == denied.value) {
+                    self.push(
+                        Diagnostic::new(Code::AllowedAndDenied, allow.span.clone(), format!("`{}` is allowed here but always denied", denied.value))
+                            .label("this rule never applies")
+                            .secondary(deny.span.clone(), "deny wins")
+                            .help("remove one of the two rules"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn launch(&mut self, ast: &PolicyAst) -> LaunchSettings {
+        let strings = |v: &Option<Vec<Spanned<String>>>| v.as_ref().map(|ps| ps.iter().map(|p| p.value.clone()).collect());
+        let filesystem = launch::Filesystem {
+            read: strings(&ast.filesystem.read),
+            write: strings(&ast.filesystem.write),
+            execute: strings(&ast.filesystem.execute),
+        };
+        let ports = |v: &Option<Vec<Spanned<launch::PortRule>>>| {
+            v.as_ref().map(|rs| {
+                let set: BTreeSet<launch::PortRule> = rs.iter().map(|r| r.value).collect();
+                set.into_iter().collect()
+            })
+        };
+        let network = launch::Network { connect: ports(&ast.network.connect), bind: ports(&ast.network.bind) };
+        let value = |v: &Option<Spanned<u64>>| v.as_ref().map(|s| s.value);
+        let limits = launch::Limits {
+            cpu_seconds: value(&ast.limits.cpu_seconds),
+            memory_bytes: value(&ast.limits.memory_bytes),
+            processes: value(&ast.limits.processes),
+            open_files: value(&ast.limits.open_files),
+            file_size_bytes: value(&ast.limits.file_size_bytes),
+        };
+        let mut pass: Vec<String> = Vec::new();
+        for p in &ast.env.pass {
+            if !pass.contains(&p.value) {
+                pass.push(p.value.clone());
+            }
+        }
+        let env = launch::Env { pass, set: ast.env.set.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect() };
+        let audit = launch::Audit {
+            log: ast.audit.log.as_ref().map_or_else(|| "capsule.log".to_owned(), |l| l.value.clone()),
+            record: match &ast.audit.record {
+                None => vec![Record::Invocations],
+                Some(rs) => rs.iter().map(|r| r.value).collect::<BTreeSet<_>>().into_iter().collect(),
+            },
+        };
+        // The ABI that enforces everything asked for: files need 1, TCP ports 4.
+        // Signal/abstract-socket scoping (6) is applied when the kernel has it, and
+        // required only when the policy says `scope: true` or asks for ABI 6 itself.
+        let needs_net = network.connect.is_some() || network.bind.is_some();
+        let explicit_scope = ast.landlock.scope.as_ref().map(|s| s.value);
+        let mut min_abi: u8 = if needs_net { 4 } else { 1 };
+        if explicit_scope == Some(true) {
+            min_abi = 6;
+        }
+        if let Some(abi) = &ast.landlock.abi {
+            min_abi = min_abi.max(u8::try_from(abi.value).unwrap_or(u8::MAX));
+        }
+        let landlock = launch::Landlock {
+            min_abi,
+            mode: ast.landlock.mode.as_ref().map_or(LandlockMode::Enforce, |m| m.value),
+            scope: explicit_scope.unwrap_or(true),
+        };
+        LaunchSettings { filesystem, network, limits, env, audit, landlock }
+    }
+}
+
+fn has_signature(def: &SyscallDef) -> bool {
+    !def.args.is_empty()
+}
+
+pub fn lower_action(a: &ActionAst) -> Action {
+    match a {
+        ActionAst::Allow => Action::Allow,
+        ActionAst::Errno(n) => Action::Errno(*n),
+        ActionAst::KillProcess => Action::KillProcess,
+        ActionAst::KillThread => Action::KillThread,
+        ActionAst::Trap => Action::Trap,
+        ActionAst::Log => Action::Log,
+    }
+}
+
+/// `Some(true)` when the test holds for every value of the width, `Some(false)` when
+/// for none.
+pub fn triviality(test: &Test, width: Width) -> Option<bool> {
+    let max = width.mask();
+    match test {
+        Test::Lt(0) => Some(false),
+        Test::Gt(v) if *v == max => Some(false),
+        Test::Ge(0) => Some(true),
+        Test::Le(v) if *v == max => Some(true),
+        Test::MaskedEq { mask, value } if value & !mask != 0 => Some(false),
+        Test::MaskedNe { mask, value } if value & !mask != 0 => Some(true),
+        Test::MaskedEq { mask: 0, value: 0 } => Some(true),
+        Test::MaskedNe { mask: 0, value: 0 } => Some(false),
+        Test::In(xs) if xs.is_empty() => Some(false),
+        Test::NotIn(xs) if xs.is_empty() => Some(true),
+        _ => None,
+    }
+}
