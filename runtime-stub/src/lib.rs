@@ -1,1 +1,435 @@
 //! capsule-launch: apply a pinned artifact and run a command as its parent.
+//!
+//! [`launch`] is the one code path for the `capsule-launch` binary and `capsule run`.
+//! It takes an artifact that [`capsule_artifacts::manifest::load_pinned`] verified and,
+//! in order: resolves the command on the clean environment's PATH and checks its
+//! machine, resolves path variables, checks the kernel's Landlock ABI, then starts the
+//! child, which calls setsid, applies Landlock and rlimits, sets no_new_privs,
+//! installs the seccomp filter and execs. The parent forwards SIGINT, SIGTERM and
+//! SIGHUP, answers seccomp notifications through a [`Supervisor`], and returns the
+//! command's status as an exit code.
+//!
+//! API boundary: this crate links no YAML parser, no pest and no compiler
+//! (tests/dependency_tree.rs checks it).
+//!
+//! Fails closed: if any step cannot be done as the manifest demands, the command does
+//! not run and the outcome carries exit code 125 (126, 127 for an unusable or missing
+//! command) and the reason.
+
+pub mod args;
+mod child;
+pub mod cli;
+mod command;
+mod paths;
+mod sandbox;
+mod seccomp;
+pub mod supervisor;
+
+use capsule_artifacts::Target;
+use capsule_artifacts::manifest::VerifiedArtifact;
+use rustix::process::Resource;
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+pub use supervisor::{DenyAll, Notification, Response, Supervisor};
+
+/// capsule itself failed: bad or tampered artifact, missing kernel feature, setup error.
+pub const EXIT_SETUP_FAILURE: i32 = 125;
+/// The command was found but cannot be executed.
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Why the command did not run, and the exit code that says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit_code: i32, message: impl Into<String>) -> Failure {
+        Failure { exit_code, message: message.into() }
+    }
+
+    fn setup(message: impl Into<String>) -> Failure {
+        Failure::new(EXIT_SETUP_FAILURE, message)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// The command and its arguments; the first is looked up on the clean PATH.
+    pub command: Vec<OsString>,
+    /// `${WORKSPACE}`; the current directory when `None`.
+    pub workspace: Option<PathBuf>,
+    /// The audit log (for the audit-log work; not written yet).
+    pub log: Option<PathBuf>,
+    /// Print what was enforced.
+    pub verbose: bool,
+    /// Print every rule as well.
+    pub explain: bool,
+}
+
+#[derive(Debug)]
+pub struct LaunchOutcome {
+    /// What the launcher exits with: the command's code, 128+N for signal N, or 125-127.
+    pub exit_code: i32,
+    /// How the command ended, if it ran.
+    pub status: Option<ExitStatus>,
+    /// Why the command did not run.
+    pub failure: Option<Failure>,
+}
+
+impl LaunchOutcome {
+    fn failed(failure: Failure) -> LaunchOutcome {
+        LaunchOutcome { exit_code: failure.exit_code, status: None, failure: Some(failure) }
+    }
+}
+
+/// The command's exit code, or 128+N when signal N ended it (159 for SIGSYS).
+pub fn exit_code_for(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => EXIT_SETUP_FAILURE,
+    }
+}
+
+/// Launches with the stand-in supervisor that denies every notified call with EPERM.
+pub fn launch(artifact: &VerifiedArtifact, options: &LaunchOptions) -> LaunchOutcome {
+    launch_supervised(artifact, options, &mut DenyAll)
+}
+
+/// Launches and answers seccomp notifications with `supervisor`.
+///
+/// Call it from a single-threaded process: the child is a copy of the caller made
+/// without fork's atfork handlers. Descriptors above 2 are marked close-on-exec so the
+/// command inherits none of them.
+pub fn launch_supervised(
+    artifact: &VerifiedArtifact,
+    options: &LaunchOptions,
+    supervisor: &mut dyn Supervisor,
+) -> LaunchOutcome {
+    match prepare(artifact, options).and_then(|plan| run(plan, options, supervisor)) {
+        Ok(outcome) => outcome,
+        Err(failure) => LaunchOutcome::failed(failure),
+    }
+}
+
+fn say(line: &str) {
+    eprintln!("capsule-launch: {line}");
+}
+
+fn prepare(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<child::ChildPlan, Failure> {
+    let verbose = options.verbose || options.explain;
+    let host = Target::host().ok_or_else(|| Failure::setup("this host is not a platform capsule supports"))?;
+    if artifact.target != host {
+        return Err(Failure::setup(format!(
+            "the artifact was verified for {}, but this host is {host}",
+            artifact.target
+        )));
+    }
+    if !host.is_linux() {
+        return Err(Failure::setup(format!("capsule-launch applies seccomp and Landlock; {host} has neither")));
+    }
+    let settings = artifact.launch();
+    let program = seccomp::Program::from_blob(&artifact.blob).map_err(Failure::setup)?;
+
+    // The environment: only `pass` names survive, then `set` applies.
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(|n| settings.env.pass.iter().any(|p| p == n)))
+        .collect();
+    for (name, value) in &settings.env.set {
+        env.insert(name.into(), value.into());
+    }
+
+    let (program_name, _) =
+        options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
+    let exec_path = command::resolve(program_name, env.get(&OsString::from("PATH")).map(OsString::as_os_str))?;
+    let machine_notes = command::check_machine(&exec_path, host, &artifact.manifest.targets())?;
+
+    let vars = paths::PathVars::from_env(options.workspace.as_deref()).map_err(Failure::setup)?;
+    let landlock = sandbox::LandlockPlan::new(settings, &vars, sandbox::kernel_abi()).map_err(Failure::setup)?;
+
+    let limits = &settings.limits;
+    let rlimits: Vec<(Resource, u64, &'static str)> = [
+        (Resource::Cpu, limits.cpu_seconds, "cpu seconds"),
+        (Resource::As, limits.memory_bytes, "address space (memory)"),
+        (Resource::Nproc, limits.processes, "processes"),
+        (Resource::Nofile, limits.open_files, "open files"),
+        (Resource::Fsize, limits.file_size_bytes, "file size"),
+    ]
+    .into_iter()
+    .filter_map(|(resource, value, name)| value.map(|v| (resource, v, name)))
+    .collect();
+
+    let blob_hash = blake3::hash(&artifact.blob).to_hex();
+    let seccomp_note = format!(
+        "seccomp: {} installed: {} instructions, blake3 {blob_hash}{}",
+        artifact.entry.name,
+        program.instruction_count(),
+        if artifact.entry.user_notif { ", with a notification listener" } else { "" }
+    );
+
+    if verbose {
+        say(&format!(
+            "artifact {} (policy {:?}, {}), manifest pin {}",
+            artifact.dir.display(),
+            artifact.manifest.policy.name,
+            artifact.manifest.compiler,
+            artifact.pin
+        ));
+        say(&format!("command: {}", exec_path.display()));
+        machine_notes.iter().for_each(|n| say(n));
+        say(&format!("workspace: {}", vars.workspace.display()));
+        landlock.describe(options.explain).iter().for_each(|l| say(l));
+        if rlimits.is_empty() {
+            say("rlimits: none");
+        }
+        for (_, value, name) in &rlimits {
+            say(&format!("rlimit: {name} = {value} (soft = hard)"));
+        }
+        let names: Vec<String> = env.keys().map(|k| k.to_string_lossy().into_owned()).collect();
+        say(&format!("env: {}", if names.is_empty() { "(empty)".to_owned() } else { names.join(" ") }));
+        if options.explain {
+            for (name, value) in &env {
+                say(&format!("env:   {}={}", name.to_string_lossy(), value.to_string_lossy()));
+            }
+        }
+    }
+    landlock.check_kernel().map_err(Failure::setup)?;
+
+    let to_cstring = |bytes: Vec<u8>, what: &str| {
+        CString::new(bytes).map_err(|_| Failure::setup(format!("{what} contains a NUL byte")))
+    };
+    let argv_strings: Vec<CString> = options
+        .command
+        .iter()
+        .map(|arg| to_cstring(arg.as_bytes().to_vec(), "an argument"))
+        .collect::<Result<_, _>>()?;
+    let envp_strings: Vec<CString> = env
+        .into_iter()
+        .map(|(name, value)| {
+            let mut entry = name.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            to_cstring(entry, "an environment variable")
+        })
+        .collect::<Result<_, _>>()?;
+    let pointers = |strings: &[CString]| {
+        strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect::<Vec<_>>()
+    };
+
+    Ok(child::ChildPlan {
+        exec_path: to_cstring(exec_path.into_os_string().into_vec(), "the command path")?,
+        argv: pointers(&argv_strings),
+        envp: pointers(&envp_strings),
+        _argv: argv_strings,
+        _envp: envp_strings,
+        // Replaced by the caller's mask in `run`, once it is known.
+        // SAFETY: an all-zero sigset_t is the empty set on Linux.
+        signal_mask: unsafe { std::mem::zeroed() },
+        landlock,
+        rlimits,
+        program,
+        user_notif: artifact.entry.user_notif,
+        seccomp_note,
+    })
+}
+
+/// Blocks the forwarded signals (and SIGCHLD) for the launch and reads them from a
+/// signalfd, so none is lost between starting the child and waiting for it.
+struct BlockedSignals {
+    previous: libc::sigset_t,
+    fd: OwnedFd,
+}
+
+const FORWARDED_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+impl BlockedSignals {
+    fn new() -> io::Result<BlockedSignals> {
+        // SAFETY: sigset_t values are initialised by sigemptyset before use; the calls
+        // only read and write the sets passed to them.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in FORWARDED_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
+                libc::sigaddset(&mut set, signal);
+            }
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            let err = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
+            if err != 0 {
+                return Err(io::Error::from_raw_os_error(err));
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                let error = io::Error::last_os_error();
+                libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+                return Err(error);
+            }
+            Ok(BlockedSignals { previous, fd: OwnedFd::from_raw_fd(fd) })
+        }
+    }
+
+    /// The signals that arrived since the last call.
+    fn drain(&self) -> Vec<libc::c_int> {
+        let mut signals = Vec::new();
+        loop {
+            // SAFETY: an all-zero signalfd_siginfo is valid; read writes at most its size.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = size_of::<libc::signalfd_siginfo>();
+            // SAFETY: the buffer is `size` bytes of a live local.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            if n != size as isize {
+                return signals;
+            }
+            signals.push(info.ssi_signo as libc::c_int);
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        }
+    }
+}
+
+fn run(
+    mut plan: child::ChildPlan,
+    options: &LaunchOptions,
+    supervisor: &mut dyn Supervisor,
+) -> Result<LaunchOutcome, Failure> {
+    let verbose = options.verbose || options.explain;
+    let signals = BlockedSignals::new().map_err(|e| Failure::setup(format!("cannot block signals: {e}")))?;
+    plan.signal_mask = signals.previous;
+    let mut report = child::SharedReport::new().map_err(|e| Failure::setup(format!("cannot map the report page: {e}")))?;
+
+    // The child shares this descriptor table until it execs; close-on-exec everywhere
+    // above stderr is what keeps every inherited descriptor from reaching the command.
+    // SAFETY: close_range with the CLOEXEC flag only changes descriptor flags.
+    if unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) } != 0 {
+        return Err(Failure::setup(format!(
+            "cannot mark inherited descriptors close-on-exec: {}",
+            io::Error::last_os_error()
+        )));
+    }
+
+    let pid = child::spawn(&plan, &mut report).map_err(|e| Failure::setup(format!("cannot start the command: {e}")))?;
+    let result = report.read();
+    // SAFETY: the child created this descriptor in the table it shared with us, and
+    // nothing else owns it.
+    let listener_fd = result.listener_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    if verbose {
+        result.notes.iter().for_each(|n| say(n));
+    }
+    if let Some(mut failure) = result.failure {
+        let _ = wait_blocking(pid);
+        if result.exec_errno != 0 {
+            let path = plan.exec_path.to_string_lossy();
+            failure.message = format!("cannot execute {path}: {}", io::Error::from_raw_os_error(result.exec_errno));
+        }
+        return Ok(LaunchOutcome::failed(failure));
+    }
+    if plan.user_notif && listener_fd.is_none() {
+        kill_and_reap(pid);
+        return Err(Failure::setup("the seccomp filter has no notification listener"));
+    }
+    let mut listener = match listener_fd.map(supervisor::Listener::new).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(Failure::setup(format!("cannot use the notification listener: {e}")));
+        }
+    };
+
+    let status = loop {
+        if let Some(status) = try_wait(pid).map_err(|e| Failure::setup(format!("waiting for the command: {e}")))? {
+            break status;
+        }
+        let mut fds = vec![libc::pollfd { fd: signals.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        if let Some(listener) = &listener {
+            fds.push(libc::pollfd { fd: listener.fd().as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd records.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            kill_and_reap(pid);
+            return Err(Failure::setup(format!("poll failed: {error}")));
+        }
+        for signal in signals.drain() {
+            if FORWARDED_SIGNALS.contains(&signal) {
+                // SAFETY: kill with the child's pid, which we have not reaped yet.
+                unsafe {
+                    libc::kill(pid, signal);
+                }
+            }
+        }
+        if let (Some(revents), Some(current)) = (fds.get(1).map(|p| p.revents), &listener) {
+            if revents & libc::POLLIN != 0
+                && let Err(e) = current.answer_one(supervisor)
+            {
+                // A notification nobody answers would hang the command: stop it instead.
+                kill_and_reap(pid);
+                return Err(Failure::setup(format!("supervising seccomp notifications failed: {e}")));
+            }
+            if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                listener = None;
+            }
+        }
+    };
+    if verbose && status.signal() == Some(libc::SIGSYS) {
+        say("the command was killed by SIGSYS: the seccomp filter forbids a system call it made");
+    }
+    Ok(LaunchOutcome { exit_code: exit_code_for(status), status: Some(status), failure: None })
+}
+
+fn try_wait(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status to a live local.
+    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        0 => Ok(None),
+        p if p == pid => Ok(Some(ExitStatus::from_raw(status))),
+        _ => {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(error) }
+        }
+    }
+}
+
+fn wait_blocking(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to a live local.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == pid {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: kill with the unreaped child's pid.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let _ = wait_blocking(pid);
+}

@@ -1,0 +1,121 @@
+//! The parent's side of `SECCOMP_RET_USER_NOTIF`: receiving notifications from the
+//! listener and answering them through a [`Supervisor`].
+//!
+//! The audit-log work plugs in here. Invariant: a supervisor never allows a call
+//! because of what it read from the child's memory (it could change after the check);
+//! notification is for observing and denying.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// One intercepted system call, as `struct seccomp_notif` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    pub id: u64,
+    pub pid: u32,
+    pub arch: u32,
+    pub syscall: i32,
+    pub instruction_pointer: u64,
+    pub args: [u64; 6],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// Fail the call with this errno (positive, e.g. `libc::EPERM`).
+    Deny { errno: i32 },
+    /// Let the kernel run the call (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`): only for calls
+    /// the policy audits, never on the strength of the child's memory.
+    Continue,
+}
+
+/// Decides notifications for one launch.
+pub trait Supervisor {
+    fn decide(&mut self, notification: &Notification) -> Response;
+}
+
+/// Denies every notified call with `EPERM`: the stand-in until the audit log supervises.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DenyAll;
+
+impl Supervisor for DenyAll {
+    fn decide(&mut self, _: &Notification) -> Response {
+        Response::Deny { errno: libc::EPERM }
+    }
+}
+
+/// A listener descriptor with buffers sized as the running kernel asks.
+pub(crate) struct Listener {
+    fd: OwnedFd,
+    notif_size: usize,
+    resp_size: usize,
+}
+
+impl Listener {
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<Listener> {
+        let mut sizes = libc::seccomp_notif_sizes { seccomp_notif: 0, seccomp_notif_resp: 0, seccomp_data: 0 };
+        // SAFETY: SECCOMP_GET_NOTIF_SIZES writes one `struct seccomp_notif_sizes` to the
+        // pointer, which is valid for the call.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_GET_NOTIF_SIZES, 0, &mut sizes as *mut libc::seccomp_notif_sizes)
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A newer kernel may use larger structures: the buffers take the larger size.
+        let notif_size = usize::from(sizes.seccomp_notif).max(size_of::<libc::seccomp_notif>());
+        let resp_size = usize::from(sizes.seccomp_notif_resp).max(size_of::<libc::seccomp_notif_resp>());
+        Ok(Listener { fd, notif_size, resp_size })
+    }
+
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Receives one notification and sends the supervisor's answer. A target that died
+    /// meanwhile (ENOENT) is not an error.
+    pub(crate) fn answer_one(&self, supervisor: &mut dyn Supervisor) -> io::Result<()> {
+        // u64 elements keep the buffers aligned for the kernel structures.
+        let mut notif_buf = vec![0u64; self.notif_size.div_ceil(8)];
+        // SAFETY: the buffer is zeroed (the kernel requires it), at least as large as the
+        // kernel's `struct seccomp_notif`, and 8-byte aligned.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, notif_buf.as_mut_ptr()) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::EINTR) => Ok(()),
+                _ => Err(err),
+            };
+        }
+        // SAFETY: the buffer is aligned and holds at least a `struct seccomp_notif`,
+        // which the kernel just filled in.
+        let raw = unsafe { std::ptr::read(notif_buf.as_ptr().cast::<libc::seccomp_notif>()) };
+        let notification = Notification {
+            id: raw.id,
+            pid: raw.pid,
+            arch: raw.data.arch,
+            syscall: raw.data.nr,
+            instruction_pointer: raw.data.instruction_pointer,
+            args: raw.data.args,
+        };
+        let (error, flags) = match supervisor.decide(&notification) {
+            Response::Deny { errno } => (-errno.abs().max(1), 0),
+            Response::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        };
+        let resp = libc::seccomp_notif_resp { id: raw.id, val: 0, error, flags };
+        let mut resp_buf = vec![0u64; self.resp_size.div_ceil(8)];
+        // SAFETY: the buffer is aligned and at least `size_of::<seccomp_notif_resp>()` bytes;
+        // the response goes at its start and the rest stays zero.
+        unsafe {
+            std::ptr::write(resp_buf.as_mut_ptr().cast::<libc::seccomp_notif_resp>(), resp);
+        }
+        // SAFETY: the buffer holds a complete response of the kernel's size.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, resp_buf.as_mut_ptr()) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}
