@@ -115,10 +115,12 @@ fn ident() -> impl Strategy<Value = Ident> {
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        (any::<u64>(), any::<bool>()).prop_map(|(value, negative)| Value::Number {
-            value,
-            negative,
-            span: NO_SPAN
+        (prop_oneof![0..300u64, any::<u64>()], any::<bool>()).prop_map(|(value, negative)| {
+            Value::Number {
+                value,
+                negative,
+                span: NO_SPAN,
+            }
         }),
         ident().prop_map(Value::Constant),
     ];
@@ -163,7 +165,7 @@ fn expr() -> impl Strategy<Value = Expr> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2048))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     #[test]
     fn arbitrary_strings(src in any::<String>()) {
