@@ -381,7 +381,7 @@ fn check_ops(program: &[Insn]) -> Result<Vec<Op>, InterpError> {
 /// can only refuse more programs, and this mirrors it.
 fn check_load_and_stores(ops: &[Op]) -> Result<(), InterpError> {
     let mut masks = vec![u16::MAX; ops.len()];
-    let mut valid = u16::MAX;
+    let mut valid: u16 = 0;
     for (pc, op) in ops.iter().enumerate() {
         valid &= masks[pc];
         match *op {

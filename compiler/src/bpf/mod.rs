@@ -121,3 +121,5 @@ pub enum DecodeError {
 }
 
 pub mod interp;
+pub mod cache;
+pub mod disasm;
