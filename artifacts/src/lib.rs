@@ -5,6 +5,7 @@
 //! compiler code: no YAML, no pest.
 
 pub mod launch;
+pub mod log;
 pub mod manifest;
 pub mod target;
 

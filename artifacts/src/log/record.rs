@@ -1,0 +1,266 @@
+//! Records: what one line of the log says.
+//!
+//! A line is the canonical JSON object
+//! `{"data":{...},"kind":"<kind>","prev":"<64 hex>","seq":"<decimal>"}`: the
+//! envelope (`kind`, `prev`, `seq`) is the same for every kind and is what the chain
+//! and the verifier need; `data` holds the kind's fields. The writer fills in `seq`
+//! and `prev`; callers build a [`Record`] (kind + data) with the constructors here or,
+//! for the SDK's free-form kinds, with [`Record::new`] and [`Record::with`].
+
+use super::canonical::{self, CanonicalError, Object, Value};
+use super::merkle::Hash;
+
+/// Record kinds the verifier and writer give meaning to; other kinds are carried as is.
+pub mod kind {
+    pub const GENESIS: &str = "log.genesis";
+    pub const RECOVERED: &str = "log.recovered";
+    pub const CHECKPOINT: &str = "checkpoint";
+    pub const INVOCATION_START: &str = "invocation.start";
+    pub const INVOCATION_END: &str = "invocation.end";
+    pub const SYSCALL_DENIED: &str = "syscall.denied";
+    pub const SYSCALL_AUDITED: &str = "syscall.audited";
+    pub const TOOL_CALL: &str = "tool.call";
+    pub const TOOL_RESULT: &str = "tool.result";
+}
+
+/// A record before the writer places it in the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub kind: String,
+    pub data: Object,
+}
+
+impl Record {
+    pub fn new(kind: impl Into<String>) -> Record {
+        Record { kind: kind.into(), data: Object::new() }
+    }
+
+    /// Adds or replaces one field of `data`.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Record {
+        self.data.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The canonical line (without newline) for this record at `seq` after `prev`.
+    pub fn to_line(&self, seq: u64, prev: &Hash) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"data\":");
+        canonical::write_object(&self.data, &mut out);
+        out.extend_from_slice(b",\"kind\":");
+        Value::Str(self.kind.clone()).write_canonical(&mut out);
+        out.extend_from_slice(b",\"prev\":\"");
+        out.extend_from_slice(prev.to_hex().as_bytes());
+        out.extend_from_slice(b"\",\"seq\":\"");
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(b"\"}");
+        out
+    }
+}
+
+/// A parsed, canonical record line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub seq: u64,
+    pub prev: Hash,
+    pub record: Record,
+}
+
+impl LogLine {
+    /// Parses one line (without newline), accepting only the canonical form with
+    /// exactly the envelope keys.
+    pub fn parse(line: &[u8]) -> Result<LogLine, CanonicalError> {
+        let bad = |message| CanonicalError { offset: 0, message };
+        let mut map = canonical::parse_object(line)?;
+        if map.len() != 4 {
+            return Err(bad("a record has exactly the keys data, kind, prev, seq"));
+        }
+        let Some(Value::Object(data)) = map.remove("data") else {
+            return Err(bad("\"data\" must be an object"));
+        };
+        let Some(Value::Str(kind)) = map.remove("kind") else {
+            return Err(bad("\"kind\" must be a string"));
+        };
+        if !is_valid_kind(&kind) {
+            return Err(bad("\"kind\" must be dotted lower-case words"));
+        }
+        let prev = map.get("prev").and_then(Value::as_str).and_then(Hash::from_hex).ok_or(bad("\"prev\" must be 64 lower-case hex digits"))?;
+        let seq = map.get("seq").and_then(Value::as_u64_str).ok_or(bad("\"seq\" must be a canonical decimal string"))?;
+        Ok(LogLine { seq, prev, record: Record { kind, data } })
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.record.kind
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.record.data.get(key)
+    }
+}
+
+/// `[a-z0-9_]+` words joined by dots.
+pub fn is_valid_kind(kind: &str) -> bool {
+    !kind.is_empty() && kind.split('.').all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+}
+
+/// Nanoseconds since the Unix epoch, as the records store time.
+pub fn unix_time_ns(time: std::time::SystemTime) -> u64 {
+    // Before 1970 only on a badly wrong clock; record 0 rather than fail the audit.
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn now_ns() -> u64 {
+    unix_time_ns(std::time::SystemTime::now())
+}
+
+/// `invocation.start`: written by the launcher before the command runs.
+#[derive(Clone, Debug)]
+pub struct InvocationStart {
+    pub argv: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub policy: String,
+    /// The manifest's BLAKE3 pin (hex).
+    pub manifest_pin: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub time_ns: u64,
+}
+
+impl InvocationStart {
+    /// The current process's identity and time; fill in argv, cwd, policy and pin.
+    pub fn now(argv: Vec<Vec<u8>>, cwd: Vec<u8>, policy: String, manifest_pin: String) -> InvocationStart {
+        InvocationStart {
+            argv,
+            cwd,
+            policy,
+            manifest_pin,
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            user: std::env::var("USER").ok(),
+            time_ns: now_ns(),
+        }
+    }
+}
+
+impl From<&InvocationStart> for Record {
+    fn from(s: &InvocationStart) -> Record {
+        Record::new(kind::INVOCATION_START)
+            .with("argv", Value::Array(s.argv.iter().map(|a| Value::bytes(a)).collect()))
+            .with("cwd", Value::bytes(&s.cwd))
+            .with("policy", s.policy.as_str())
+            .with("manifest_pin", s.manifest_pin.as_str())
+            .with("pid", s.pid)
+            .with("uid", s.uid)
+            .with("user", s.user.clone().map_or(Value::Null, Value::Str))
+            .with("time_ns", Value::u64(s.time_ns))
+    }
+}
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+    /// The launcher failed before or while starting the command (exit 125/126/127).
+    LaunchFailed(i32),
+}
+
+/// `invocation.end`: written by the launcher after the command ends.
+#[derive(Clone, Debug)]
+pub struct InvocationEnd {
+    /// The seq of this invocation's `invocation.start`.
+    pub invocation: u64,
+    pub status: ExitStatus,
+    /// Why capsule itself failed, when it did.
+    pub error: Option<String>,
+    pub duration_ns: u64,
+    pub user_time_us: u64,
+    pub sys_time_us: u64,
+    pub max_rss_kib: u64,
+    pub time_ns: u64,
+}
+
+impl From<&InvocationEnd> for Record {
+    fn from(e: &InvocationEnd) -> Record {
+        let (key, n) = match e.status {
+            ExitStatus::Code(code) => ("exit_code", code),
+            ExitStatus::Signal(signal) => ("signal", signal),
+            ExitStatus::LaunchFailed(code) => ("launch_failed", code),
+        };
+        let mut record = Record::new(kind::INVOCATION_END)
+            .with("invocation", Value::u64(e.invocation))
+            .with(key, n)
+            .with("duration_ns", Value::u64(e.duration_ns))
+            .with("user_time_us", Value::u64(e.user_time_us))
+            .with("sys_time_us", Value::u64(e.sys_time_us))
+            .with("max_rss_kib", Value::u64(e.max_rss_kib))
+            .with("time_ns", Value::u64(e.time_ns));
+        if let Some(error) = &e.error {
+            record = record.with("error", error.as_str());
+        }
+        record
+    }
+}
+
+/// One denied or audited system call as the supervisor saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallEvent {
+    pub invocation: u64,
+    /// `syscall.denied` or `syscall.audited`.
+    pub kind: &'static str,
+    pub name: String,
+    pub nr: u32,
+    /// The target name, e.g. `linux-x86_64` or `linux-i386`.
+    pub arch: String,
+    pub args: [u64; 6],
+    pub pid: u32,
+    /// The policy action, e.g. `errno:EPERM`, `kill`, `log`.
+    pub action: String,
+}
+
+impl From<&SyscallEvent> for Record {
+    fn from(e: &SyscallEvent) -> Record {
+        Record::new(e.kind)
+            .with("invocation", Value::u64(e.invocation))
+            .with("name", e.name.as_str())
+            .with("nr", e.nr)
+            .with("arch", e.arch.as_str())
+            .with("args", Value::Array(e.args.iter().map(|a| Value::hex64(*a)).collect()))
+            .with("pid", e.pid)
+            .with("action", e.action.as_str())
+            .with("count", Value::u64(1))
+    }
+}
+
+/// `tool.call` / `tool.result` for the Python SDK: caller-chosen canonical fields.
+pub fn tool_record(kind: &str, invocation: Option<u64>, fields: Object) -> Record {
+    let mut record = Record { kind: kind.to_owned(), data: fields };
+    if let Some(invocation) = invocation {
+        record = record.with("invocation", Value::u64(invocation));
+    }
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_round_trips_and_envelope_is_strict() {
+        let record = Record::new("tool.call").with("name", "fetch").with("n", 3);
+        let line = record.to_line(7, &Hash([0xab; 32]));
+        let parsed = LogLine::parse(&line).unwrap();
+        assert_eq!((parsed.seq, parsed.prev, &parsed.record), (7, Hash([0xab; 32]), &record));
+
+        let text = String::from_utf8(line).unwrap();
+        for bad in [
+            text.replace("\"seq\":\"7\"", "\"seq\":\"07\""),
+            text.replace("\"seq\":\"7\"", "\"seq\":7"),
+            text.replace("\"kind\":\"tool.call\"", "\"kind\":\"Tool\""),
+            text.replace("abab", "ABAB"),
+            text.replace("}", ",\"x\":1}"),
+        ] {
+            assert!(LogLine::parse(bad.as_bytes()).is_err(), "accepted {bad}");
+        }
+    }
+}
