@@ -1,8 +1,18 @@
 //! Syscall tables and constants per target, generated from the kernel sources by
 //! `compiler/tools/gen-tables.py` (see its header for the pinned source versions).
-//! Do not edit the generated files by hand: rerun the generator.
+//! Do not edit the generated files (`linux_x86_64.rs`, `linux_aarch64.rs`,
+//! `common.rs`) by hand: rerun the generator (docs/tables.md says how).
+//!
+//! Every lookup is a binary search over a static sorted slice: no allocation, no
+//! hashing, and the same answer on every run.
 
 use capsule_artifacts::Target;
+
+mod common;
+mod linux_aarch64;
+mod linux_x86_64;
+
+pub use common::{KERNEL_VERSION, TABLES_SOURCE};
 
 /// One syscall argument, from the kernel's `SYSCALL_DEFINE` signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,22 +21,45 @@ pub struct ArgDef {
     pub kernel_name: &'static str,
     /// The manual page's name (socket(2): `domain`), when it differs and is known.
     pub man_name: Option<&'static str>,
-    /// The C type as written in the kernel signature.
+    /// The C type as written in the kernel signature, without `__user`.
     pub c_type: &'static str,
-    /// How many bits the kernel reads: 8, 16, 32 or 64.
+    /// How many bits the kernel reads: 16, 32 or 64.
     pub bits: u8,
     /// The argument is a user-space pointer: seccomp sees only the address.
     pub pointer: bool,
+}
+
+impl ArgDef {
+    /// The name to show: the manual page's when it has one, else the kernel's.
+    pub fn display_name(&self) -> &'static str {
+        self.man_name.unwrap_or(self.kernel_name)
+    }
+
+    /// Whether a policy may call this argument `name` (the manual's or the kernel's name).
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.kernel_name == name || self.man_name == Some(name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyscallDef {
     pub name: &'static str,
     pub nr: u32,
+    /// The arguments, in order. Empty both for a syscall that takes none (`getpid`)
+    /// and for one whose signature is unknown (see `args_known`).
     pub args: &'static [ArgDef],
+    /// False when the target's entry point has no `SYSCALL_DEFINE`: numbers the kernel
+    /// reserves but answers with ENOSYS (`uselib`, `tuxcall`; `map_shadow_stack` on
+    /// aarch64). Their arguments have no names or widths; only `arg0`..`arg5` (64-bit)
+    /// can name them.
+    pub args_known: bool,
 }
 
 /// A named constant policies may use (`AF_INET`, `O_WRONLY`, `EPERM`, ...).
+///
+/// `value` is the C expression converted to `unsigned long long`, so a negative
+/// constant is its 64-bit two's complement (`AT_FDCWD` is `0xffff_ffff_ffff_ff9c`):
+/// compared with a 32-bit argument, only its low 32 bits count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConstDef {
     pub name: &'static str,
@@ -43,25 +76,60 @@ pub struct Table {
     pub max_nr: u32,
     /// Sorted by name.
     pub constants: &'static [ConstDef],
+    /// Indices into `syscalls`, sorted by the syscall's name.
+    by_name: &'static [u16],
 }
 
-/// The version of the kernel the tables describe, as printed by `capsulec --version`.
-pub const KERNEL_VERSION: &str = "6.18";
+impl Table {
+    /// The syscall called `name` on this target.
+    pub fn by_name(&self, name: &str) -> Option<&'static SyscallDef> {
+        let syscalls = self.syscalls;
+        let i = self.by_name.binary_search_by(|&i| syscalls[usize::from(i)].name.cmp(name)).ok()?;
+        Some(&syscalls[usize::from(self.by_name[i])])
+    }
 
-// TEMPORARY until the generator lands: empty tables so the workspace builds.
-static EMPTY_X86_64: Table = Table { target: Target::LinuxX86_64, syscalls: &[], max_nr: 0, constants: &[] };
-static EMPTY_AARCH64: Table = Table { target: Target::LinuxAarch64, syscalls: &[], max_nr: 0, constants: &[] };
+    /// The syscall numbered `nr` on this target.
+    pub fn by_nr(&self, nr: u32) -> Option<&'static SyscallDef> {
+        let syscalls = self.syscalls;
+        syscalls.binary_search_by_key(&nr, |s| s.nr).ok().map(|i| &syscalls[i])
+    }
 
-/// The table of a Linux target. Panics on `Target::Macos`, which has no syscall table.
+    /// The value of the constant `name` on this target (`O_DIRECTORY` differs between
+    /// targets; `MAP_32BIT` exists on x86_64 only).
+    pub fn constant(&self, name: &str) -> Option<u64> {
+        let constants = self.constants;
+        constants.binary_search_by(|c| c.name.cmp(name)).ok().map(|i| constants[i].value)
+    }
+}
+
+/// The table of a Linux target.
+///
+/// # Panics
+///
+/// On `Target::Macos`, which has no syscall table: callers iterate `Target::LINUX`.
 pub fn table(target: Target) -> &'static Table {
     match target {
-        Target::LinuxX86_64 => &EMPTY_X86_64,
-        Target::LinuxAarch64 => &EMPTY_AARCH64,
+        Target::LinuxX86_64 => &linux_x86_64::TABLE,
+        Target::LinuxAarch64 => &linux_aarch64::TABLE,
         Target::Macos => panic!("macos has no syscall table"),
     }
 }
 
-/// The name of an errno value (`1` → `EPERM`), the same on every Linux target.
-pub fn errno_name(_value: u16) -> Option<&'static str> {
-    None
+/// The name of an errno value (`1` → `EPERM`), the same on every Linux target. Where
+/// two names share a value the first of constants.txt wins (`EAGAIN`, not `EWOULDBLOCK`).
+pub fn errno_name(value: u16) -> Option<&'static str> {
+    let errnos = common::ERRNO_BY_VALUE;
+    errnos.binary_search_by_key(&value, |&(v, _)| v).ok().map(|i| errnos[i].1)
+}
+
+/// The value of an errno name, aliases included (`EWOULDBLOCK` → 11).
+pub fn errno_value(name: &str) -> Option<u16> {
+    let errnos = common::ERRNO_BY_NAME;
+    errnos.binary_search_by(|&(n, _)| n.cmp(name)).ok().map(|i| errnos[i].1)
+}
+
+/// Every syscall name some Linux target has, sorted and without duplicates (for "did
+/// you mean" suggestions).
+pub fn all_syscall_names() -> impl Iterator<Item = &'static str> {
+    common::ALL_SYSCALL_NAMES.iter().copied()
 }
