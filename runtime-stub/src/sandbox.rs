@@ -63,6 +63,10 @@ pub fn kernel_abi() -> u8 {
     u8::try_from(version.max(0)).unwrap_or(u8::MAX)
 }
 
+fn names(rights: BitFlags<AccessFs>) -> String {
+    rights.iter().map(|right| format!("{right:?}")).collect::<Vec<_>>().join(" ")
+}
+
 fn abi_from(version: u8) -> ABI {
     ABI::from(i32::from(version))
 }
@@ -164,11 +168,11 @@ impl LandlockPlan {
             let status = if unenforced.is_empty() {
                 "fully enforced".to_owned()
             } else {
-                format!("kernel lacks {unenforced:?}")
+                format!("enforced except {} (kernel ABI {} lacks them)", names(unenforced), self.kernel_abi)
             };
             lines.push(format!("landlock: {} beneath {} paths: {status}", class.name, class.paths.len()));
             if explain {
-                lines.push(format!("landlock:   rights {:?}", class.rights));
+                lines.push(format!("landlock:   rights {}", names(class.rights)));
                 for path in &class.paths {
                     lines.push(format!("landlock:   {}", path.display()));
                 }
@@ -241,6 +245,11 @@ impl LandlockPlan {
         if status.ruleset == RulesetStatus::NotEnforced && self.mode == LandlockMode::Enforce {
             return Err("landlock: the kernel did not enforce the ruleset".to_owned());
         }
-        Ok(format!("landlock: ruleset {:?} (kernel {:?})", status.ruleset, status.landlock))
+        let enforced = match status.ruleset {
+            RulesetStatus::FullyEnforced => "fully enforced",
+            RulesetStatus::PartiallyEnforced => "enforced (rights the kernel lacks left out)",
+            RulesetStatus::NotEnforced => "NOT enforced",
+        };
+        Ok(format!("landlock: ruleset {enforced}"))
     }
 }
