@@ -238,6 +238,7 @@ fn conditional_jumps_with_k_and_x() {
         (JGE, 4, 5, false),
         (JSET, 0b1010, 0b0010, true),
         (JSET, 0b1010, 0b0101, false),
+        (JSET, 0b1010, 0b0110, true), // any common bit, not all of them
         // Unsigned comparisons.
         (JGT, 0x8000_0000, 1, true),
         (JGE, 0xffff_ffff, 0xffff_ffff, true),
@@ -543,7 +544,7 @@ fn disassembles_every_instruction_kind() {
 0020: txa
 0021: jset x, 0022, 0023
 0022: ret  a
-0023: ret  #0x50001            ; errno(1)
+0023: ret  #0x50001            ; errno(EPERM)
 0024: ja   0025
 0025: ret  #0x80000000         ; kill-process
 ";
@@ -579,6 +580,55 @@ fn disassembles_refused_instructions_and_actions() {
 0009: ret  #0x10000            ; unknown action 0x10000 (kills the process)
 ";
     assert_eq!(disassemble(&program, &DisasmContext::default()), expected);
+}
+
+#[test]
+fn disassembler_names_syscalls_arguments_and_errnos_of_the_target() {
+    use capsule_artifacts::Target;
+    use capsule_compiler::tables;
+    let max_nr = tables::table(Target::LinuxX86_64).max_nr;
+    let program = [
+        ld(OFFSET_ARCH),
+        jmp(JEQ, X86_64, 0, 13),
+        ld(OFFSET_NR),
+        jmp(JGE, X32_BIT, 11, 0),
+        jmp(JGT, max_nr, 9, 0),
+        jmp(JEQ, 41, 0, 5),
+        ld(offset_arg_lo(0)),
+        jmp(JEQ, 1, 5, 0),
+        ld(offset_arg_hi(1)),
+        ld(offset_arg_lo(5)),
+        ret(errno(1)),
+        jmp(JGE, 39, 0, 1),
+        ret(SECCOMP_RET_ALLOW),
+        ret(errno(38)),
+        ret(SECCOMP_RET_KILL_PROCESS),
+    ];
+    let jgt_max = format!("jgt  #{max_nr}, 0014, 0005");
+    let expected = format!(
+        "\
+0000: ld   [4]                 ; arch
+0001: jeq  #0xc000003e, 0002, 0015 ; AUDIT_ARCH_X86_64
+0002: ld   [0]                 ; nr
+0003: jge  #0x40000000, 0015, 0004 ; x32 bit
+0004: {jgt_max:<24} ; above table (newer-syscalls)
+0005: jeq  #41, 0006, 0011     ; socket
+0006: ld   [16]                ; socket.arg0 (domain) low
+0007: jeq  #1, 0013, 0008
+0008: ld   [28]                ; socket.arg1 (type) high
+0009: ld   [56]                ; socket.arg5 (unused) low
+0010: ret  #0x50001            ; errno(EPERM)
+0011: jge  #39, 0012, 0013     ; >= getpid
+0012: ret  #0x7fff0000         ; allow
+0013: ret  #0x50026            ; errno(ENOSYS)
+0014: ret  #0x80000000         ; kill-process
+"
+    );
+    let ctx = DisasmContext { target: Some(Target::LinuxX86_64) };
+    assert_eq!(disassemble(&program, &ctx), expected);
+    // macOS has no syscall table: the same listing without names, and no panic.
+    let text = disassemble(&program, &DisasmContext { target: Some(Target::Macos) });
+    assert!(text.contains("0005: jeq  #41, 0006, 0011\n"), "{text}");
 }
 
 #[test]
@@ -886,6 +936,34 @@ fn kernel_agrees_on_x_scratch_and_division_by_zero() {
     let predicted = kernel::predict(&program, &probes);
     assert_eq!(predicted.last(), Some(&kernel::Seen::KilledBy(libc::SIGSYS)), "the test must reach the kill");
     assert_kernel_agrees("x, scratch and division by zero", &body, &probes);
+}
+
+#[test]
+fn kernel_agrees_on_the_remaining_opcodes() {
+    // Immediate loads, and/or/xor/rsh with X, jset with X.
+    let body = [
+        ld(offset_arg_lo(1)),
+        tax(), // X = arg1
+        ld(offset_arg_lo(0)),
+        alu_x(XOR),
+        alu_x(OR),
+        alu_x(RSH),
+        alu_x(AND),
+        st(0),
+        ldx_imm(0x30),
+        jmp_x(JSET, 0, 2),
+        ld_imm(errno(77)),
+        ret_a(),
+        ld_mem(0),
+        alu(AND, 0xfff),
+        alu(OR, SECCOMP_RET_ERRNO),
+        ret_a(),
+    ];
+    let probes: Vec<Probe> = [(0x1234, 0x0f0f), (0xffff_ffff, 35), (0x8000_0000, 0x1f), (0, 0), (0x30, 0x30)]
+        .into_iter()
+        .map(|(a0, a1)| probe(libc::SYS_getppid, [a0, a1, 0, 0, 0, 0]))
+        .collect();
+    assert_kernel_agrees("remaining opcodes", &body, &probes);
 }
 
 #[test]

@@ -46,8 +46,7 @@ impl DisasmContext {
     }
 
     fn syscall(&self, nr: u32) -> Option<&'static SyscallDef> {
-        let table = self.table()?;
-        table.syscalls.binary_search_by_key(&nr, |s| s.nr).ok().map(|i| &table.syscalls[i])
+        self.table()?.by_nr(nr)
     }
 }
 
@@ -145,14 +144,12 @@ fn op_comment(op: Op, state: State, ctx: &DisasmContext) -> Option<String> {
         Op::LdAbs(k) => Some(match Field::at(k) {
             Some(Field::Arg { index, high }) => {
                 let half = if high { "high" } else { "low" };
-                let syscall = state.nr.and_then(|nr| ctx.syscall(nr));
-                match syscall {
-                    Some(def) => match def.args.get(usize::from(index)) {
-                        Some(arg) => {
-                            format!("{}.arg{index} ({}) {half}", def.name, arg.man_name.unwrap_or(arg.kernel_name))
-                        }
-                        None => format!("{}.arg{index} (not an argument of {}) {half}", def.name, def.name),
+                match state.nr.and_then(|nr| ctx.syscall(nr)) {
+                    Some(def) if def.args_known => match def.args.get(usize::from(index)) {
+                        Some(arg) => format!("{}.arg{index} ({}) {half}", def.name, arg.display_name()),
+                        None => format!("{}.arg{index} (unused) {half}", def.name),
                     },
+                    Some(def) => format!("{}.arg{index} {half}", def.name),
                     None => format!("arg{index} {half}"),
                 }
             }

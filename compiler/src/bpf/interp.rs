@@ -52,9 +52,9 @@ pub struct SeccompData {
 
 impl SeccompData {
     /// The 32-bit word at byte `offset` of the structure laid out little-endian
-    /// (x86_64 and aarch64). `offset` must be a multiple of 4 below 64; the checker
-    /// guarantees that for every load it accepts.
-    pub fn word_at(&self, offset: u32) -> u32 {
+    /// (x86_64 and aarch64). `offset` is a multiple of 4 below 64: the checks refused
+    /// every other load.
+    fn word_at(&self, offset: u32) -> u32 {
         let halves = |v: u64| if offset % 8 == 0 { v as u32 } else { (v >> 32) as u32 };
         match offset {
             0 => self.nr,
@@ -477,5 +477,48 @@ impl std::fmt::Display for RetAction {
             RetAction::Allow => f.write_str("allow"),
             RetAction::Unknown(ret) => write!(f, "unknown action {:#x} (kills the process)", ret & SECCOMP_RET_ACTION_FULL),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `case` labels of `seccomp_check_filter` (kernel/seccomp.c, Linux 6.12),
+    /// which `bpf_check_classic` also allows.
+    const SECCOMP_OPCODES: [u16; 41] = [
+        0x20, 0x80, 0x81, // ld [k], ld #len, ldx #len
+        0x06, 0x16, // ret #k, ret a
+        0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3c, // add sub mul div
+        0x54, 0x5c, 0x44, 0x4c, 0xa4, 0xac, 0x64, 0x6c, 0x74, 0x7c, 0x84, // and or xor lsh rsh neg
+        0x00, 0x01, 0x07, 0x87, 0x60, 0x61, 0x02, 0x03, // ld/ldx #k, tax, txa, ld/ldx M[], st, stx
+        0x05, 0x15, 0x1d, 0x35, 0x3d, 0x25, 0x2d, 0x45, 0x4d, // ja, jeq jge jgt jset
+    ];
+    /// Classic opcodes `chk_code_allowed` knows that seccomp refuses.
+    const SOCKET_ONLY_OPCODES: [u16; 8] = [0x28, 0x30, 0x40, 0x48, 0x50, 0xb1, 0x94, 0x9c];
+
+    #[test]
+    fn decodes_exactly_the_kernels_seccomp_opcodes() {
+        let mut accepted = Vec::new();
+        let mut socket_only = Vec::new();
+        for code in 0..=u16::MAX {
+            match Op::decode(Insn::stmt(code, 1)) {
+                Ok(_) => accepted.push(code),
+                Err(OpcodeRejection::NotForSeccomp) => socket_only.push(code),
+                Err(OpcodeRejection::Unknown) => {}
+            }
+        }
+        let mut expected = SECCOMP_OPCODES.to_vec();
+        expected.sort();
+        assert_eq!(accepted, expected);
+        let mut expected = SOCKET_ONLY_OPCODES.to_vec();
+        expected.sort();
+        assert_eq!(socket_only, expected);
+    }
+
+    #[test]
+    fn reads_seccomp_data_words() {
+        let data = SeccompData { nr: 1, arch: 2, instruction_pointer: 0x4_0000_0003, args: [0x6_0000_0005; 6] };
+        assert_eq!([0, 4, 8, 12, 16, 20, 60].map(|o| data.word_at(o)), [1, 2, 3, 4, 5, 6, 6]);
     }
 }
