@@ -251,7 +251,7 @@ fn is_bpf(file: &FileEntry) -> bool {
 }
 
 fn valid_bpf_size(size: u64) -> bool {
-    size > 0 && size <= MAX_BPF_BYTES && size % BPF_INSTRUCTION_BYTES == 0
+    size > 0 && size <= MAX_BPF_BYTES && size.is_multiple_of(BPF_INSTRUCTION_BYTES)
 }
 
 fn read_listed(dir: &Path, file: &FileEntry) -> Result<Vec<u8>, ArtifactError> {

@@ -14,7 +14,7 @@ pub struct Program {
 impl Program {
     pub fn from_blob(blob: &[u8]) -> Result<Program, String> {
         let size = blob.len() as u64;
-        if size == 0 || size % BPF_INSTRUCTION_BYTES != 0 || size / BPF_INSTRUCTION_BYTES > MAX_BPF_INSTRUCTIONS {
+        if size == 0 || !size.is_multiple_of(BPF_INSTRUCTION_BYTES) || size / BPF_INSTRUCTION_BYTES > MAX_BPF_INSTRUCTIONS {
             return Err(format!("the BPF blob is {size} bytes: not 1 to {MAX_BPF_INSTRUCTIONS} instructions of 8 bytes"));
         }
         let instructions = blob

@@ -187,3 +187,24 @@ fn verbose_reports_what_was_enforced() {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn termination_signals_are_forwarded_to_the_command() {
+    use std::io::BufRead;
+    let artifact = artifact(open_settings(), &allow_all(), false);
+    let mut child = launcher()
+        .arg("--manifest")
+        .arg(artifact.manifest())
+        .args(["--", "sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill with the pid of a child this test has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    // The command's own trap decided the exit code: the launcher passed the signal on.
+    assert_eq!(status.code(), Some(42));
+}
