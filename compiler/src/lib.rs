@@ -3,5 +3,6 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod bpf;
+pub mod groups;
 pub mod ir;
 pub mod tables;
