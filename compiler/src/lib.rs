@@ -2,7 +2,13 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod back;
 pub mod bpf;
+pub mod diagnostic;
 pub mod groups;
+pub mod filetest;
+pub mod front;
 pub mod ir;
+pub mod passes;
 pub mod tables;
+pub mod valid;

@@ -1,4 +1,163 @@
-fn main() {
-    eprintln!("capsulec: not ready yet");
-    std::process::exit(125);
+//! capsulec: the policy compiler's command line. Thin: every command is a call into
+//! the capsule_compiler library plus printing.
+
+use anyhow::Context;
+use capsule_compiler::diagnostic::{self, SourceFile};
+use capsule_compiler::{front, tables};
+use clap::{Parser, Subcommand, ValueEnum};
+use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `capsulec --version`: the compiler and the pinned sources of its syscall tables,
+/// since both decide what an artifact allows.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| format!("{}\n{}", env!("CARGO_PKG_VERSION"), tables::TABLES_SOURCE))
+}
+
+#[derive(Parser)]
+#[command(name = "capsulec", version = version(), about = "Compile capsule.yaml policies into pinned sandbox artifacts")]
+struct Cli {
+    /// When to colour diagnostics: auto follows the terminal and NO_COLOR.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate a policy; print diagnostics. Exit 0 clean (warnings allowed), 1 on errors.
+    Check {
+        policy: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List the syscall groups and their members per target.
+    Groups {
+        /// Only this group (without or with the leading @).
+        name: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { policy, format } => check(&policy, format, cli.color),
+        Command::Groups { name, format } => groups(name.as_deref(), format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("capsulec: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn color_choice(color: Color) -> ColorChoice {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match color {
+        Color::Always => ColorChoice::Always,
+        Color::Never => ColorChoice::Never,
+        Color::Auto if no_color || !std::io::stderr().is_terminal() => ColorChoice::Never,
+        Color::Auto => ColorChoice::Auto,
+    }
+}
+
+fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    // Read at most one byte past the limit: a huge file is refused without loading it.
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(front::MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
+fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result<ExitCode> {
+    let bytes = read_policy(path)?;
+    let checked = front::check_bytes(&bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let name = path.display().to_string();
+    let src = SourceFile { name: &name, text: &text };
+    match format {
+        Format::Json => {
+            let json = diagnostic::to_json(&checked.diagnostics, &src);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Format::Text => {
+            let mut stderr = StandardStream::stderr(color_choice(color));
+            diagnostic::render_to(&mut stderr, &checked.diagnostics, &src)?;
+            let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+            let warnings = checked.diagnostics.len() - errors;
+            if errors == 0 {
+                writeln!(stderr, "{name}: ok ({warnings} warning(s) or note(s))")?;
+            } else {
+                writeln!(stderr, "{name}: {errors} error(s), {warnings} warning(s) or note(s)")?;
+            }
+        }
+    }
+    Ok(if checked.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn groups(name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
+    use capsule_artifacts::Target;
+    use capsule_compiler::groups;
+    let selected: Vec<&groups::Group> = match name.map(|n| n.trim_start_matches('@')) {
+        None => groups::groups().iter().collect(),
+        Some(n) => match groups::group(n) {
+            Some(g) => vec![g],
+            None => anyhow::bail!("unknown group `@{n}`"),
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let json: Vec<_> = selected
+            .iter()
+            .map(|g| {
+                let per_target: serde_json::Map<String, serde_json::Value> = Target::LINUX
+                    .iter()
+                    .map(|&t| {
+                        let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name).collect();
+                        (t.name().to_owned(), serde_json::json!(names))
+                    })
+                    .collect();
+                serde_json::json!({ "name": format!("@{}", g.name), "description": g.description, "members": g.members, "syscalls": per_target })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for g in selected {
+        writeln!(out, "@{}: {}", g.name, g.description)?;
+        let nested: Vec<&str> = g.members.iter().copied().filter(|m| m.starts_with('@')).collect();
+        if !nested.is_empty() {
+            writeln!(out, "  includes: {}", nested.join(" "))?;
+        }
+        for t in Target::LINUX {
+            let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name).collect();
+            writeln!(out, "  {t} ({}): {}", names.len(), names.join(" "))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

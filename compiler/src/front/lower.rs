@@ -6,7 +6,7 @@
 use super::ast::*;
 use super::suggest::did_you_mean;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, Span, SyscallPolicy, SyscallRules, Test, Width};
+use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test, Width};
 use crate::tables::{self, SyscallDef, Table};
 use capsule_artifacts::launch::{self, LandlockMode, Record};
 use capsule_artifacts::{LaunchSettings, Target};
@@ -239,7 +239,7 @@ impl Lower {
 
     fn test(&mut self, t: &g::Test, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
         let arg = self.argument(&t.arg, when, def)?;
-        let mut value = |v: &g::Value, this: &mut Self| this.value(v, arg.width, when, table);
+        let value = |v: &g::Value, this: &mut Self| this.value(v, arg.width, when, table);
         let test = match &t.op {
             g::TestOp::Cmp(op, v) => {
                 let v = value(v, self)?;
@@ -396,10 +396,12 @@ impl Lower {
         if linux.is_empty() {
             return;
         }
-        let named = |r: &RuleAst| match &r.subject {
-            Subject::Syscall(n) => Some(n),
-            Subject::Group(_) => None,
-        };
+        fn named(r: &RuleAst) -> Option<&Spanned<String>> {
+            match &r.subject {
+                Subject::Syscall(n) => Some(n),
+                Subject::Group(_) => None,
+            }
+        }
         for deny in ast.syscalls.rules.iter().filter(|r| r.section == Section::Deny && r.when.is_none()) {
             let Some(denied) = named(deny) else { continue };
             for allow in ast.syscalls.rules.iter().filter(|r| r.section != Section::Deny) {

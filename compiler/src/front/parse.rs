@@ -193,7 +193,7 @@ impl Parser<'_> {
         }
         let mut d = Diagnostic::new(Code::UnknownConstant, span.clone(), format!("unknown errno `{text}`"))
             .label("not an errno name");
-        if let Some(s) = did_you_mean(text, crate::tables::errno_names()) {
+        if let Some(s) = did_you_mean(text, (1..=4095u16).filter_map(crate::tables::errno_name)) {
             d = d.help(format!("did you mean `{s}`?"));
         }
         self.error(d);
