@@ -82,15 +82,25 @@ pub struct Position {
     pub offset: u64,
 }
 
-/// An unparsable (or unterminated) line that a `log.recovered` record must seal next.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The torn tail: the lines after the last intact record that are not records (a
+/// crash mid-append, possibly followed by a crash mid-seal). A `log.recovered` record
+/// must seal it next; its bytes are the lines joined by their newlines.
+#[derive(Clone, Debug)]
 pub struct TornLine {
+    /// Where its first line starts.
     pub at: Position,
     pub length: u64,
-    pub hash: Hash,
+    hasher: blake3::Hasher,
     /// Whether a newline follows the torn bytes (if not, the sealer writes one).
     pub terminated: bool,
     why: String,
+}
+
+impl TornLine {
+    /// BLAKE3 of the torn bytes (plain, not a leaf hash: they are not a record).
+    pub fn hash(&self) -> Hash {
+        Hash(*self.hasher.finalize().as_bytes())
+    }
 }
 
 /// A torn line that a later writer sealed off.
@@ -170,7 +180,7 @@ impl Chain {
 
     /// Accepts a line (without its newline) that is followed by a newline.
     pub fn apply(&mut self, line: &[u8], at: Position) -> Result<(), Tamper> {
-        if line.is_empty() {
+        if line.is_empty() && self.pending_torn.is_none() {
             return Err(self.tamper(at, Problem::EmptyLine));
         }
         if line.len() > MAX_LINE_LEN {
@@ -182,13 +192,23 @@ impl Chain {
         }
     }
 
-    /// Accepts a line that may be torn: an unparsable line, or the unterminated last line.
+    /// Accepts a line that may be part of a torn tail: an unparsable line, or the
+    /// unterminated last line. It becomes tampering if a record other than
+    /// `log.recovered` follows.
     pub fn stash_torn(&mut self, line: &[u8], at: Position, terminated: bool, why: String) -> Result<(), Tamper> {
-        if let Some(earlier) = &self.pending_torn {
-            // Two bad lines in a row: the earlier one is not a crash artifact.
-            return Err(self.tamper(earlier.at, Problem::NotCanonical(earlier.why.clone())));
+        match &mut self.pending_torn {
+            Some(torn) => {
+                torn.hasher.update(b"\n");
+                torn.hasher.update(line);
+                torn.length += 1 + line.len() as u64;
+                torn.terminated = terminated;
+            }
+            None => {
+                let mut hasher = blake3::Hasher::new();
+                hasher.update(line);
+                self.pending_torn = Some(TornLine { at, length: line.len() as u64, hasher, terminated, why });
+            }
         }
-        self.pending_torn = Some(TornLine { at, length: line.len() as u64, hash: Hash(*blake3::hash(line).as_bytes()), terminated, why });
         Ok(())
     }
 
@@ -279,7 +299,7 @@ impl Chain {
         if data.get("length").and_then(Value::as_u64_str) != Some(torn.length) {
             return Err(Problem::BadRecovery("length differs from the torn line's"));
         }
-        if data.get("hash").and_then(Value::as_str).and_then(Hash::from_hex) != Some(torn.hash) {
+        if data.get("hash").and_then(Value::as_str).and_then(Hash::from_hex) != Some(torn.hash()) {
             return Err(Problem::BadRecovery("hash differs from the torn line's"));
         }
         // The writer, reading only the tail, knows byte offsets exactly; so does the verifier.
@@ -325,5 +345,5 @@ pub fn checkpoint_record(chain: &Chain, signer: Option<&super::note::NoteSigner>
 
 /// The `log.recovered` record sealing `torn`.
 pub fn recovered_record(torn: &TornLine) -> Record {
-    Record::new(kind::RECOVERED).with("offset", Value::u64(torn.at.offset)).with("length", Value::u64(torn.length)).with("hash", torn.hash.to_hex())
+    Record::new(kind::RECOVERED).with("offset", Value::u64(torn.at.offset)).with("length", Value::u64(torn.length)).with("hash", torn.hash().to_hex())
 }

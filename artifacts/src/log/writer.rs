@@ -196,8 +196,11 @@ impl LogWriter {
             Some((mut chain, end)) if end < len => {
                 let mut bytes = vec![0; usize::try_from(len - end).expect("fits in memory")];
                 self.file.read_exact_at(&mut bytes, end).map_err(|e| self.io_err(e))?;
-                apply_forward(&mut chain, &bytes, end).map_err(|(offset, tamper)| self.damaged(offset, tamper))?;
+                let unterminated = apply_forward(&mut chain, &bytes, end).map_err(|(offset, tamper)| self.damaged(offset, tamper))?;
                 self.state = Some((chain, len));
+                if unterminated {
+                    self.terminate_last_record()?;
+                }
             }
             _ if len == 0 => {
                 // An empty file someone else created: start it.
@@ -207,13 +210,23 @@ impl LogWriter {
                 return self.refresh();
             }
             _ => {
-                let chain = load_tail(&self.file, len).map_err(|e| match e {
+                let (chain, unterminated) = load_tail(&self.file, len).map_err(|e| match e {
                     TailError::Io(e) => self.io_err(e),
                     TailError::Damaged(offset, tamper) => self.damaged(offset, tamper),
                 })?;
                 self.state = Some((chain, len));
+                if unterminated {
+                    self.terminate_last_record()?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Writes the newline a whole last record is missing.
+    fn terminate_last_record(&mut self) -> Result<(), LogError> {
+        (&self.file).write_all(b"\n").map_err(|e| self.io_err(e))?;
+        self.state.as_mut().expect("just set").1 += 1;
         Ok(())
     }
 
@@ -324,7 +337,10 @@ fn create_with_genesis(path: &Path) -> io::Result<()> {
 }
 
 /// Applies complete and torn lines of `bytes` (which start at file offset `start`).
-fn apply_forward(chain: &mut Chain, bytes: &[u8], start: u64) -> Result<(), (u64, Tamper)> {
+/// Returns whether the last line is a whole record that lacks only its newline (a
+/// crash between the record's bytes and its terminator reaching the disk): such a
+/// line is applied, and the caller must write the newline.
+fn apply_forward(chain: &mut Chain, bytes: &[u8], start: u64) -> Result<bool, (u64, Tamper)> {
     let mut offset = 0usize;
     while offset < bytes.len() {
         let at = Position { line: 0, offset: start + offset as u64 };
@@ -336,12 +352,19 @@ fn apply_forward(chain: &mut Chain, bytes: &[u8], start: u64) -> Result<(), (u64
             }
             None => {
                 offset = bytes.len();
+                if LogLine::parse(rest).is_ok() {
+                    let mut trial = chain.clone();
+                    if trial.apply(rest, at).is_ok() {
+                        *chain = trial;
+                        return Ok(true);
+                    }
+                }
                 chain.stash_torn(rest, at, false, "no newline at the end".into())
             }
         };
         result.map_err(|tamper| (at.offset, tamper))?;
     }
-    Ok(())
+    Ok(false)
 }
 
 enum TailError {
@@ -350,7 +373,7 @@ enum TailError {
 }
 
 /// Rebuilds the chain state at the end of a log of `len` bytes from its tail.
-fn load_tail(file: &File, len: u64) -> Result<Chain, TailError> {
+fn load_tail(file: &File, len: u64) -> Result<(Chain, bool), TailError> {
     const CHUNK: u64 = 64 * 1024;
     // `buf` holds file[start..len); its last `examined` bytes are whole lines already
     // looked at. Read backwards until a checkpoint line (or the file start) is found.
@@ -371,16 +394,16 @@ fn load_tail(file: &File, len: u64) -> Result<Chain, TailError> {
                 && parsed.kind() == kind::CHECKPOINT
                 && let Some(mut chain) = Chain::resume_before(&parsed)
             {
-                apply_forward(&mut chain, &buf[line_start..], start + line_start as u64).map_err(|(o, t)| TailError::Damaged(o, t))?;
-                return Ok(chain);
+                let unterminated = apply_forward(&mut chain, &buf[line_start..], start + line_start as u64).map_err(|(o, t)| TailError::Damaged(o, t))?;
+                return Ok((chain, unterminated));
             }
             end = line_start;
         }
         examined = buf.len() - end;
         if start == 0 {
             let mut chain = Chain::new(None);
-            apply_forward(&mut chain, &buf, 0).map_err(|(o, t)| TailError::Damaged(o, t))?;
-            return Ok(chain);
+            let unterminated = apply_forward(&mut chain, &buf, 0).map_err(|(o, t)| TailError::Damaged(o, t))?;
+            return Ok((chain, unterminated));
         }
         if end > MAX_LINE_LEN + 1 {
             let tamper = Tamper { line: 0, record: 0, problem: super::chain::Problem::LineTooLong };
