@@ -4,11 +4,14 @@
 
 pub mod back;
 pub mod bpf;
+pub mod build;
 pub mod diagnostic;
+pub mod explain;
 pub mod groups;
 pub mod filetest;
 pub mod front;
 pub mod ir;
+pub mod oci;
 pub mod passes;
 pub mod tables;
 pub mod valid;
