@@ -3,11 +3,15 @@
 
 use anyhow::Context;
 use capsule_compiler::diagnostic::{self, SourceFile};
-use capsule_compiler::{front, tables};
+use capsule_artifacts::Target;
+use capsule_compiler::bpf::disasm::DisasmContext;
+use capsule_compiler::bpf::interp::Program;
+use capsule_compiler::build::{BuildError, BuildOptions};
+use capsule_compiler::{filetest, front, tables};
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `capsulec --version`: the compiler and the pinned sources of its syscall tables,
@@ -48,6 +52,35 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Compile a policy into an artifact folder; print the manifest's blake3 (the pin).
+    Build {
+        policy: PathBuf,
+        /// The artifact folder to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Only these targets (repeatable); default: the policy's targets.
+        #[arg(long = "target", value_parser = parse_target)]
+        targets: Vec<Target>,
+    },
+    /// Disassemble a compiled filter, with syscall and constant names resolved.
+    Disasm {
+        file: PathBuf,
+        /// The filter's target (default: from the file name, e.g. linux-x86_64.bpf).
+        #[arg(long, value_parser = parse_target)]
+        target: Option<Target>,
+    },
+    /// The decision for one call and what made it. With an artifact folder, runs the
+    /// compiled filter; with a policy, evaluates the policy's rules.
+    Explain {
+        /// An artifact folder (holding manifest.json) or a policy file.
+        input: PathBuf,
+        #[arg(long, value_parser = parse_target)]
+        target: Target,
+        /// A syscall name or number.
+        syscall: String,
+        /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`.
+        args: Vec<String>,
+    },
     /// List the syscall groups and their members per target.
     Groups {
         /// Only this group (without or with the leading @).
@@ -62,6 +95,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policy, format } => check(&policy, format, cli.color),
         Command::Groups { name, format } => groups(name.as_deref(), format),
+        Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
+        Command::Disasm { file, target } => disasm(&file, target),
+        Command::Explain { input, target, syscall, args } => explain(&input, target, &syscall, &args),
     };
     match result {
         Ok(code) => code,
@@ -72,14 +108,89 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::from_name(s).ok_or_else(|| format!("unknown target `{s}` (linux-x86_64, linux-aarch64, macos)"))
+}
+
+/// Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
 fn color_choice(color: Color) -> ColorChoice {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     match color {
+        _ if no_color => ColorChoice::Never,
         Color::Always => ColorChoice::Always,
         Color::Never => ColorChoice::Never,
-        Color::Auto if no_color || !std::io::stderr().is_terminal() => ColorChoice::Never,
+        Color::Auto if !std::io::stderr().is_terminal() => ColorChoice::Never,
         Color::Auto => ColorChoice::Auto,
     }
+}
+
+fn print_diagnostics(path: &Path, bytes: &[u8], diags: &[capsule_compiler::diagnostic::Diagnostic], color: Color) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(bytes);
+    let name = path.display().to_string();
+    let mut stderr = StandardStream::stderr(color_choice(color));
+    diagnostic::render_to(&mut stderr, diags, &SourceFile { name: &name, text: &text })?;
+    Ok(())
+}
+
+fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow::Result<ExitCode> {
+    let bytes = read_policy(path)?;
+    match capsule_compiler::build::build(&bytes, &BuildOptions { targets }) {
+        Ok(artifacts) => {
+            print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
+            capsule_compiler::build::write_dir(&artifacts, out).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{}", artifacts.pin);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BuildError::Policy(diags)) => {
+            print_diagnostics(path, &bytes, &diags, color)?;
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("capsulec: error: {e}");
+            eprintln!("capsulec: nothing was written to {}", out.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn disasm(file: &Path, target: Option<Target>) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let target = target.or_else(|| {
+        let stem = file.file_stem()?.to_str()?;
+        Target::from_name(stem)
+    });
+    let text = capsule_compiler::bpf::disasm::disassemble_bytes(&bytes, &DisasmContext { target })
+        .with_context(|| format!("{} is not a BPF program", file.display()))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyhow::Result<ExitCode> {
+    if !target.is_linux() {
+        anyhow::bail!("explain needs a Linux target");
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let call = filetest::parse_call_parts(target, syscall, &args).map_err(|e| anyhow::anyhow!(e))?;
+    if input.is_dir() {
+        let manifest_path = input.join(capsule_artifacts::manifest::MANIFEST_FILE);
+        let artifact = capsule_artifacts::manifest::load_pinned(&manifest_path, None, target)
+            .with_context(|| format!("cannot load the {target} filter from {}", input.display()))?;
+        let program = Program::from_bytes(&artifact.blob).map_err(|e| anyhow::anyhow!("the filter is not valid: {e}"))?;
+        print!("{}", capsule_compiler::explain::explain_program(&program, target, &call));
+    } else {
+        let bytes = read_policy(input)?;
+        let checked = front::check_bytes(&bytes);
+        let Some(policy) = checked.policy else {
+            print_diagnostics(input, &bytes, &checked.diagnostics, Color::Auto)?;
+            return Ok(ExitCode::from(1));
+        };
+        if policy.syscalls_for(target).is_none() {
+            anyhow::bail!("{target} is not one of the policy's targets");
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        print!("{}", capsule_compiler::explain::explain_policy(&policy, &text, target, &call));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -120,7 +231,6 @@ fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result
 }
 
 fn groups(name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
-    use capsule_artifacts::Target;
     use capsule_compiler::groups;
     let selected: Vec<&groups::Group> = match name.map(|n| n.trim_start_matches('@')) {
         None => groups::groups().iter().collect(),

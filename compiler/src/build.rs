@@ -1,0 +1,127 @@
+//! `capsulec build`: the whole pipeline from policy bytes to the artifact folder.
+//!
+//! check → passes → verify → back-ends → translation validation → manifest. Nothing is
+//! returned (so nothing is written) unless every back-end's output has been checked
+//! against the IR before the passes. The output depends on the source bytes and the
+//! compiler version only: no time, path, locale or map order reaches it.
+
+use crate::back::validate::{ValidationError, ValidationReport};
+use crate::back::{bpf, validate};
+use crate::diagnostic::Diagnostic;
+use crate::ir::Policy;
+use crate::{front, passes, tables, valid};
+use capsule_artifacts::Target;
+use capsule_artifacts::manifest::{self, FileEntry, Manifest};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The compiler as the manifest names it: the version and the syscall tables, since
+/// both decide what an artifact allows.
+pub fn compiler_id() -> String {
+    format!("capsulec {} (syscall tables: Linux {})", env!("CARGO_PKG_VERSION"), tables::KERNEL_VERSION)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct BuildOptions {
+    /// Only these targets (each must be one of the policy's); all of them when empty.
+    pub targets: Vec<Target>,
+}
+
+/// A built artifact folder, in memory.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// File name → bytes, the manifest included.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// The blake3 of manifest.json.
+    pub pin: String,
+    pub manifest: Manifest,
+    /// The policy before the passes (the reference the output was validated against).
+    pub policy: Policy,
+    /// The policy after the passes.
+    pub optimised: Policy,
+    pub validation: Vec<ValidationReport>,
+    /// Warnings and notes from the front-end.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the policy has errors")]
+    Policy(Vec<Diagnostic>),
+    #[error("--target {0} is not one of the policy's targets")]
+    TargetNotInPolicy(Target),
+    #[error("internal error: the optimised IR does not verify: {0}")]
+    Verify(#[from] valid::VerifyError),
+    #[error(transparent)]
+    Codegen(#[from] bpf::CodegenError),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+}
+
+/// Compile a policy into its artifact folder, validated, in memory.
+pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildError> {
+    let checked = front::check_bytes(source);
+    let diagnostics = checked.diagnostics;
+    let Some(mut policy) = checked.policy else { return Err(BuildError::Policy(diagnostics)) };
+    if !options.targets.is_empty() {
+        if let Some(&t) = options.targets.iter().find(|t| !policy.targets.contains(t)) {
+            return Err(BuildError::TargetNotInPolicy(t));
+        }
+        policy.targets.retain(|t| options.targets.contains(t));
+        policy.syscalls.retain(|s| options.targets.contains(&s.target));
+    }
+    valid::verify(&policy)?;
+    let optimised = passes::run_all(&policy);
+    let info = valid::verify(&optimised)?;
+
+    let mut files = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut validation = Vec::new();
+    for target in policy.targets.iter().copied().filter(|t| t.is_linux()) {
+        let program = bpf::compile(&optimised, &info, target)?;
+        validation.push(validate::validate(&policy, &info, target, &program)?);
+        let bytes = crate::bpf::encode(&program);
+        let notify = info.target(target).is_some_and(|t| t.needs_user_notif());
+        entries.push(entry(target.artifact_file(), Some(target), &bytes, notify));
+        files.insert(target.artifact_file().to_owned(), bytes);
+    }
+
+    let manifest = Manifest {
+        format: manifest::FORMAT.to_owned(),
+        version: manifest::VERSION,
+        policy: manifest::PolicyInfo { name: policy.name.clone(), source_blake3: blake3::hash(source).to_hex().to_string() },
+        compiler: compiler_id(),
+        files: entries,
+        launch: policy.launch.clone(),
+    };
+    let manifest_bytes = manifest.to_bytes();
+    let pin = Manifest::pin(&manifest_bytes);
+    files.insert(manifest::MANIFEST_FILE.to_owned(), manifest_bytes);
+    Ok(Artifacts { files, pin, manifest, policy, optimised, validation, diagnostics })
+}
+
+fn entry(name: &str, target: Option<Target>, bytes: &[u8], user_notif: bool) -> FileEntry {
+    FileEntry {
+        name: name.to_owned(),
+        target: target.expect("every artifact file has a target for now"),
+        blake3: blake3::hash(bytes).to_hex().to_string(),
+        size: bytes.len() as u64,
+        user_notif,
+    }
+}
+
+/// Write the folder: every file to a temporary name first, then renamed into place,
+/// the manifest last, so a reader never pins a manifest whose files are half written.
+pub fn write_dir(artifacts: &Artifacts, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let manifest_name = manifest::MANIFEST_FILE;
+    let order = artifacts.files.keys().filter(|n| *n != manifest_name).chain(std::iter::once(&manifest_name.to_owned())).cloned().collect::<Vec<_>>();
+    for name in order {
+        let bytes = &artifacts.files[&name];
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(&name))?;
+    }
+    Ok(())
+}

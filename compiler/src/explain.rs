@@ -1,0 +1,64 @@
+//! `capsulec explain`: the decision for one call, and what made it: the rule in the
+//! policy, or the path through a compiled filter.
+
+use crate::bpf::disasm::{DisasmContext, disassemble};
+use crate::bpf::interp::{Program, SeccompData};
+use crate::diagnostic::line_col;
+use crate::ir::{self, Call, Policy, Reason};
+use capsule_artifacts::Target;
+use std::fmt::Write;
+
+/// Explain a call against a policy's IR (before the passes: the rules as written).
+pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call) -> String {
+    let d = ir::decide(policy, target, call);
+    let mut out = String::new();
+    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
+    let audited = if d.audited { " (audited: recorded in the audit log)" } else { "" };
+    let _ = writeln!(out, "{target} {name}({}) => {}{audited}", args_text(&call.args), d.action);
+    match &d.reason {
+        Reason::Rule(origin) => {
+            let (line, col) = line_col(source, origin.span.start);
+            let text = source.get(origin.span.clone()).unwrap_or("").lines().next().unwrap_or("").trim();
+            let via = origin.group.as_ref().map(|g| format!(" via @{g}")).unwrap_or_default();
+            let _ = writeln!(out, "  by the rule at line {line}, column {col}{via}: {text}");
+        }
+        Reason::Default => {
+            let _ = writeln!(out, "  by `default`: no rule matches this call");
+        }
+        Reason::NewerSyscall => {
+            let _ = writeln!(out, "  by `newer-syscalls`: {} is above the table's highest number", call.nr);
+        }
+        Reason::ForeignArch => {
+            let _ = writeln!(out, "  by `foreign-arch`: arch {:#x} / number {:#x} is not the native ABI of {target}", call.arch, call.nr);
+        }
+    }
+    out
+}
+
+/// Explain a call against a compiled filter: its return value and the instructions it
+/// executed, and whether the kernel's action cache would skip the filter.
+pub fn explain_program(program: &Program, target: Target, call: &Call) -> String {
+    let data = SeccompData { nr: call.nr, arch: call.arch, instruction_pointer: 0, args: call.args };
+    let outcome = program.run(&data);
+    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
+    let mut out = String::new();
+    let _ = writeln!(out, "{target} {name}({}) => {} (ret {:#010x})", args_text(&call.args), outcome.action(), outcome.ret);
+    let cached = crate::bpf::cache::kernel_would_cache(program, call.arch, call.nr);
+    let _ = writeln!(
+        out,
+        "  kernel action cache: {}",
+        if cached { "skips the filter for this number (always allowed)" } else { "runs the filter" }
+    );
+    let _ = writeln!(out, "  path ({} instructions):", outcome.path.len());
+    let listing = disassemble(program.insns(), &DisasmContext { target: Some(target) });
+    let lines: Vec<&str> = listing.lines().collect();
+    for &pc in &outcome.path {
+        let _ = writeln!(out, "    {}", lines.get(pc).copied().unwrap_or("?"));
+    }
+    out
+}
+
+fn args_text(args: &[u64; 6]) -> String {
+    let last = args.iter().rposition(|&a| a != 0).map_or(0, |i| i + 1);
+    args[..last].iter().map(|a| if *a < 4096 { a.to_string() } else { format!("{a:#x}") }).collect::<Vec<_>>().join(", ")
+}
