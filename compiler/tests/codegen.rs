@@ -359,3 +359,33 @@ fn aarch64_has_no_x32_check_and_its_own_arch() {
     assert_eq!(run(t.audit_arch().expect("linux"), getpid), RetAction::Allow);
     assert_eq!(run(AUDIT_ARCH_X86_64, getpid), RetAction::KillProcess);
 }
+
+#[test]
+fn translation_validation_catches_a_wrong_program() {
+    let p = policy(vec![
+        ("getpid", vec![allow(Cond::True)]),
+        ("socket", vec![allow(test("socket", 0, Test::In(vec![1, 2])))]),
+    ]);
+    let optimised = passes::run_all(&p);
+    let info = verify(&optimised).expect("valid");
+    let good = compile(&optimised, &info, X86).expect("compiles");
+    validate(&p, &info, X86, &good).expect("the real program validates");
+    let allow_ret = Insn::stmt(bpf::BPF_RET | bpf::BPF_K, bpf::SECCOMP_RET_ALLOW);
+    let mutations: Vec<(&str, Box<dyn Fn(&mut Vec<Insn>)>)> = vec![
+        ("every return allows", Box::new(move |prog| prog.iter_mut().filter(|i| i.code == bpf::BPF_RET | bpf::BPF_K).for_each(|i| *i = allow_ret))),
+        ("wrong arch", Box::new(|prog| prog[1].k = capsule_artifacts::target::AUDIT_ARCH_I386)),
+        ("a socket family changed", Box::new(|prog| {
+            let jeq = prog.iter_mut().find(|i| i.code == bpf::BPF_JMP | bpf::BPF_JEQ | bpf::BPF_K && i.k == 2).expect("AF_INET test");
+            jeq.k = 16;
+        })),
+        ("the x32 check dropped", Box::new(|prog| {
+            let jset = prog.iter_mut().find(|i| i.code == bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K).expect("x32 test");
+            jset.k = 0x2000_0000;
+        })),
+    ];
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert!(validate(&p, &info, X86, &bad).is_err(), "{what} was not caught");
+    }
+}

@@ -132,39 +132,41 @@ impl Asm {
             })
             .collect();
         let mut next_label = self.labels;
+        drop_jumps_to_next(&mut items);
         loop {
-            drop_jumps_to_next(&mut items);
             let positions = positions(&items)?;
-            let mut far = None;
-            for (at, item) in items.iter().enumerate() {
-                if let Item::Jump { jt, jf, .. } = *item {
+            let far: Vec<(usize, bool, bool)> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(at, item)| {
+                    let Item::Jump { jt, jf, .. } = *item else { return None };
                     let from = positions.of_item[at];
                     let long = |l: Label| positions.of_label[&l] - (from + 1) > u8::MAX as usize;
-                    if long(jt) || long(jf) {
-                        far = Some((at, long(jt), long(jf)));
-                        break;
-                    }
-                }
-            }
-            let Some((at, jt_far, jf_far)) = far else {
+                    (long(jt) || long(jf)).then(|| (at, long(jt), long(jf)))
+                })
+                .collect();
+            if far.is_empty() {
                 return emit(&items, &positions);
-            };
-            let Item::Jump { op, k, jt, jf } = items[at].clone() else { unreachable!("found a jump") };
-            let mut trampolines = Vec::new();
-            let mut via = |target: Label, far: bool| {
-                if !far {
-                    return target;
-                }
-                next_label += 1;
-                let hop = Label(next_label);
-                // A far return is simply repeated; any other target gets a `ja`.
-                let hop_insn = rets.get(&target).map_or(Item::Ja(target), |&ret| Item::Insn(ret));
-                trampolines.extend([Item::Bind(hop), hop_insn]);
-                hop
-            };
-            let (jt, jf) = (via(jt, jt_far), via(jf, jf_far));
-            items[at] = Item::Jump { op, k, jt, jf };
-            items.splice(at + 1..at + 1, trampolines);
+            }
+            // From the end, so the indices of the jumps still to patch stay valid.
+            for &(at, jt_far, jf_far) in far.iter().rev() {
+                let Item::Jump { op, k, jt, jf } = items[at].clone() else { unreachable!("found a jump") };
+                let mut trampolines = Vec::new();
+                let mut via = |target: Label, far: bool| {
+                    if !far {
+                        return target;
+                    }
+                    next_label += 1;
+                    let hop = Label(next_label);
+                    // A far return is simply repeated; any other target gets a `ja`.
+                    let hop_insn = rets.get(&target).map_or(Item::Ja(target), |&ret| Item::Insn(ret));
+                    trampolines.extend([Item::Bind(hop), hop_insn]);
+                    hop
+                };
+                let (jt, jf) = (via(jt, jt_far), via(jf, jf_far));
+                items[at] = Item::Jump { op, k, jt, jf };
+                items.splice(at + 1..at + 1, trampolines);
+            }
         }
     }
 }
@@ -261,17 +263,19 @@ mod tests {
         asm.load(0);
         asm.jump(BPF_JEQ, 7, far, near);
         asm.bind(near);
+        // 300 reachable instructions between the jump and its far target.
         for i in 0..300 {
-            asm.ret(i);
+            asm.load(if i % 2 == 0 { 16 } else { 20 });
         }
+        asm.ret(0);
         asm.bind(far);
         asm.ret(SECCOMP_RET_ALLOW);
         let program = asm.finish().expect("assembles");
-        assert_eq!(program.len(), 1 + 1 + 1 + 300 + 1);
+        assert_eq!(program.len(), 1 + 1 + 1 + 300 + 1 + 1);
         assert_eq!((program[1].jt, program[1].jf), (0, 1));
         // The far target is a return, so the trampoline is that return itself.
         assert_eq!(program[2], Insn::stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-        assert_eq!(program[303], Insn::stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        assert_eq!(program[304], Insn::stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
     }
 
     #[test]
@@ -281,17 +285,19 @@ mod tests {
         asm.load(0);
         asm.jump(BPF_JEQ, 7, far, near);
         asm.bind(near);
+        // 300 reachable instructions between the jump and its far target.
         for i in 0..300 {
-            asm.ret(i);
+            asm.load(if i % 2 == 0 { 16 } else { 20 });
         }
+        asm.ret(0);
         asm.bind(far);
-        asm.load(16);
+        asm.load(24);
         asm.ret(SECCOMP_RET_ALLOW);
         let program = asm.finish().expect("assembles");
-        assert_eq!(program.len(), 1 + 1 + 1 + 300 + 2);
+        assert_eq!(program.len(), 1 + 1 + 1 + 300 + 1 + 2);
         assert_eq!((program[1].jt, program[1].jf), (0, 1));
-        assert_eq!(program[2], Insn::stmt(BPF_JMP | BPF_JA, 300));
-        assert_eq!(program[303], Insn::stmt(BPF_LD | BPF_W | BPF_ABS, 16));
+        assert_eq!(program[2], Insn::stmt(BPF_JMP | BPF_JA, 301));
+        assert_eq!(program[304], Insn::stmt(BPF_LD | BPF_W | BPF_ABS, 24));
     }
 
     #[test]

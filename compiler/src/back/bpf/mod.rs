@@ -390,3 +390,36 @@ fn precedence(kind: RuleKind) -> u8 {
         RuleKind::Allow => 6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::back::validate::validate;
+    use crate::passes::testing::{X86, arb_policy};
+    use capsule_artifacts::launch::Record;
+
+    fn compile_and_validate(original: &Policy, optimise: bool) {
+        let optimised = if optimise { crate::passes::run_all(original) } else { original.clone() };
+        let info = crate::valid::verify(&optimised).expect("valid IR");
+        let program = compile(&optimised, &info, X86).expect("compiles");
+        if let Err(e) = validate(original, &info, X86, &program) {
+            panic!("{e}\npolicy: {:#?}", original.syscalls[0].syscalls);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The back-end is correct on any valid IR, normalised or not, and whatever
+        /// the policy records.
+        #[test]
+        fn the_filter_decides_like_the_ir(mut policy in arb_policy(), records in 0..4usize, optimise: bool) {
+            policy.launch.audit.record = match records {
+                0 => vec![],
+                1 => vec![Record::Denials],
+                2 => vec![Record::AuditedSyscalls],
+                _ => vec![Record::Denials, Record::AuditedSyscalls],
+            };
+            compile_and_validate(&policy, optimise);
+        }
+    }
+}
