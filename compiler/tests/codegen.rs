@@ -389,3 +389,35 @@ fn translation_validation_catches_a_wrong_program() {
         assert!(validate(&p, &info, X86, &bad).is_err(), "{what} was not caught");
     }
 }
+
+/// The example policies compile through the whole pipeline, validate, and stay small.
+/// (Instruction counts are printed for the record; run with `--nocapture`.)
+#[test]
+fn example_policies_compile_to_small_validated_filters() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/policies/valid");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").map(|e| e.expect("entry").path()).collect();
+    paths.sort();
+    assert!(!paths.is_empty());
+    for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let src = std::fs::read_to_string(path).expect("readable");
+        let checked = capsule_compiler::front::check(&src);
+        let original = checked.policy.unwrap_or_else(|| panic!("{}: {:?}", path.display(), checked.diagnostics));
+        let optimised = passes::run_all(&original);
+        let info = verify(&optimised).expect("valid");
+        for sp in &optimised.syscalls {
+            let insns = compile(&optimised, &info, sp.target).expect("compiles");
+            let report = validate(&original, &info, sp.target, &insns).unwrap_or_else(|e| panic!("{e}"));
+            let named = original.syscalls_for(sp.target).map_or(0, |s| s.syscalls.len());
+            println!(
+                "{} {}: {} syscalls named, {} instructions, {} probes, {} numbers cached",
+                path.file_name().expect("name").to_string_lossy(),
+                sp.target,
+                named,
+                insns.len(),
+                report.probes,
+                report.cached
+            );
+            assert!(insns.len() < 1024, "{}: {} instructions", path.display(), insns.len());
+        }
+    }
+}
