@@ -1,4 +1,60 @@
-fn main() {
-    eprintln!("capsule: not ready yet");
-    std::process::exit(125);
+//! capsule: the user's front door. Thin: each command calls the libraries.
+
+mod cache;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "capsule", version, about = "Run tools in a sandbox, with an audit trail")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a policy (cached) and run a command under it.
+    ///
+    /// The policy is --policy, else ./capsule.yaml, else the built-in default policy
+    /// (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
+    /// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
+    /// the command cannot be executed; 127 when it is not found.
+    Run(run::RunArgs),
+    /// Write the built-in default policy to ./capsule.yaml, commented, for editing.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "capsule.yaml")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Init { force, out } => init(force, &out),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(125))
+}
+
+fn init(force: bool, out: &std::path::Path) -> i32 {
+    if out.exists() && !force {
+        eprintln!("capsule: {} exists; use --force to overwrite it", out.display());
+        return 1;
+    }
+    match std::fs::write(out, run::DEFAULT_POLICY) {
+        Ok(()) => {
+            eprintln!("capsule: wrote the default policy to {}", out.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("capsule: cannot write {}: {e}", out.display());
+            1
+        }
+    }
 }

@@ -14,6 +14,10 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
+    if kind == "valid" {
+        // The built-in default policy of `capsule run` is a fixture too.
+        files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/src/default-policy.yaml"));
+    }
     files
 }
 

@@ -1,0 +1,128 @@
+//! `capsule run`: pick the policy, compile it through the cache, and launch it with
+//! the launcher library (the same code path as `capsule-launch`, without a second exec).
+
+use crate::cache;
+use anyhow::Context;
+use capsule_artifacts::Target;
+use capsule_launch::{EXIT_SETUP_FAILURE, LaunchOptions};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The built-in default policy (and what `capsule init` writes).
+pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The policy to run under (default: ./capsule.yaml, else the built-in default).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// The audit log (default: the policy's `audit: log:`).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// `${WORKSPACE}` (default: the current directory).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Print what was enforced.
+    #[arg(short, long)]
+    verbose: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    match prepare_and_launch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("capsule: refusing to run: {e:#}");
+            EXIT_SETUP_FAILURE
+        }
+    }
+}
+
+fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
+    if let Some(path) = &args.policy {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+        return Ok((bytes, path.display().to_string()));
+    }
+    match std::fs::read("capsule.yaml") {
+        Ok(bytes) => Ok((bytes, "./capsule.yaml".to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned())),
+        Err(e) => Err(e).context("cannot read ./capsule.yaml"),
+    }
+}
+
+fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
+    let target = Target::host().context("this host is not a platform capsule supports")?;
+    let (source, source_name) = policy_source(&args)?;
+    let checked = capsule_compiler::front::check_bytes(&source);
+    let Some(policy) = checked.policy else {
+        let text = String::from_utf8_lossy(&source);
+        let rendered = capsule_compiler::diagnostic::render_plain(
+            &checked.diagnostics,
+            &capsule_compiler::diagnostic::SourceFile { name: &source_name, text: &text },
+        );
+        eprint!("{rendered}");
+        anyhow::bail!("{source_name} has errors");
+    };
+    let workspace = match &args.workspace {
+        Some(w) => w.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+
+    // A cache the command could write is a cache it could poison for the next run.
+    let cache_dir = cache::cache_root().map(|root| root.join(cache::key(&source)));
+    // Deleted when dropped, after the command has run.
+    let mut private: Option<tempfile::TempDir> = None;
+    let dir = match cache_dir.filter(|d| !writable_by_command(d, &policy.launch.filesystem.write, &workspace)) {
+        Some(dir) => dir,
+        None => {
+            // tempfile creates the directory with mode 0700.
+            let made = tempfile::Builder::new().prefix("capsule-build-").tempdir().context("cannot create a private build directory")?;
+            let path = made.path().to_path_buf();
+            private = Some(made);
+            path
+        }
+    };
+    let (artifact, origin) = cache::load_or_build(&source, &dir, target)?;
+    if args.verbose {
+        let how = match origin {
+            cache::Origin::Hit => "cached",
+            cache::Origin::Built => "compiled",
+        };
+        eprintln!("capsule: {source_name}: {how} artifact {} (pin {})", dir.display(), artifact.pin);
+    }
+    let options = LaunchOptions {
+        command: args.command,
+        workspace: Some(workspace),
+        log: args.log,
+        verbose: args.verbose,
+        explain: false,
+    };
+    let outcome = capsule_launch::launch(&artifact, &options);
+    if let Some(failure) = &outcome.failure {
+        eprintln!("capsule: {}", failure.message);
+    }
+    drop(private);
+    Ok(outcome.exit_code)
+}
+
+/// Whether `dir` lies beneath one of the policy's writable paths (`None`: writes are
+/// not restricted, so everything is writable).
+fn writable_by_command(dir: &Path, write: &Option<Vec<String>>, workspace: &Path) -> bool {
+    let Some(paths) = write else { return true };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let tmpdir = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    paths.iter().any(|p| {
+        let resolved = if let Some(rest) = p.strip_prefix("${WORKSPACE}") {
+            Some(workspace.join(rest.trim_start_matches('/')))
+        } else if let Some(rest) = p.strip_prefix("${HOME}") {
+            home.as_ref().map(|h| h.join(rest.trim_start_matches('/')))
+        } else if let Some(rest) = p.strip_prefix("${TMPDIR}") {
+            Some(tmpdir.join(rest.trim_start_matches('/')))
+        } else {
+            Some(PathBuf::from(p))
+        };
+        resolved.is_some_and(|r| dir.starts_with(&r))
+    })
+}
