@@ -359,9 +359,12 @@ fn one_argument(index: u32, width: Width, tests: &[&Test]) -> Vec<ArgCondition> 
             _ => {}
         }
     }
-    // Everything else as blocks `arg & mask == value`, which intersect into blocks.
+    // Everything else as blocks `arg & mask == value`. Aligned blocks are nested or
+    // disjoint, so intersecting ranges and masks stays small; a `!=` then only splits
+    // the blocks that hold its value.
+    let max = width.mask();
     let mut blocks = vec![(0u64, 0u64)];
-    for test in tests {
+    for test in tests.iter().filter(|t| !matches!(t, Test::Ne(_))) {
         let mine = test_blocks(test, width);
         let mut next = Vec::new();
         for &(m1, v1) in &blocks {
@@ -369,6 +372,25 @@ fn one_argument(index: u32, width: Width, tests: &[&Test]) -> Vec<ArgCondition> 
                 if (v1 ^ v2) & m1 & m2 == 0 {
                     next.push((m1 | m2, v1 | v2));
                 }
+            }
+        }
+        blocks = next;
+    }
+    for test in tests {
+        let Test::Ne(excluded) = **test else { continue };
+        let excluded = excluded & max;
+        let mut next = Vec::new();
+        for (mask, value) in blocks {
+            if excluded & mask != value {
+                next.push((mask, value));
+                continue;
+            }
+            // The block minus one value: fix the free bits one at a time, each time
+            // branching off the half that differs from the excluded value there.
+            let mut fixed = mask;
+            for bit in bits(max & !mask) {
+                next.push((fixed | bit, (excluded & fixed) | (!excluded & bit)));
+                fixed |= bit;
             }
         }
         blocks = next;
