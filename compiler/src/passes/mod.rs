@@ -26,10 +26,10 @@ pub fn run_all(policy: &Policy) -> Policy {
 
 fn run(policy: &mut Policy, name: &str, pass: fn(&mut Policy)) {
     pass(policy);
-    if cfg!(debug_assertions) || cfg!(test) {
-        if let Err(e) = valid::verify(policy) {
-            panic!("internal error: the {name} pass broke an IR invariant: {e}");
-        }
+    if (cfg!(debug_assertions) || cfg!(test))
+        && let Err(e) = valid::verify(policy)
+    {
+        panic!("internal error: the {name} pass broke an IR invariant: {e}");
     }
 }
 

@@ -30,7 +30,11 @@ pub fn ret_value(info: &TargetInfo, nr: u32, action: Action, audited: bool) -> u
         (Some(NotifyAnswer::Errno(e)), Action::Errno(a)) => e == a,
         _ => false,
     };
-    if notified { crate::bpf::SECCOMP_RET_USER_NOTIF } else { action_ret(action) }
+    if notified {
+        crate::bpf::SECCOMP_RET_USER_NOTIF
+    } else {
+        action_ret(action)
+    }
 }
 
 /// The seccomp return value of an action, never notified.
@@ -47,7 +51,12 @@ pub fn action_ret(action: Action) -> u32 {
 }
 
 /// The ranges covering `0..=u32::MAX`, in order.
-pub fn ranges(syscalls: &SyscallPolicy, info: &TargetInfo, default: Action, newer: Action) -> Vec<NrRange> {
+pub fn ranges(
+    syscalls: &SyscallPolicy,
+    info: &TargetInfo,
+    default: Action,
+    newer: Action,
+) -> Vec<NrRange> {
     let leaf_of = |nr: u32| match syscalls.syscalls.get(&nr) {
         None => Leaf::Ret(ret_value(info, nr, default, false)),
         Some(rules) if rules.rules.iter().all(|r| r.cond == Cond::True) => {
@@ -62,12 +71,20 @@ pub fn ranges(syscalls: &SyscallPolicy, info: &TargetInfo, default: Action, newe
         let leaf = leaf_of(nr);
         match out.last_mut() {
             Some(last) if last.leaf == leaf && matches!(leaf, Leaf::Ret(_)) => last.hi = nr,
-            _ => out.push(NrRange { lo: nr, hi: nr, leaf }),
+            _ => out.push(NrRange {
+                lo: nr,
+                hi: nr,
+                leaf,
+            }),
         }
     }
     if info.max_nr < u32::MAX {
         let leaf = Leaf::Ret(ret_value(info, info.max_nr + 1, newer, false));
-        out.push(NrRange { lo: info.max_nr + 1, hi: u32::MAX, leaf });
+        out.push(NrRange {
+            lo: info.max_nr + 1,
+            hi: u32::MAX,
+            leaf,
+        });
     }
     out
 }

@@ -7,7 +7,11 @@
 pub enum Tree {
     Leaf(usize),
     /// Ranges `split..` go right (`nr >= lo of range split`), the others left.
-    Node { split: usize, left: Box<Tree>, right: Box<Tree> },
+    Node {
+        split: usize,
+        left: Box<Tree>,
+        right: Box<Tree>,
+    },
 }
 
 /// The tree minimising `sum(weight[i] * depth(i))`. Ties go to the most balanced
@@ -22,8 +26,8 @@ pub fn optimal(weights: &[u64]) -> Tree {
     // cost[i][j], root[i][j] for the ranges i..=j.
     let mut cost = vec![vec![0u64; n]; n];
     let mut root = vec![vec![0usize; n]; n];
-    for i in 0..n {
-        root[i][i] = i;
+    for (i, row) in root.iter_mut().enumerate() {
+        row[i] = i;
     }
     for len in 2..=n {
         for i in 0..=n - len {
@@ -31,7 +35,11 @@ pub fn optimal(weights: &[u64]) -> Tree {
             let total = prefix[j + 1] - prefix[i];
             // The split `k` puts i..k left and k..=j right; Knuth: root[i][j-1] <=
             // root[i][j] <= root[i+1][j] (with the root stored as the split).
-            let lo = if len == 2 { i + 1 } else { root[i][j - 1].max(i + 1) };
+            let lo = if len == 2 {
+                i + 1
+            } else {
+                root[i][j - 1].max(i + 1)
+            };
             let hi = if len == 2 { j } else { root[i + 1][j].min(j) };
             let mut best = (u64::MAX, 0);
             for k in lo..=hi {
@@ -52,7 +60,11 @@ fn build(root: &[Vec<usize>], i: usize, j: usize) -> Tree {
         return Tree::Leaf(i);
     }
     let split = root[i][j];
-    Tree::Node { split, left: Box::new(build(root, i, split - 1)), right: Box::new(build(root, split, j)) }
+    Tree::Node {
+        split,
+        left: Box::new(build(root, i, split - 1)),
+        right: Box::new(build(root, split, j)),
+    }
 }
 
 #[cfg(test)]
@@ -75,7 +87,11 @@ mod tests {
             return 0;
         }
         let total: u64 = weights[i..=j].iter().sum();
-        (i + 1..=j).map(|k| brute(weights, i, k - 1) + brute(weights, k, j)).min().expect("a split") + total
+        (i + 1..=j)
+            .map(|k| brute(weights, i, k - 1) + brute(weights, k, j))
+            .min()
+            .expect("a split")
+            + total
     }
 
     #[test]
@@ -83,12 +99,19 @@ mod tests {
         let mut d = Vec::new();
         depths(&optimal(&[1; 256]), 0, &mut d);
         assert!(d.iter().all(|&(_, depth)| depth == 8));
-        assert_eq!(d.iter().map(|&(i, _)| i).collect::<Vec<_>>(), (0..256).collect::<Vec<_>>());
+        assert_eq!(
+            d.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
+            (0..256).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn the_fast_optimum_is_the_optimum() {
-        for weights in [vec![1, 50, 1, 1, 9, 1, 1], vec![5, 1, 1, 1, 1, 1, 1, 30], vec![3, 3, 1, 7, 1, 2, 8, 1, 1]] {
+        for weights in [
+            vec![1, 50, 1, 1, 9, 1, 1],
+            vec![5, 1, 1, 1, 1, 1, 1, 30],
+            vec![3, 3, 1, 7, 1, 2, 8, 1, 1],
+        ] {
             let mut d = Vec::new();
             depths(&optimal(&weights), 0, &mut d);
             let cost: u64 = d.iter().map(|&(i, depth)| weights[i] * depth as u64).sum();
