@@ -209,20 +209,29 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Decodes lower-case hex of exactly `N` bytes; anything else is `None`.
 pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    // A table instead of branches: every record's `prev` passes through here.
+    const INVALID: u8 = 0xff;
+    const NIBBLES: [u8; 256] = {
+        let mut table = [INVALID; 256];
+        let mut i = 0;
+        while i < 16 {
+            table[HEX_DIGITS[i] as usize] = i as u8;
+            i += 1;
+        }
+        table
+    };
     let digits = s.as_bytes();
     if digits.len() != 2 * N {
         return None;
     }
-    let nibble = |d: u8| match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        _ => None,
-    };
     let mut out = [0u8; N];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+        bad |= high | low;
+        *byte = high << 4 | (low & 0xf);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// A decimal string with no sign, no leading zeros, fitting in u64.
@@ -253,12 +262,23 @@ impl std::error::Error for CanonicalError {}
 
 /// Parses `bytes` as one canonical JSON value; the whole input must be consumed.
 pub fn parse(bytes: &[u8]) -> Result<Value, CanonicalError> {
-    let mut parser = Parser { bytes, pos: 0, depth: 0 };
+    let mut parser = Parser { bytes, pos: 0, depth: 0, build: true };
     let value = parser.value()?;
     if parser.pos != bytes.len() {
         return Err(parser.error("trailing bytes after the value"));
     }
     Ok(value)
+}
+
+/// Checks that `bytes` start with a canonical JSON object and returns its length,
+/// without building it (the verifier's fast path: the same parser, allocating nothing).
+pub fn object_len(bytes: &[u8]) -> Result<usize, CanonicalError> {
+    let mut parser = Parser { bytes, pos: 0, depth: 0, build: false };
+    if parser.peek() != Some(b'{') {
+        return Err(parser.error("expected an object"));
+    }
+    parser.value()?;
+    Ok(parser.pos)
 }
 
 /// Parses a canonical JSON object (a record line).
@@ -278,9 +298,12 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Whether to build the value; when false, every check still runs and the
+    /// returned values are placeholders.
+    build: bool,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn error(&self, message: &'static str) -> CanonicalError {
         CanonicalError { offset: self.pos, message }
     }
@@ -338,20 +361,19 @@ impl Parser<'_> {
             self.pos += 1;
             return Ok(map);
         }
+        let mut last_key: Option<&'a [u8]> = None;
         loop {
             let key_at = self.pos;
-            let key = self.string()?;
-            if !is_valid_key(&key) {
-                return Err(CanonicalError { offset: key_at, message: "object key outside [A-Za-z0-9_.-]" });
-            }
-            if let Some((last, _)) = map.last_key_value()
-                && last.as_str() >= key.as_str()
-            {
+            let key = self.key()?;
+            if last_key.is_some_and(|last| last >= key) {
                 return Err(CanonicalError { offset: key_at, message: "object keys not in strictly ascending byte order" });
             }
+            last_key = Some(key);
             self.expect(b':', "expected ':' right after the key")?;
             let value = self.value()?;
-            map.insert(key, value);
+            if self.build {
+                map.insert(std::str::from_utf8(key).expect("ASCII key").to_owned(), value);
+            }
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
@@ -371,7 +393,10 @@ impl Parser<'_> {
             return Ok(items);
         }
         loop {
-            items.push(self.value()?);
+            let item = self.value()?;
+            if self.build {
+                items.push(item);
+            }
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
@@ -424,6 +449,22 @@ impl Parser<'_> {
         Ok(unit)
     }
 
+    /// An object key: `[A-Za-z0-9_.-]+` in quotes (characters that never need escaping,
+    /// so the raw bytes are the key).
+    fn key(&mut self) -> Result<&'a [u8], CanonicalError> {
+        self.expect(b'"', "expected a key")?;
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+            self.pos += 1;
+        }
+        let key = &self.bytes[start..self.pos];
+        if key.is_empty() || self.peek() != Some(b'"') {
+            return Err(CanonicalError { offset: start, message: "object key outside [A-Za-z0-9_.-]" });
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
     fn string(&mut self) -> Result<String, CanonicalError> {
         self.expect(b'"', "expected a string")?;
         let mut out = String::new();
@@ -435,7 +476,9 @@ impl Parser<'_> {
                 }
                 self.pos += 1;
             }
-            out.push_str(std::str::from_utf8(&self.bytes[run_start..self.pos]).expect("printable ASCII"));
+            if self.build {
+                out.push_str(std::str::from_utf8(&self.bytes[run_start..self.pos]).expect("printable ASCII"));
+            }
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -455,13 +498,17 @@ impl Parser<'_> {
                         Some(b'u') => {
                             self.pos += 1;
                             let c = self.unicode_escape(escape_at)?;
-                            out.push(c);
+                            if self.build {
+                                out.push(c);
+                            }
                             continue;
                         }
                         _ => return Err(self.error("unknown or non-canonical escape")),
                     };
                     self.pos += 1;
-                    out.push(c);
+                    if self.build {
+                        out.push(c);
+                    }
                 }
                 Some(_) => return Err(self.error("raw control or non-ASCII byte in a string (must be \\u-escaped)")),
                 None => return Err(self.error("unterminated string")),
@@ -592,8 +639,17 @@ mod tests {
                 let i = at.index(bytes.len());
                 bytes[i] = byte;
                 if let Ok(parsed) = parse(&bytes) {
-                    prop_assert_eq!(parsed.to_canonical(), bytes);
+                    prop_assert_eq!(parsed.to_canonical(), bytes.clone());
                 }
+            }
+
+            /// The allocation-free path decides exactly as the building one.
+            #[test]
+            fn object_len_agrees_with_parse(v in value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let mut bytes = Value::Object(Object::from([("k".to_owned(), v)])).to_canonical();
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+                prop_assert_eq!(object_len(&bytes).ok() == Some(bytes.len()), parse(&bytes).is_ok());
             }
         }
     }

@@ -5,10 +5,10 @@
 
 use std::fmt;
 
-use super::canonical::Value;
+use super::canonical::{self, Object, Value};
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::note::{Checkpoint, NoteSignature, NoteVerifier, SignatureCheck, SignedCheckpoint};
-use super::record::{LogLine, Record, kind};
+use super::record::{Envelope, LogLine, Record, kind};
 use super::{FORMAT_VERSION, HASH_NAME, MAX_LINE_LEN};
 
 /// What is wrong with a log, at the first place it goes wrong.
@@ -186,8 +186,8 @@ impl Chain {
         if line.len() > MAX_LINE_LEN {
             return Err(self.tamper(at, Problem::LineTooLong));
         }
-        match LogLine::parse(line) {
-            Ok(parsed) => self.apply_record(line, &parsed, at),
+        match Envelope::parse(line) {
+            Ok(envelope) => self.apply_record(line, &envelope, at),
             Err(e) => self.stash_torn(line, at, true, e.to_string()),
         }
     }
@@ -212,14 +212,16 @@ impl Chain {
         Ok(())
     }
 
-    fn apply_record(&mut self, line: &[u8], record: &LogLine, at: Position) -> Result<(), Tamper> {
+    fn apply_record(&mut self, line: &[u8], record: &Envelope, at: Position) -> Result<(), Tamper> {
+        // Only the kinds the chain gives meaning to need their data decoded.
+        let data = || canonical::parse_object(record.data).map_err(|e| Problem::NotCanonical(e.to_string()));
         if let Some(torn) = self.pending_torn.take() {
-            if record.kind() != kind::RECOVERED {
+            if record.kind != kind::RECOVERED {
                 return Err(self.tamper(torn.at, Problem::NotCanonical(torn.why)));
             }
-            self.check_recovery(record, &torn).map_err(|p| self.tamper(at, p))?;
+            data().and_then(|data| check_recovery(&data, &torn)).map_err(|p| self.tamper(at, p))?;
             self.recovered.push(Recovered { line: torn.at.line, offset: torn.at.offset, length: torn.length });
-        } else if record.kind() == kind::RECOVERED {
+        } else if record.kind == kind::RECOVERED {
             return Err(self.tamper(at, Problem::BadRecovery("no torn line precedes it")));
         }
         if record.seq != self.next_seq {
@@ -231,23 +233,22 @@ impl Chain {
         if record.prev != self.last_leaf {
             return Err(self.tamper(at, Problem::BrokenChain));
         }
-        match (self.next_seq, record.kind()) {
-            (0, kind::GENESIS) => self.check_genesis(record).map_err(|p| self.tamper(at, p))?,
+        match (self.next_seq, record.kind) {
+            (0, kind::GENESIS) => data().and_then(|data| self.check_genesis(&data)).map_err(|p| self.tamper(at, p))?,
             (0, _) => return Err(self.tamper(at, Problem::MissingGenesis)),
             (_, kind::GENESIS) => return Err(self.tamper(at, Problem::UnexpectedGenesis)),
-            (_, kind::CHECKPOINT) => self.check_checkpoint(record).map_err(|p| self.tamper(at, p))?,
+            (_, kind::CHECKPOINT) => data().and_then(|data| self.check_checkpoint(&data)).map_err(|p| self.tamper(at, p))?,
             _ => {}
         }
         let leaf = leaf_hash(line);
         self.frontier.push(leaf);
         self.last_leaf = leaf;
         self.next_seq += 1;
-        self.since_checkpoint = if record.kind() == kind::CHECKPOINT { 0 } else { self.since_checkpoint + 1 };
+        self.since_checkpoint = if record.kind == kind::CHECKPOINT { 0 } else { self.since_checkpoint + 1 };
         Ok(())
     }
 
-    fn check_genesis(&mut self, record: &LogLine) -> Result<(), Problem> {
-        let data = &record.record.data;
+    fn check_genesis(&mut self, data: &Object) -> Result<(), Problem> {
         if data.get("format").and_then(Value::as_int) != Some(FORMAT_VERSION) {
             return Err(Problem::BadGenesis("unsupported format version"));
         }
@@ -260,8 +261,7 @@ impl Chain {
         Ok(())
     }
 
-    fn check_checkpoint(&mut self, record: &LogLine) -> Result<(), Problem> {
-        let data = &record.record.data;
+    fn check_checkpoint(&mut self, data: &Object) -> Result<(), Problem> {
         let size = data.get("size").and_then(Value::as_u64_str).ok_or(Problem::BadCheckpoint("size must be a decimal string"))?;
         if size != self.frontier.size() {
             return Err(Problem::BadCheckpoint("size is not the number of records before the checkpoint"));
@@ -294,20 +294,20 @@ impl Chain {
         Ok(())
     }
 
-    fn check_recovery(&self, record: &LogLine, torn: &TornLine) -> Result<(), Problem> {
-        let data = &record.record.data;
-        if data.get("length").and_then(Value::as_u64_str) != Some(torn.length) {
-            return Err(Problem::BadRecovery("length differs from the torn line's"));
-        }
-        if data.get("hash").and_then(Value::as_str).and_then(Hash::from_hex) != Some(torn.hash()) {
-            return Err(Problem::BadRecovery("hash differs from the torn line's"));
-        }
-        // The writer, reading only the tail, knows byte offsets exactly; so does the verifier.
-        if data.get("offset").and_then(Value::as_u64_str) != Some(torn.at.offset) {
-            return Err(Problem::BadRecovery("offset differs from the torn line's"));
-        }
-        Ok(())
+}
+
+fn check_recovery(data: &Object, torn: &TornLine) -> Result<(), Problem> {
+    if data.get("length").and_then(Value::as_u64_str) != Some(torn.length) {
+        return Err(Problem::BadRecovery("length differs from the torn line's"));
     }
+    if data.get("hash").and_then(Value::as_str).and_then(Hash::from_hex) != Some(torn.hash()) {
+        return Err(Problem::BadRecovery("hash differs from the torn line's"));
+    }
+    // The writer, reading only the tail, knows byte offsets exactly; so does the verifier.
+    if data.get("offset").and_then(Value::as_u64_str) != Some(torn.at.offset) {
+        return Err(Problem::BadRecovery("offset differs from the torn line's"));
+    }
+    Ok(())
 }
 
 fn parse_frontier(value: &Value, size: u64) -> Option<Frontier> {

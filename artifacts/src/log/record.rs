@@ -69,23 +69,9 @@ impl LogLine {
     /// Parses one line (without newline), accepting only the canonical form with
     /// exactly the envelope keys.
     pub fn parse(line: &[u8]) -> Result<LogLine, CanonicalError> {
-        let bad = |message| CanonicalError { offset: 0, message };
-        let mut map = canonical::parse_object(line)?;
-        if map.len() != 4 {
-            return Err(bad("a record has exactly the keys data, kind, prev, seq"));
-        }
-        let Some(Value::Object(data)) = map.remove("data") else {
-            return Err(bad("\"data\" must be an object"));
-        };
-        let Some(Value::Str(kind)) = map.remove("kind") else {
-            return Err(bad("\"kind\" must be a string"));
-        };
-        if !is_valid_kind(&kind) {
-            return Err(bad("\"kind\" must be dotted lower-case words"));
-        }
-        let prev = map.get("prev").and_then(Value::as_str).and_then(Hash::from_hex).ok_or(bad("\"prev\" must be 64 lower-case hex digits"))?;
-        let seq = map.get("seq").and_then(Value::as_u64_str).ok_or(bad("\"seq\" must be a canonical decimal string"))?;
-        Ok(LogLine { seq, prev, record: Record { kind, data } })
+        let envelope = Envelope::parse(line)?;
+        let data = canonical::parse_object(envelope.data)?;
+        Ok(LogLine { seq: envelope.seq, prev: envelope.prev, record: Record { kind: envelope.kind.to_owned(), data } })
     }
 
     pub fn kind(&self) -> &str {
@@ -94,6 +80,60 @@ impl LogLine {
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.record.data.get(key)
+    }
+}
+
+/// A record line checked for canonical form, with its envelope decoded and its data
+/// left as (validated) bytes: what the verifier needs for most records, allocation-free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub seq: u64,
+    pub prev: Hash,
+    pub kind: &'a str,
+    /// The canonical `data` object's bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope's keys and their order are fixed, so its canonical form is a
+    /// fixed byte pattern around the data object, the kind, the hash and the number.
+    pub fn parse(line: &'a [u8]) -> Result<Envelope<'a>, CanonicalError> {
+        let mut at = 0;
+        let literal = |bytes: &[u8], at: &mut usize, message| {
+            if line[*at..].starts_with(bytes) {
+                *at += bytes.len();
+                Ok(())
+            } else {
+                Err(CanonicalError { offset: *at, message })
+            }
+        };
+        let field = |at: &mut usize, message| {
+            let len = line[*at..].iter().position(|&b| b == b'"').ok_or(CanonicalError { offset: *at, message })?;
+            let text = std::str::from_utf8(&line[*at..*at + len]).map_err(|_| CanonicalError { offset: *at, message })?;
+            *at += len;
+            Ok::<&'a str, CanonicalError>(text)
+        };
+        literal(b"{\"data\":", &mut at, "a record starts with {\"data\":")?;
+        let data_len = canonical::object_len(&line[at..]).map_err(|e| CanonicalError { offset: at + e.offset, message: e.message })?;
+        let data = &line[at..at + data_len];
+        at += data_len;
+        literal(b",\"kind\":\"", &mut at, "expected ,\"kind\":\" after the data")?;
+        let kind_at = at;
+        let kind = field(&mut at, "unterminated kind")?;
+        if !is_valid_kind(kind) {
+            return Err(CanonicalError { offset: kind_at, message: "\"kind\" must be dotted lower-case words" });
+        }
+        literal(b"\",\"prev\":\"", &mut at, "expected ,\"prev\":\" after the kind")?;
+        let prev = field(&mut at, "unterminated prev").ok().and_then(Hash::from_hex);
+        let prev = prev.ok_or(CanonicalError { offset: at, message: "\"prev\" must be 64 lower-case hex digits" })?;
+        literal(b"\",\"seq\":\"", &mut at, "expected ,\"seq\":\" after prev")?;
+        let seq = field(&mut at, "unterminated seq").ok().and_then(canonical::parse_canonical_u64);
+        let seq = seq.ok_or(CanonicalError { offset: at, message: "\"seq\" must be a canonical decimal string" })?;
+        literal(b"\"}", &mut at, "expected \"} after seq")?;
+        if at != line.len() {
+            return Err(CanonicalError { offset: at, message: "trailing bytes after the record" });
+        }
+        Ok(Envelope { seq, prev, kind, data })
     }
 }
 
