@@ -56,7 +56,13 @@ fn ref_action(name: &str, errno: Option<u64>) -> Action {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn version(v: &Value) -> Option<(u32, u32)> {
@@ -67,7 +73,10 @@ fn version(v: &Value) -> Option<(u32, u32)> {
 
 fn resolve(json: &str, go_arch: &str, caps: &BTreeSet<String>, kernel: (u32, u32)) -> RefProfile {
     let p: Value = serde_json::from_str(json).unwrap();
-    let default = ref_action(p["defaultAction"].as_str().unwrap(), p["defaultErrnoRet"].as_u64());
+    let default = ref_action(
+        p["defaultAction"].as_str().unwrap(),
+        p["defaultErrnoRet"].as_u64(),
+    );
     let mut rules: BTreeMap<String, Vec<RefRule>> = BTreeMap::new();
     for e in p["syscalls"].as_array().into_iter().flatten() {
         let ex = &e["excludes"];
@@ -103,12 +112,19 @@ fn resolve(json: &str, go_arch: &str, caps: &BTreeSet<String>, kernel: (u32, u32
             })
             .collect();
         let indices: BTreeSet<usize> = args.iter().map(|a| a.0).collect();
-        let alternatives = if indices.len() == args.len() { vec![args] } else { args.into_iter().map(|a| vec![a]).collect() };
+        let alternatives = if indices.len() == args.len() {
+            vec![args]
+        } else {
+            args.into_iter().map(|a| vec![a]).collect()
+        };
         let mut names = strings(&e["names"]);
         names.extend(e["name"].as_str().map(str::to_string));
         for name in names {
             for args in &alternatives {
-                rules.entry(name.clone()).or_default().push(RefRule { action, args: args.clone() });
+                rules.entry(name.clone()).or_default().push(RefRule {
+                    action,
+                    args: args.clone(),
+                });
             }
         }
     }
@@ -127,7 +143,9 @@ fn ref_precedence(a: Action) -> u8 {
 }
 
 fn ref_decide(p: &RefProfile, name: &str, regs: &[u64; 6]) -> Action {
-    let Some(rules) = p.rules.get(name) else { return p.default };
+    let Some(rules) = p.rules.get(name) else {
+        return p.default;
+    };
     if let Some(r) = rules.iter().find(|r| r.args.is_empty()) {
         return r.action;
     }
@@ -174,20 +192,45 @@ fn docker_caps() -> BTreeSet<String> {
 /// Check the YAML with the real front-end: no errors, and the IR.
 fn checked(yaml: &str) -> Policy {
     let checked = front::check(yaml);
-    let errors: Vec<_> = checked.diagnostics.iter().filter(|d| d.is_error()).collect();
-    assert!(errors.is_empty(), "imported policy has errors: {errors:#?}\n{yaml}");
+    let errors: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "imported policy has errors: {errors:#?}\n{yaml}"
+    );
     checked.policy.expect("no errors, so a policy")
 }
 
 /// Every constant the profile compares with, and its neighbours.
 fn interesting_values(json: &str) -> BTreeSet<u64> {
     let p: Value = serde_json::from_str(json).unwrap();
-    let mut out: BTreeSet<u64> = [0, 1, 2, 0x7fff_ffff, 0x8000_0000, u32::MAX as u64, 1 << 32, u64::MAX, u64::MAX - 1].into();
+    let mut out: BTreeSet<u64> = [
+        0,
+        1,
+        2,
+        0x7fff_ffff,
+        0x8000_0000,
+        u32::MAX as u64,
+        1 << 32,
+        u64::MAX,
+        u64::MAX - 1,
+    ]
+    .into();
     for e in p["syscalls"].as_array().into_iter().flatten() {
         for a in e["args"].as_array().into_iter().flatten() {
             for key in ["value", "valueTwo"] {
                 let v = a[key].as_u64().unwrap_or(0);
-                out.extend([v, v.wrapping_sub(1), v.wrapping_add(1), !v, v | 1, v & (v.wrapping_sub(1))]);
+                out.extend([
+                    v,
+                    v.wrapping_sub(1),
+                    v.wrapping_add(1),
+                    !v,
+                    v | 1,
+                    v & (v.wrapping_sub(1)),
+                ]);
                 // One bit of a mask at a time, and the mask with a bit outside it.
                 for bit in (0..64).map(|b| 1u64 << b).filter(|b| v & b != 0) {
                     out.insert(bit);
@@ -205,7 +248,10 @@ fn interesting_values(json: &str) -> BTreeSet<u64> {
 /// is the documented difference (see `a_32_bit_argument_is_read_on_its_low_half`).
 fn vectors(def: Option<&tables::SyscallDef>, values: &BTreeSet<u64>) -> Vec<[u64; 6]> {
     let fits = |i: usize, v: u64| match def {
-        Some(d) if d.args_known => d.args.get(i).is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
+        Some(d) if d.args_known => d
+            .args
+            .get(i)
+            .is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
         _ => true,
     };
     let mut out = vec![[0u64; 6]];
@@ -226,18 +272,34 @@ fn vectors(def: Option<&tables::SyscallDef>, values: &BTreeSet<u64>) -> Vec<[u64
 
 /// Compare `decide` on the policy with the reference on the profile for every number of
 /// the target's table.
-fn assert_same_decisions(policy: &Policy, target: Target, reference: &RefProfile, values: &BTreeSet<u64>) -> usize {
+fn assert_same_decisions(
+    policy: &Policy,
+    target: Target,
+    reference: &RefProfile,
+    values: &BTreeSet<u64>,
+) -> usize {
     let table = tables::table(target);
     let arch = target.audit_arch().unwrap();
     let mut compared = 0;
     for nr in 0..=table.max_nr {
         let def = table.by_nr(nr);
-        let conditional = def.and_then(|d| reference.rules.get(d.name)).is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
-        let args_list = if conditional { vectors(def, values) } else { vec![[0; 6], [u64::MAX; 6]] };
+        let conditional = def
+            .and_then(|d| reference.rules.get(d.name))
+            .is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
+        let args_list = if conditional {
+            vectors(def, values)
+        } else {
+            vec![[0; 6], [u64::MAX; 6]]
+        };
         for args in args_list {
             let got = ir::decide(policy, target, &Call { arch, nr, args }).action;
             let want = def.map_or(reference.default, |d| ref_decide(reference, d.name, &args));
-            assert_eq!(got, want, "{target} nr {nr} ({:?}) args {args:x?}", def.map(|d| d.name));
+            assert_eq!(
+                got,
+                want,
+                "{target} nr {nr} ({:?}) args {args:x?}",
+                def.map(|d| d.name)
+            );
             compared += 1;
         }
     }
@@ -245,7 +307,12 @@ fn assert_same_decisions(policy: &Policy, target: Target, reference: &RefProfile
 }
 
 fn import(json: &str, target: Target, caps: BTreeSet<String>) -> oci::Imported {
-    let opts = ImportOptions { caps, name: "docker-default".into(), source: Some("docker-default.json".into()), ..ImportOptions::new(target) };
+    let opts = ImportOptions {
+        caps,
+        name: "docker-default".into(),
+        source: Some("docker-default.json".into()),
+        ..ImportOptions::new(target)
+    };
     oci::import_oci(json, &opts).unwrap()
 }
 
@@ -268,7 +335,10 @@ fn docker_default_imports_with_the_same_decisions_on_both_targets() {
         assert!(!imported.report.dropped_names.is_empty());
         for name in &imported.report.dropped_names {
             assert!(table.by_name(name).is_none(), "{name}");
-            assert!(imported.yaml.contains(name.as_str()), "{name} not listed in the header");
+            assert!(
+                imported.yaml.contains(name.as_str()),
+                "{name} not listed in the header"
+            );
         }
     }
 }
@@ -280,15 +350,29 @@ fn docker_default_imports_readably_and_deterministically() {
     let b = import(&json, Target::LinuxX86_64, docker_caps());
     assert_eq!(a, b);
     let yaml = &a.yaml;
-    assert!(yaml.starts_with("# Imported by `capsulec import-oci` from the OCI seccomp profile `docker-default.json`"), "{yaml}");
+    assert!(
+        yaml.starts_with(
+            "# Imported by `capsulec import-oci` from the OCI seccomp profile `docker-default.json`"
+        ),
+        "{yaml}"
+    );
     assert!(yaml.contains("\ndefault: errno(EPERM)\n"), "{yaml}");
     assert!(yaml.contains("\ntargets: [linux-x86_64]\n"), "{yaml}");
     // Docker's conditional rules, as a person would write them.
     assert!(yaml.contains("    - personality: persona == 0\n"), "{yaml}");
-    assert!(yaml.contains("    - personality: persona == 0xffffffff\n"), "{yaml}");
+    assert!(
+        yaml.contains("    - personality: persona == 0xffffffff\n"),
+        "{yaml}"
+    );
     assert!(yaml.contains("    - socket: domain < 38\n"), "{yaml}");
-    assert!(yaml.contains("    - clone: flags & 0x7e020000 == 0\n"), "{yaml}");
-    assert!(yaml.contains("    - clone3: { action: errno(ENOSYS) }\n"), "{yaml}");
+    assert!(
+        yaml.contains("    - clone: flags & 0x7e020000 == 0\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("    - clone3: { action: errno(ENOSYS) }\n"),
+        "{yaml}"
+    );
     // The profile applies its rules to i386 and x32 too; Capsule gives those the default.
     assert!(yaml.contains("\nforeign-arch: errno(EPERM)\n"), "{yaml}");
     // Only x86_64's own calls: arch_prctl yes, the arm-only ones no.
@@ -307,15 +391,48 @@ fn cap_sys_admin_adds_its_syscalls() {
     let admin = checked(&admin_import.yaml);
     let table = tables::table(target);
     let arch = target.audit_arch().unwrap();
-    let decide = |p: &Policy, name: &str, args: [u64; 6]| ir::decide(p, target, &Call { arch, nr: table.by_name(name).unwrap().nr, args }).action;
-    for name in ["mount", "umount2", "setns", "unshare", "bpf", "fanotify_init", "sethostname"] {
-        assert_eq!(decide(&plain, name, [0; 6]), Action::Errno(1), "{name} without CAP_SYS_ADMIN");
-        assert_eq!(decide(&admin, name, [0; 6]), Action::Allow, "{name} with CAP_SYS_ADMIN");
+    let decide = |p: &Policy, name: &str, args: [u64; 6]| {
+        ir::decide(
+            p,
+            target,
+            &Call {
+                arch,
+                nr: table.by_name(name).unwrap().nr,
+                args,
+            },
+        )
+        .action
+    };
+    for name in [
+        "mount",
+        "umount2",
+        "setns",
+        "unshare",
+        "bpf",
+        "fanotify_init",
+        "sethostname",
+    ] {
+        assert_eq!(
+            decide(&plain, name, [0; 6]),
+            Action::Errno(1),
+            "{name} without CAP_SYS_ADMIN"
+        );
+        assert_eq!(
+            decide(&admin, name, [0; 6]),
+            Action::Allow,
+            "{name} with CAP_SYS_ADMIN"
+        );
     }
     // clone: namespaces flags allowed, and clone3 allowed instead of ENOSYS.
     let newns = 0x0002_0000;
-    assert_eq!(decide(&plain, "clone", [newns, 0, 0, 0, 0, 0]), Action::Errno(1));
-    assert_eq!(decide(&admin, "clone", [newns, 0, 0, 0, 0, 0]), Action::Allow);
+    assert_eq!(
+        decide(&plain, "clone", [newns, 0, 0, 0, 0, 0]),
+        Action::Errno(1)
+    );
+    assert_eq!(
+        decide(&admin, "clone", [newns, 0, 0, 0, 0, 0]),
+        Action::Allow
+    );
     assert_eq!(decide(&plain, "clone3", [0; 6]), Action::Errno(38));
     assert_eq!(decide(&admin, "clone3", [0; 6]), Action::Allow);
     let reference = resolve(&json, "amd64", &caps, ImportOptions::new(target).kernel);
@@ -330,7 +447,11 @@ fn docker_default_round_trips_through_export() {
         let policy = checked(&import(&json, target, docker_caps()).yaml);
         let exported = oci::export_oci(&policy);
         assert!(exported.json.ends_with("}\n"));
-        assert_eq!(exported.json, oci::export_oci(&policy).json, "deterministic");
+        assert_eq!(
+            exported.json,
+            oci::export_oci(&policy).json,
+            "deterministic"
+        );
         let kernel = ImportOptions::new(target).kernel;
         let original = resolve(&json, go_arch(target), &docker_caps(), kernel);
         let round = resolve(&exported.json, go_arch(target), &BTreeSet::new(), kernel);
@@ -386,26 +507,94 @@ syscalls:
 "#;
     let policy = checked(yaml);
     let exported = oci::export_oci(&policy);
-    assert!(exported.warnings.iter().any(|w| w.contains("audit")), "{:?}", exported.warnings);
-    assert!(!exported.warnings.iter().any(|w| w.contains("more than")), "no approximation: {:?}", exported.warnings);
+    assert!(
+        exported.warnings.iter().any(|w| w.contains("audit")),
+        "{:?}",
+        exported.warnings
+    );
+    assert!(
+        !exported.warnings.iter().any(|w| w.contains("more than")),
+        "no approximation: {:?}",
+        exported.warnings
+    );
     let values: BTreeSet<u64> = [
-        0, 1, 2, 3, 4, 5, 9, 10, 30, 31, 32, 100, 199, 200, 201, 249, 250, 251, 1023, 1024, 0x40, 0x200, 0x240, 0x5401, 0x5413,
-        0x5414, 0xffff_fffe, 0xffff_ffff, 0x1_0000_0000, 0xdead_0000_0000_0064, 0xffff_ffff_0000_0002, 0xffff_ffff_ffff_ffff,
-        0x1000_0000, 0x2_0000, 0x2_0002_0000,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        9,
+        10,
+        30,
+        31,
+        32,
+        100,
+        199,
+        200,
+        201,
+        249,
+        250,
+        251,
+        1023,
+        1024,
+        0x40,
+        0x200,
+        0x240,
+        0x5401,
+        0x5413,
+        0x5414,
+        0xffff_fffe,
+        0xffff_ffff,
+        0x1_0000_0000,
+        0xdead_0000_0000_0064,
+        0xffff_ffff_0000_0002,
+        0xffff_ffff_ffff_ffff,
+        0x1000_0000,
+        0x2_0000,
+        0x2_0002_0000,
     ]
     .into();
     for target in Target::LINUX {
         let reference = resolve(&exported.json, go_arch(target), &BTreeSet::new(), (6, 18));
         let table = tables::table(target);
         let arch = target.audit_arch().unwrap();
-        for name in ["read", "write", "socket", "personality", "ioctl", "fcntl", "mmap", "clone", "kill", "lseek", "openat", "ptrace", "close"] {
+        for name in [
+            "read",
+            "write",
+            "socket",
+            "personality",
+            "ioctl",
+            "fcntl",
+            "mmap",
+            "clone",
+            "kill",
+            "lseek",
+            "openat",
+            "ptrace",
+            "close",
+        ] {
             let def = table.by_name(name).unwrap();
             let mut checked_args = 0;
             for &v in &values {
                 for &w in &values {
                     for args in [[v, w, 0, 0, 0, 0], [w, v, v, w, 0, 0], [v, 0, w, 0, 0, 0]] {
-                        let want = ir::decide(&policy, target, &Call { arch, nr: def.nr, args }).action;
-                        assert_eq!(ref_decide(&reference, name, &args), want, "{target} {name} {args:x?}\n{}", exported.json);
+                        let want = ir::decide(
+                            &policy,
+                            target,
+                            &Call {
+                                arch,
+                                nr: def.nr,
+                                args,
+                            },
+                        )
+                        .action;
+                        assert_eq!(
+                            ref_decide(&reference, name, &args),
+                            want,
+                            "{target} {name} {args:x?}\n{}",
+                            exported.json
+                        );
                         checked_args += 1;
                     }
                 }
@@ -417,12 +606,17 @@ syscalls:
 
 #[test]
 fn export_is_a_loadable_profile_shape() {
-    let policy = checked("version: 1\nname: t\ndefault: kill-process\ntargets: [linux-x86_64]\nsyscalls:\n  allow: [read, write]\n");
+    let policy = checked(
+        "version: 1\nname: t\ndefault: kill-process\ntargets: [linux-x86_64]\nsyscalls:\n  allow: [read, write]\n",
+    );
     let exported = oci::export_oci(&policy);
     let v: Value = serde_json::from_str(&exported.json).unwrap();
     assert_eq!(v["defaultAction"], "SCMP_ACT_KILL_PROCESS");
     assert_eq!(v["architectures"], serde_json::json!(["SCMP_ARCH_X86_64"]));
-    assert_eq!(v["syscalls"], serde_json::json!([{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }]));
+    assert_eq!(
+        v["syscalls"],
+        serde_json::json!([{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }])
+    );
     assert!(exported.warnings.is_empty(), "{:?}", exported.warnings);
 }
 
@@ -459,8 +653,22 @@ fn every_op_imports_with_the_profile_semantics() {
             for x in 0..16u64 {
                 let mut args = [0u64; 6];
                 args[index as usize] = x;
-                let got = ir::decide(&policy, target, &Call { arch: target.audit_arch().unwrap(), nr, args }).action;
-                assert_eq!(got, ref_decide(&reference, "lseek", &args), "{op} arg{index} = {x}\n{}", imported.yaml);
+                let got = ir::decide(
+                    &policy,
+                    target,
+                    &Call {
+                        arch: target.audit_arch().unwrap(),
+                        nr,
+                        args,
+                    },
+                )
+                .action;
+                assert_eq!(
+                    got,
+                    ref_decide(&reference, "lseek", &args),
+                    "{op} arg{index} = {x}\n{}",
+                    imported.yaml
+                );
             }
         }
     }
@@ -480,14 +688,22 @@ fn conflicting_rules_resolve_as_libseccomp_does() {
     ]}"#;
     let imported = import_text(json).unwrap();
     let policy = checked(&imported.yaml);
-    assert!(imported.report.redundant_entries == 1, "{:?}", imported.report);
+    assert!(
+        imported.report.redundant_entries == 1,
+        "{:?}",
+        imported.report
+    );
     let reference = resolve(json, "amd64", &BTreeSet::new(), (6, 18));
     let values: BTreeSet<u64> = (0..12).chain([u32::MAX as u64]).collect();
     assert_same_decisions(&policy, Target::LinuxX86_64, &reference, &values);
     // Spot checks of what the model says.
     let table = tables::table(Target::LinuxX86_64);
     let at = |name: &str, a0: u64, a1: u64| {
-        let call = Call { arch: Target::LinuxX86_64.audit_arch().unwrap(), nr: table.by_name(name).unwrap().nr, args: [a0, a1, 0, 0, 0, 0] };
+        let call = Call {
+            arch: Target::LinuxX86_64.audit_arch().unwrap(),
+            nr: table.by_name(name).unwrap().nr,
+            args: [a0, a1, 0, 0, 0, 0],
+        };
         ir::decide(&policy, Target::LinuxX86_64, &call).action
     };
     assert_eq!(at("kill", 1, 9), Action::Allow);
@@ -505,11 +721,32 @@ fn a_32_bit_argument_is_read_on_its_low_half() {
     let json = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":4294967295,"op":"SCMP_CMP_EQ"}]},{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":4294967296,"op":"SCMP_CMP_EQ"}]}]}"#;
     let imported = import_text(json).unwrap();
     let policy = checked(&imported.yaml);
-    assert!(imported.yaml.contains("- personality: persona == 0xffffffff\n"), "{}", imported.yaml);
-    assert!(!imported.yaml.contains("0x100000000"), "a value no 32-bit argument holds is dropped:\n{}", imported.yaml);
+    assert!(
+        imported
+            .yaml
+            .contains("- personality: persona == 0xffffffff\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        !imported.yaml.contains("0x100000000"),
+        "a value no 32-bit argument holds is dropped:\n{}",
+        imported.yaml
+    );
     let t = Target::LinuxX86_64;
     let nr = tables::table(t).by_name("personality").unwrap().nr;
-    let decide = |a0| ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args: [a0, 0, 0, 0, 0, 0] }).action;
+    let decide = |a0| {
+        ir::decide(
+            &policy,
+            t,
+            &Call {
+                arch: t.audit_arch().unwrap(),
+                nr,
+                args: [a0, 0, 0, 0, 0, 0],
+            },
+        )
+        .action
+    };
     assert_eq!(decide(0xffff_ffff), Action::Allow);
     assert_eq!(decide(u64::MAX), Action::Allow);
     assert_eq!(decide(0x1_0000_0000), Action::Errno(1));
@@ -519,27 +756,59 @@ fn a_32_bit_argument_is_read_on_its_low_half() {
 fn bad_profiles_are_clear_errors() {
     let cases = [
         ("not json", "not an OCI seccomp profile"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","bogus":1}"#, "unknown field `bogus`"),
-        (r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#, "defaultAction: unknown action `SCMP_ACT_MAYBE`"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}"#, "syscalls[0]: `SCMP_ACT_NOTIFY`"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":9,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#, "index 9"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":0,"op":"SCMP_CMP_XX"}]}]}"#, "unknown comparison `SCMP_CMP_XX`"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#, "names no syscall"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#, "errnoRet 70000"),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","bogus":1}"#,
+            "unknown field `bogus`",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#,
+            "defaultAction: unknown action `SCMP_ACT_MAYBE`",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+            "syscalls[0]: `SCMP_ACT_NOTIFY`",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":9,"value":0,"op":"SCMP_CMP_EQ"}]}]}"#,
+            "index 9",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":0,"op":"SCMP_CMP_XX"}]}]}"#,
+            "unknown comparison `SCMP_CMP_XX`",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#,
+            "names no syscall",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
+            "errnoRet 70000",
+        ),
     ];
     for (json, want) in cases {
         let err = import_text(json).unwrap_err().to_string();
         assert!(err.contains(want), "{json}: {err}");
     }
     let macos = ImportOptions::new(Target::Macos);
-    assert!(oci::import_oci("{}", &macos).unwrap_err().to_string().contains("macos has no seccomp"));
+    assert!(
+        oci::import_oci("{}", &macos)
+            .unwrap_err()
+            .to_string()
+            .contains("macos has no seccomp")
+    );
 }
 
 #[test]
 fn widths_used_by_the_tests_are_the_tables() {
     // The vectors above lean on these widths; fail loudly if the tables change them.
     let t = tables::table(Target::LinuxX86_64);
-    let width = |name: &str, i: usize| if t.by_name(name).unwrap().args[i].bits <= 32 { Width::W32 } else { Width::W64 };
+    let width = |name: &str, i: usize| {
+        if t.by_name(name).unwrap().args[i].bits <= 32 {
+            Width::W32
+        } else {
+            Width::W64
+        }
+    };
     assert_eq!(width("personality", 0), Width::W32);
     assert_eq!(width("lseek", 1), Width::W64);
     assert_eq!(width("lseek", 2), Width::W32);
@@ -557,7 +826,16 @@ fn export_past_the_cap_only_allows_less() {
     );
     let policy = checked(&yaml);
     let exported = oci::export_oci(&policy);
-    assert_eq!(exported.warnings.iter().filter(|w| w.contains("more than")).count(), 2, "{:?}", exported.warnings);
+    assert_eq!(
+        exported
+            .warnings
+            .iter()
+            .filter(|w| w.contains("more than"))
+            .count(),
+        2,
+        "{:?}",
+        exported.warnings
+    );
     let reference = resolve(&exported.json, "amd64", &BTreeSet::new(), (6, 18));
     let t = Target::LinuxX86_64;
     let table = tables::table(t);
@@ -566,15 +844,42 @@ fn export_past_the_cap_only_allows_less() {
         for a in [0u64, 1, 5, 20, 21, 1 << 33] {
             for b in [0u64, 1, 7, 20, 21] {
                 let args = [a, b, b, 0, 0, 0];
-                let capsule = ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args }).action;
+                let capsule = ir::decide(
+                    &policy,
+                    t,
+                    &Call {
+                        arch: t.audit_arch().unwrap(),
+                        nr,
+                        args,
+                    },
+                )
+                .action;
                 let oci = ref_decide(&reference, name, &args);
-                assert!(capsule.lets_call_run() || !oci.lets_call_run(), "{name} {args:?}: capsule {capsule}, OCI {oci}");
+                assert!(
+                    capsule.lets_call_run() || !oci.lets_call_run(),
+                    "{name} {args:?}: capsule {capsule}, OCI {oci}"
+                );
             }
         }
     }
     // read: every call killed (the deny widened), as Capsule kills some and allows none
     // the profile could tell apart.
     let nr = table.by_name("read").unwrap().nr;
-    assert_eq!(ref_decide(&reference, "read", &[3, 3, 3, 0, 0, 0]), Action::KillProcess);
-    assert_eq!(ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args: [3, 0, 3, 0, 0, 0] }).action, Action::KillProcess);
+    assert_eq!(
+        ref_decide(&reference, "read", &[3, 3, 3, 0, 0, 0]),
+        Action::KillProcess
+    );
+    assert_eq!(
+        ir::decide(
+            &policy,
+            t,
+            &Call {
+                arch: t.audit_arch().unwrap(),
+                nr,
+                args: [3, 0, 3, 0, 0, 0]
+            }
+        )
+        .action,
+        Action::KillProcess
+    );
 }
