@@ -883,3 +883,58 @@ fn export_past_the_cap_only_allows_less() {
         Action::KillProcess
     );
 }
+
+/// A constant that differs between targets (O_DIRECTORY) gives per-architecture
+/// entries, each limited with Docker's `includes.arches`.
+#[test]
+fn export_limits_target_specific_rules_to_their_architecture() {
+    let yaml = "version: 1\nname: t\ndefault: errno(EPERM)\ntargets: [linux-x86_64, linux-aarch64]\nsyscalls:\n  allow:\n    - read\n    - openat: flags & O_DIRECTORY == 0\n";
+    let policy = checked(yaml);
+    let exported = oci::export_oci(&policy);
+    let v: Value = serde_json::from_str(&exported.json).unwrap();
+    let openat: Vec<&Value> = v["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["names"][0] == "openat")
+        .collect();
+    let arches: BTreeSet<String> = openat
+        .iter()
+        .flat_map(|e| strings(&e["includes"]["arches"]))
+        .collect();
+    assert_eq!(
+        arches,
+        ["amd64".to_string(), "arm64".to_string()].into(),
+        "{}",
+        exported.json
+    );
+    assert!(
+        v["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["names"][0] == "read" && e["includes"].is_null())
+    );
+    for target in Target::LINUX {
+        let reference = resolve(&exported.json, go_arch(target), &BTreeSet::new(), (6, 18));
+        let nr = tables::table(target).by_name("openat").unwrap().nr;
+        for flags in [0u64, 0x4000, 0x1_0000, 0x1_4000, 0x2] {
+            let args = [0, 0, flags, 0, 0, 0];
+            let want = ir::decide(
+                &policy,
+                target,
+                &Call {
+                    arch: target.audit_arch().unwrap(),
+                    nr,
+                    args,
+                },
+            )
+            .action;
+            assert_eq!(
+                ref_decide(&reference, "openat", &args),
+                want,
+                "{target} flags {flags:#x}"
+            );
+        }
+    }
+}
