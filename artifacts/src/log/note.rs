@@ -149,7 +149,7 @@ fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
     digest[..4].try_into().expect("4 bytes")
 }
 
-fn split_key<'a>(text: &'a str, fields: usize) -> Result<Vec<&'a str>, NoteError> {
+fn split_key(text: &str, fields: usize) -> Result<Vec<&str>, NoteError> {
     // splitn: the base64 key material in the last field may itself contain '+'.
     let parts: Vec<&str> = text.trim_end_matches('\n').splitn(fields, '+').collect();
     if parts.len() != fields {
