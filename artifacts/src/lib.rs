@@ -7,6 +7,7 @@
 pub mod launch;
 pub mod log;
 pub mod manifest;
+pub mod notify;
 pub mod target;
 
 pub use launch::LaunchSettings;

@@ -7,6 +7,7 @@
 //! [`load_pinned`], which trusts nothing it has not hashed. The format is documented in
 //! `docs/artifact-format.md`.
 
+use crate::notify::NotifyTable;
 use crate::{LaunchSettings, Target};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -59,14 +60,24 @@ pub struct PolicyInfo {
 pub struct FileEntry {
     /// A plain file name inside the folder (no `/`, not `.` or `..`).
     pub name: String,
-    pub target: Target,
+    /// The target this file serves; `None` for files that serve several
+    /// (`oci-seccomp.json` holds every Linux target).
+    pub target: Option<Target>,
     /// blake3 (lowercase hex) of the file's bytes.
     pub blake3: String,
     /// The file's length in bytes.
     pub size: u64,
-    /// The program returns `SECCOMP_RET_USER_NOTIF` somewhere, so the launcher must
-    /// install it with a listener and supervise it.
-    pub user_notif: bool,
+    /// For a seccomp program that returns `SECCOMP_RET_USER_NOTIF` somewhere: what the
+    /// supervisor answers per syscall number. The launcher installs such a program
+    /// with a listener and supervises it.
+    pub notify: Option<NotifyTable>,
+}
+
+impl FileEntry {
+    /// The launcher must install this program with a notification listener.
+    pub fn user_notif(&self) -> bool {
+        self.notify.is_some()
+    }
 }
 
 impl Manifest {
@@ -85,12 +96,12 @@ impl Manifest {
 
     /// The entry holding `target`'s compiled policy (`linux-x86_64.bpf`, ...).
     pub fn entry_for(&self, target: Target) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.target == target && f.name == target.artifact_file())
+        self.files.iter().find(|f| f.target == Some(target) && f.name == target.artifact_file())
     }
 
     /// The targets this folder has a compiled policy for, in manifest order.
     pub fn targets(&self) -> Vec<Target> {
-        self.files.iter().filter(|f| f.name == f.target.artifact_file()).map(|f| f.target).collect()
+        self.files.iter().filter_map(|f| f.target.filter(|t| f.name == t.artifact_file())).collect()
     }
 }
 
@@ -323,7 +334,7 @@ mod tests {
     }
 
     fn entry(name: &str, target: Target, bytes: &[u8]) -> FileEntry {
-        FileEntry { name: name.to_owned(), target, blake3: hash(bytes), size: bytes.len() as u64, user_notif: false }
+        FileEntry { name: name.to_owned(), target: Some(target), blake3: hash(bytes), size: bytes.len() as u64, notify: None }
     }
 
     /// Writes the files and the manifest; returns the folder and the pin.

@@ -12,6 +12,7 @@ use crate::ir::Policy;
 use crate::{front, passes, tables, valid};
 use capsule_artifacts::Target;
 use capsule_artifacts::manifest::{self, FileEntry, Manifest};
+use capsule_artifacts::notify::NotifyTable;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -42,7 +43,12 @@ pub struct Artifacts {
     pub validation: Vec<ValidationReport>,
     /// Warnings and notes from the front-end.
     pub diagnostics: Vec<Diagnostic>,
+    /// Where oci-seccomp.json approximates the policy (always by denying more).
+    pub oci_warnings: Vec<String>,
 }
+
+/// The OCI runtime-spec seccomp profile's file name in the folder.
+pub const OCI_FILE: &str = "oci-seccomp.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -77,14 +83,24 @@ pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildEr
     let mut files = BTreeMap::new();
     let mut entries = Vec::new();
     let mut validation = Vec::new();
+    let mut oci_warnings = Vec::new();
     for target in policy.targets.iter().copied().filter(|t| t.is_linux()) {
         let program = bpf::compile(&optimised, &info, target)?;
         validation.push(validate::validate(&policy, &info, target, &program)?);
         let bytes = crate::bpf::encode(&program);
-        let notify = info.target(target).is_some_and(|t| t.needs_user_notif());
+        let notify = info.target(target).filter(|t| t.needs_user_notif()).map(|t| t.notify.clone());
         entries.push(entry(target.artifact_file(), Some(target), &bytes, notify));
         files.insert(target.artifact_file().to_owned(), bytes);
     }
+
+    if policy.targets.iter().any(|t| t.is_linux()) {
+        let oci = crate::oci::export_oci(&policy);
+        let bytes = oci.json.into_bytes();
+        entries.push(entry(OCI_FILE, None, &bytes, None));
+        files.insert(OCI_FILE.to_owned(), bytes);
+        oci_warnings = oci.warnings;
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
 
     let manifest = Manifest {
         format: manifest::FORMAT.to_owned(),
@@ -97,16 +113,16 @@ pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildEr
     let manifest_bytes = manifest.to_bytes();
     let pin = Manifest::pin(&manifest_bytes);
     files.insert(manifest::MANIFEST_FILE.to_owned(), manifest_bytes);
-    Ok(Artifacts { files, pin, manifest, policy, optimised, validation, diagnostics })
+    Ok(Artifacts { files, pin, manifest, policy, optimised, validation, diagnostics, oci_warnings })
 }
 
-fn entry(name: &str, target: Option<Target>, bytes: &[u8], user_notif: bool) -> FileEntry {
+fn entry(name: &str, target: Option<Target>, bytes: &[u8], notify: Option<NotifyTable>) -> FileEntry {
     FileEntry {
         name: name.to_owned(),
-        target: target.expect("every artifact file has a target for now"),
+        target,
         blake3: blake3::hash(bytes).to_hex().to_string(),
         size: bytes.len() as u64,
-        user_notif,
+        notify,
     }
 }
 

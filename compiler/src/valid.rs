@@ -28,7 +28,6 @@ use crate::ir::{Action, Cond, Policy, RuleKind, SyscallPolicy, Test, Width};
 use crate::tables;
 use capsule_artifacts::Target;
 use capsule_artifacts::launch::Record;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The largest errno the kernel passes through (`MAX_ERRNO`).
@@ -70,99 +69,57 @@ impl TargetInfo {
     }
 }
 
-/// The supervisor's answer to a notification. It is the policy's own decision, so the
-/// supervisor never decides anything from what it reads in the child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NotifyAnswer {
-    /// An audited call: record it and let it run (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
-    Continue,
-    /// A recorded denial: record it and fail the call with this errno.
-    Errno(u16),
-}
+pub use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 
-/// Per syscall number, the answer the supervisor gives when the filter returns
-/// `SECCOMP_RET_USER_NOTIF` for it. A filter notifies for a number only with the one
-/// answer this table gives for it; every other outcome of that number is returned by
-/// the filter itself (enforced, but not recorded by the supervisor).
-///
-/// The answer for a number: `newer` above `max_nr`, else the `syscalls` entry, else
-/// `default` (numbers no rule names, and the gaps of the table).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyTable {
-    pub max_nr: u32,
-    pub default: Option<NotifyAnswer>,
-    pub newer: Option<NotifyAnswer>,
-    /// Numbers whose notified answer differs from `default`. `None`: that number is
-    /// never notified.
-    pub syscalls: BTreeMap<u32, Option<NotifyAnswer>>,
-}
-
-impl NotifyTable {
-    pub fn answer(&self, nr: u32) -> Option<NotifyAnswer> {
-        if nr > self.max_nr {
-            self.newer
+/// How the policy's records turn a concrete outcome into a notification.
+fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) -> NotifyTable {
+    let record = &policy.launch.audit.record;
+    let audits = record.contains(&Record::AuditedSyscalls);
+    let denials = record.contains(&Record::Denials);
+    let denial = |action: Action| match action {
+        Action::Errno(e) if denials => Some(NotifyAnswer::Errno(e)),
+        _ => None,
+    };
+    let default = denial(policy.default);
+    let mut table = NotifyTable {
+        max_nr,
+        default,
+        newer: denial(policy.newer_syscalls),
+        syscalls: BTreeMap::new(),
+    };
+    for (&nr, rules) in &syscalls.syscalls {
+        // Every outcome the syscall may reach (an over-approximation is safe: it
+        // only makes a conflict, and so a direct return, more likely).
+        let unconditional = rules.rules.iter().any(|r| r.cond == Cond::True);
+        let mut candidates: Vec<NotifyAnswer> = Vec::new();
+        if audits && rules.rules.iter().any(|r| r.kind == RuleKind::Audit) {
+            // An audited call must always reach the supervisor; denials of the
+            // same number are then returned by the filter itself.
+            candidates.push(NotifyAnswer::Continue);
         } else {
-            self.syscalls.get(&nr).copied().unwrap_or(self.default)
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.default.is_none()
-            && self.newer.is_none()
-            && self.syscalls.values().all(Option::is_none)
-    }
-
-    /// How the policy's records turn a concrete outcome into a notification.
-    fn build(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) -> NotifyTable {
-        let record = &policy.launch.audit.record;
-        let audits = record.contains(&Record::AuditedSyscalls);
-        let denials = record.contains(&Record::Denials);
-        let denial = |action: Action| match action {
-            Action::Errno(e) if denials => Some(NotifyAnswer::Errno(e)),
-            _ => None,
-        };
-        let default = denial(policy.default);
-        let mut table = NotifyTable {
-            max_nr,
-            default,
-            newer: denial(policy.newer_syscalls),
-            syscalls: BTreeMap::new(),
-        };
-        for (&nr, rules) in &syscalls.syscalls {
-            // Every outcome the syscall may reach (an over-approximation is safe: it
-            // only makes a conflict, and so a direct return, more likely).
-            let unconditional = rules.rules.iter().any(|r| r.cond == Cond::True);
-            let mut candidates: Vec<NotifyAnswer> = Vec::new();
-            if audits && rules.rules.iter().any(|r| r.kind == RuleKind::Audit) {
-                // An audited call must always reach the supervisor; denials of the
-                // same number are then returned by the filter itself.
-                candidates.push(NotifyAnswer::Continue);
-            } else {
-                if !unconditional {
-                    candidates.extend(default);
-                }
-                for rule in &rules.rules {
-                    if let RuleKind::Deny(action) = rule.kind {
-                        candidates.extend(denial(action));
-                    }
+            if !unconditional {
+                candidates.extend(default);
+            }
+            for rule in &rules.rules {
+                if let RuleKind::Deny(action) = rule.kind {
+                    candidates.extend(denial(action));
                 }
             }
-            // Between several errnos, the default's keeps the number out of the
-            // table; otherwise the first written one is notified.
-            let answer = if candidates.contains(&NotifyAnswer::Continue) {
-                Some(NotifyAnswer::Continue)
-            } else if default.is_some() && candidates.contains(&default.unwrap()) {
-                default
-            } else {
-                candidates.first().copied()
-            };
-            if answer != default {
-                table.syscalls.insert(nr, answer);
-            }
         }
-        table
+        // Between several errnos, the default's keeps the number out of the
+        // table; otherwise the first written one is notified.
+        let answer = if candidates.contains(&NotifyAnswer::Continue) {
+            Some(NotifyAnswer::Continue)
+        } else if default.is_some() && candidates.contains(&default.unwrap()) {
+            default
+        } else {
+            candidates.first().copied()
+        };
+        if answer != default {
+            table.syscalls.insert(nr, answer);
+        }
     }
+    table
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -368,7 +325,7 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
             }
         }
     }
-    let notify = NotifyTable::build(policy, syscalls, table.max_nr);
+    let notify = build_notify_table(policy, syscalls, table.max_nr);
     Ok(TargetInfo {
         target,
         max_nr: table.max_nr,

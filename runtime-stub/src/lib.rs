@@ -37,7 +37,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
-pub use supervisor::{DenyAll, Notification, Response, Supervisor};
+pub use supervisor::{DenyAll, Notification, PolicyAnswers, Response, Supervisor};
 
 /// capsule itself failed: bad or tampered artifact, missing kernel feature, setup error.
 pub const EXIT_SETUP_FAILURE: i32 = 125;
@@ -103,9 +103,13 @@ pub fn exit_code_for(status: ExitStatus) -> i32 {
     }
 }
 
-/// Launches with the stand-in supervisor that denies every notified call with EPERM.
+/// Launches, answering seccomp notifications with the policy's own decisions (the
+/// manifest's notification table).
 pub fn launch(artifact: &VerifiedArtifact, options: &LaunchOptions) -> LaunchOutcome {
-    launch_supervised(artifact, options, &mut DenyAll)
+    let empty = capsule_artifacts::notify::NotifyTable::default();
+    let table = artifact.entry.notify.as_ref().unwrap_or(&empty);
+    let native_arch = artifact.target.audit_arch().unwrap_or(0);
+    launch_supervised(artifact, options, &mut PolicyAnswers { table, native_arch })
 }
 
 /// Launches and answers seccomp notifications with `supervisor`.
@@ -176,7 +180,7 @@ fn prepare(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<child
         "seccomp: {} installed: {} instructions, blake3 {blob_hash}{}",
         artifact.entry.name,
         program.instruction_count(),
-        if artifact.entry.user_notif { ", with a notification listener" } else { "" }
+        if artifact.entry.user_notif() { ", with a notification listener" } else { "" }
     );
 
     if verbose {
@@ -240,7 +244,7 @@ fn prepare(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<child
         landlock,
         rlimits,
         program,
-        user_notif: artifact.entry.user_notif,
+        user_notif: artifact.entry.user_notif(),
         seccomp_note,
     })
 }

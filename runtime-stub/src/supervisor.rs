@@ -5,6 +5,7 @@
 //! because of what it read from the child's memory (it could change after the check);
 //! notification is for observing and denying.
 
+use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -40,6 +41,36 @@ pub struct DenyAll;
 impl Supervisor for DenyAll {
     fn decide(&mut self, _: &Notification) -> Response {
         Response::Deny { errno: libc::EPERM }
+    }
+}
+
+/// Answers with the policy's own decision, from the manifest's notification table
+/// (computed by the compiler together with the filter and validated against it).
+/// A notification the table has no answer for cannot happen with a validated
+/// artifact; it is denied with EPERM, failing closed.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyAnswers<'a> {
+    pub table: &'a NotifyTable,
+    /// The target's `AUDIT_ARCH_*`: the table answers native calls only.
+    pub native_arch: u32,
+}
+
+impl PolicyAnswers<'_> {
+    pub fn answer(&self, notification: &Notification) -> Response {
+        if notification.arch != self.native_arch {
+            return Response::Deny { errno: libc::EPERM };
+        }
+        match u32::try_from(notification.syscall).ok().and_then(|nr| self.table.answer(nr)) {
+            Some(NotifyAnswer::Continue) => Response::Continue,
+            Some(NotifyAnswer::Errno(errno)) => Response::Deny { errno: i32::from(errno) },
+            None => Response::Deny { errno: libc::EPERM },
+        }
+    }
+}
+
+impl Supervisor for PolicyAnswers<'_> {
+    fn decide(&mut self, notification: &Notification) -> Response {
+        self.answer(notification)
     }
 }
 
@@ -98,7 +129,8 @@ impl Listener {
             args: raw.data.args,
         };
         let (error, flags) = match supervisor.decide(&notification) {
-            Response::Deny { errno } => (-errno.abs().max(1), 0),
+            // errno 0 (a policy's `errno(0)`) makes the call return 0 without running.
+            Response::Deny { errno } => (-errno.abs(), 0),
             Response::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
         };
         let resp = libc::seccomp_notif_resp { id: raw.id, val: 0, error, flags };

@@ -97,11 +97,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
     let mut documents = 0;
 
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|e| {
-            let at = offsets.byte(e.marker().index());
-            Diagnostic::new(Code::YamlSyntax, at..(at + 1).min(src.len()).max(at), format!("invalid YAML: {}", e.info()))
-                .label("here")
-        })?;
+        let (event, span) = next.map_err(|e| scan_error(&e, &offsets, src))?;
         let span = offsets.span(span);
         let node = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => continue,
@@ -177,6 +173,25 @@ pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
         }
     }
     Ok(root)
+}
+
+/// saphyr-parser reports some hazards as scan errors before any event reaches us:
+/// deep flow nesting (its own recursion limit) and aliases to unknown anchors.
+fn scan_error(e: &saphyr_parser::ScanError, offsets: &Offsets, src: &str) -> Diagnostic {
+    let at = offsets.byte(e.marker().index());
+    let span = at..(at + 1).min(src.len()).max(at);
+    let info = e.info();
+    if info.contains("recursion limit") {
+        Diagnostic::new(Code::TooDeep, span, format!("nesting deeper than {MAX_DEPTH} levels"))
+            .label("too deep")
+            .help("a policy needs only a few levels of nesting")
+    } else if info.contains("anchor") {
+        Diagnostic::new(Code::YamlAlias, span, "YAML aliases are not allowed in a policy")
+            .label("alias")
+            .help("write the value out in full; aliases can multiply a small file into a huge one")
+    } else {
+        Diagnostic::new(Code::YamlSyntax, span, format!("invalid YAML: {info}")).label("here")
+    }
 }
 
 fn scalar_eq(a: &Node, b: &Node) -> bool {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use capsule_artifacts::launch::LaunchSettings;
+use capsule_artifacts::notify::NotifyTable;
 use capsule_artifacts::manifest::{FORMAT, FileEntry, MANIFEST_FILE, Manifest, PolicyInfo, VERSION};
 use capsule_artifacts::target::AUDIT_ARCH_X86_64;
 use capsule_artifacts::Target;
@@ -84,10 +85,11 @@ pub fn artifact(settings: LaunchSettings, blob: &[u8], user_notif: bool) -> Arti
         compiler: "runtime-stub tests".to_owned(),
         files: vec![FileEntry {
             name: name.to_owned(),
-            target: Target::LinuxX86_64,
+            target: Some(Target::LinuxX86_64),
             blake3: blake3::hash(blob).to_hex().to_string(),
             size: blob.len() as u64,
-            user_notif,
+            // The tests' supervisors decide for themselves; an empty table asks for a listener.
+            notify: user_notif.then(NotifyTable::default),
         }],
         launch: settings,
     };
