@@ -6,6 +6,7 @@ pub mod back;
 pub mod bpf;
 pub mod build;
 pub mod diagnostic;
+pub mod diff;
 pub mod explain;
 pub mod groups;
 pub mod filetest;

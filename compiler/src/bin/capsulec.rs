@@ -81,6 +81,25 @@ enum Command {
         /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`.
         args: Vec<String>,
     },
+    /// What changed between two policies, per target: syscalls newly allowed or
+    /// denied, conditions changed, files, network, limits, env and audit.
+    /// Exit 0 when they decide alike, 1 when they differ.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Turn an OCI / Docker seccomp profile into a capsule.yaml (on stdout).
+    ImportOci {
+        profile: PathBuf,
+        /// The Linux target to import for (default: this machine's).
+        #[arg(long, value_parser = parse_target)]
+        arch: Option<Target>,
+        /// The capabilities the container has, comma-separated (default: Docker's default set).
+        #[arg(long, value_delimiter = ',')]
+        caps: Option<Vec<String>>,
+    },
     /// List the syscall groups and their members per target.
     Groups {
         /// Only this group (without or with the leading @).
@@ -95,6 +114,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policy, format } => check(&policy, format, cli.color),
         Command::Groups { name, format } => groups(name.as_deref(), format),
+        Command::Diff { old, new, format } => diff(&old, &new, format, cli.color),
+        Command::ImportOci { profile, arch, caps } => import_oci(&profile, arch, caps),
         Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
         Command::Disasm { file, target } => disasm(&file, target),
         Command::Explain { input, target, syscall, args } => explain(&input, target, &syscall, &args),
@@ -151,6 +172,58 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Check and optimise a policy for `diff`; diagnostics go to stderr on failure.
+fn optimised(path: &Path, color: Color) -> anyhow::Result<Option<capsule_compiler::ir::Policy>> {
+    let bytes = read_policy(path)?;
+    let checked = front::check_bytes(&bytes);
+    match checked.policy {
+        Some(policy) => Ok(Some(capsule_compiler::passes::run_all(&policy))),
+        None => {
+            print_diagnostics(path, &bytes, &checked.diagnostics, color)?;
+            Ok(None)
+        }
+    }
+}
+
+fn diff(old: &Path, new: &Path, format: Format, color: Color) -> anyhow::Result<ExitCode> {
+    let (Some(o), Some(n)) = (optimised(old, color)?, optimised(new, color)?) else {
+        return Ok(ExitCode::from(2));
+    };
+    let d = capsule_compiler::diff::diff(&o, &n);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        Format::Text => print!("{}", capsule_compiler::diff::render(&d)),
+    }
+    Ok(if d.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn import_oci(profile: &Path, arch: Option<Target>, caps: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
+    use capsule_compiler::oci::{ImportOptions, import_oci};
+    let json = std::fs::read_to_string(profile).with_context(|| format!("cannot read {}", profile.display()))?;
+    let target = match arch.or_else(Target::host) {
+        Some(t) if t.is_linux() => t,
+        _ => anyhow::bail!("--arch must be linux-x86_64 or linux-aarch64"),
+    };
+    let mut options = ImportOptions::new(target);
+    if let Some(caps) = caps {
+        options.caps = caps.into_iter().map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty()).collect();
+    }
+    options.name = profile.file_stem().map_or_else(|| "imported".to_owned(), |s| s.to_string_lossy().into_owned());
+    options.source = Some(profile.display().to_string());
+    let imported = import_oci(&json, &options).map_err(|e| anyhow::anyhow!("{}: {e}", profile.display()))?;
+    print!("{}", imported.yaml);
+    let report = &imported.report;
+    eprintln!(
+        "capsulec: imported for {target}: {} syscall name(s) the target lacks were dropped, {} entries left out by includes/excludes (both listed in the header)",
+        report.dropped_names.len(),
+        report.filtered_entries
+    );
+    for note in &report.notes {
+        eprintln!("capsulec: note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn disasm(file: &Path, target: Option<Target>) -> anyhow::Result<ExitCode> {
