@@ -30,7 +30,7 @@ fn profile_dir() -> PathBuf {
 }
 
 /// The path of one of the workspace's binaries (`capsule`, `capsule-launch`,
-/// `capsulec`). The first call builds them all with the test's own profile, so a test
+/// `capsulec`). The first call builds the three with the test's own profile, so a test
 /// never runs binaries older than the sources (`make test` builds them first, which
 /// makes this a no-op).
 pub fn bin(name: &str) -> PathBuf {
@@ -39,7 +39,10 @@ pub fn bin(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let target_dir = profile.parent().expect("the profile directory has a parent");
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "--workspace", "--bins", "--quiet"]).current_dir(workspace_root());
+        // The packages of the three binaries the tests run, not the whole workspace.
+        cargo
+            .args(["build", "--quiet", "--bins", "-p", "capsule-cli", "-p", "capsule-launch", "-p", "capsule-compiler"])
+            .current_dir(workspace_root());
         cargo.env("CARGO_TARGET_DIR", target_dir);
         if profile.file_name() == Some(OsStr::new("release")) {
             cargo.arg("--release");
@@ -48,7 +51,7 @@ pub fn bin(name: &str) -> PathBuf {
         if output.status.success() {
             Ok(())
         } else {
-            Err(format!("`cargo build --workspace --bins` failed:\n{}", text(&output.stderr)))
+            Err(format!("building the binaries failed:\n{}", text(&output.stderr)))
         }
     });
     if let Err(e) = built {
@@ -357,6 +360,14 @@ impl Attack {
         cmd.args(args).stdin(Stdio::null());
         adjust(&mut cmd);
         Report { output: cmd.output().expect("run the escape program") }
+    }
+
+    /// Through `wrapper` (e.g. `["unshare", "-m"]`): `wrapper... -- program args`.
+    pub fn unsandboxed_wrapped(&self, identity: &Identity, wrapper: &[&str], args: &[impl AsRef<OsStr>]) -> Report {
+        let (first, rest) = wrapper.split_first().expect("a wrapper command");
+        let mut cmd = identity.command(first);
+        cmd.args(rest).arg("--").arg(&self.program).args(args).stdin(Stdio::null());
+        Report { output: cmd.output().expect("run the wrapper") }
     }
 
     /// Under a `sh` that stays its parent, so an attack on the parent hits a

@@ -1,0 +1,361 @@
+//! The escape suite: each attack of tests/escapes/*.c is first shown to work without
+//! the sandbox, then shown to fail under `capsule run` and the built-in default
+//! policy, as root and as the unprivileged user (`CAPSULE_TEST_USER`), with the exact
+//! errno, signal or missing side effect. docs/security-model.md lists what each attack
+//! gets.
+//!
+//! The sandboxed programs run through the dynamic loader (`capsule_tests::LOADER`):
+//! the default policy lets nothing under /tmp be executed.
+
+use capsule_tests::{Attack, EXIT_SECCOMP_KILL, Sandbox, identities, outside_dir};
+use std::io::{ErrorKind, Read};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+const NO_ARGS: [&str; 0] = [];
+
+/// The common shape: ESCAPED without the sandbox, `BLOCKED step errno` under it, for
+/// every identity.
+fn escapes_then_blocked(test: &str, program: &str, args: &[&str], step: &str, errno: &str) {
+    let attack = Attack::new(program);
+    for identity in identities(test) {
+        attack.unsandboxed(&identity, args).assert_escaped();
+        attack.sandboxed(&Sandbox::new(&identity), args).assert_blocked(step, errno);
+    }
+}
+
+#[test]
+fn i386_int80_syscall_kills_the_process() {
+    let attack = Attack::new("int80");
+    for identity in identities("i386_int80_syscall_kills_the_process") {
+        attack.unsandboxed(&identity, &NO_ARGS).assert_escaped();
+        // foreign-arch: kill-process. SIGSYS, 128 + 31.
+        let report = attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS);
+        report.assert_killed_with(EXIT_SECCOMP_KILL);
+    }
+}
+
+#[test]
+fn io_uring_setup_is_enosys() {
+    // The policy answers ENOSYS (not EPERM) so that programs fall back to plain I/O.
+    escapes_then_blocked("io_uring_setup_is_enosys", "io_uring", &[], "io_uring_setup", "ENOSYS");
+}
+
+/// A pty pair made by the test; the slave is in raw mode so any injected byte would
+/// be readable at once.
+struct Pty {
+    _master: OwnedFd,
+    slave: OwnedFd,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes
+        // at most `name.len()` bytes; termios is initialised by tcgetattr.
+        unsafe {
+            let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = OwnedFd::from_raw_fd(master);
+            assert_eq!(libc::grantpt(master.as_raw_fd()), 0);
+            assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()), 0);
+            let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(slave >= 0, "open the pty slave: {}", std::io::Error::last_os_error());
+            let slave = OwnedFd::from_raw_fd(slave);
+            let mut termios: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut termios), 0);
+            libc::cfmakeraw(&mut termios);
+            assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &termios), 0);
+            Pty { _master: master, slave }
+        }
+    }
+
+    fn stdin(&self) -> Stdio {
+        Stdio::from(self.slave.try_clone().expect("dup the pty slave"))
+    }
+
+    /// Bytes waiting in the slave's input queue.
+    fn pending_input(&self) -> usize {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        let ret = unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::FIONREAD, &mut pending) };
+        assert_eq!(ret, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+        usize::try_from(pending).expect("a count")
+    }
+}
+
+/// Under the sandbox the program may not open /dev/ptmx (not writable), so it is
+/// given a terminal on stdin and tries that one.
+fn terminal_ioctl_is_refused(test: &str, mode: &str, step: &str) {
+    let attack = Attack::new("tty_inject");
+    for identity in identities(test) {
+        attack.unsandboxed(&identity, &[mode]).assert_escaped();
+
+        let pty = Pty::open();
+        let report = attack.sandboxed_with(&Sandbox::new(&identity), &[mode], |cmd| {
+            cmd.stdin(pty.stdin());
+        });
+        assert!(
+            report.stdout().contains("NOTE posix_openpt EACCES"),
+            "Landlock refuses /dev/ptmx for writing:\n{}",
+            report.stdout()
+        );
+        report.assert_blocked(step, "EPERM");
+        assert_eq!(pty.pending_input(), 0, "nothing may reach the terminal's input queue");
+    }
+}
+
+#[test]
+fn tiocsti_injection_is_refused() {
+    terminal_ioctl_is_refused("tiocsti_injection_is_refused", "sti", "ioctl-TIOCSTI");
+}
+
+#[test]
+fn tioclinux_is_refused() {
+    // Without the sandbox the call reaches the pty driver (ENOTTY); under it the
+    // filter answers before the kernel looks (EPERM).
+    terminal_ioctl_is_refused("tioclinux_is_refused", "linux", "ioctl-TIOCLINUX");
+}
+
+#[test]
+fn userfaultfd_is_refused() {
+    escapes_then_blocked("userfaultfd_is_refused", "userfaultfd", &[], "userfaultfd", "EPERM");
+}
+
+#[test]
+fn bpf_is_refused() {
+    // Root only can show it working: kernel.unprivileged_bpf_disabled refuses the
+    // unprivileged user with EPERM already, so for it the test shows the kernel's
+    // own refusal and then the sandbox's.
+    let attack = Attack::new("bpf");
+    for identity in identities("bpf_is_refused") {
+        let bare = attack.unsandboxed(&identity, &NO_ARGS);
+        if identity.is_root() {
+            bare.assert_escaped();
+        } else {
+            bare.assert_blocked("bpf-map-create", "EPERM");
+        }
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked("bpf-map-create", "EPERM");
+    }
+}
+
+#[test]
+fn perf_event_open_is_refused() {
+    escapes_then_blocked("perf_event_open_is_refused", "perf_event", &[], "perf_event_open", "EPERM");
+}
+
+/// Attacks on the parent: without the sandbox the parent is a throwaway shell.
+fn parent_attack_is_refused(test: &str, program: &str, step: &str) {
+    let attack = Attack::new(program);
+    for identity in identities(test) {
+        attack.unsandboxed_under_shell(&identity, &NO_ARGS).assert_escaped();
+        // The launcher is the parent under capsule; it survives and reports exit 1.
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked(step, "EPERM");
+    }
+}
+
+#[test]
+fn ptrace_of_the_launcher_is_refused() {
+    parent_attack_is_refused("ptrace_of_the_launcher_is_refused", "ptrace_parent", "ptrace-attach");
+}
+
+#[test]
+fn process_vm_writev_into_the_launcher_is_refused() {
+    parent_attack_is_refused("process_vm_writev_into_the_launcher_is_refused", "vm_write", "process_vm_writev");
+}
+
+#[test]
+fn kill_of_the_launcher_is_refused_and_it_reports_the_status() {
+    let attack = Attack::new("kill_parent");
+    for identity in identities("kill_of_the_launcher_is_refused_and_it_reports_the_status") {
+        let bare = attack.unsandboxed_under_shell(&identity, &NO_ARGS);
+        assert_eq!(bare.output.status.signal(), Some(libc::SIGKILL), "the shell was killed: {:?}", bare.output);
+        assert!(bare.stdout().starts_with("ESCAPED "), "{}", bare.stdout());
+        // Landlock's signal scoping: the launcher is outside the sandbox's domain.
+        // Exit 1 is the program's own status, reported by the surviving launcher.
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked("kill-parent", "EPERM");
+    }
+}
+
+#[test]
+fn unshare_newuser_is_refused() {
+    escapes_then_blocked("unshare_newuser_is_refused", "userns", &["unshare"], "unshare-newuser", "EPERM");
+}
+
+#[test]
+fn clone_newuser_is_refused() {
+    escapes_then_blocked("clone_newuser_is_refused", "userns", &["clone"], "clone-newuser", "EPERM");
+}
+
+#[test]
+fn keyrings_are_refused() {
+    escapes_then_blocked("keyrings_are_refused", "keyring", &[], "add_key", "EPERM");
+}
+
+#[test]
+fn mount_is_refused() {
+    let attack = Attack::new("mount");
+    for identity in identities("mount_is_refused") {
+        // Without the sandbox, only inside a private mount namespace (root: `unshare
+        // -m`; the user: a user namespace too, `unshare -rm`), so the host's mounts
+        // never change.
+        let target = outside_dir("capsule-mount-");
+        let namespace = if identity.is_root() { "-m" } else { "-rm" };
+        let bare = attack.unsandboxed_wrapped(&identity, &["unshare", namespace], &[target.path()]);
+        bare.assert_escaped();
+
+        let sandbox = Sandbox::new(&identity);
+        let report = attack.sandboxed(&sandbox, &[sandbox.workspace.path()]);
+        report.assert_blocked("mount", "EPERM");
+    }
+}
+
+#[test]
+fn open_by_handle_at_is_refused() {
+    // Root only can show it working: it needs CAP_DAC_READ_SEARCH.
+    let attack = Attack::new("open_by_handle");
+    for identity in identities("open_by_handle_at_is_refused") {
+        let sandbox = Sandbox::new(&identity);
+        let file = sandbox.workspace.path().join("handle-me");
+        std::fs::write(&file, "contents\n").unwrap();
+        let bare = attack.unsandboxed(&identity, &[&file]);
+        if identity.is_root() {
+            bare.assert_escaped();
+        } else {
+            bare.assert_blocked("open_by_handle_at", "EPERM");
+        }
+        attack.sandboxed(&sandbox, &[&file]).assert_blocked("open_by_handle_at", "EPERM");
+    }
+}
+
+#[test]
+fn personality_read_implies_exec_is_refused() {
+    escapes_then_blocked("personality_read_implies_exec_is_refused", "personality", &[], "personality", "EPERM");
+}
+
+#[test]
+fn netlink_socket_is_refused() {
+    escapes_then_blocked("netlink_socket_is_refused", "netlink", &["plain"], "socket-netlink", "EPERM");
+}
+
+#[test]
+fn netlink_socket_with_garbage_in_the_high_half_is_refused() {
+    // The kernel reads the domain as an int: 0xffffffff00000010 is AF_NETLINK to it.
+    escapes_then_blocked(
+        "netlink_socket_with_garbage_in_the_high_half_is_refused",
+        "netlink",
+        &["high-bits"],
+        "socket-netlink",
+        "EPERM",
+    );
+}
+
+#[test]
+fn tcp_connect_to_loopback_is_refused() {
+    let attack = Attack::new("tcp_connect");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let accept = || match listener.accept() {
+        Ok((mut stream, _)) => {
+            stream.set_nonblocking(false).unwrap();
+            let mut hello = String::new();
+            stream.read_to_string(&mut hello).unwrap();
+            Some(hello)
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+        Err(e) => panic!("accept: {e}"),
+    };
+    for identity in identities("tcp_connect_to_loopback_is_refused") {
+        attack.unsandboxed(&identity, &[&port]).assert_escaped();
+        assert_eq!(accept().as_deref(), Some("hello"), "the unsandboxed connection arrives");
+
+        // seccomp refuses the AF_INET socket before Landlock's connect rule is needed.
+        attack.sandboxed(&Sandbox::new(&identity), &[&port]).assert_blocked("socket-inet", "EPERM");
+        assert_eq!(accept(), None, "no connection may arrive from the sandbox");
+    }
+}
+
+#[test]
+fn write_outside_the_writable_paths_is_refused() {
+    let attack = Attack::new("write_file");
+    for identity in identities("write_outside_the_writable_paths_is_refused") {
+        let outside = outside_dir("capsule-outside-");
+        identity.own(outside.path());
+        let target = outside.path().join("written");
+
+        attack.unsandboxed(&identity, &[&target]).assert_escaped();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "escaped\n");
+        std::fs::remove_file(&target).unwrap();
+
+        attack.sandboxed(&Sandbox::new(&identity), &[&target]).assert_blocked("open-write", "EACCES");
+        assert!(!target.exists(), "the sandbox must not create {}", target.display());
+    }
+}
+
+/// A secret file every user may read, outside the default policy's readable paths.
+fn secret_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = outside_dir("capsule-secret-");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "the secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, secret)
+}
+
+#[test]
+fn read_outside_the_readable_paths_is_refused() {
+    let attack = Attack::new("read_file");
+    let (_dir, secret) = secret_file();
+    for identity in identities("read_outside_the_readable_paths_is_refused") {
+        let bare = attack.unsandboxed(&identity, &[&secret]);
+        bare.assert_escaped();
+        assert!(bare.stdout().contains("the secret"), "{}", bare.stdout());
+        attack.sandboxed(&Sandbox::new(&identity), &[&secret]).assert_blocked("open-read", "EACCES");
+    }
+}
+
+#[test]
+fn symlink_from_the_workspace_to_a_forbidden_file_is_refused() {
+    let attack = Attack::new("read_file");
+    let (_dir, secret) = secret_file();
+    for identity in identities("symlink_from_the_workspace_to_a_forbidden_file_is_refused") {
+        let sandbox = Sandbox::new(&identity);
+        let link = sandbox.workspace.path().join("innocent-link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let bare = attack.unsandboxed(&identity, &[&link]);
+        bare.assert_escaped();
+        assert!(bare.stdout().contains("the secret"), "{}", bare.stdout());
+        // Landlock checks the file the link resolves to, not the link's directory.
+        attack.sandboxed(&sandbox, &["innocent-link"]).assert_blocked("open-read", "EACCES");
+    }
+}
+
+fn memfd_exec_is_refused(test: &str, mode: &str, step: &str, errno: &str) {
+    let attack = Attack::new("memfd_exec");
+    for identity in identities(test) {
+        attack.unsandboxed(&identity, &[mode]).assert_escaped();
+        let sandbox = Sandbox::new(&identity);
+        let report = attack.sandboxed(&sandbox, &[mode]);
+        // memfd_create without MFD_NOEXEC_SEAL is refused; the program then tries the
+        // same exec on a copy in the workspace, which the sandbox must refuse too.
+        assert!(report.stdout().contains("NOTE memfd_create EPERM"), "{}", report.stdout());
+        report.assert_blocked(step, errno);
+    }
+}
+
+#[test]
+fn exec_of_a_memfd_through_execveat_is_refused() {
+    // seccomp: execveat with AT_EMPTY_PATH.
+    memfd_exec_is_refused("exec_of_a_memfd_through_execveat_is_refused", "execveat", "execveat", "EPERM");
+}
+
+#[test]
+fn exec_of_a_memfd_through_proc_self_fd_is_refused() {
+    // Landlock: the workspace is not executable. (A memfd itself would pass Landlock,
+    // which does not check files of internal mounts: hence the memfd_create rule.)
+    memfd_exec_is_refused("exec_of_a_memfd_through_proc_self_fd_is_refused", "proc-fd", "execve-proc-fd", "EACCES");
+}
