@@ -1,1 +1,34 @@
-fn main() {}
+//! `capsule-bench`: the project's benchmarks, one subcommand each. Results and how to
+//! reproduce them are in docs/benchmarks.md.
+
+use clap::{Parser, Subcommand};
+
+mod bpf;
+mod kernel;
+#[path = "../../compiler/tests/libseccomp/mod.rs"]
+mod libseccomp;
+mod seccompiler_filter;
+
+#[derive(Parser)]
+#[command(
+    name = "capsule-bench",
+    about = "Capsule's benchmarks (see docs/benchmarks.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// BPF program quality on Docker's default profile (x86_64, Docker's default
+    /// capabilities): capsulec against libseccomp (linear and tree) and seccompiler;
+    /// real-kernel cost per call; capsulec build time.
+    Bpf(bpf::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bpf(options) => bpf::run(&options),
+    }
+}

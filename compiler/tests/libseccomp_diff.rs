@@ -28,7 +28,7 @@ use capsule_compiler::ir::{Action, Arg, Cond, Policy, RuleKind, Test, Width};
 use capsule_compiler::oci::{DOCKER_DEFAULT_CAPS, ImportOptions, import_oci};
 use capsule_compiler::tables;
 use capsule_compiler::valid::{self, NotifyAnswer, NotifyTable, test_values, visit_tests};
-use libseccomp::{Cmp, CmpOp, LibSeccomp, Spec};
+use libseccomp::{Cmp, CmpOp, Conj, LibSeccomp, Spec, dnf};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -186,46 +186,6 @@ fn compile_capsule(
 }
 
 // ------------------------------------------------------------------ IR → libseccomp rules
-
-/// A conjunction of tests.
-type Conj = Vec<(Arg, Test)>;
-
-fn negate(test: &Test) -> Test {
-    match test.clone() {
-        Test::Eq(x) => Test::Ne(x),
-        Test::Ne(x) => Test::Eq(x),
-        Test::Lt(x) => Test::Ge(x),
-        Test::Le(x) => Test::Gt(x),
-        Test::Gt(x) => Test::Le(x),
-        Test::Ge(x) => Test::Lt(x),
-        Test::MaskedEq { mask, value } => Test::MaskedNe { mask, value },
-        Test::MaskedNe { mask, value } => Test::MaskedEq { mask, value },
-        Test::In(xs) => Test::NotIn(xs),
-        Test::NotIn(xs) => Test::In(xs),
-    }
-}
-
-/// The condition (or its negation) in disjunctive normal form.
-fn dnf(cond: &Cond, negated: bool) -> Vec<Conj> {
-    match (cond, negated) {
-        (Cond::True, false) | (Cond::False, true) => vec![vec![]],
-        (Cond::True, true) | (Cond::False, false) => vec![],
-        (Cond::Test { arg, test }, _) => vec![vec![(
-            *arg,
-            if negated { negate(test) } else { test.clone() },
-        )]],
-        (Cond::Not(c), _) => dnf(c, !negated),
-        (Cond::And(cs), false) | (Cond::Or(cs), true) => cs.iter().fold(vec![vec![]], |acc, c| {
-            let terms = dnf(c, negated);
-            acc.iter()
-                .flat_map(|a| terms.iter().map(move |t| [a.clone(), t.clone()].concat()))
-                .collect()
-        }),
-        (Cond::Or(cs), false) | (Cond::And(cs), true) => {
-            cs.iter().flat_map(|c| dnf(c, negated)).collect()
-        }
-    }
-}
 
 /// `value & mask == bits`: the set of values a MASKED_EQ comparison accepts.
 type Cube = (u64, u64);

@@ -11,6 +11,7 @@
 #![allow(dead_code)] // Each includer uses a different part.
 
 use capsule_artifacts::Target;
+use capsule_compiler::ir::{Arg, Cond, Test};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -365,4 +366,46 @@ pub fn spec_from_oci(
         optimize: 1,
         rules,
     })
+}
+
+// ------------------------------------------------------------------ IR conditions
+
+/// A conjunction of tests.
+pub type Conj = Vec<(Arg, Test)>;
+
+pub fn negate(test: &Test) -> Test {
+    match test.clone() {
+        Test::Eq(x) => Test::Ne(x),
+        Test::Ne(x) => Test::Eq(x),
+        Test::Lt(x) => Test::Ge(x),
+        Test::Le(x) => Test::Gt(x),
+        Test::Gt(x) => Test::Le(x),
+        Test::Ge(x) => Test::Lt(x),
+        Test::MaskedEq { mask, value } => Test::MaskedNe { mask, value },
+        Test::MaskedNe { mask, value } => Test::MaskedEq { mask, value },
+        Test::In(xs) => Test::NotIn(xs),
+        Test::NotIn(xs) => Test::In(xs),
+    }
+}
+
+/// The condition (or its negation) in disjunctive normal form.
+pub fn dnf(cond: &Cond, negated: bool) -> Vec<Conj> {
+    match (cond, negated) {
+        (Cond::True, false) | (Cond::False, true) => vec![vec![]],
+        (Cond::True, true) | (Cond::False, false) => vec![],
+        (Cond::Test { arg, test }, _) => vec![vec![(
+            *arg,
+            if negated { negate(test) } else { test.clone() },
+        )]],
+        (Cond::Not(c), _) => dnf(c, !negated),
+        (Cond::And(cs), false) | (Cond::Or(cs), true) => cs.iter().fold(vec![vec![]], |acc, c| {
+            let terms = dnf(c, negated);
+            acc.iter()
+                .flat_map(|a| terms.iter().map(move |t| [a.clone(), t.clone()].concat()))
+                .collect()
+        }),
+        (Cond::Or(cs), false) | (Cond::And(cs), true) => {
+            cs.iter().flat_map(|c| dnf(c, negated)).collect()
+        }
+    }
 }
