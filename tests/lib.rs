@@ -240,6 +240,18 @@ impl EscapePrograms {
 
     fn compile() -> EscapePrograms {
         let dir = tempfile::Builder::new().prefix("capsule-escapes-").tempdir_in("/tmp").expect("create /tmp dir");
+        // A static is never dropped: remove the directory when the test binary exits.
+        static DIR: OnceLock<PathBuf> = OnceLock::new();
+        extern "C" fn remove_dir() {
+            if let Some(dir) = DIR.get() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        DIR.set(dir.path().to_path_buf()).expect("compiled once");
+        // SAFETY: registers a function without arguments that touches only a static.
+        unsafe {
+            libc::atexit(remove_dir);
+        }
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let sources = workspace_root().join("tests").join("escapes");
         let mut names: Vec<PathBuf> = std::fs::read_dir(&sources)
@@ -394,4 +406,91 @@ impl Attack {
         command.extend(args.iter().map(|a| a.as_ref().to_owned()));
         Report { output: sandbox.run_with(&[], &command, adjust) }
     }
+}
+
+/// The built-in default policy's source.
+pub fn default_policy() -> String {
+    std::fs::read_to_string(workspace_root().join("cli/src/default-policy.yaml")).expect("read the default policy")
+}
+
+/// An artifact folder built by `capsulec build`, readable by every user.
+pub struct Artifact {
+    pub root: tempfile::TempDir,
+    /// What `capsulec build` printed.
+    pub pin: String,
+}
+
+impl Artifact {
+    pub fn build(policy_source: &str) -> Artifact {
+        let root = tempfile::Builder::new().prefix("capsule-artifact-").tempdir().expect("create a temp dir");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let policy = root.path().join("capsule.yaml");
+        std::fs::write(&policy, policy_source).expect("write the policy");
+        let output = Command::new(bin("capsulec"))
+            .arg("build")
+            .arg(&policy)
+            .arg("-o")
+            .arg(root.path().join("out"))
+            .output()
+            .expect("run capsulec");
+        assert!(output.status.success(), "capsulec build failed:\n{}", text(&output.stderr));
+        let pin = text(&output.stdout).trim().to_owned();
+        assert_eq!(pin.len(), 64, "capsulec build prints the pin: {pin:?}");
+        Artifact { root, pin }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join("out")
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.dir().join("manifest.json")
+    }
+
+    /// The host's seccomp program.
+    pub fn blob(&self) -> PathBuf {
+        self.dir().join("linux-x86_64.bpf")
+    }
+}
+
+impl Sandbox {
+    /// `capsule-launch --manifest M [extra] --workspace W -- command...` as this
+    /// sandbox's identity, in its workspace.
+    pub fn launch(&self, artifact: &Artifact, extra: &[&str], command: &[impl AsRef<OsStr>]) -> Output {
+        let mut cmd = self.identity.command(bin("capsule-launch"));
+        cmd.current_dir(self.workspace.path())
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null())
+            .arg("--manifest")
+            .arg(artifact.manifest())
+            .args(extra)
+            .arg("--workspace")
+            .arg(self.workspace.path())
+            .arg("--")
+            .args(command);
+        cmd.output().expect("run capsule-launch")
+    }
+
+    /// A file in the workspace that a command under test creates to show it ran.
+    pub fn marker(&self) -> PathBuf {
+        self.workspace.path().join("command-ran")
+    }
+
+    /// The command that creates `marker()`.
+    pub fn touch_marker(&self) -> Vec<OsString> {
+        vec!["/usr/bin/touch".into(), self.marker().into()]
+    }
+}
+
+/// The process's exit code, with the whole output in the message when it differs.
+#[track_caller]
+pub fn assert_exit(output: &Output, expected: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(expected),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
 }
