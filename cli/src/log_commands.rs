@@ -27,9 +27,8 @@ pub enum Format {
 /// `capsule verify [FILE] [--checkpoint FILE] [--public-key FILE] [--format json]`
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The log to check.
-    #[arg(default_value = capsule_artifacts::log::DEFAULT_LOG_PATH)]
-    pub file: PathBuf,
+    /// The log to check (default: the per-user log, $XDG_STATE_HOME/capsule/capsule.log).
+    pub file: Option<PathBuf>,
     /// A checkpoint saved earlier (`capsule log checkpoint`): detects a cut tail, a
     /// rollback to an older copy, and a rewrite of the records it covers.
     #[arg(long, value_name = "FILE")]
@@ -54,8 +53,8 @@ pub enum LogCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    #[arg(default_value = capsule_artifacts::log::DEFAULT_LOG_PATH)]
-    pub file: PathBuf,
+    /// The log (default: the per-user log, $XDG_STATE_HOME/capsule/capsule.log).
+    pub file: Option<PathBuf>,
     /// Only the records of this invocation (the record number of its invocation.start).
     #[arg(long, value_name = "ID")]
     pub invocation: Option<u64>,
@@ -69,8 +68,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CheckpointArgs {
-    #[arg(default_value = capsule_artifacts::log::DEFAULT_LOG_PATH)]
-    pub file: PathBuf,
+    /// The log (default: the per-user log, $XDG_STATE_HOME/capsule/capsule.log).
+    pub file: Option<PathBuf>,
     /// Also write the checkpoint into the log (signed with the key, if one is given).
     #[arg(long)]
     pub append: bool,
@@ -81,8 +80,8 @@ pub struct CheckpointArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ProveArgs {
-    #[arg(default_value = capsule_artifacts::log::DEFAULT_LOG_PATH)]
-    pub file: PathBuf,
+    /// The log (default: the per-user log, $XDG_STATE_HOME/capsule/capsule.log).
+    pub file: Option<PathBuf>,
     /// The record number to prove included.
     #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"], required_unless_present = "from")]
     pub record: Option<u64>,
@@ -110,6 +109,11 @@ pub struct KeygenArgs {
     pub name: String,
 }
 
+/// The log named on the command line, else the per-user default that `capsule run` writes.
+fn log_file(file: Option<PathBuf>) -> Result<PathBuf, String> {
+    file.map_or_else(capsule_launch::audit::default_log_path, Ok)
+}
+
 fn fail(message: impl std::fmt::Display) -> i32 {
     eprintln!("capsule: {message}");
     USAGE_ERROR
@@ -124,6 +128,10 @@ pub fn run_log(command: LogCommand) -> i32 {
 }
 
 pub fn run_verify(args: VerifyArgs) -> i32 {
+    let file = match log_file(args.file.clone()) {
+        Ok(file) => file,
+        Err(e) => return fail(e),
+    };
     let public_key = match args.public_key.as_deref().map(NoteVerifier::read).transpose() {
         Ok(key) => key,
         Err(e) => return fail(e),
@@ -133,10 +141,10 @@ pub fn run_verify(args: VerifyArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let options = VerifyOptions { public_key, checkpoint };
-    let report = verify(&args.file, &options);
+    let report = verify(&file, &options);
     match args.format {
-        Format::Json => println!("{}", report_json(&args.file, &report)),
-        Format::Text => print_report(&args.file, &report, &options),
+        Format::Json => println!("{}", report_json(&file, &report)),
+        Format::Text => print_report(&file, &report, &options),
     }
     report.verdict.exit_code()
 }
@@ -203,9 +211,13 @@ fn report_json(file: &Path, report: &Report) -> serde_json::Value {
 }
 
 pub fn run_log_show(args: ShowArgs) -> i32 {
-    let file = match std::fs::File::open(&args.file) {
+    let path = match log_file(args.file.clone()) {
+        Ok(path) => path,
+        Err(e) => return fail(e),
+    };
+    let file = match std::fs::File::open(&path) {
         Ok(file) => file,
-        Err(e) => return fail(format!("{}: {e}", args.file.display())),
+        Err(e) => return fail(format!("{}: {e}", path.display())),
     };
     if args.format == Format::Text {
         println!("{:>7}  {:<20}  {:<16}  {:>5}  DETAILS", "RECORD", "TIME (UTC)", "KIND", "INV");
@@ -213,7 +225,7 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
     for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = match line {
             Ok(line) => line,
-            Err(e) => return fail(format!("{}: {e}", args.file.display())),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
         };
         let Ok(record) = LogLine::parse(&line) else {
             if args.kind.is_none() && args.invocation.is_none() {
@@ -248,10 +260,14 @@ fn details(record: &LogLine) -> String {
             continue;
         }
         let text = match value {
+            // Written by a launcher without a syscall table: name it from ours.
+            Value::Null if key == "name" => unnamed_syscall(record).unwrap_or_else(|| "null".to_owned()),
             Value::Str(s) => s.clone(),
             Value::Array(items) => items.iter().map(|v| v.as_str().map_or_else(|| String::from_utf8_lossy(&v.to_canonical()).into_owned(), str::to_owned)).collect::<Vec<_>>().join(" "),
             other => String::from_utf8_lossy(&other.to_canonical()).into_owned(),
         };
+        // One line per record: controls in argv or paths are shown escaped.
+        let text: String = text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect();
         let text: String = if text.chars().count() > 60 { text.chars().take(57).chain("...".chars()).collect() } else { text };
         parts.push(format!("{key}={text}"));
     }
@@ -259,6 +275,16 @@ fn details(record: &LogLine) -> String {
         parts.push("signed".to_owned());
     }
     parts.join(" ")
+}
+
+/// The name of a syscall record's `nr` on its `arch`, from the compiler's tables,
+/// marked `(resolved)` since the record itself does not carry it.
+fn unnamed_syscall(record: &LogLine) -> Option<String> {
+    let arch = record.get("arch")?.as_str()?;
+    let nr = u32::try_from(record.get("nr")?.as_int()?).ok()?;
+    let target = capsule_artifacts::Target::from_name(arch)?;
+    let audit_arch = target.audit_arch()?;
+    crate::run::syscall_name(audit_arch, nr).map(|name| format!("{name}(resolved)"))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) from nanoseconds since the epoch.
@@ -279,6 +305,10 @@ fn format_utc(ns: u64) -> String {
 }
 
 pub fn run_log_checkpoint(args: CheckpointArgs) -> i32 {
+    let file = match log_file(args.file.clone()) {
+        Ok(file) => file,
+        Err(e) => return fail(e),
+    };
     if args.append {
         let signer = match &args.key {
             Some(path) => NoteSigner::read(path).map(Some),
@@ -288,11 +318,11 @@ pub fn run_log_checkpoint(args: CheckpointArgs) -> i32 {
             Ok(signer) => signer,
             Err(e) => return fail(e),
         };
-        if !args.file.exists() {
-            return fail(format!("{}: no such log", args.file.display()));
+        if !file.exists() {
+            return fail(format!("{}: no such log", file.display()));
         }
         let options = WriterOptions { signer, ..WriterOptions::default() };
-        let written = LogWriter::open_with(&args.file, options).and_then(|mut writer| writer.checkpoint(Durability::Sync));
+        let written = LogWriter::open_with(&file, options).and_then(|mut writer| writer.checkpoint(Durability::Sync));
         return match written {
             Ok(checkpoint) => {
                 print!("{}", checkpoint.to_note());
@@ -301,7 +331,7 @@ pub fn run_log_checkpoint(args: CheckpointArgs) -> i32 {
             Err(e) => fail(e),
         };
     }
-    let report = verify(&args.file, &VerifyOptions::default());
+    let report = verify(&file, &VerifyOptions::default());
     match (&report.verdict, report.head) {
         (Verdict::Intact | Verdict::Incomplete { .. }, Some(head)) => {
             let signed = SignedCheckpoint { checkpoint: head, signatures: Vec::new() };
@@ -311,14 +341,18 @@ pub fn run_log_checkpoint(args: CheckpointArgs) -> i32 {
         }
         (Verdict::Unreadable { reason }, _) => fail(reason),
         (verdict, _) => {
-            eprintln!("capsule: {}: the log does not verify ({verdict:?}); refusing to vouch for it with a checkpoint", args.file.display());
+            eprintln!("capsule: {}: the log does not verify ({verdict:?}); refusing to vouch for it with a checkpoint", file.display());
             1
         }
     }
 }
 
 pub fn run_log_prove(args: ProveArgs) -> i32 {
-    let tree = match LogTree::read(&args.file) {
+    let file = match log_file(args.file.clone()) {
+        Ok(file) => file,
+        Err(e) => return fail(e),
+    };
+    let tree = match LogTree::read(&file) {
         Ok(tree) => tree,
         Err(e) => return fail(e),
     };

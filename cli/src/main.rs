@@ -1,6 +1,7 @@
 //! capsule: the user's front door. Thin: each command calls the libraries.
 
 mod cache;
+mod log_commands;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,19 @@ enum Command {
     /// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
     /// the command cannot be executed; 127 when it is not found.
     Run(run::RunArgs),
+    /// Check the audit log: exit 0 intact, 1 tampered or rolled back (the first bad
+    /// record and why), 2 unreadable or bad arguments, 3 incomplete (a torn last line).
+    ///
+    /// FILE defaults to the per-user log ($XDG_STATE_HOME/capsule/capsule.log, else
+    /// ~/.local/state/capsule/capsule.log).
+    Verify(log_commands::VerifyArgs),
+    /// Read the audit log: show, checkpoint, prove.
+    #[command(subcommand)]
+    Log(log_commands::LogCommand),
+    /// Create a key pair for signing the log's checkpoints (set
+    /// CAPSULE_LOG_SIGNING_KEY=PREFIX.key for `capsule run`; verify with
+    /// `capsule verify --public-key PREFIX.pub`).
+    Keygen(log_commands::KeygenArgs),
     /// Write the built-in default policy to ./capsule.yaml, commented, for editing.
     Init {
         /// Overwrite an existing file.
@@ -37,6 +51,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Verify(args) => log_commands::run_verify(args),
+        Command::Log(command) => log_commands::run_log(command),
+        Command::Keygen(args) => log_commands::run_keygen(args),
         Command::Init { force, out } => init(force, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(125))

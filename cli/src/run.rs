@@ -16,7 +16,9 @@ pub struct RunArgs {
     /// The policy to run under (default: ./capsule.yaml, else the built-in default).
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// The audit log (default: the policy's `audit: log:`).
+    /// The audit log (default: the policy's `audit: log:`; a relative one, like the
+    /// default `capsule.log`, lives in $XDG_STATE_HOME/capsule, else
+    /// ~/.local/state/capsule). Refused if the policy lets the command write it.
     #[arg(long)]
     log: Option<PathBuf>,
     /// `${WORKSPACE}` (default: the current directory).
@@ -92,10 +94,16 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         };
         eprintln!("capsule: {source_name}: {how} artifact {} (pin {})", dir.display(), artifact.pin);
     }
+    // Every invocation is audited: the command line's log, else the policy's.
+    let log = match args.log {
+        Some(log) => log,
+        None => capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace)).map_err(anyhow::Error::msg)?,
+    };
     let options = LaunchOptions {
         command: args.command,
         workspace: Some(workspace),
-        log: args.log,
+        log: Some(log),
+        names: Some(capsule_launch::audit::Names { syscall: syscall_name, errno: capsule_compiler::tables::errno_name }),
         verbose: args.verbose,
         explain: false,
     };
@@ -105,6 +113,12 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     }
     drop(private);
     Ok(outcome.exit_code)
+}
+
+/// The name of syscall `nr` of the target whose `AUDIT_ARCH_*` is `arch`.
+pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
+    let target = Target::LINUX.into_iter().find(|t| t.audit_arch() == Some(arch))?;
+    capsule_compiler::tables::table(target).by_nr(nr).map(|s| s.name)
 }
 
 /// Whether `dir` lies beneath one of the policy's writable paths (`None`: writes are

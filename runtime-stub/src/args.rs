@@ -12,7 +12,8 @@ Landlock rules, no_new_privs and seccomp filter, and runs CMD as its child.
 
   --manifest PATH   the artifact folder or its manifest.json
   --pin HASH        the blake3 of manifest.json that must match
-  --log FILE        the audit log (overrides the policy's audit.log)
+  --log FILE        append this invocation to the audit log FILE (without it,
+                    nothing is logged); refused if the policy lets CMD write FILE
   --workspace DIR   the value of ${WORKSPACE} (default: the current directory)
   --verbose         print what was enforced
   --explain         print every rule as well

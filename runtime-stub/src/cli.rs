@@ -38,13 +38,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     if verbose && args.pin.is_none() {
         eprintln!("capsule-launch: no --pin given: trusting the manifest as found (its pin is {})", artifact.pin);
     }
-    if args.log.is_some() {
-        eprintln!("capsule-launch: warning: the audit log is not written yet; --log has no effect");
+    if verbose && args.log.is_none() {
+        eprintln!("capsule-launch: no --log given: this invocation is not audited");
     }
     let options = LaunchOptions {
         command: args.command,
         workspace: args.workspace,
         log: args.log,
+        // No syscall table here: records carry numbers, `capsule log show` names them.
+        names: None,
         verbose: args.verbose,
         explain: args.explain,
     };

@@ -9,6 +9,11 @@
 //! SIGHUP, answers seccomp notifications through a [`Supervisor`], and returns the
 //! command's status as an exit code.
 //!
+//! With a log ([`LaunchOptions::log`]) the launch is audited ([`audit`]): the log path
+//! is checked against the writable paths before anything runs, `invocation.start` is
+//! synced before the command starts, notified calls are recorded before they are
+//! answered, and `invocation.end` plus a checkpoint follow.
+//!
 //! API boundary: this crate links no YAML parser, no pest and no compiler
 //! (tests/dependency_tree.rs checks it).
 //!
@@ -17,6 +22,7 @@
 //! command) and the reason.
 
 pub mod args;
+pub mod audit;
 mod child;
 pub mod cli;
 mod command;
@@ -70,8 +76,10 @@ pub struct LaunchOptions {
     pub command: Vec<OsString>,
     /// `${WORKSPACE}`; the current directory when `None`.
     pub workspace: Option<PathBuf>,
-    /// The audit log (for the audit-log work; not written yet).
+    /// The audit log to append this invocation to; `None`: not audited.
     pub log: Option<PathBuf>,
+    /// Syscall and errno names for the log's records (the launcher has no tables).
+    pub names: Option<audit::Names>,
     /// Print what was enforced.
     pub verbose: bool,
     /// Print every rule as well.
@@ -84,13 +92,19 @@ pub struct LaunchOutcome {
     pub exit_code: i32,
     /// How the command ended, if it ran.
     pub status: Option<ExitStatus>,
-    /// Why the command did not run.
+    /// Why the command did not run (or, with a status, why the audit failed after it ran).
     pub failure: Option<Failure>,
+    /// The command's pid, once started.
+    pub pid: Option<u32>,
+    /// What the command used, from `wait4`.
+    pub resources: Option<audit::Resources>,
+    /// The invocation's id in the audit log (the seq of its `invocation.start`).
+    pub invocation: Option<u64>,
 }
 
 impl LaunchOutcome {
     fn failed(failure: Failure) -> LaunchOutcome {
-        LaunchOutcome { exit_code: failure.exit_code, status: None, failure: Some(failure) }
+        LaunchOutcome { exit_code: failure.exit_code, status: None, failure: Some(failure), pid: None, resources: None, invocation: None }
     }
 }
 
@@ -122,17 +136,65 @@ pub fn launch_supervised(
     options: &LaunchOptions,
     supervisor: &mut dyn Supervisor,
 ) -> LaunchOutcome {
-    match prepare(artifact, options).and_then(|plan| run(plan, options, supervisor)) {
-        Ok(outcome) => outcome,
-        Err(failure) => LaunchOutcome::failed(failure),
+    let started = std::time::Instant::now();
+    let (vars, landlock) = match sandbox_plan(artifact, options) {
+        Ok(plan) => plan,
+        Err(failure) => return LaunchOutcome::failed(failure),
+    };
+    let Some(log) = &options.log else {
+        return prepare(artifact, options, vars, landlock)
+            .and_then(|plan| run(plan, options, supervisor))
+            .unwrap_or_else(LaunchOutcome::failed);
+    };
+    // Nothing runs unless the log is safe from the command and the start is on disk.
+    let mut trail = match audit::AuditTrail::begin(log, artifact, options, &landlock) {
+        Ok(trail) => trail,
+        Err(failure) => return LaunchOutcome::failed(failure),
+    };
+    if options.verbose || options.explain {
+        say(&format!("audit log: {} (invocation {})", trail.path().display(), trail.invocation()));
     }
+    let mut recording = audit::Recording { inner: supervisor, trail: &mut trail };
+    let mut outcome = prepare(artifact, options, vars, landlock)
+        .and_then(|plan| run(plan, options, &mut recording))
+        .unwrap_or_else(LaunchOutcome::failed);
+    outcome.invocation = Some(trail.invocation());
+    let status = match (outcome.status, &outcome.failure) {
+        (Some(status), _) => match (status.code(), status.signal()) {
+            (Some(code), _) => capsule_artifacts::log::ExitStatus::Code(code),
+            (None, Some(signal)) => capsule_artifacts::log::ExitStatus::Signal(signal),
+            (None, None) => capsule_artifacts::log::ExitStatus::LaunchFailed(outcome.exit_code),
+        },
+        (None, _) => capsule_artifacts::log::ExitStatus::LaunchFailed(outcome.exit_code),
+    };
+    let error = outcome.failure.as_ref().map(|f| f.message.as_str());
+    let resources = outcome.resources.unwrap_or_default();
+    if let Err(e) = trail.finish(status, error, outcome.pid, started.elapsed(), resources) {
+        // The command ran, but its evidence is incomplete: say so with capsule's code.
+        outcome.exit_code = EXIT_SETUP_FAILURE;
+        outcome.failure = Some(Failure::setup(e));
+    }
+    outcome
+}
+
+/// Path variables and the Landlock plan: needed before the log is opened, to check
+/// that the command cannot write it.
+fn sandbox_plan(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<(paths::PathVars, sandbox::LandlockPlan), Failure> {
+    let vars = paths::PathVars::from_env(options.workspace.as_deref()).map_err(Failure::setup)?;
+    let landlock = sandbox::LandlockPlan::new(artifact.launch(), &vars, sandbox::kernel_abi()).map_err(Failure::setup)?;
+    Ok((vars, landlock))
 }
 
 fn say(line: &str) {
     eprintln!("capsule-launch: {line}");
 }
 
-fn prepare(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<child::ChildPlan, Failure> {
+fn prepare(
+    artifact: &VerifiedArtifact,
+    options: &LaunchOptions,
+    vars: paths::PathVars,
+    landlock: sandbox::LandlockPlan,
+) -> Result<child::ChildPlan, Failure> {
     let verbose = options.verbose || options.explain;
     let host = Target::host().ok_or_else(|| Failure::setup("this host is not a platform capsule supports"))?;
     if artifact.target != host {
@@ -160,8 +222,6 @@ fn prepare(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<child
     let exec_path = command::resolve(program_name, env.get(&OsString::from("PATH")).map(OsString::as_os_str))?;
     let machine_notes = command::check_machine(&exec_path, host, &artifact.manifest.targets())?;
 
-    let vars = paths::PathVars::from_env(options.workspace.as_deref()).map_err(Failure::setup)?;
-    let landlock = sandbox::LandlockPlan::new(settings, &vars, sandbox::kernel_abi()).map_err(Failure::setup)?;
 
     let limits = &settings.limits;
     let rlimits: Vec<(Resource, u64, &'static str)> = [
@@ -357,9 +417,9 @@ fn run(
         }
     };
 
-    let status = loop {
-        if let Some(status) = try_wait(pid).map_err(|e| Failure::setup(format!("waiting for the command: {e}")))? {
-            break status;
+    let (status, resources) = loop {
+        if let Some(ended) = try_wait(pid).map_err(|e| Failure::setup(format!("waiting for the command: {e}")))? {
+            break ended;
         }
         let mut fds = vec![libc::pollfd { fd: signals.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         if let Some(listener) = &listener {
@@ -391,6 +451,10 @@ fn run(
                 kill_and_reap(pid);
                 return Err(Failure::setup(format!("supervising seccomp notifications failed: {e}")));
             }
+            if let Some(reason) = supervisor.failure() {
+                kill_and_reap(pid);
+                return Err(Failure::setup(format!("the command was stopped: {reason}")));
+            }
             if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
                 listener = None;
             }
@@ -399,15 +463,34 @@ fn run(
     if verbose && status.signal() == Some(libc::SIGSYS) {
         say("the command was killed by SIGSYS: the seccomp filter forbids a system call it made");
     }
-    Ok(LaunchOutcome { exit_code: exit_code_for(status), status: Some(status), failure: None })
+    Ok(LaunchOutcome {
+        exit_code: exit_code_for(status),
+        status: Some(status),
+        failure: None,
+        pid: u32::try_from(pid).ok(),
+        resources: Some(resources),
+        invocation: None,
+    })
 }
 
-fn try_wait(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+fn try_wait(pid: libc::pid_t) -> io::Result<Option<(ExitStatus, audit::Resources)>> {
     let mut status = 0;
-    // SAFETY: waitpid writes the status to a live local.
-    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+    // SAFETY: an all-zero rusage is valid; wait4 writes the status and the usage to
+    // live locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    match unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } {
         0 => Ok(None),
-        p if p == pid => Ok(Some(ExitStatus::from_raw(status))),
+        p if p == pid => {
+            let micros = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+            let resources = audit::Resources {
+                user_time_us: micros(usage.ru_utime),
+                sys_time_us: micros(usage.ru_stime),
+                // Linux reports ru_maxrss in KiB.
+                max_rss_kib: usage.ru_maxrss.max(0) as u64,
+            };
+            Ok(Some((ExitStatus::from_raw(status), resources)))
+        }
         _ => {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(error) }

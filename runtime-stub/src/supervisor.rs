@@ -1,7 +1,7 @@
 //! The parent's side of `SECCOMP_RET_USER_NOTIF`: receiving notifications from the
 //! listener and answering them through a [`Supervisor`].
 //!
-//! The audit-log work plugs in here. Invariant: a supervisor never allows a call
+//! The audit trail wraps it (`audit::Recording`). Invariant: a supervisor never allows a call
 //! because of what it read from the child's memory (it could change after the check);
 //! notification is for observing and denying.
 
@@ -32,6 +32,12 @@ pub enum Response {
 /// Decides notifications for one launch.
 pub trait Supervisor {
     fn decide(&mut self, notification: &Notification) -> Response;
+
+    /// Why the launch must stop (the audit log could not be written): the launcher
+    /// kills the command and fails with exit 125.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Denies every notified call with `EPERM`: the stand-in until the audit log supervises.

@@ -25,7 +25,7 @@ struct Key {
 
 #[derive(Debug)]
 struct Tally {
-    name: String,
+    name: Option<String>,
     seen: u64,
     first_suppressed_pid: Option<u32>,
 }
@@ -66,7 +66,7 @@ impl SyscallAggregator {
             .map(|(key, tally)| {
                 Record::new(key.kind)
                     .with("invocation", Value::u64(self.invocation))
-                    .with("name", tally.name.as_str())
+                    .with("name", tally.name.clone().map_or(Value::Null, Value::Str))
                     .with("nr", key.nr)
                     .with("arch", key.arch.as_str())
                     .with("action", key.action.as_str())
@@ -84,7 +84,7 @@ mod tests {
     use crate::log::record::kind;
 
     fn event(nr: u32, action: &str) -> SyscallEvent {
-        SyscallEvent { invocation: 3, kind: kind::SYSCALL_DENIED, name: format!("sys{nr}"), nr, arch: "linux-x86_64".into(), args: [0; 6], pid: 99, action: action.into() }
+        SyscallEvent { invocation: 3, kind: kind::SYSCALL_DENIED, name: Some(format!("sys{nr}")), nr, arch: "linux-x86_64".into(), args: [0; 6], pid: 99, action: action.into() }
     }
 
     #[test]

@@ -36,5 +36,7 @@ pub const HASH_NAME: &str = "blake3";
 pub const ORIGIN_PREFIX: &str = "capsule.log/";
 /// No record line is longer (the writer refuses, the verifier rejects).
 pub const MAX_LINE_LEN: usize = 1 << 20;
-/// The log `capsule` and `capsule-launch` use when given none.
+/// The default log's file name, in the per-user state directory
+/// (`$XDG_STATE_HOME/capsule/`, else `~/.local/state/capsule/`; see
+/// `capsule_launch::audit::default_log_path`), and the default of a policy's `audit: log:`.
 pub const DEFAULT_LOG_PATH: &str = "capsule.log";

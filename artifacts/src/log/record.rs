@@ -248,7 +248,9 @@ pub struct SyscallEvent {
     pub invocation: u64,
     /// `syscall.denied` or `syscall.audited`.
     pub kind: &'static str,
-    pub name: String,
+    /// The syscall's name, when the writer has a syscall table (`capsule run` does;
+    /// `capsule-launch` links none and writes `null`: readers resolve `nr` and `arch`).
+    pub name: Option<String>,
     pub nr: u32,
     /// The target name, e.g. `linux-x86_64` or `linux-i386`.
     pub arch: String,
@@ -262,7 +264,7 @@ impl From<&SyscallEvent> for Record {
     fn from(e: &SyscallEvent) -> Record {
         Record::new(e.kind)
             .with("invocation", Value::u64(e.invocation))
-            .with("name", e.name.as_str())
+            .with("name", e.name.clone().map_or(Value::Null, Value::Str))
             .with("nr", e.nr)
             .with("arch", e.arch.as_str())
             .with("args", Value::Array(e.args.iter().map(|a| Value::hex64(*a)).collect()))
@@ -302,5 +304,23 @@ mod tests {
         ] {
             assert!(LogLine::parse(bad.as_bytes()).is_err(), "accepted {bad}");
         }
+    }
+
+    #[test]
+    fn a_syscall_without_a_known_name_records_null() {
+        let event = SyscallEvent {
+            invocation: 5,
+            kind: kind::SYSCALL_DENIED,
+            name: None,
+            nr: 101,
+            arch: "linux-x86_64".into(),
+            args: [16, 1, 0, 0, 0, u64::MAX],
+            pid: 42,
+            action: "errno:1".into(),
+        };
+        let line = String::from_utf8(Record::from(&event).to_line(9, &Hash::ZERO)).unwrap();
+        assert!(line.contains("\"name\":null"), "{line}");
+        assert!(line.contains("\"args\":[\"0x10\",\"0x1\",\"0x0\",\"0x0\",\"0x0\",\"0xffffffffffffffff\"]"), "{line}");
+        assert!(LogLine::parse(line.as_bytes()).is_ok());
     }
 }

@@ -1,0 +1,402 @@
+//! The audit trail of one launch: where the log lives, the check that the command
+//! cannot write it, and what the launcher records.
+//!
+//! Order of events (docs/audit-log.md, "The launcher's records"):
+//! 1. Before anything runs, the log path is resolved and refused (exit 125) when it
+//!    lies beneath a path the policy lets the command write, or when writes are not
+//!    restricted at all: the command must not be able to edit its own evidence.
+//! 2. The log is opened by the launcher (close-on-exec, so the command never holds
+//!    it) and `invocation.start` is appended and `fdatasync`ed before the command
+//!    is started.
+//! 3. While the command runs, every notified call is recorded *before* it is
+//!    answered, as `syscall.denied` or `syscall.audited`; a storm is bounded by
+//!    [`SyscallAggregator`].
+//! 4. Afterwards the storm summaries, `invocation.end` and a checkpoint are appended
+//!    and synced.
+//!
+//! Every invocation is recorded, whatever `audit: record:` lists: `invocations` is
+//! implied. `denials` and `audited-syscalls` select the syscall records.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use capsule_artifacts::launch::{LaunchSettings, Record as RecordClass};
+use capsule_artifacts::log::aggregate::DEFAULT_MAX_INDIVIDUAL;
+use capsule_artifacts::log::record::kind;
+use capsule_artifacts::log::{
+    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationStart, LogWriter, Record, SyscallAggregator,
+    SyscallEvent, WriterOptions,
+};
+use capsule_artifacts::manifest::VerifiedArtifact;
+
+use crate::paths::PathVars;
+use crate::sandbox::LandlockPlan;
+use crate::supervisor::{Notification, Response, Supervisor};
+use crate::{Failure, LaunchOptions};
+
+/// What the launcher cannot name by itself, since it links no syscall table:
+/// `capsule run` fills these in from the compiler's tables. Without them, records
+/// carry `"name": null` and `errno:<number>`, and `capsule log show` resolves them.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    /// The name of syscall `nr` for the `AUDIT_ARCH_*` value `arch`.
+    pub syscall: fn(arch: u32, nr: u32) -> Option<&'static str>,
+    /// The name of an errno value (`1` → `EPERM`).
+    pub errno: fn(errno: u16) -> Option<&'static str>,
+}
+
+/// The per-user state directory for capsule: `$XDG_STATE_HOME/capsule`, else
+/// `$HOME/.local/state/capsule` (relative values are ignored, as the XDG spec says).
+pub fn state_dir() -> Result<PathBuf, String> {
+    state_dir_in(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+fn state_dir_in(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Result<PathBuf, String> {
+    let absolute = |value: Option<OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(state) = absolute(xdg_state_home) {
+        return Ok(state.join("capsule"));
+    }
+    match absolute(home) {
+        Some(home) => Ok(home.join(".local").join("state").join("capsule")),
+        None => Err("no place for the audit log: neither XDG_STATE_HOME nor HOME is an absolute path (pass --log FILE)".to_owned()),
+    }
+}
+
+/// The log `capsule run` writes when neither `--log` nor the policy's `audit: log:`
+/// names one: `capsule.log` in [`state_dir`], outside every workspace.
+pub fn default_log_path() -> Result<PathBuf, String> {
+    Ok(state_dir()?.join(DEFAULT_LOG_PATH))
+}
+
+/// The log a policy's `audit: log:` names. A relative path (the default is
+/// `capsule.log`) is relative to [`state_dir`], not to the current directory, which
+/// is usually the writable workspace; `${WORKSPACE}`, `${HOME}` and `${TMPDIR}` are
+/// resolved as in filesystem rules.
+pub fn policy_log_path(settings: &LaunchSettings, workspace: Option<&Path>) -> Result<PathBuf, String> {
+    let rule = settings.audit.log.as_str();
+    if rule.is_empty() {
+        return Err("the policy's audit log path is empty".to_owned());
+    }
+    if is_state_relative(rule) { Ok(state_dir()?.join(rule)) } else { PathVars::from_env(workspace)?.resolve(rule) }
+}
+
+fn is_state_relative(rule: &str) -> bool {
+    !rule.contains("${") && !Path::new(rule).is_absolute()
+}
+
+/// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
+/// be compared with the paths Landlock grants; the missing tail is kept as written.
+fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
+    };
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut resolved) => {
+                resolved.extend(missing.iter().rev());
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let (Some(parent), Some(Component::Normal(name))) = (existing.parent(), existing.components().next_back())
+                else {
+                    return Err(format!("the audit log path {} cannot be resolved", path.display()));
+                };
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            Err(e) => return Err(format!("the audit log path {} cannot be resolved: {e}", path.display())),
+        }
+    }
+}
+
+/// Refuses a log the command could write: beneath a path of the policy's `write`
+/// class, or anywhere when writes are not restricted (no `filesystem: write:`, or
+/// Landlock missing in best-effort mode). Returns the resolved log path.
+pub(crate) fn protected_log_path(log: &Path, landlock: &LandlockPlan) -> Result<PathBuf, String> {
+    let resolved = resolve_existing(log)?;
+    let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else {
+        return Err(format!(
+            "the policy does not restrict writes (no `filesystem: write:`), so the command could rewrite the audit log {}; \
+             list the writable paths in the policy",
+            resolved.display()
+        ));
+    };
+    if landlock.kernel_abi == 0 {
+        return Err(format!(
+            "this kernel has no Landlock, so nothing keeps the command from rewriting the audit log {}",
+            resolved.display()
+        ));
+    }
+    for granted in &write.paths {
+        let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
+        if resolved.starts_with(&granted) {
+            return Err(format!(
+                "the audit log {} lies beneath {}, which the policy lets the command write; \
+                 keep the log outside the writable paths (--log FILE, or the policy's `audit: log:`)",
+                resolved.display(),
+                granted.display()
+            ));
+        }
+    }
+    Ok(resolved)
+}
+
+/// The target name of an `AUDIT_ARCH_*` value, as records store it.
+pub fn arch_name(arch: u32) -> String {
+    use capsule_artifacts::target::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
+    match arch {
+        AUDIT_ARCH_X86_64 => "linux-x86_64".to_owned(),
+        AUDIT_ARCH_AARCH64 => "linux-aarch64".to_owned(),
+        AUDIT_ARCH_I386 => "linux-i386".to_owned(),
+        other => format!("{other:#010x}"),
+    }
+}
+
+/// Resource use of the ended command, from `wait4`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub user_time_us: u64,
+    pub sys_time_us: u64,
+    pub max_rss_kib: u64,
+}
+
+/// The open log and what this invocation has recorded so far.
+pub(crate) struct AuditTrail {
+    writer: LogWriter,
+    /// The seq of this invocation's `invocation.start`.
+    invocation: u64,
+    record_denials: bool,
+    record_audited: bool,
+    aggregator: SyscallAggregator,
+    names: Option<Names>,
+    /// The first write that failed; the launch is stopped when set.
+    failure: Option<String>,
+}
+
+impl AuditTrail {
+    /// Checks and opens the log, and appends `invocation.start`, synced.
+    pub(crate) fn begin(
+        log: &Path,
+        artifact: &VerifiedArtifact,
+        options: &LaunchOptions,
+        landlock: &LandlockPlan,
+    ) -> Result<AuditTrail, Failure> {
+        let path = protected_log_path(log, landlock).map_err(Failure::setup)?;
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            // A new state directory is private: the log's records name commands and paths.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Failure::setup(format!("cannot create {} for the audit log: {e}", dir.display())))?;
+        }
+        let signer = capsule_artifacts::log::note::signer_from_env()
+            .map_err(|e| Failure::setup(format!("the log signing key cannot be used: {e}")))?;
+        let mut writer = LogWriter::open_with(&path, WriterOptions { signer, ..WriterOptions::default() })
+            .map_err(|e| Failure::setup(format!("cannot open the audit log: {e}")))?;
+
+        let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+        let argv = options.command.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let start = InvocationStart::now(argv, cwd, artifact.manifest.policy.name.clone(), artifact.pin.clone());
+        let appended = writer
+            .append(&Record::from(&start), Durability::Sync)
+            .map_err(|e| Failure::setup(format!("cannot write to the audit log: {e}")))?;
+        let classes = &artifact.launch().audit.record;
+        Ok(AuditTrail {
+            writer,
+            invocation: appended.seq,
+            record_denials: classes.contains(&RecordClass::Denials),
+            record_audited: classes.contains(&RecordClass::AuditedSyscalls),
+            aggregator: SyscallAggregator::new(appended.seq, DEFAULT_MAX_INDIVIDUAL),
+            names: options.names,
+            failure: None,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    pub(crate) fn invocation(&self) -> u64 {
+        self.invocation
+    }
+
+    /// Records one notified call and the answer about to be sent. Written to the page
+    /// cache only (the checkpoint at the end syncs everything), so a storm costs one
+    /// `write()` per logged event and nothing per counted one.
+    fn observe(&mut self, notification: &Notification, response: Response) {
+        let (event_kind, action, wanted) = match response {
+            Response::Deny { errno } => {
+                let errno = u16::try_from(errno.unsigned_abs()).unwrap_or(u16::MAX);
+                let name = self.names.and_then(|n| (n.errno)(errno));
+                let action = name.map_or_else(|| format!("errno:{errno}"), |name| format!("errno:{name}"));
+                (kind::SYSCALL_DENIED, action, self.record_denials)
+            }
+            Response::Continue => (kind::SYSCALL_AUDITED, "allow".to_owned(), self.record_audited),
+        };
+        if !wanted || self.failure.is_some() {
+            return;
+        }
+        // A negative number cannot come from a native call; it is recorded as is.
+        let nr = notification.syscall as u32;
+        let event = SyscallEvent {
+            invocation: self.invocation,
+            kind: event_kind,
+            name: self.names.and_then(|n| (n.syscall)(notification.arch, nr)).map(str::to_owned),
+            nr,
+            arch: arch_name(notification.arch),
+            args: notification.args,
+            pid: notification.pid,
+            action,
+        };
+        if let Some(record) = self.aggregator.observe(&event)
+            && let Err(e) = self.writer.append(&record, Durability::Buffered)
+        {
+            self.failure = Some(format!("cannot write to the audit log: {e}"));
+        }
+    }
+
+    /// Appends the storm summaries, `invocation.end` and a checkpoint, synced.
+    pub(crate) fn finish(
+        mut self,
+        status: ExitStatus,
+        error: Option<&str>,
+        child_pid: Option<u32>,
+        duration: Duration,
+        resources: Resources,
+    ) -> Result<(), String> {
+        let end = InvocationEnd {
+            invocation: self.invocation,
+            status,
+            error: error.map(str::to_owned),
+            duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+            user_time_us: resources.user_time_us,
+            sys_time_us: resources.sys_time_us,
+            max_rss_kib: resources.max_rss_kib,
+            time_ns: capsule_artifacts::log::record::unix_time_ns(std::time::SystemTime::now()),
+        };
+        let mut end = Record::from(&end);
+        if let Some(pid) = child_pid {
+            end = end.with("pid", pid);
+        }
+        if status == ExitStatus::Signal(libc::SIGSYS) {
+            // The filter's kill actions end the command with SIGSYS; the kernel does
+            // not say which call it was.
+            end = end.with("seccomp_kill", true);
+        }
+        let invocation = self.invocation;
+        let mut records = std::mem::replace(&mut self.aggregator, SyscallAggregator::new(invocation, 0)).finish();
+        records.push(end);
+        self.writer
+            .append_all(&records, Durability::Buffered)
+            .and_then(|_| self.writer.checkpoint(Durability::Sync))
+            .map(|_| ())
+            .map_err(|e| format!("cannot write the end of invocation {invocation} to the audit log: {e}"))
+    }
+}
+
+/// Answers through `inner` and records each notification before the answer is sent.
+/// The answer is `inner`'s alone (with `PolicyAnswers`, the manifest's table): what
+/// is recorded never changes it, except that a call is denied when it cannot be
+/// recorded.
+pub(crate) struct Recording<'a> {
+    pub inner: &'a mut dyn Supervisor,
+    pub trail: &'a mut AuditTrail,
+}
+
+impl Supervisor for Recording<'_> {
+    fn decide(&mut self, notification: &Notification) -> Response {
+        let response = self.inner.decide(notification);
+        self.trail.observe(notification, response);
+        if self.trail.failure.is_some() {
+            // Fail closed: an audited call that cannot be recorded does not run.
+            return Response::Deny { errno: libc::EPERM };
+        }
+        response
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.trail.failure.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::FsClass;
+    use capsule_artifacts::launch::LandlockMode;
+
+    fn plan(write: Option<Vec<PathBuf>>, kernel_abi: u8) -> LandlockPlan {
+        LandlockPlan {
+            mode: LandlockMode::BestEffort,
+            min_abi: 1,
+            kernel_abi,
+            fs: write
+                .map(|paths| FsClass { name: "write", rights: landlock::AccessFs::from_write(landlock::ABI::V1), paths })
+                .into_iter()
+                .collect(),
+            connect: None,
+            bind: None,
+            scope: false,
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_log_beneath_a_writable_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let writable = dir.path().join("ws");
+        std::fs::create_dir(&writable).unwrap();
+        let outside = dir.path().join("state");
+        std::fs::create_dir(&outside).unwrap();
+        let plan = plan(Some(vec![writable.clone()]), 7);
+
+        let err = protected_log_path(&writable.join("capsule.log"), &plan).unwrap_err();
+        assert!(err.contains("lets the command write"), "{err}");
+        // Not yet existing directories, `..` and symlinks are resolved before comparing.
+        assert!(protected_log_path(&writable.join("new/dir/capsule.log"), &plan).is_err());
+        assert!(protected_log_path(&outside.join("../ws/capsule.log"), &plan).is_err());
+        std::os::unix::fs::symlink(&writable, outside.join("link")).unwrap();
+        assert!(protected_log_path(&outside.join("link/capsule.log"), &plan).is_err());
+
+        let fine = protected_log_path(&outside.join("capsule.log"), &plan).unwrap();
+        assert_eq!(fine, outside.canonicalize().unwrap().join("capsule.log"));
+    }
+
+    #[test]
+    fn unrestricted_writes_or_no_landlock_refuse_every_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("capsule.log");
+        assert!(protected_log_path(&log, &plan(None, 7)).unwrap_err().contains("does not restrict writes"));
+        assert!(protected_log_path(&log, &plan(Some(vec![]), 0)).unwrap_err().contains("no Landlock"));
+        assert!(protected_log_path(&log, &plan(Some(vec![]), 7)).is_ok());
+    }
+
+    #[test]
+    fn the_state_directory_follows_xdg() {
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(state_dir_in(some("/state"), some("/home/u")).unwrap(), Path::new("/state/capsule"));
+        // A relative XDG_STATE_HOME is ignored, as the XDG spec says.
+        assert_eq!(state_dir_in(some("rel"), some("/home/u")).unwrap(), Path::new("/home/u/.local/state/capsule"));
+        assert!(state_dir_in(None, some("")).is_err());
+        assert!(state_dir_in(None, None).is_err());
+    }
+
+    #[test]
+    fn only_plain_relative_policy_logs_go_to_the_state_directory() {
+        assert!(is_state_relative("capsule.log"));
+        assert!(is_state_relative("audit/tool.log"));
+        assert!(!is_state_relative("/var/log/capsule.log"));
+        assert!(!is_state_relative("${HOME}/capsule.log"));
+    }
+}
