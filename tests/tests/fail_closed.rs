@@ -1,0 +1,154 @@
+//! Fail closed: when capsule cannot enforce what the artifact says, or cannot trust the
+//! artifact, the command does not run (exit 125). Each test gives a command that would
+//! leave a marker file, and checks the marker is absent.
+
+use capsule_tests::{
+    Artifact, EXIT_SETUP_FAILURE, Identity, Sandbox, assert_exit, default_policy, identities, text,
+};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+#[track_caller]
+fn assert_refused(sandbox: &Sandbox, output: &Output, reason: &str) {
+    assert_exit(output, EXIT_SETUP_FAILURE);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(reason),
+        "stderr should say {reason:?}:\n{stderr}"
+    );
+    assert!(
+        !sandbox.marker().exists(),
+        "the command ran although capsule refused"
+    );
+}
+
+/// The control: the same command under the same artifact runs when nothing is wrong.
+fn assert_runs(sandbox: &Sandbox, artifact: &Artifact) {
+    assert_exit(
+        &sandbox.launch(artifact, &["--pin", &artifact.pin], &sandbox.touch_marker()),
+        0,
+    );
+    assert!(sandbox.marker().exists());
+    std::fs::remove_file(sandbox.marker()).unwrap();
+}
+
+#[test]
+fn a_landlock_abi_the_kernel_lacks_is_125() {
+    let policy = format!("{}\nlandlock:\n  abi: 99\n", default_policy());
+    let artifact = Artifact::build(&policy);
+    for identity in identities("a_landlock_abi_the_kernel_lacks_is_125") {
+        let sandbox = Sandbox::new(&identity);
+        let policy_file = sandbox.home.path().join("needs-abi-99.yaml");
+        std::fs::write(&policy_file, &policy).unwrap();
+        std::fs::set_permissions(&policy_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = sandbox.run(
+            &["--policy", policy_file.to_str().unwrap()],
+            &sandbox.touch_marker(),
+        );
+        assert_refused(&sandbox, &output, "Landlock ABI 99");
+
+        let output = sandbox.launch(
+            &artifact,
+            &["--pin", &artifact.pin],
+            &sandbox.touch_marker(),
+        );
+        assert_refused(&sandbox, &output, "Landlock ABI 99");
+    }
+}
+
+#[test]
+fn an_unreadable_blob_is_125() {
+    for identity in identities("an_unreadable_blob_is_125") {
+        // Root reads a mode-000 file anyway: a directory in the blob's place stops everyone.
+        let artifact = Artifact::build(&default_policy());
+        let sandbox = Sandbox::new(&identity);
+        assert_runs(&sandbox, &artifact);
+        std::fs::remove_file(artifact.blob()).unwrap();
+        std::fs::create_dir(artifact.blob()).unwrap();
+        let output = sandbox.launch(
+            &artifact,
+            &["--pin", &artifact.pin],
+            &sandbox.touch_marker(),
+        );
+        assert_refused(&sandbox, &output, "linux-x86_64.bpf");
+
+        if let Identity::User { .. } = identity {
+            let artifact = Artifact::build(&default_policy());
+            std::fs::set_permissions(artifact.blob(), std::fs::Permissions::from_mode(0o000))
+                .unwrap();
+            let output = sandbox.launch(
+                &artifact,
+                &["--pin", &artifact.pin],
+                &sandbox.touch_marker(),
+            );
+            assert_refused(&sandbox, &output, "linux-x86_64.bpf");
+        }
+    }
+}
+
+#[test]
+fn a_pin_mismatch_is_125() {
+    let artifact = Artifact::build(&default_policy());
+    // Another valid pin: a different last digit.
+    let mut other = artifact.pin.clone();
+    let last = other.pop().unwrap();
+    other.push(if last == '0' { '1' } else { '0' });
+    for identity in identities("a_pin_mismatch_is_125") {
+        let sandbox = Sandbox::new(&identity);
+        assert_runs(&sandbox, &artifact);
+        let output = sandbox.launch(&artifact, &["--pin", &other], &sandbox.touch_marker());
+        assert_refused(&sandbox, &output, &other);
+        let output = sandbox.launch(&artifact, &["--pin", "not-a-pin"], &sandbox.touch_marker());
+        assert_exit(&output, EXIT_SETUP_FAILURE);
+        assert!(!sandbox.marker().exists());
+    }
+}
+
+#[test]
+fn a_tampered_cache_entry_is_rebuilt_not_used() {
+    for identity in identities("a_tampered_cache_entry_is_rebuilt_not_used") {
+        let sandbox = Sandbox::new(&identity);
+        let first = sandbox.run(&["-v"], &["true"]);
+        assert_exit(&first, 0);
+        assert!(
+            text(&first.stderr).contains(": compiled artifact "),
+            "{}",
+            text(&first.stderr)
+        );
+
+        let cached = find_file(&sandbox.cache_home(), "linux-x86_64.bpf").expect("the cached blob");
+        let pristine = std::fs::read(&cached).unwrap();
+        let mut blob = pristine.clone();
+        let at = (blob.len() / 16) * 8 + 4;
+        blob[at] ^= 0x01;
+        std::fs::write(&cached, &blob).unwrap();
+
+        let second = sandbox.run(&["-v"], &sandbox.touch_marker());
+        assert_exit(&second, 0);
+        assert!(
+            text(&second.stderr).contains(": compiled artifact "),
+            "rebuilt: {}",
+            text(&second.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&cached).unwrap(),
+            pristine,
+            "the rebuild restores the blob"
+        );
+        assert!(sandbox.marker().exists());
+    }
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().and_then(|n| n.to_str()) == Some(name) {
+            return Some(path);
+        }
+    }
+    None
+}

@@ -1,0 +1,95 @@
+//! `capsule run` works out of the box under the built-in default policy: the README's
+//! commands, a shell, a Python script with threads; in a fresh directory with a fresh
+//! cache, as root and as the unprivileged user. The first run compiles, the second
+//! hits the cache.
+
+use capsule_tests::{Sandbox, assert_exit, identities, text};
+
+#[test]
+fn echo_and_ls_work_and_the_second_run_is_cached() {
+    for identity in identities("echo_and_ls_work_and_the_second_run_is_cached") {
+        let sandbox = Sandbox::new(&identity);
+        let first = sandbox.run(&["-v"], &["echo", "hello world"]);
+        assert_exit(&first, 0);
+        assert_eq!(text(&first.stdout), "hello world\n");
+        assert!(
+            text(&first.stderr).contains(": compiled artifact "),
+            "{}",
+            text(&first.stderr)
+        );
+
+        std::fs::write(sandbox.workspace.path().join("notes.txt"), "x").unwrap();
+        let second = sandbox.run(&["-v"], &["ls", "-l"]);
+        assert_exit(&second, 0);
+        let listing = text(&second.stdout);
+        assert!(
+            listing.starts_with("total ") && listing.contains("notes.txt"),
+            "{listing}"
+        );
+        assert!(
+            text(&second.stderr).contains(": cached artifact "),
+            "{}",
+            text(&second.stderr)
+        );
+        let cache = sandbox.cache_home().join("capsule").join("artifacts");
+        assert_eq!(
+            std::fs::read_dir(&cache).unwrap().count(),
+            1,
+            "one cache entry in {}",
+            cache.display()
+        );
+
+        // Without -v, nothing but the command's output.
+        let quiet = sandbox.run(&[], &["echo", "hello world"]);
+        assert_exit(&quiet, 0);
+        assert_eq!(text(&quiet.stdout), "hello world\n");
+        assert_eq!(text(&quiet.stderr), "");
+    }
+}
+
+#[test]
+fn a_shell_pipeline_works_and_writes_the_workspace() {
+    for identity in identities("a_shell_pipeline_works_and_writes_the_workspace") {
+        let sandbox = Sandbox::new(&identity);
+        let output = sandbox.run(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "printf 'b\\na\\n' | sort > sorted && cat sorted && echo $CAPSULE",
+            ],
+        );
+        assert_exit(&output, 0);
+        assert_eq!(text(&output.stdout), "a\nb\n1\n");
+        assert_eq!(
+            std::fs::read_to_string(sandbox.workspace.path().join("sorted")).unwrap(),
+            "a\nb\n"
+        );
+    }
+}
+
+#[test]
+fn a_python_script_with_threads_works() {
+    // glibc tries clone3 first and falls back to clone only on ENOSYS: the policy's
+    // clone3 answer must reach the program as ENOSYS for threads to start.
+    let script = r#"
+import json, pathlib, threading
+results = []
+threads = [threading.Thread(target=lambda i=i: results.append(i * i)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+pathlib.Path("out.json").write_text(json.dumps(sorted(results)))
+print("squares", sorted(results))
+"#;
+    for identity in identities("a_python_script_with_threads_works") {
+        let sandbox = Sandbox::new(&identity);
+        std::fs::write(sandbox.workspace.path().join("script.py"), script).unwrap();
+        let output = sandbox.run(&[], &["python3", "script.py"]);
+        assert_exit(&output, 0);
+        assert_eq!(text(&output.stdout), "squares [0, 1, 4, 9]\n");
+        assert_eq!(
+            std::fs::read_to_string(sandbox.workspace.path().join("out.json")).unwrap(),
+            "[0, 1, 4, 9]"
+        );
+    }
+}
