@@ -611,3 +611,4 @@ pub fn assert_exit(output: &Output, expected: i32) {
         text(&output.stderr)
     );
 }
+pub mod audit_support;
