@@ -475,7 +475,7 @@ impl Lower {
 }
 
 fn has_signature(def: &SyscallDef) -> bool {
-    !def.args.is_empty()
+    def.args_known
 }
 
 pub fn lower_action(a: &ActionAst) -> Action {
