@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod bpf;
+mod check;
 mod kernel;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
@@ -25,10 +26,13 @@ enum Command {
     /// capabilities): capsulec against libseccomp (linear and tree) and seccompiler;
     /// real-kernel cost per call; capsulec build time.
     Bpf(bpf::Options),
+    /// `capsulec check` on a 1,000-rule policy, against process start-up.
+    Check(check::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bpf(options) => bpf::run(&options),
+        Command::Check(options) => check::run(&options),
     }
 }
