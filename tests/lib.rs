@@ -264,6 +264,34 @@ impl Sandbox {
         self.run_with(extra, command, |_| {})
     }
 
+    /// `capsule run` started by `sh -c script sh script_args... capsule run ...`: the
+    /// script prepares the caller (say, opens a descriptor), then runs the rest with
+    /// `shift N; exec "$@"`.
+    pub fn run_from_shell(
+        &self,
+        script: &str,
+        script_args: &[&OsStr],
+        command: &[impl AsRef<OsStr>],
+    ) -> Output {
+        let mut cmd = self.identity.command("/bin/sh");
+        cmd.current_dir(self.workspace.path())
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.cache_home())
+            .env("PATH", SYSTEM_PATH)
+            .stdin(Stdio::null())
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(script_args)
+            .arg(bin("capsule"))
+            .arg("run")
+            .arg("--workspace")
+            .arg(self.workspace.path())
+            .arg("--")
+            .args(command);
+        cmd.output().expect("run sh")
+    }
+
     /// As `run`, with a last change to the command (stdin, environment).
     pub fn run_with(
         &self,
