@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod bpf;
 mod check;
+mod launch;
 mod kernel;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
@@ -28,11 +29,15 @@ enum Command {
     Bpf(bpf::Options),
     /// `capsulec check` on a 1,000-rule policy, against process start-up.
     Check(check::Options),
+    /// Launch cost: direct, capsule-launch (with and without a log), capsule run, bwrap;
+    /// filter install time.
+    Launch(launch::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bpf(options) => bpf::run(&options),
         Command::Check(options) => check::run(&options),
+        Command::Launch(options) => launch::run(&options),
     }
 }

@@ -1,0 +1,161 @@
+//! The cost of launching under Capsule: `/bin/true` run directly, under
+//! `capsule-launch` (without and with an audit log), under `capsule run` with a warm
+//! cache, and under bubblewrap, interleaved in one run so machine noise hits each
+//! alike; plus the time the kernel takes to install the default policy's filter.
+
+use anyhow::{Context, ensure};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Runs per command.
+    #[arg(long, default_value_t = 200)]
+    runs: usize,
+}
+
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
+    ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
+    Ok(path)
+}
+
+fn wall(cmd: &mut Command) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    let elapsed = start.elapsed();
+    ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(elapsed)
+}
+
+fn summary(mut times: Vec<Duration>) -> (f64, f64) {
+    times.sort();
+    let mean = times.iter().sum::<Duration>().as_secs_f64() / times.len() as f64;
+    (times[times.len() / 2].as_secs_f64() * 1e3, mean * 1e3)
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let capsule = bin("capsule")?;
+    let launcher = bin("capsule-launch")?;
+    // Not under /tmp: the default policy lets the command write /tmp, and the
+    // launcher refuses to keep its log where the command could rewrite it.
+    let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work)?;
+    let policy = dir.path().join("default.yaml");
+    let init = Command::new(&capsule).args(["init", "--out"]).arg(&policy).output()?;
+    ensure!(init.status.success(), "capsule init failed");
+    let artifact = dir.path().join("artifact");
+    let build = Command::new(bin("capsulec")?).arg("build").arg(&policy).arg("-o").arg(&artifact).output()?;
+    ensure!(build.status.success(), "capsulec build failed: {}", String::from_utf8_lossy(&build.stderr));
+    let pin = String::from_utf8(build.stdout)?.trim().to_owned();
+    let manifest = artifact.join("manifest.json");
+    let log = dir.path().join("state").join("bench.log");
+    std::fs::create_dir_all(log.parent().unwrap())?;
+    let cache = dir.path().join("cache");
+    let state = dir.path().join("state");
+
+    let launch = |with_log: bool| {
+        let mut c = Command::new(&launcher);
+        c.current_dir(&work).arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
+        if with_log {
+            c.arg("--log").arg(&log);
+        }
+        c.args(["--", "/bin/true"]);
+        c
+    };
+    let run = || {
+        let mut c = Command::new(&capsule);
+        c.current_dir(&work)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("XDG_STATE_HOME", &state)
+            .arg("run")
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--", "/bin/true"]);
+        c
+    };
+    wall(&mut run())?; // warm the cache
+    let bwrap = Path::new("/usr/bin/bwrap").exists();
+    let mut rows: Vec<(&str, Vec<Duration>)> = vec![
+        ("/bin/true (direct)", vec![]),
+        ("capsule-launch, no log", vec![]),
+        ("capsule-launch --log", vec![]),
+        ("capsule run (warm cache)", vec![]),
+    ];
+    if bwrap {
+        rows.push(("bwrap --ro-bind / / --dev /dev", vec![]));
+    }
+    for _ in 0..options.runs {
+        rows[0].1.push(wall(&mut Command::new("/bin/true"))?);
+        rows[1].1.push(wall(&mut launch(false))?);
+        rows[2].1.push(wall(&mut launch(true))?);
+        rows[3].1.push(wall(&mut run())?);
+        if bwrap {
+            rows[4].1.push(wall(Command::new("/usr/bin/bwrap").args(["--ro-bind", "/", "/", "--dev", "/dev", "/bin/true"]))?);
+        }
+    }
+    let direct = summary(rows[0].1.clone()).0;
+    println!("launch cost, {} runs each, interleaved; wall time per run", options.runs);
+    println!("{:<34} {:>9} {:>9} {:>8}", "command", "median", "mean", "x direct");
+    for (name, times) in rows {
+        let (median, mean) = summary(times);
+        println!("{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>7.2}x", median / direct);
+    }
+    if !bwrap {
+        println!("(bwrap not installed: apt-get install bubblewrap)");
+    }
+    let blob = std::fs::read(artifact.join("linux-x86_64.bpf"))?;
+    let install = filter_install_time(&blob, options.runs)?;
+    println!("filter install (default policy, {} instructions): median {:.1} us", blob.len() / 8, install * 1e6);
+    Ok(())
+}
+
+/// Median time of the seccomp(2) call that installs `blob`, each in a fresh child.
+fn filter_install_time(blob: &[u8], runs: usize) -> anyhow::Result<f64> {
+    let insns: Vec<libc::sock_filter> = blob
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut _ };
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array.
+        ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe failed");
+        // SAFETY: the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: system calls on live data; `prog` outlives the call.
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let mut t0 = std::mem::zeroed::<libc::timespec>();
+                let mut t1 = std::mem::zeroed::<libc::timespec>();
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t0);
+                let rc = libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog);
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t1);
+                let nanos: i64 = if rc == 0 { (t1.tv_sec - t0.tv_sec) * 1_000_000_000 + (t1.tv_nsec - t0.tv_nsec) } else { -1 };
+                libc::write(fds[1], (&nanos as *const i64).cast(), 8);
+                libc::_exit(0);
+            }
+        }
+        let mut nanos: i64 = 0;
+        // SAFETY: reads 8 bytes into a live i64; reaps the child.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut nanos as *mut i64).cast(), 8);
+            libc::close(fds[0]);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        ensure!(nanos >= 0, "the kernel refused the filter");
+        times.push(nanos as f64 / 1e9);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
