@@ -124,9 +124,9 @@ fn a_log_the_command_could_write_is_refused_and_nothing_runs() {
 
     // The policy's own `audit: log:` is checked the same way.
     let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml")).unwrap();
-    let audit = "audit:\n";
-    assert!(policy.contains(audit));
-    let in_policy = policy.replace(audit, "audit:\n  log: ${WORKSPACE}/capsule.log\n");
+    let log_rule = "  log: capsule.log ";
+    assert!(policy.contains(log_rule), "the default policy's audit section changed");
+    let in_policy = policy.replace(log_rule, "  log: ${WORKSPACE}/capsule.log ");
     std::fs::write(sandbox.workspace().join("capsule.yaml"), in_policy).unwrap();
     let output = sandbox.run(&[], &touch);
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
