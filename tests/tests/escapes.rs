@@ -487,10 +487,12 @@ fn the_launchers_environment_is_unreadable() {
     // keys) in its own memory, readable through /proc/PPID/environ unless ptrace
     // access to the launcher is refused.
     //
-    // KNOWN FAILURE as root (launcher bug, see the report): the command runs with all
-    // of root's capabilities and this kernel lets it open /proc/PPID/environ of the
-    // launcher (and /proc/PID/maps, stack, syscall of any root process outside the
-    // sandbox). As the unprivileged user Landlock's ptrace scoping refuses it (EACCES).
+    // KNOWN FAILURE as root (launcher bug, see docs/security-model.md): the launcher
+    // leaves root all its capabilities, and on this kernel a Landlocked process with
+    // CAP_SYS_ADMIN or CAP_PERFMON (either alone is enough) opens /proc/PID/environ,
+    // maps, stack and syscall of processes outside its domain, the launcher included.
+    // Without those capabilities, and as the unprivileged user, Landlock refuses it
+    // (EACCES). Dropping the capability bounding set in the child would close it.
     let attack = Attack::new("parent_environ");
     for identity in identities("the_launchers_environment_is_unreadable") {
         let mut bare = identity.command("/bin/sh");
