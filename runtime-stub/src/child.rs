@@ -176,6 +176,29 @@ fn run_child(plan: &ChildPlan, report: &mut SharedReport) -> ! {
 }
 
 /// Returns only on failure.
+/// The command runs with no capabilities, even as root: a root process keeping
+/// CAP_SYS_ADMIN or CAP_PERFMON passes Landlock's ptrace check and can read
+/// /proc/PID/environ of processes outside the sandbox. The bounding set is emptied
+/// (when this process may: CAP_SETPCAP), so exec cannot give root its capabilities
+/// back; then the ambient, inheritable, permitted and effective sets are cleared.
+/// Only system calls: no allocation.
+fn drop_capabilities() -> Result<(), String> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let held = rustix::thread::capabilities(None).map_err(|e| format!("cannot read the capabilities: {e}"))?;
+    if held.effective.contains(CapabilitySet::SETPCAP) {
+        for cap in CapabilitySet::all().iter() {
+            match rustix::thread::remove_capability_from_bounding_set(cap) {
+                // EINVAL: a capability this kernel does not have.
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(format!("cannot empty the capability bounding set: {e}")),
+            }
+        }
+    }
+    rustix::thread::clear_ambient_capability_set().map_err(|e| format!("cannot clear the ambient capabilities: {e}"))?;
+    let none = CapabilitySets { effective: CapabilitySet::empty(), permitted: CapabilitySet::empty(), inheritable: CapabilitySet::empty() };
+    rustix::thread::set_capabilities(None, none).map_err(|e| format!("cannot drop the capabilities: {e}"))
+}
+
 fn setup_and_exec(plan: &ChildPlan, report: &mut SharedReport) -> Failure {
     let setup = |e: String| Failure::new(EXIT_SETUP_FAILURE, e);
 
@@ -197,6 +220,9 @@ fn setup_and_exec(plan: &ChildPlan, report: &mut SharedReport) -> Failure {
             let hint = if e == rustix::io::Errno::PERM { " (raising a hard limit needs CAP_SYS_RESOURCE)" } else { "" };
             return setup(format!("cannot set the {name} limit to {value}: {e}{hint}"));
         }
+    }
+    if let Err(e) = drop_capabilities() {
+        return setup(e);
     }
     // SAFETY: prctl with integer arguments only.
     let nnp = unsafe {
