@@ -116,6 +116,12 @@ fn appenders_killed_at_random_moments_leave_intact_or_incomplete_logs() {
     let mut saw_incomplete = 0;
     for round in 0..25 {
         let mut child = spawn("append-forever", &path, round);
+        // Under load the child may take a while to start: the kill must land while it
+        // appends, not before it has created the log.
+        let started = std::time::Instant::now();
+        while !path.exists() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(20 + random.below(60)));
         child.kill().unwrap();
         child.wait().unwrap();
