@@ -4,10 +4,11 @@
 //!
 //! ```text
 //!   ld [arch]; jeq AUDIT_ARCH_<target> else → foreign-arch
-//!   ld [nr];   (x86_64) jset 0x40000000 → foreign-arch      x32 numbers, and -1
-//!   search tree of `jge` over number ranges (the numbers above the table are the
-//!   last range, → newer-syscalls); each leaf either returns, or evaluates one
-//!   syscall's rules on its arguments:
+//!   ld [nr]
+//!   search tree of `jge` over number ranges; each leaf either returns, or (the
+//!   range above the table, on x86_64) `jset 0x40000000` → foreign-arch for the x32
+//!   numbers (and -1), else newer-syscalls, or evaluates one syscall's rules on its
+//!   arguments:
 //!     deny rules, most restrictive first   cond → ret deny action
 //!     audit rules                          cond → ret audit (notify or allow)
 //!     allow rules                          cond → ret allow
@@ -20,11 +21,14 @@
 //! by their low word only, 64-bit ones high word first.
 
 mod asm;
+mod paths;
 mod ranges;
 mod tree;
 
-pub use ranges::{Leaf, NrRange, action_ret, ranges, ret_value};
+pub use paths::longest_path;
+pub use ranges::{Fallbacks, Leaf, NrRange, action_ret, ranges, ret_value};
 
+use crate::bpf::interp::Program;
 use crate::bpf::{
     self, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET, Insn, MAX_INSNS, OFFSET_ARCH, OFFSET_NR,
 };
@@ -69,7 +73,12 @@ pub fn compile(
     let info = info
         .target(target)
         .ok_or(CodegenError::NoSuchTarget(target))?;
-    let ranges = ranges(syscalls, info, policy.default, policy.newer_syscalls);
+    let fallbacks = Fallbacks {
+        default: policy.default,
+        newer: policy.newer_syscalls,
+        foreign: policy.foreign_arch,
+    };
+    let ranges = ranges(syscalls, info, fallbacks);
 
     let mut code = Gen {
         asm: Asm::new(),
@@ -82,13 +91,22 @@ pub fn compile(
     code.asm.jump(BPF_JEQ, arch, native, foreign);
     code.asm.bind(native);
     code.asm.load(OFFSET_NR);
-    if target == Target::LinuxX86_64 {
-        let search = code.asm.label();
-        code.asm.jump(BPF_JSET, X32_SYSCALL_BIT, foreign, search);
-        code.asm.bind(search);
-    }
     let weights: Vec<u64> = ranges.iter().map(|r| weight(r, info)).collect();
-    let tree = tree::optimal(&weights);
+    let tails = tails(&ranges, policy, syscalls, info)?;
+    // The tightest budget from MAX_ALLOWED_PATH up that some tree keeps (with a
+    // large enough budget the unbounded optimum does), and the cheapest tree for it.
+    // Budgets whose bounds break Kraft's inequality are skipped without a search.
+    let tree = (MAX_ALLOWED_PATH..)
+        .find_map(|budget| {
+            let bounds: Vec<Option<usize>> = tails
+                .iter()
+                .map(|tail| tail.map(|t| budget.saturating_sub(PROLOGUE + t)))
+                .collect();
+            tree::may_fit(&bounds)
+                .then(|| tree::bounded(&weights, &bounds))
+                .flatten()
+        })
+        .expect("a budget past the unbounded tree's depth is kept");
     code.search(&tree, &ranges, policy, syscalls, info);
     code.emit_returns();
 
@@ -112,6 +130,60 @@ pub fn compile_bytes(
     compile(policy, info, target).map(|program| bpf::encode(&program))
 }
 
+/// The most instructions an allowed call executes, whatever its arguments, when the
+/// policy's argument tests leave room for it: the issue's target for Docker's profile.
+pub const MAX_ALLOWED_PATH: usize = 14;
+
+/// The instructions before the search: `ld [arch]; jeq arch; ld [nr]`.
+const PROLOGUE: usize = 3;
+
+/// Whether a return value lets the call run without the supervisor.
+fn allows(ret: u32) -> bool {
+    matches!(ret, bpf::SECCOMP_RET_ALLOW | bpf::SECCOMP_RET_LOG)
+}
+
+/// For each range, the longest path an allowed call takes after the search tree (its
+/// `ret`, or the syscall's argument tests and their `ret`); `None` when the range
+/// allows nothing. A range at depth d then costs `PROLOGUE + d + tail` instructions.
+fn tails(
+    ranges: &[NrRange],
+    policy: &Policy,
+    syscalls: &crate::ir::SyscallPolicy,
+    info: &TargetInfo,
+) -> Result<Vec<Option<usize>>, CodegenError> {
+    ranges
+        .iter()
+        .map(|range| match range.leaf {
+            Leaf::Ret(value) => Ok(allows(value).then_some(1)),
+            Leaf::X32Split { native, x32 } => Ok((allows(native) || allows(x32)).then_some(2)),
+            Leaf::Rules(nr) => rules_path(&syscalls.syscalls[&nr].rules, nr, policy, info),
+        })
+        .collect()
+}
+
+/// The longest allowed path through one syscall's rules, its `ret` included, with
+/// the number already loaded; `None` when the rules allow nothing.
+fn rules_path(
+    rules: &[Rule],
+    nr: u32,
+    policy: &Policy,
+    info: &TargetInfo,
+) -> Result<Option<usize>, CodegenError> {
+    let mut alone = Gen {
+        asm: Asm::new(),
+        rets: BTreeMap::new(),
+    };
+    alone.asm.load(OFFSET_NR);
+    alone.rules(rules, nr, policy, info);
+    alone.emit_returns();
+    // Too long for the kernel: the whole program is too, and says so after the search.
+    let Ok(program) = Program::new(alone.asm.finish()?) else {
+        return Ok(None);
+    };
+    let arch = info.target.audit_arch().unwrap_or_default();
+    Ok(longest_path(&program, arch, nr, allows).map(|n| n - 1))
+}
+
 /// Every range costs one; each number it lets run (possibly, for conditional rules)
 /// costs four more, so allowed calls sit nearer the root while the depth stays within
 /// a few levels of log2(ranges).
@@ -120,7 +192,7 @@ fn weight(range: &NrRange, info: &TargetInfo) -> u64 {
         Leaf::Ret(bpf::SECCOMP_RET_ALLOW | bpf::SECCOMP_RET_LOG) => {
             u64::from(range.hi.min(info.max_nr).saturating_sub(range.lo)) + 1
         }
-        Leaf::Ret(_) => 0,
+        Leaf::Ret(_) | Leaf::X32Split { .. } => 0,
         Leaf::Rules(_) => 1,
     };
     1 + 4 * allowed
@@ -196,6 +268,10 @@ impl Gen {
                     self.asm.ja(l);
                 }
                 Leaf::Rules(nr) => self.rules(&syscalls.syscalls[&nr].rules, nr, policy, info),
+                Leaf::X32Split { native, x32 } => {
+                    let (native, x32) = (self.ret_label(native), self.ret_label(x32));
+                    self.asm.jump(BPF_JSET, X32_SYSCALL_BIT, x32, native);
+                }
             },
             Tree::Node { split, left, right } => {
                 let right_label = self.subtree_label(right, ranges);
@@ -217,7 +293,7 @@ impl Gen {
         match *tree {
             Tree::Leaf(i) => match ranges[i].leaf {
                 Leaf::Ret(value) => self.ret_label(value),
-                Leaf::Rules(_) => self.asm.label(),
+                Leaf::Rules(_) | Leaf::X32Split { .. } => self.asm.label(),
             },
             Tree::Node { .. } => self.asm.label(),
         }
@@ -313,20 +389,35 @@ impl Gen {
     }
 
     /// The loaded word is one of `values`.
-    fn one_of32(&mut self, values: impl ExactSizeIterator<Item = u32>, t: Label, f: Label) {
-        let n = values.len();
-        if n == 0 {
+    fn one_of32(&mut self, values: impl Iterator<Item = u32>, t: Label, f: Label) {
+        let mut values: Vec<u32> = values.collect();
+        values.sort_unstable();
+        values.dedup();
+        self.one_of_sorted32(&values, t, f);
+    }
+
+    /// A chain of `jeq` for up to three values; from four on, a `jge` on the middle
+    /// value halves the list first, so the longest path grows with the log of the
+    /// list rather than its length.
+    fn one_of_sorted32(&mut self, values: &[u32], t: Label, f: Label) {
+        if values.len() >= 4 {
+            let (low, high) = values.split_at(values.len() / 2);
+            let (low_label, high_label) = (self.asm.label(), self.asm.label());
+            self.asm.jump(BPF_JGE, high[0], high_label, low_label);
+            self.asm.bind(low_label);
+            self.one_of_sorted32(low, t, f);
+            self.asm.bind(high_label);
+            return self.one_of_sorted32(high, t, f);
+        }
+        let Some((last, init)) = values.split_last() else {
             return self.asm.ja(f);
+        };
+        for &v in init {
+            let next = self.asm.label();
+            self.asm.jump(BPF_JEQ, v, t, next);
+            self.asm.bind(next);
         }
-        for (i, v) in values.enumerate() {
-            if i + 1 == n {
-                self.asm.jump(BPF_JEQ, v, t, f);
-            } else {
-                let next = self.asm.label();
-                self.asm.jump(BPF_JEQ, v, t, next);
-                self.asm.bind(next);
-            }
-        }
+        self.asm.jump(BPF_JEQ, *last, t, f);
     }
 
     /// A test on a 64-bit argument: the high word decides unless it equals the
