@@ -7,9 +7,12 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release --workspace
 
-# The main job: check the example policy (becomes `capsule run` once the runtime lands).
+# The main job: build, then run a command under the built-in default policy (compiled
+# on first use, cached after), and show the audit log that recorded it.
 demo: build
-	./target/release/capsulec check fixtures/policies/valid/coding-agent.yaml
+	./target/release/capsule run echo "hello world"
+	./target/release/capsule run ls -l
+	./target/release/capsule verify
 
 # Every test, as CI runs them. Tests that need an unprivileged user find it through
 # CAPSULE_TEST_USER (.ci/run creates one); without it they say so and skip that half.
