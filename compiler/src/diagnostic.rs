@@ -176,15 +176,41 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// Text output stops after this many diagnostics, or once it passes
+/// [`MAX_RENDERED_BYTES`]: each diagnostic reprints its source line, so a hostile file
+/// with thousands of errors on one long line would otherwise make the output grow with
+/// errors × line length. JSON output keeps every diagnostic.
+pub const MAX_RENDERED: usize = 100;
+pub const MAX_RENDERED_BYTES: usize = 1 << 20;
+
+/// Render each diagnostic as plain text until the budget is spent; the rest are
+/// summarised on one line.
+fn render_budgeted(diags: &[Diagnostic], mut emit: impl FnMut(&Diagnostic) -> std::io::Result<usize>) -> std::io::Result<Option<String>> {
+    let mut written = 0;
+    for (i, d) in diags.iter().enumerate() {
+        if i == MAX_RENDERED || written > MAX_RENDERED_BYTES {
+            let rest = &diags[i..];
+            let errors = rest.iter().filter(|d| d.is_error()).count();
+            return Ok(Some(format!("... and {} more diagnostic(s) not shown ({errors} error(s)); fix the ones above first\n", rest.len())));
+        }
+        written += emit(d)?;
+    }
+    Ok(None)
+}
+
 /// Render diagnostics as rustc-style text, without colour (for files and tests).
 pub fn render_plain(diags: &[Diagnostic], src: &SourceFile) -> String {
     let files = codespan_reporting::files::SimpleFile::new(src.name, src.text);
     let config = codespan_reporting::term::Config::default();
     let mut out = String::new();
-    for d in diags {
+    let rest = render_budgeted(diags, |d| {
+        let before = out.len();
         codespan_reporting::term::emit_to_string(&mut out, &config, &files, &to_codespan(d, src))
             .expect("spans are clamped to the source");
-    }
+        Ok(out.len() - before)
+    })
+    .expect("writing to a String does not fail");
+    out.extend(rest);
     out
 }
 
@@ -196,27 +222,51 @@ pub fn render_to(
 ) -> std::io::Result<()> {
     let files = codespan_reporting::files::SimpleFile::new(src.name, src.text);
     let config = codespan_reporting::term::Config::default();
-    for d in diags {
+    let rest = render_budgeted(diags, |d| {
+        let mut text = String::new();
+        codespan_reporting::term::emit_to_string(&mut text, &config, &files, &to_codespan(d, src))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         codespan_reporting::term::emit_to_write_style(writer, &config, &files, &to_codespan(d, src))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(text.len())
+    })?;
+    if let Some(line) = rest {
+        writer.write_all(line.as_bytes())?;
     }
     Ok(())
 }
 
 /// Line and column (1-based, columns in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(text, offset.min(text.len()));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    LineIndex::new(text).line_col(offset)
+}
+
+/// Byte offsets of line starts, so many spans are located without rescanning the file.
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { text, starts }
+    }
+
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let col = self.text[self.starts[line - 1]..offset].chars().count() + 1;
+        (line, col)
+    }
 }
 
 /// The stable JSON form of `capsulec check --format json` (documented in docs/policy.md).
 pub fn to_json(diags: &[Diagnostic], src: &SourceFile) -> serde_json::Value {
+    let index = LineIndex::new(src.text);
     let span = |s: &Span| {
-        let (line, column) = line_col(src.text, s.start);
-        let (end_line, end_column) = line_col(src.text, s.end);
+        let (line, column) = index.line_col(s.start);
+        let (end_line, end_column) = index.line_col(s.end);
         serde_json::json!({
             "start": s.start, "end": s.end,
             "line": line, "column": column, "end_line": end_line, "end_column": end_column,

@@ -187,3 +187,21 @@ fn capsulec_check_refuses_invalid_utf8() {
     let file = write_temp(b"version: 1\nname: \xff\xfe\n");
     assert_refused(&capsulec_check(file.path()), Code::NotUtf8);
 }
+
+/// Thousands of errors on one long line: the text output stays bounded (each
+/// diagnostic reprints its line, so it is capped by count and bytes), and the JSON
+/// keeps every diagnostic. Found by reading the fuzz target's slow inputs.
+#[test]
+fn many_errors_on_one_long_line_give_bounded_output() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/policy/one-line-4000-unknown-keys.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_capsulec")).args(["check", path]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let max = capsule_compiler::diagnostic::MAX_RENDERED_BYTES;
+    assert!(out.stderr.len() < 3 * max, "{} bytes of diagnostics", out.stderr.len());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("more diagnostic(s) not shown"), "the summary line is missing");
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_capsulec")).args(["check", "--format", "json", path]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["errors"], 4000);
+    assert_eq!(json["diagnostics"].as_array().unwrap().len(), 4000);
+}
