@@ -103,7 +103,7 @@ pub fn encode(program: &[Insn]) -> Vec<u8> {
 
 /// Parse raw `struct sock_filter[]` bytes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Insn>, DecodeError> {
-    if bytes.is_empty() || bytes.len() % 8 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) {
         return Err(DecodeError::BadLength(bytes.len()));
     }
     if bytes.len() / 8 > MAX_INSNS {

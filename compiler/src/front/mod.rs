@@ -67,7 +67,7 @@ pub fn check(src: &str) -> Checked {
                     .help("start with `version: 1`; `capsule init` writes a commented example"),
             );
         }
-        Err(d) => return fail(d),
+        Err(d) => return fail(*d),
     };
     let mut diagnostics = Vec::new();
     let ast = parse::Parser { diags: &mut diagnostics }.policy(&root);
@@ -80,6 +80,6 @@ pub fn check(src: &str) -> Checked {
     } else {
         lower::lower(&ast, &mut diagnostics)
     };
-    diagnostics.sort_by(|a, b| (a.primary.span.start, a.code).cmp(&(b.primary.span.start, b.code)));
+    diagnostics.sort_by_key(|d| (d.primary.span.start, d.code));
     Checked { policy, diagnostics }
 }

@@ -89,7 +89,8 @@ enum Frame {
 }
 
 /// Parse one YAML document into a tree. `Ok(None)` for an empty stream.
-pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
+/// Errors are boxed: a diagnostic is large and the happy path should not pay for it.
+pub fn parse(src: &str) -> Result<Option<Node>, Box<Diagnostic>> {
     let offsets = Offsets::new(src);
     let mut parser = Parser::new_from_str(src);
     let mut stack: Vec<Frame> = Vec::new();
@@ -104,16 +105,18 @@ pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(Diagnostic::new(Code::MultipleDocuments, span, "a policy is one YAML document")
+                    return Err(Box::new(Diagnostic::new(Code::MultipleDocuments, span, "a policy is one YAML document")
                         .label("a second document starts here")
-                        .help("remove the `---` separator and everything after it, or split the file"));
+                        .help("remove the `---` separator and everything after it, or split the file")));
                 }
                 continue;
             }
             Event::Alias(_) => {
-                return Err(Diagnostic::new(Code::YamlAlias, span, "YAML aliases are not allowed in a policy")
-                    .label("alias")
-                    .help("write the value out in full; aliases can multiply a small file into a huge one"));
+                return Err(Box::new(
+                    Diagnostic::new(Code::YamlAlias, span, "YAML aliases are not allowed in a policy")
+                        .label("alias")
+                        .help("write the value out in full; aliases can multiply a small file into a huge one"),
+                ));
             }
             Event::Scalar(value, style, anchor, tag) => {
                 check_anchor_and_tag(anchor, tag.as_deref(), &span)?;
@@ -157,14 +160,18 @@ pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => {
                     if !matches!(node.kind, NodeKind::Scalar(_)) {
-                        return Err(Diagnostic::new(Code::WrongType, node.span.clone(), "a key must be a plain name")
-                            .label(format!("{} used as a key", node.describe())));
+                        return Err(Box::new(
+                            Diagnostic::new(Code::WrongType, node.span.clone(), "a key must be a plain name")
+                                .label(format!("{} used as a key", node.describe())),
+                        ));
                     }
                     if let Some((first, _)) = entries.iter().find(|(k, _)| scalar_eq(k, &node)) {
-                        return Err(Diagnostic::new(Code::DuplicateKey, node.span.clone(), "duplicate key")
-                            .label("this key appears twice")
-                            .secondary(first.span.clone(), "first here")
-                            .help("YAML keeps only one of them; merge the two entries"));
+                        return Err(Box::new(
+                            Diagnostic::new(Code::DuplicateKey, node.span.clone(), "duplicate key")
+                                .label("this key appears twice")
+                                .secondary(first.span.clone(), "first here")
+                                .help("YAML keeps only one of them; merge the two entries"),
+                        ));
                     }
                     *key = Some(node);
                 }
@@ -177,11 +184,11 @@ pub fn parse(src: &str) -> Result<Option<Node>, Diagnostic> {
 
 /// saphyr-parser reports some hazards as scan errors before any event reaches us:
 /// deep flow nesting (its own recursion limit) and aliases to unknown anchors.
-fn scan_error(e: &saphyr_parser::ScanError, offsets: &Offsets, src: &str) -> Diagnostic {
+fn scan_error(e: &saphyr_parser::ScanError, offsets: &Offsets, src: &str) -> Box<Diagnostic> {
     let at = offsets.byte(e.marker().index());
     let span = at..(at + 1).min(src.len()).max(at);
     let info = e.info();
-    if info.contains("recursion limit") {
+    Box::new(if info.contains("recursion limit") {
         Diagnostic::new(Code::TooDeep, span, format!("nesting deeper than {MAX_DEPTH} levels"))
             .label("too deep")
             .help("a policy needs only a few levels of nesting")
@@ -191,33 +198,39 @@ fn scan_error(e: &saphyr_parser::ScanError, offsets: &Offsets, src: &str) -> Dia
             .help("write the value out in full; aliases can multiply a small file into a huge one")
     } else {
         Diagnostic::new(Code::YamlSyntax, span, format!("invalid YAML: {info}")).label("here")
-    }
+    })
 }
 
 fn scalar_eq(a: &Node, b: &Node) -> bool {
     matches!((&a.kind, &b.kind), (NodeKind::Scalar(x), NodeKind::Scalar(y)) if x.value == y.value)
 }
 
-fn push(stack: &mut Vec<Frame>, frame: Frame, span: &Span) -> Result<(), Diagnostic> {
+fn push(stack: &mut Vec<Frame>, frame: Frame, span: &Span) -> Result<(), Box<Diagnostic>> {
     if stack.len() >= MAX_DEPTH {
-        return Err(Diagnostic::new(Code::TooDeep, span.clone(), format!("nesting deeper than {MAX_DEPTH} levels"))
-            .label("too deep")
-            .help("a policy needs only a few levels of nesting"));
+        return Err(Box::new(
+            Diagnostic::new(Code::TooDeep, span.clone(), format!("nesting deeper than {MAX_DEPTH} levels"))
+                .label("too deep")
+                .help("a policy needs only a few levels of nesting"),
+        ));
     }
     stack.push(frame);
     Ok(())
 }
 
-fn check_anchor_and_tag(anchor: usize, tag: Option<&saphyr_parser::Tag>, span: &Span) -> Result<(), Diagnostic> {
+fn check_anchor_and_tag(anchor: usize, tag: Option<&saphyr_parser::Tag>, span: &Span) -> Result<(), Box<Diagnostic>> {
     if anchor != 0 {
-        return Err(Diagnostic::new(Code::YamlAlias, span.clone(), "YAML anchors are not allowed in a policy")
-            .label("anchored value")
-            .help("remove the `&anchor`; write repeated values out in full"));
+        return Err(Box::new(
+            Diagnostic::new(Code::YamlAlias, span.clone(), "YAML anchors are not allowed in a policy")
+                .label("anchored value")
+                .help("remove the `&anchor`; write repeated values out in full"),
+        ));
     }
     if let Some(tag) = tag {
-        return Err(Diagnostic::new(Code::YamlTag, span.clone(), format!("YAML tag `{}{}` is not allowed in a policy", tag.handle, tag.suffix))
-            .label("tagged value")
-            .help("remove the tag; the policy language gives every key its type"));
+        return Err(Box::new(
+            Diagnostic::new(Code::YamlTag, span.clone(), format!("YAML tag `{}{}` is not allowed in a policy", tag.handle, tag.suffix))
+                .label("tagged value")
+                .help("remove the tag; the policy language gives every key its type"),
+        ));
     }
     Ok(())
 }
