@@ -95,16 +95,13 @@ pub fn compile(
     let tails = tails(&ranges, policy, syscalls, info)?;
     // The tightest budget from MAX_ALLOWED_PATH up that some tree keeps (with a
     // large enough budget the unbounded optimum does), and the cheapest tree for it.
-    // Budgets whose bounds break Kraft's inequality are skipped without a search.
     let tree = (MAX_ALLOWED_PATH..)
         .find_map(|budget| {
             let bounds: Vec<Option<usize>> = tails
                 .iter()
                 .map(|tail| tail.map(|t| budget.saturating_sub(PROLOGUE + t)))
                 .collect();
-            tree::may_fit(&bounds)
-                .then(|| tree::bounded(&weights, &bounds))
-                .flatten()
+            tree::bounded(&weights, &bounds)
         })
         .expect("a budget past the unbounded tree's depth is kept");
     code.search(&tree, &ranges, policy, syscalls, info);
