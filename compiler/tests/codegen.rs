@@ -201,6 +201,48 @@ fn x32_numbers_are_foreign_and_numbers_above_the_table_are_newer() {
     );
 }
 
+/// The x32 test is no separate instruction on every path: it sits in the range above
+/// the table, after the search, and only when x32 and newer numbers get different
+/// actions.
+#[test]
+fn the_x32_test_is_only_on_the_path_above_the_table() {
+    let built = build(&policy(vec![("getpid", vec![allow(Cond::True)])]));
+    let jset = bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K;
+    let x32_tests = |insns: &[Insn]| {
+        insns
+            .iter()
+            .filter(|i| i.code == jset && i.k == 0x4000_0000)
+            .count()
+    };
+    assert_eq!(x32_tests(built.insns()), 1);
+    let getpid = built.program.run(&SeccompData {
+        nr: nr(X86, "getpid"),
+        arch: AUDIT_ARCH_X86_64,
+        instruction_pointer: 0,
+        args: [0; 6],
+    });
+    assert!(getpid.path.iter().all(|&pc| built.insns()[pc].code != jset));
+    // ld arch, jeq, ld nr, one jge (getpid or not), one jge (above the table or not), ret.
+    assert!(getpid.path.len() <= 6, "{:?}", getpid.path);
+
+    let mut same = policy(vec![("getpid", vec![allow(Cond::True)])]);
+    same.foreign_arch = ENOSYS;
+    let built = build(&same);
+    assert_eq!(x32_tests(built.insns()), 0);
+    for n in [
+        0x4000_0000 | 39,
+        0x7fff_ffff,
+        0xffff_ffff,
+        0x8000_0000,
+        1000,
+    ] {
+        assert_eq!(
+            built.run_arch(AUDIT_ARCH_X86_64, n, [0; 6]),
+            RetAction::Errno(38)
+        );
+    }
+}
+
 #[test]
 fn an_allowed_syscall_without_conditions_loads_only_arch_and_nr_and_is_cached() {
     let built = build(&policy(vec![

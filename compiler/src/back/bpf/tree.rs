@@ -61,7 +61,7 @@ pub fn bounded(weights: &[u64], bounds: &[Option<usize>]) -> Option<Tree> {
     let mut child = vec![INFEASIBLE; n * n];
     for a in 0..n {
         for b in a..n {
-            if deepest as i64 + 1 <= slack[at(a, b)] {
+            if (deepest as i64) < slack[at(a, b)] {
                 child[at(a, b)] = free.cost[at(a, b)];
             }
         }
