@@ -24,9 +24,7 @@ impl Default for AuditSandbox {
 
 impl AuditSandbox {
     pub fn new() -> AuditSandbox {
-        AuditSandbox {
-            sandbox: Sandbox::new(&Identity::Current),
-        }
+        AuditSandbox { sandbox: Sandbox::new(&Identity::Current) }
     }
 
     pub fn workspace(&self) -> &Path {
@@ -45,20 +43,14 @@ impl AuditSandbox {
     /// `capsule ...` in the workspace with this sandbox's HOME, cache and state.
     pub fn capsule(&self) -> Command {
         let mut cmd = self.sandbox.capsule();
-        cmd.env("XDG_STATE_HOME", self.state_home())
-            .env_remove("CAPSULE_LOG_SIGNING_KEY");
+        cmd.env("XDG_STATE_HOME", self.state_home()).env_remove("CAPSULE_LOG_SIGNING_KEY");
         cmd
     }
 
     /// `capsule run [extra] --workspace W -- command...`.
     pub fn run(&self, extra: &[&str], command: &[impl AsRef<OsStr>]) -> Output {
         let mut cmd = self.capsule();
-        cmd.arg("run")
-            .args(extra)
-            .arg("--workspace")
-            .arg(self.workspace())
-            .arg("--")
-            .args(command);
+        cmd.arg("run").args(extra).arg("--workspace").arg(self.workspace()).arg("--").args(command);
         cmd.output().expect("run capsule")
     }
 
@@ -80,23 +72,14 @@ impl AuditSandbox {
             .expect("run capsule verify");
         let code = output.status.code().expect("capsule verify exits");
         let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "verify printed no JSON ({e}): {}\n{}",
-                text(&output.stdout),
-                text(&output.stderr)
-            )
+            panic!("verify printed no JSON ({e}): {}\n{}", text(&output.stdout), text(&output.stderr))
         });
         (code, report)
     }
 
     /// `capsule log checkpoint FILE`, saved to `to`.
     pub fn save_checkpoint(&self, file: &Path, to: &Path) {
-        let output = self
-            .capsule()
-            .args(["log", "checkpoint"])
-            .arg(file)
-            .output()
-            .expect("run capsule log checkpoint");
+        let output = self.capsule().args(["log", "checkpoint"]).arg(file).output().expect("run capsule log checkpoint");
         assert_ok(&output);
         std::fs::write(to, &output.stdout).expect("save the checkpoint");
     }
@@ -116,10 +99,7 @@ pub fn assert_ok(output: &Output) {
 /// The log's lines, each with its newline.
 pub fn raw_lines(path: &Path) -> Vec<Vec<u8>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    bytes
-        .split_inclusive(|&b| b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect()
+    bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
 }
 
 pub fn write_lines(path: &Path, lines: &[Vec<u8>]) {
@@ -128,11 +108,7 @@ pub fn write_lines(path: &Path, lines: &[Vec<u8>]) {
 
 /// Every whole line of the log parsed as JSON (the records).
 pub fn records(path: &Path) -> Vec<serde_json::Value> {
-    raw_lines(path)
-        .iter()
-        .filter(|l| l.ends_with(b"\n"))
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
+    raw_lines(path).iter().filter(|l| l.ends_with(b"\n")).filter_map(|l| serde_json::from_slice(l).ok()).collect()
 }
 
 pub fn kind(record: &serde_json::Value) -> &str {
@@ -155,16 +131,10 @@ impl Programs {
     pub fn get() -> &'static Programs {
         static PROGRAMS: OnceLock<Programs> = OnceLock::new();
         PROGRAMS.get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("capsule-audit-progs-")
-                .tempdir_in("/tmp")
-                .expect("create /tmp dir");
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod");
-            Programs {
-                dir,
-                built: Mutex::new(Vec::new()),
-            }
+            let dir =
+                tempfile::Builder::new().prefix("capsule-audit-progs-").tempdir_in("/tmp").expect("create /tmp dir");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            Programs { dir, built: Mutex::new(Vec::new()) }
         })
     }
 
@@ -183,11 +153,7 @@ impl Programs {
                 .stdin(Stdio::null())
                 .output()
                 .expect("run cc");
-            assert!(
-                output.status.success(),
-                "cc {name}: {}",
-                text(&output.stderr)
-            );
+            assert!(output.status.success(), "cc {name}: {}", text(&output.stderr));
             built.push(name.to_owned());
         }
         let mut command = vec![LOADER.to_owned(), path.display().to_string()];

@@ -18,10 +18,7 @@ pub const EXIT_SECCOMP_KILL: i32 = 128 + 31;
 
 /// The checkout's root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The profile directory this test binary was built into (`target/debug`), which
@@ -29,10 +26,7 @@ pub fn workspace_root() -> PathBuf {
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test>-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("the test binary lives in <target>/<profile>/deps").to_path_buf()
 }
 
 /// The path of one of the workspace's binaries (`capsule`, `capsule-launch`,
@@ -43,38 +37,21 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let profile = profile_dir();
     let built = BUILT.get_or_init(|| {
-        let target_dir = profile
-            .parent()
-            .expect("the profile directory has a parent");
+        let target_dir = profile.parent().expect("the profile directory has a parent");
         let mut cargo = Command::new(env!("CARGO"));
         // The packages of the three binaries the tests run, not the whole workspace.
         cargo
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "capsule-cli",
-                "-p",
-                "capsule-launch",
-                "-p",
-                "capsule-compiler",
-            ])
+            .args(["build", "--quiet", "--bins", "-p", "capsule-cli", "-p", "capsule-launch", "-p", "capsule-compiler"])
             .current_dir(workspace_root());
         cargo.env("CARGO_TARGET_DIR", target_dir);
         if profile.file_name() == Some(OsStr::new("release")) {
             cargo.arg("--release");
         }
-        let output = cargo
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        let output = cargo.output().map_err(|e| format!("cannot run cargo: {e}"))?;
         if output.status.success() {
             Ok(())
         } else {
-            Err(format!(
-                "building the binaries failed:\n{}",
-                text(&output.stderr)
-            ))
+            Err(format!("building the binaries failed:\n{}", text(&output.stderr)))
         }
     });
     if let Err(e) = built {
@@ -149,20 +126,9 @@ pub fn is_root() -> bool {
 }
 
 fn id_of(name: &str, flag: &str) -> u32 {
-    let output = Command::new("id")
-        .arg(flag)
-        .arg(name)
-        .output()
-        .expect("run id");
-    assert!(
-        output.status.success(),
-        "CAPSULE_TEST_USER={name} is not a user: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-        .trim()
-        .parse()
-        .expect("id prints a number")
+    let output = Command::new("id").arg(flag).arg(name).output().expect("run id");
+    assert!(output.status.success(), "CAPSULE_TEST_USER={name} is not a user: {}", text(&output.stderr));
+    text(&output.stdout).trim().parse().expect("id prints a number")
 }
 
 /// The unprivileged user, when there is one to run as: `CAPSULE_TEST_USER` as root, or
@@ -172,14 +138,8 @@ pub fn unprivileged() -> Option<Identity> {
     if !is_root() {
         return Some(Identity::Current);
     }
-    let name = std::env::var("CAPSULE_TEST_USER")
-        .ok()
-        .filter(|n| !n.is_empty())?;
-    let identity = Identity::User {
-        uid: id_of(&name, "-u"),
-        gid: id_of(&name, "-g"),
-        name,
-    };
+    let name = std::env::var("CAPSULE_TEST_USER").ok().filter(|n| !n.is_empty())?;
+    let identity = Identity::User { uid: id_of(&name, "-u"), gid: id_of(&name, "-g"), name };
     assert!(!identity.is_root(), "CAPSULE_TEST_USER must not be root");
     Some(identity)
 }
@@ -198,18 +158,13 @@ pub fn identities(test: &str) -> Vec<Identity> {
 }
 
 pub fn skip_unprivileged(test: &str) {
-    eprintln!(
-        "{test}: SKIPPED the unprivileged half: running as root and CAPSULE_TEST_USER is not set"
-    );
+    eprintln!("{test}: SKIPPED the unprivileged half: running as root and CAPSULE_TEST_USER is not set");
 }
 
 /// A directory under /var/tmp: outside the default policy's readable and writable
 /// paths (which include /tmp), and outside every workspace.
 pub fn outside_dir(prefix: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in("/var/tmp")
-        .expect("create a directory in /var/tmp");
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/var/tmp").expect("create a directory in /var/tmp");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
 }
@@ -235,11 +190,7 @@ impl Sandbox {
         let home = outside_dir("capsule-home-");
         identity.own(workspace.path());
         identity.own(home.path());
-        Sandbox {
-            identity: identity.clone(),
-            workspace,
-            home,
-        }
+        Sandbox { identity: identity.clone(), workspace, home }
     }
 
     pub fn cache_home(&self) -> PathBuf {
@@ -267,12 +218,7 @@ impl Sandbox {
     /// `capsule run` started by `sh -c script sh script_args... capsule run ...`: the
     /// script prepares the caller (say, opens a descriptor), then runs the rest with
     /// `shift N; exec "$@"`.
-    pub fn run_from_shell(
-        &self,
-        script: &str,
-        script_args: &[&OsStr],
-        command: &[impl AsRef<OsStr>],
-    ) -> Output {
+    pub fn run_from_shell(&self, script: &str, script_args: &[&OsStr], command: &[impl AsRef<OsStr>]) -> Output {
         let mut cmd = self.identity.command("/bin/sh");
         cmd.current_dir(self.workspace.path())
             .env("HOME", self.home.path())
@@ -293,18 +239,9 @@ impl Sandbox {
     }
 
     /// As `run`, with a last change to the command (stdin, environment).
-    pub fn run_with(
-        &self,
-        extra: &[&str],
-        command: &[impl AsRef<OsStr>],
-        adjust: impl FnOnce(&mut Command),
-    ) -> Output {
+    pub fn run_with(&self, extra: &[&str], command: &[impl AsRef<OsStr>], adjust: impl FnOnce(&mut Command)) -> Output {
         let mut cmd = self.capsule();
-        cmd.arg("run")
-            .args(extra)
-            .arg("--workspace")
-            .arg(self.workspace.path())
-            .arg("--");
+        cmd.arg("run").args(extra).arg("--workspace").arg(self.workspace.path()).arg("--");
         cmd.args(command);
         adjust(&mut cmd);
         cmd.output().expect("run capsule")
@@ -330,10 +267,7 @@ impl EscapePrograms {
     }
 
     fn compile() -> EscapePrograms {
-        let dir = tempfile::Builder::new()
-            .prefix("capsule-escapes-")
-            .tempdir_in("/tmp")
-            .expect("create /tmp dir");
+        let dir = tempfile::Builder::new().prefix("capsule-escapes-").tempdir_in("/tmp").expect("create /tmp dir");
         // A static is never dropped: remove the directory when the test binary exits.
         static DIR: OnceLock<PathBuf> = OnceLock::new();
         extern "C" fn remove_dir() {
@@ -346,8 +280,7 @@ impl EscapePrograms {
         unsafe {
             libc::atexit(remove_dir);
         }
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let sources = workspace_root().join("tests").join("escapes");
         let mut names: Vec<PathBuf> = std::fs::read_dir(&sources)
             .expect("tests/escapes")
@@ -373,22 +306,14 @@ impl EscapePrograms {
             .collect();
         for (source, child) in children {
             let output = child.wait_with_output().expect("wait for cc");
-            assert!(
-                output.status.success(),
-                "cc {} failed:\n{}",
-                source.display(),
-                text(&output.stderr)
-            );
+            assert!(output.status.success(), "cc {} failed:\n{}", source.display(), text(&output.stderr));
         }
         EscapePrograms { dir }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        assert!(
-            path.is_file(),
-            "no escape program {name} (tests/escapes/{name}.c)"
-        );
+        assert!(path.is_file(), "no escape program {name} (tests/escapes/{name}.c)");
         path
     }
 }
@@ -409,12 +334,7 @@ impl Report {
     }
 
     fn explain(&self) -> String {
-        format!(
-            "status {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.output.status,
-            self.stdout(),
-            text(&self.output.stderr)
-        )
+        format!("status {:?}\nstdout:\n{}\nstderr:\n{}", self.output.status, self.stdout(), text(&self.output.stderr))
     }
 
     /// The attack worked: exit 0 and an `ESCAPED` line.
@@ -457,9 +377,7 @@ pub struct Attack {
 
 impl Attack {
     pub fn new(name: &str) -> Attack {
-        Attack {
-            program: EscapePrograms::get().path(name),
-        }
+        Attack { program: EscapePrograms::get().path(name) }
     }
 
     /// Without the sandbox, as `identity`.
@@ -476,47 +394,24 @@ impl Attack {
         let mut cmd = identity.command(&self.program);
         cmd.args(args).stdin(Stdio::null());
         adjust(&mut cmd);
-        Report {
-            output: cmd.output().expect("run the escape program"),
-        }
+        Report { output: cmd.output().expect("run the escape program") }
     }
 
     /// Through `wrapper` (e.g. `["unshare", "-m"]`): `wrapper... -- program args`.
-    pub fn unsandboxed_wrapped(
-        &self,
-        identity: &Identity,
-        wrapper: &[&str],
-        args: &[impl AsRef<OsStr>],
-    ) -> Report {
+    pub fn unsandboxed_wrapped(&self, identity: &Identity, wrapper: &[&str], args: &[impl AsRef<OsStr>]) -> Report {
         let (first, rest) = wrapper.split_first().expect("a wrapper command");
         let mut cmd = identity.command(first);
-        cmd.args(rest)
-            .arg("--")
-            .arg(&self.program)
-            .args(args)
-            .stdin(Stdio::null());
-        Report {
-            output: cmd.output().expect("run the wrapper"),
-        }
+        cmd.args(rest).arg("--").arg(&self.program).args(args).stdin(Stdio::null());
+        Report { output: cmd.output().expect("run the wrapper") }
     }
 
     /// Under a `sh` that stays its parent, so an attack on the parent hits a
     /// throwaway shell instead of the test.
-    pub fn unsandboxed_under_shell(
-        &self,
-        identity: &Identity,
-        args: &[impl AsRef<OsStr>],
-    ) -> Report {
+    pub fn unsandboxed_under_shell(&self, identity: &Identity, args: &[impl AsRef<OsStr>]) -> Report {
         let mut cmd = identity.command("/bin/sh");
         // `; exit` keeps the shell from exec'ing the program in its place.
-        cmd.arg("-c")
-            .arg("\"$0\" \"$@\"; exit $?")
-            .arg(&self.program)
-            .args(args)
-            .stdin(Stdio::null());
-        Report {
-            output: cmd.output().expect("run sh"),
-        }
+        cmd.arg("-c").arg("\"$0\" \"$@\"; exit $?").arg(&self.program).args(args).stdin(Stdio::null());
+        Report { output: cmd.output().expect("run sh") }
     }
 
     /// Under `capsule run` and the built-in default policy, in `sandbox`.
@@ -532,16 +427,13 @@ impl Attack {
     ) -> Report {
         let mut command: Vec<OsString> = vec![LOADER.into(), self.program.clone().into()];
         command.extend(args.iter().map(|a| a.as_ref().to_owned()));
-        Report {
-            output: sandbox.run_with(&[], &command, adjust),
-        }
+        Report { output: sandbox.run_with(&[], &command, adjust) }
     }
 }
 
 /// The built-in default policy's source.
 pub fn default_policy() -> String {
-    std::fs::read_to_string(workspace_root().join("cli/src/default-policy.yaml"))
-        .expect("read the default policy")
+    std::fs::read_to_string(workspace_root().join("cli/src/default-policy.yaml")).expect("read the default policy")
 }
 
 /// An artifact folder built by `capsulec build`, readable by every user.
@@ -553,12 +445,8 @@ pub struct Artifact {
 
 impl Artifact {
     pub fn build(policy_source: &str) -> Artifact {
-        let root = tempfile::Builder::new()
-            .prefix("capsule-artifact-")
-            .tempdir()
-            .expect("create a temp dir");
-        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        let root = tempfile::Builder::new().prefix("capsule-artifact-").tempdir().expect("create a temp dir");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let policy = root.path().join("capsule.yaml");
         std::fs::write(&policy, policy_source).expect("write the policy");
         let output = Command::new(bin("capsulec"))
@@ -568,11 +456,7 @@ impl Artifact {
             .arg(root.path().join("out"))
             .output()
             .expect("run capsulec");
-        assert!(
-            output.status.success(),
-            "capsulec build failed:\n{}",
-            text(&output.stderr)
-        );
+        assert!(output.status.success(), "capsulec build failed:\n{}", text(&output.stderr));
         let pin = text(&output.stdout).trim().to_owned();
         assert_eq!(pin.len(), 64, "capsulec build prints the pin: {pin:?}");
         Artifact { root, pin }
@@ -595,12 +479,7 @@ impl Artifact {
 impl Sandbox {
     /// `capsule-launch --manifest M [extra] --workspace W -- command...` as this
     /// sandbox's identity, in its workspace.
-    pub fn launch(
-        &self,
-        artifact: &Artifact,
-        extra: &[&str],
-        command: &[impl AsRef<OsStr>],
-    ) -> Output {
+    pub fn launch(&self, artifact: &Artifact, extra: &[&str], command: &[impl AsRef<OsStr>]) -> Output {
         let mut cmd = self.identity.command(bin("capsule-launch"));
         cmd.current_dir(self.workspace.path())
             .env("HOME", self.home.path())

@@ -146,7 +146,9 @@ pub enum ArtifactError {
     Schema { path: PathBuf, source: serde_json::Error },
     #[error("the pin {pin:?} is not a blake3 hash (64 hex digits)")]
     MalformedPin { pin: String },
-    #[error("the manifest's pin is {actual}, but {expected} was expected: the manifest was changed or is not the one pinned")]
+    #[error(
+        "the manifest's pin is {actual}, but {expected} was expected: the manifest was changed or is not the one pinned"
+    )]
     PinMismatch { expected: String, actual: String },
     #[error("manifest field {field} is not a blake3 hash (64 lowercase hex digits): {value:?}")]
     MalformedHash { field: String, value: String },
@@ -169,11 +171,7 @@ pub enum ArtifactError {
 /// `path` is the folder or its `manifest.json`. With `expected_pin`, the manifest's own
 /// blake3 must equal it. Every listed file must match its pinned size and hash, not only
 /// the target's: a tampered file anywhere refuses the whole folder.
-pub fn load_pinned(
-    path: &Path,
-    expected_pin: Option<&str>,
-    target: Target,
-) -> Result<VerifiedArtifact, ArtifactError> {
+pub fn load_pinned(path: &Path, expected_pin: Option<&str>, target: Target) -> Result<VerifiedArtifact, ArtifactError> {
     let (dir, manifest_path) = if path.is_dir() {
         (path.to_path_buf(), path.join(MANIFEST_FILE))
     } else {
@@ -222,8 +220,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
         format: String,
         version: u64,
     }
-    let header: Header = serde_json::from_slice(bytes)
-        .map_err(|source| ArtifactError::NotJson { path: path.to_path_buf(), source })?;
+    let header: Header =
+        serde_json::from_slice(bytes).map_err(|source| ArtifactError::NotJson { path: path.to_path_buf(), source })?;
     if header.format != FORMAT {
         return Err(ArtifactError::WrongFormat { path: path.to_path_buf(), found: header.format });
     }
@@ -238,11 +236,8 @@ fn check_entries(manifest: &Manifest) -> Result<(), ArtifactError> {
     let mut seen = std::collections::BTreeSet::new();
     for file in &manifest.files {
         let name = &file.name;
-        let plain = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && name != MANIFEST_FILE
-            && !name.contains(['/', '\0']);
+        let plain =
+            !name.is_empty() && name != "." && name != ".." && name != MANIFEST_FILE && !name.contains(['/', '\0']);
         if !plain {
             return Err(ArtifactError::BadFileName { name: name.clone() });
         }
@@ -334,7 +329,13 @@ mod tests {
     }
 
     fn entry(name: &str, target: Target, bytes: &[u8]) -> FileEntry {
-        FileEntry { name: name.to_owned(), target: Some(target), blake3: hash(bytes), size: bytes.len() as u64, notify: None }
+        FileEntry {
+            name: name.to_owned(),
+            target: Some(target),
+            blake3: hash(bytes),
+            size: bytes.len() as u64,
+            notify: None,
+        }
     }
 
     /// Writes the files and the manifest; returns the folder and the pin.
@@ -463,6 +464,9 @@ mod tests {
     fn missing_target_names_the_available_ones() {
         let (dir, _) = valid();
         let err = load_pinned(dir.path(), None, Target::LinuxAarch64).unwrap_err();
-        assert_eq!(err.to_string(), "the artifacts have no compiled policy for linux-aarch64 (they have: linux-x86_64)");
+        assert_eq!(
+            err.to_string(),
+            "the artifacts have no compiled policy for linux-aarch64 (they have: linux-x86_64)"
+        );
     }
 }

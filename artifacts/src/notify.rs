@@ -36,16 +36,10 @@ pub struct NotifyTable {
 
 impl NotifyTable {
     pub fn answer(&self, nr: u32) -> Option<NotifyAnswer> {
-        if nr > self.max_nr {
-            self.newer
-        } else {
-            self.syscalls.get(&nr).copied().unwrap_or(self.default)
-        }
+        if nr > self.max_nr { self.newer } else { self.syscalls.get(&nr).copied().unwrap_or(self.default) }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.default.is_none()
-            && self.newer.is_none()
-            && self.syscalls.values().all(Option::is_none)
+        self.default.is_none() && self.newer.is_none() && self.syscalls.values().all(Option::is_none)
     }
 }

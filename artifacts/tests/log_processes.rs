@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use capsule_artifacts::log::{Durability, LogLine, LogWriter, Record, Value, Verdict, VerifyOptions, WriterOptions, verify};
+use capsule_artifacts::log::{
+    Durability, LogLine, LogWriter, Record, Value, Verdict, VerifyOptions, WriterOptions, verify,
+};
 
 const ROLE: &str = "LOG_TEST_ROLE";
 const LOG: &str = "LOG_TEST_PATH";

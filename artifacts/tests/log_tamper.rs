@@ -7,7 +7,8 @@ use capsule_artifacts::log::chain::{self, Chain, Position};
 use capsule_artifacts::log::proof::LogTree;
 use capsule_artifacts::log::record::kind;
 use capsule_artifacts::log::{
-    Durability, LogLine, LogWriter, NoteSigner, Problem, Record, SignedCheckpoint, Value, Verdict, VerifyOptions, WriterOptions, verify,
+    Durability, LogLine, LogWriter, NoteSigner, Problem, Record, SignedCheckpoint, Value, Verdict, VerifyOptions,
+    WriterOptions, verify,
 };
 
 struct Fixture {
@@ -25,7 +26,9 @@ fn signed_log() -> Fixture {
     let options = WriterOptions { checkpoint_every: 4, signer: Some(NoteSigner::parse(&signer.encode()).unwrap()) };
     let mut writer = LogWriter::open_with(&path, options).unwrap();
     for i in 0..12 {
-        writer.append(&Record::new("tool.call").with("n", i).with("name", format!("step {i}")), Durability::Buffered).unwrap();
+        writer
+            .append(&Record::new("tool.call").with("n", i).with("name", format!("step {i}")), Durability::Buffered)
+            .unwrap();
     }
     writer.checkpoint(Durability::Sync).unwrap();
     Fixture { _dir: dir, path, signer }
@@ -168,7 +171,9 @@ fn a_deleted_record_is_caught() {
 fn an_inserted_record_is_caught() {
     let f = signed_log();
     edit(&f.path, |l| {
-        let forged = Record::new("tool.call").with("n", 99).to_line(3, &capsule_artifacts::log::merkle::leaf_hash(l[2].strip_suffix(b"\n").unwrap()));
+        let forged = Record::new("tool.call")
+            .with("n", 99)
+            .to_line(3, &capsule_artifacts::log::merkle::leaf_hash(l[2].strip_suffix(b"\n").unwrap()));
         l.insert(3, [forged, b"\n".to_vec()].concat());
     });
     // The forged record fits the chain; the original record 3 after it does not.
@@ -254,11 +259,17 @@ fn a_tail_cut_at_a_record_boundary_is_caught_only_by_a_saved_checkpoint() {
     let f = signed_log();
     let saved = saved_checkpoint(&f.path);
     edit(&f.path, |l| l.truncate(13));
-    assert_eq!(verify(&f.path, &plain()).verdict, Verdict::Intact, "the documented limit: a clean cut looks like a shorter log");
+    assert_eq!(
+        verify(&f.path, &plain()).verdict,
+        Verdict::Intact,
+        "the documented limit: a clean cut looks like a shorter log"
+    );
     let report = verify(&f.path, &with_key(&f));
     assert_eq!(report.verdict, Verdict::Intact);
     assert_eq!(report.unsigned_tail, Some(3), "records 10 to 12 follow the last signed checkpoint (9)");
-    assert_tampered(&with_saved(&saved), &f.path, 13, |p| *p == Problem::Truncated { records: 13, checkpoint_size: 17 });
+    assert_tampered(&with_saved(&saved), &f.path, 13, |p| {
+        *p == Problem::Truncated { records: 13, checkpoint_size: 17 }
+    });
 }
 
 #[test]
@@ -294,7 +305,10 @@ fn a_torn_last_line_is_incomplete_and_the_next_writer_seals_it() {
     let intact_len = std::fs::metadata(&f.path).unwrap().len();
     let torn = br#"{"data":{"n":12,"name":"st"#;
     std::fs::write(&f.path, [std::fs::read(&f.path).unwrap(), torn.to_vec()].concat()).unwrap();
-    assert_eq!(verify(&f.path, &plain()).verdict, Verdict::Incomplete { intact_records: 17, torn_bytes: torn.len() as u64 });
+    assert_eq!(
+        verify(&f.path, &plain()).verdict,
+        Verdict::Incomplete { intact_records: 17, torn_bytes: torn.len() as u64 }
+    );
 
     let mut writer = LogWriter::open(&f.path).unwrap();
     let appended = writer.append(&Record::new("tool.call").with("n", 13), Durability::Sync).unwrap();
@@ -302,7 +316,10 @@ fn a_torn_last_line_is_incomplete_and_the_next_writer_seals_it() {
     let report = verify(&f.path, &plain());
     assert_eq!(report.verdict, Verdict::Intact);
     assert_eq!(report.recovered.len(), 1);
-    assert_eq!((report.recovered[0].line, report.recovered[0].offset, report.recovered[0].length), (18, intact_len, torn.len() as u64));
+    assert_eq!(
+        (report.recovered[0].line, report.recovered[0].offset, report.recovered[0].length),
+        (18, intact_len, torn.len() as u64)
+    );
     let all = lines(&f.path);
     assert_eq!(all[17], [torn.to_vec(), b"\n".to_vec()].concat(), "the torn bytes are kept, never extended");
     assert!(String::from_utf8_lossy(&all[18]).contains("\"kind\":\"log.recovered\""));
@@ -324,7 +341,10 @@ fn a_forged_recovery_is_caught() {
         // Pretend record 4 was torn: replace it with garbage and a seal of the wrong length.
         l[4] = b"garbage\n".to_vec();
         let prev = capsule_artifacts::log::merkle::leaf_hash(l[3].strip_suffix(b"\n").unwrap());
-        let seal = Record::new(kind::RECOVERED).with("offset", Value::u64(0)).with("length", Value::u64(3)).with("hash", "00".repeat(32));
+        let seal = Record::new(kind::RECOVERED)
+            .with("offset", Value::u64(0))
+            .with("length", Value::u64(3))
+            .with("hash", "00".repeat(32));
         l.insert(5, [seal.to_line(4, &prev), b"\n".to_vec()].concat());
     });
     assert_tampered(&plain(), &f.path, 4, |p| matches!(p, Problem::BadRecovery(_)));
@@ -395,7 +415,10 @@ fn every_prefix_of_a_recovered_log_is_intact_or_incomplete() {
         std::fs::write(&f.path, &full[..cut]).unwrap();
         let verdict = verify(&f.path, &plain()).verdict;
         assert!(matches!(verdict, Verdict::Intact | Verdict::Incomplete { .. }), "prefix of {cut} bytes: {verdict:?}");
-        LogWriter::open(&f.path).unwrap().append(&Record::new("tool.call").with("resumed", 1), Durability::Buffered).unwrap();
+        LogWriter::open(&f.path)
+            .unwrap()
+            .append(&Record::new("tool.call").with("resumed", 1), Durability::Buffered)
+            .unwrap();
         assert_eq!(verify(&f.path, &plain()).verdict, Verdict::Intact, "after resuming a prefix of {cut} bytes");
     }
 }
@@ -410,7 +433,9 @@ fn documented_test_vectors_match_the_implementation() {
         .with("hash", "blake3")
         .with("log_id", "000102030405060708090a0b0c0d0e0f")
         .with("time_ns", Value::u64(1_700_000_000_000_000_000));
-    let call = Record::new(kind::TOOL_CALL).with("args", Value::Array(vec!["a b".into(), "\u{e9}".into()])).with("name", "echo");
+    let call = Record::new(kind::TOOL_CALL)
+        .with("args", Value::Array(vec!["a b".into(), "\u{e9}".into()]))
+        .with("name", "echo");
     let mut chain = Chain::new(None);
     let mut lines = Vec::new();
     for record in [genesis, call] {
@@ -432,7 +457,8 @@ fn documented_test_vectors_match_the_implementation() {
         expected.push(leaf.to_hex());
     }
     expected.push(tree_root.to_hex());
-    expected.push(capsule_artifacts::log::Checkpoint { origin: chain.origin().unwrap(), size: 3, root: tree_root }.body());
+    expected
+        .push(capsule_artifacts::log::Checkpoint { origin: chain.origin().unwrap(), size: 3, root: tree_root }.body());
     let missing: Vec<&String> = expected.iter().filter(|text| !doc.contains(text.as_str())).collect();
     assert!(missing.is_empty(), "docs/audit-log.md lacks these test vectors:\n{missing:#?}");
 }

@@ -59,60 +59,25 @@ struct Reference {
 impl Reference {
     fn new(policy: Policy) -> anyhow::Result<Reference> {
         let info = valid::verify(&policy).context("the imported policy verifies")?;
-        let arg_checked = info
-            .target(TARGET)
-            .context("x86_64 in the policy")?
-            .arg_checked
-            .clone();
+        let arg_checked = info.target(TARGET).context("x86_64 in the policy")?.arg_checked.clone();
         let arch = TARGET.audit_arch().unwrap();
         let (mut allowed, mut denied) = (Vec::new(), Vec::new());
         for nr in 0..=tables::table(TARGET).max_nr {
-            let d = ir::decide(
-                &policy,
-                TARGET,
-                &ir::Call {
-                    arch,
-                    nr,
-                    args: [0; 6],
-                },
-            );
-            if d.action == Action::Allow {
-                allowed.push(nr)
-            } else {
-                denied.push(nr)
-            }
+            let d = ir::decide(&policy, TARGET, &ir::Call { arch, nr, args: [0; 6] });
+            if d.action == Action::Allow { allowed.push(nr) } else { denied.push(nr) }
         }
-        let arg_free_allowed = allowed
-            .iter()
-            .copied()
-            .filter(|nr| !arg_checked.contains(nr))
-            .collect();
-        Ok(Reference {
-            policy,
-            allowed,
-            arg_free_allowed,
-            arg_checked: arg_checked.into_iter().collect(),
-            denied,
-        })
+        let arg_free_allowed = allowed.iter().copied().filter(|nr| !arg_checked.contains(nr)).collect();
+        Ok(Reference { policy, allowed, arg_free_allowed, arg_checked: arg_checked.into_iter().collect(), denied })
     }
 
     fn expected(&self, data: &SeccompData) -> u32 {
-        let call = ir::Call {
-            arch: data.arch,
-            nr: data.nr,
-            args: data.args,
-        };
+        let call = ir::Call { arch: data.arch, nr: data.nr, args: data.args };
         action_ret(ir::decide(&self.policy, TARGET, &call).action)
     }
 }
 
 fn data(nr: u32) -> SeccompData {
-    SeccompData {
-        nr,
-        arch: TARGET.audit_arch().unwrap(),
-        instruction_pointer: 0,
-        args: [0; 6],
-    }
+    SeccompData { nr, arch: TARGET.audit_arch().unwrap(), instruction_pointer: 0, args: [0; 6] }
 }
 
 fn path_len(program: &Program, nr: u32) -> usize {
@@ -121,78 +86,43 @@ fn path_len(program: &Program, nr: u32) -> usize {
 
 fn mean_max(program: &Program, nrs: &[u32]) -> (f64, usize) {
     let lens: Vec<usize> = nrs.iter().map(|&nr| path_len(program, nr)).collect();
-    (
-        lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64,
-        lens.iter().copied().max().unwrap_or(0),
-    )
+    (lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64, lens.iter().copied().max().unwrap_or(0))
 }
 
 fn syscall_name(nr: u32) -> &'static str {
-    tables::table(TARGET)
-        .by_nr(nr)
-        .map_or("(no syscall)", |d| d.name)
+    tables::table(TARGET).by_nr(nr).map_or("(no syscall)", |d| d.name)
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let json = match std::fs::read_to_string(&options.profile) {
         Ok(json) => json,
         Err(e) => {
-            println!(
-                "skipped: cannot read the profile {} ({e})",
-                options.profile.display()
-            );
+            println!("skipped: cannot read the profile {} ({e})", options.profile.display());
             return Ok(());
         }
     };
     let imported = import_oci(&json, &ImportOptions::new(TARGET)).context("import the profile")?;
     let yaml = imported.yaml.into_bytes();
-    let artifacts = build(
-        &yaml,
-        &BuildOptions {
-            targets: vec![TARGET],
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("capsulec build: {e}"))?;
+    let artifacts =
+        build(&yaml, &BuildOptions { targets: vec![TARGET] }).map_err(|e| anyhow::anyhow!("capsulec build: {e}"))?;
     let reference = Reference::new(artifacts.policy.clone())?;
 
     let capsule = Program::from_bytes(&artifacts.files[TARGET.artifact_file()])?;
-    let helper = LibSeccomp::build()
-        .map_err(|reason| anyhow::anyhow!("libseccomp unavailable: {reason}"))?;
+    let helper = LibSeccomp::build().map_err(|reason| anyhow::anyhow!("libseccomp unavailable: {reason}"))?;
     let profile: serde_json::Value = serde_json::from_str(&json)?;
     let caps: BTreeSet<String> = DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
     let kernel_version = ImportOptions::new(TARGET).kernel;
-    let spec = spec_from_oci(
-        &profile,
-        TARGET,
-        &caps,
-        kernel_version,
-        action_ret(reference.policy.foreign_arch),
-    )
-    .map_err(|e| anyhow::anyhow!("libseccomp spec: {e}"))?;
+    let spec = spec_from_oci(&profile, TARGET, &caps, kernel_version, action_ret(reference.policy.foreign_arch))
+        .map_err(|e| anyhow::anyhow!("libseccomp spec: {e}"))?;
     let linear = helper.export(&spec);
-    let tree = helper.export(&Spec {
-        optimize: 2,
-        ..spec
-    });
+    let tree = helper.export(&Spec { optimize: 2, ..spec });
     let seccompiler = seccompiler_filter::build(&reference.policy, TARGET)?;
 
     let filters = [
-        Filter {
-            name: "capsulec",
-            program: capsule,
-        },
-        Filter {
-            name: "libseccomp",
-            program: Program::from_bytes(&linear.bpf)?,
-        },
-        Filter {
-            name: "libseccomp tree",
-            program: Program::from_bytes(&tree.bpf)?,
-        },
-        Filter {
-            name: "seccompiler",
-            program: Program::new(seccompiler.program)?,
-        },
+        Filter { name: "capsulec", program: capsule },
+        Filter { name: "libseccomp", program: Program::from_bytes(&linear.bpf)? },
+        Filter { name: "libseccomp tree", program: Program::from_bytes(&tree.bpf)? },
+        Filter { name: "seccompiler", program: Program::new(seccompiler.program)? },
     ];
 
     println!("# capsule-bench bpf");
@@ -220,11 +150,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     for note in &seccompiler.notes {
         println!("seccompiler: {note}");
     }
-    for name in linear
-        .unknown
-        .iter()
-        .filter(|n| tables::table(TARGET).by_name(n).is_some())
-    {
+    for name in linear.unknown.iter().filter(|n| tables::table(TARGET).by_name(n).is_some()) {
         println!("libseccomp: does not know {name}, so its rule is dropped");
     }
     println!();
@@ -235,11 +161,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 fn quality(filters: &[Filter], reference: &Reference) {
-    let arg_names: Vec<&str> = reference
-        .arg_checked
-        .iter()
-        .map(|&nr| syscall_name(nr))
-        .collect();
+    let arg_names: Vec<&str> = reference.arg_checked.iter().map(|&nr| syscall_name(nr)).collect();
     println!(
         "| compiler | instructions | allowed: mean path | allowed: max path | arg-free allowed: mean / max | arg-free allowed cacheable | arg-checked path ({}) | denied: mean path | denied: max path | above table | decisions ≠ profile (args 0) |",
         arg_names.join(", ")
@@ -251,26 +173,13 @@ fn quality(filters: &[Filter], reference: &Reference) {
         let (mean, max) = mean_max(&f.program, &reference.allowed);
         let (free_mean, free_max) = mean_max(&f.program, &reference.arg_free_allowed);
         let (denied_mean, denied_max) = mean_max(&f.program, &reference.denied);
-        let cached = reference
-            .arg_free_allowed
-            .iter()
-            .filter(|&&nr| kernel_would_cache(&f.program, arch, nr))
-            .count();
-        let arg_paths: Vec<String> = reference
-            .arg_checked
-            .iter()
-            .map(|&nr| path_len(&f.program, nr).to_string())
-            .collect();
+        let cached = reference.arg_free_allowed.iter().filter(|&&nr| kernel_would_cache(&f.program, arch, nr)).count();
+        let arg_paths: Vec<String> =
+            reference.arg_checked.iter().map(|&nr| path_len(&f.program, nr).to_string()).collect();
         let wrong = (0..=above)
             .map(data)
             .filter(|d| f.program.run(d).ret != reference.expected(d))
-            .map(|d| {
-                if d.nr == above {
-                    "(above table)"
-                } else {
-                    syscall_name(d.nr)
-                }
-            })
+            .map(|d| if d.nr == above { "(above table)" } else { syscall_name(d.nr) })
             .collect::<Vec<_>>();
         println!(
             "| {} | {} | {mean:.1} | {max} | {free_mean:.1} / {free_max} | {cached}/{} ({:.0}%) | {} | {denied_mean:.1} | {denied_max} | {} | {} |",
@@ -280,97 +189,50 @@ fn quality(filters: &[Filter], reference: &Reference) {
             100.0 * cached as f64 / reference.arg_free_allowed.len().max(1) as f64,
             arg_paths.join(", "),
             path_len(&f.program, above),
-            if wrong.is_empty() {
-                "0".to_owned()
-            } else {
-                format!("{} ({})", wrong.len(), wrong.join(", "))
-            },
+            if wrong.is_empty() { "0".to_owned() } else { format!("{} ({})", wrong.len(), wrong.join(", ")) },
         );
     }
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or("?".into(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("?".into(), |s| s.trim().to_owned())
 }
 
 /// The calls timed on the kernel: none reads or writes user memory.
 fn kernel_calls(reference: &Reference) -> anyhow::Result<Vec<(&'static str, Call, u32)>> {
     let table = tables::table(TARGET);
-    let nr = |name: &str| {
-        table
-            .by_name(name)
-            .map(|d| d.nr)
-            .with_context(|| format!("{name} not in the table"))
-    };
+    let nr = |name: &str| table.by_name(name).map(|d| d.nr).with_context(|| format!("{name} not in the table"));
     let personality = nr("personality")?;
     let reboot = nr("reboot")?;
     let getppid = nr("getppid")?;
-    ensure!(
-        reference.arg_checked.contains(&personality),
-        "personality has no argument rule in this profile"
-    );
-    ensure!(
-        reference.denied.contains(&reboot),
-        "reboot is not denied by this profile"
-    );
-    ensure!(
-        reference.arg_free_allowed.contains(&getppid),
-        "getppid is not allowed without conditions"
-    );
+    ensure!(reference.arg_checked.contains(&personality), "personality has no argument rule in this profile");
+    ensure!(reference.denied.contains(&reboot), "reboot is not denied by this profile");
+    ensure!(reference.arg_free_allowed.contains(&getppid), "getppid is not allowed without conditions");
     Ok(vec![
         // 0xffffffff only queries the persona; the profile allows it after an argument test.
         (
             "personality(0xffffffff): arg-checked, allowed",
-            Call {
-                nr: personality.into(),
-                args: [0xffff_ffff, 0, 0, 0, 0, 0],
-            },
+            Call { nr: personality.into(), args: [0xffff_ffff, 0, 0, 0, 0, 0] },
             personality,
         ),
         // Unfiltered, a reboot with no magic fails with EINVAL (or EPERM without CAP_SYS_BOOT).
-        (
-            "reboot(0, 0, 0, 0): denied",
-            Call {
-                nr: reboot.into(),
-                args: [0; 6],
-            },
-            reboot,
-        ),
-        (
-            "getppid(): allowed, no arguments",
-            Call {
-                nr: getppid.into(),
-                args: [0; 6],
-            },
-            getppid,
-        ),
+        ("reboot(0, 0, 0, 0): denied", Call { nr: reboot.into(), args: [0; 6] }, reboot),
+        ("getppid(): allowed, no arguments", Call { nr: getppid.into(), args: [0; 6] }, getppid),
     ])
 }
 
 fn kernel_cost(filters: &[Filter], reference: &Reference, options: &Options) -> anyhow::Result<()> {
-    let insns = |name: &str| {
-        filters
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.program.insns().to_vec())
-            .unwrap()
-    };
+    let insns = |name: &str| filters.iter().find(|f| f.name == name).map(|f| f.program.insns().to_vec()).unwrap();
     let capsule = insns("capsulec");
     let tree = insns("libseccomp tree");
-    let configs: [(&str, Option<&[_]>); 3] = [
-        ("no filter", None),
-        ("capsulec", Some(&capsule)),
-        ("libseccomp tree", Some(&tree)),
-    ];
+    let configs: [(&str, Option<&[_]>); 3] =
+        [("no filter", None), ("capsulec", Some(&capsule)), ("libseccomp tree", Some(&tree))];
     println!(
         "Real kernel, ns per call (min of {} runs of {} calls each, in forked children, configurations interleaved):",
         options.repeats, options.iterations
     );
     println!();
-    println!(
-        "| call | no filter | capsulec | libseccomp tree | capsulec / no filter | libseccomp tree / no filter |"
-    );
+    println!("| call | no filter | capsulec | libseccomp tree | capsulec / no filter | libseccomp tree / no filter |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (label, call, nr) in kernel_calls(reference)? {
         let mut best = [f64::INFINITY; 3];
@@ -397,31 +259,14 @@ fn kernel_cost(filters: &[Filter], reference: &Reference, options: &Options) -> 
 
 /// The filter really did what the profile says: allowed calls ran, denied ones got
 /// the profile's errno.
-fn check_outcome(
-    filter: &str,
-    nr: u32,
-    returned: Returned,
-    reference: &Reference,
-) -> anyhow::Result<()> {
+fn check_outcome(filter: &str, nr: u32, returned: Returned, reference: &Reference) -> anyhow::Result<()> {
     let denied_with = match reference.policy.default {
         Action::Errno(e) => i32::from(e),
         other => bail!("the benchmark expects an errno default, not {other}"),
     };
     let denied = reference.denied.contains(&nr);
-    let ok = if denied {
-        returned
-            == Returned {
-                ret: -1,
-                errno: denied_with,
-            }
-    } else {
-        returned.errno != denied_with
-    };
-    ensure!(
-        ok,
-        "{filter}: {} returned {returned:?} under the filter",
-        syscall_name(nr)
-    );
+    let ok = if denied { returned == Returned { ret: -1, errno: denied_with } } else { returned.errno != denied_with };
+    ensure!(ok, "{filter}: {} returned {returned:?} under the filter", syscall_name(nr));
     Ok(())
 }
 
@@ -432,28 +277,13 @@ fn capsulec_binary() -> anyhow::Result<PathBuf> {
     if sibling.exists() {
         return Ok(sibling);
     }
-    let profile = if here.parent().is_some_and(|d| d.ends_with("release")) {
-        "--release"
-    } else {
-        "--profile=dev"
-    };
+    let profile = if here.parent().is_some_and(|d| d.ends_with("release")) { "--release" } else { "--profile=dev" };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            profile,
-            "-p",
-            "capsule-compiler",
-            "--bin",
-            "capsulec",
-        ])
+        .args(["build", "--quiet", profile, "-p", "capsule-compiler", "--bin", "capsulec"])
         .status()
         .context("run cargo to build capsulec")?;
-    ensure!(
-        status.success() && sibling.exists(),
-        "could not build capsulec"
-    );
+    ensure!(status.success() && sibling.exists(), "could not build capsulec");
     Ok(sibling)
 }
 
@@ -462,8 +292,7 @@ fn compile_time(yaml: &[u8], options: &Options) -> anyhow::Result<()> {
     let mut in_process = Duration::MAX;
     for _ in 0..runs {
         let start = Instant::now();
-        let artifacts = build(yaml, &BuildOptions::default())
-            .map_err(|e| anyhow::anyhow!("capsulec build: {e}"))?;
+        let artifacts = build(yaml, &BuildOptions::default()).map_err(|e| anyhow::anyhow!("capsulec build: {e}"))?;
         in_process = in_process.min(start.elapsed());
         std::hint::black_box(artifacts);
     }
@@ -475,41 +304,20 @@ fn compile_time(yaml: &[u8], options: &Options) -> anyhow::Result<()> {
     for i in 0..runs {
         let out = dir.path().join(format!("out{i}"));
         let start = Instant::now();
-        let result = Command::new(&capsulec)
-            .arg("build")
-            .arg(&policy)
-            .arg("-o")
-            .arg(&out)
-            .output()?;
+        let result = Command::new(&capsulec).arg("build").arg(&policy).arg("-o").arg(&out).output()?;
         process = process.min(start.elapsed());
-        ensure!(
-            result.status.success(),
-            "capsulec build failed: {}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        ensure!(result.status.success(), "capsulec build failed: {}", String::from_utf8_lossy(&result.stderr));
     }
-    println!(
-        "`capsulec build` on the imported profile (translation validation included), min of {runs} runs:"
-    );
+    println!("`capsulec build` on the imported profile (translation validation included), min of {runs} runs:");
     println!();
     println!("| how | time |");
     println!("|---|---:|");
-    println!(
-        "| in process (`build::build`) | {:.2} ms |",
-        in_process.as_secs_f64() * 1e3
-    );
-    println!(
-        "| as a process (`{} build POLICY -o DIR`) | {:.2} ms |",
-        short(&capsulec),
-        process.as_secs_f64() * 1e3
-    );
+    println!("| in process (`build::build`) | {:.2} ms |", in_process.as_secs_f64() * 1e3);
+    println!("| as a process (`{} build POLICY -o DIR`) | {:.2} ms |", short(&capsulec), process.as_secs_f64() * 1e3);
     Ok(())
 }
 
 fn short(path: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }

@@ -30,7 +30,8 @@ pub fn thousand_rule_policy(rules: usize) -> String {
         ("getpriority", "which", "who"),
         ("lseek", "fd", "whence"),
     ];
-    let constants = ["AF_UNIX", "AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "O_RDONLY", "SIGTERM", "PR_SET_NAME"];
+    let constants =
+        ["AF_UNIX", "AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "O_RDONLY", "SIGTERM", "PR_SET_NAME"];
     let mut out = String::from("version: 1\nname: thousand-rules\nsyscalls:\n  allow:\n");
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..rules {
@@ -40,7 +41,12 @@ pub fn thousand_rule_policy(rules: usize) -> String {
         x ^= x << 17;
         let (name, a, b) = SYSCALLS[i % SYSCALLS.len()];
         let c = constants[(x % constants.len() as u64) as usize];
-        out.push_str(&format!("    - {name}: {a} == {} || ({b} in [{c}, {}] && {a} != {})\n", x % 4000, (x >> 8) % 100, (x >> 16) % 50));
+        out.push_str(&format!(
+            "    - {name}: {a} == {} || ({b} in [{c}, {}] && {a} != {})\n",
+            x % 4000,
+            (x >> 8) % 100,
+            (x >> 16) % 50
+        ));
     }
     out
 }
@@ -111,7 +117,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         println!("{name:<34} {:>8.2}ms {:>8.2}ms", min.as_secs_f64() * 1e3, median.as_secs_f64() * 1e3);
     }
     let (min, median) = stats(inproc);
-    println!("{:<34} {:>8.2}ms {:>8.2}ms", "front::check in process (wall)", min.as_secs_f64() * 1e3, median.as_secs_f64() * 1e3);
+    println!(
+        "{:<34} {:>8.2}ms {:>8.2}ms",
+        "front::check in process (wall)",
+        min.as_secs_f64() * 1e3,
+        median.as_secs_f64() * 1e3
+    );
     println!("policy: {} bytes, 1,000 rules", source.len());
     Ok(())
 }

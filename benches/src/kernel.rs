@@ -58,12 +58,7 @@ fn child(filter: Option<&libc::sock_fprog>, call: &Call, iterations: u64, out: l
             // SAFETY: `prog` points to a live sock_fprog whose filter outlives the call
             // (the kernel copies it).
             let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    0,
-                    prog as *const libc::sock_fprog,
-                )
+                libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog)
             };
             if rc != 0 {
                 (report.failed_step, report.failed_errno) = (2, errno());
@@ -92,20 +87,11 @@ fn child(filter: Option<&libc::sock_fprog>, call: &Call, iterations: u64, out: l
 
 /// Nanoseconds per call, and what the call returned, with `filter` installed (none:
 /// the unfiltered baseline).
-pub fn ns_per_call(
-    filter: Option<&[Insn]>,
-    call: Call,
-    iterations: u64,
-) -> anyhow::Result<(f64, Returned)> {
+pub fn ns_per_call(filter: Option<&[Insn]>, call: Call, iterations: u64) -> anyhow::Result<(f64, Returned)> {
     let insns: Vec<libc::sock_filter> = filter
         .unwrap_or_default()
         .iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
+        .map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k })
         .collect();
     let prog = libc::sock_fprog {
         len: u16::try_from(insns.len()).context("filter longer than 65535 instructions")?,
@@ -113,11 +99,7 @@ pub fn ns_per_call(
     };
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors.
-    ensure!(
-        unsafe { libc::pipe(fds.as_mut_ptr()) } == 0,
-        "pipe: {}",
-        std::io::Error::last_os_error()
-    );
+    ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe: {}", std::io::Error::last_os_error());
     let [read_end, write_end] = fds;
     // SAFETY: the benchmark is single-threaded here, and the child only makes system
     // calls before `_exit`.
@@ -142,20 +124,8 @@ pub fn ns_per_call(
     );
     match report.failed_step {
         0 => {}
-        1 => bail!(
-            "PR_SET_NO_NEW_PRIVS: {}",
-            std::io::Error::from_raw_os_error(report.failed_errno)
-        ),
-        _ => bail!(
-            "seccomp(SET_MODE_FILTER): {}",
-            std::io::Error::from_raw_os_error(report.failed_errno)
-        ),
+        1 => bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::from_raw_os_error(report.failed_errno)),
+        _ => bail!("seccomp(SET_MODE_FILTER): {}", std::io::Error::from_raw_os_error(report.failed_errno)),
     }
-    Ok((
-        report.nanos as f64 / iterations as f64,
-        Returned {
-            ret: report.ret,
-            errno: report.errno,
-        },
-    ))
+    Ok((report.nanos as f64 / iterations as f64, Returned { ret: report.ret, errno: report.errno }))
 }

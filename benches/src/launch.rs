@@ -93,7 +93,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         rows[2].1.push(wall(&mut launch(true))?);
         rows[3].1.push(wall(&mut run())?);
         if bwrap {
-            rows[4].1.push(wall(Command::new("/usr/bin/bwrap").args(["--ro-bind", "/", "/", "--dev", "/dev", "/bin/true"]))?);
+            rows[4].1.push(wall(Command::new("/usr/bin/bwrap").args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "/bin/true",
+            ]))?);
         }
     }
     let direct = summary(rows[0].1.clone()).0;
@@ -138,9 +145,15 @@ fn filter_install_time(blob: &[u8], runs: usize) -> anyhow::Result<f64> {
                 let mut t0 = std::mem::zeroed::<libc::timespec>();
                 let mut t1 = std::mem::zeroed::<libc::timespec>();
                 libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t0);
-                let rc = libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog);
+                let rc = libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    &prog as *const libc::sock_fprog,
+                );
                 libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t1);
-                let nanos: i64 = if rc == 0 { (t1.tv_sec - t0.tv_sec) * 1_000_000_000 + (t1.tv_nsec - t0.tv_nsec) } else { -1 };
+                let nanos: i64 =
+                    if rc == 0 { (t1.tv_sec - t0.tv_sec) * 1_000_000_000 + (t1.tv_nsec - t0.tv_nsec) } else { -1 };
                 libc::write(fds[1], (&nanos as *const i64).cast(), 8);
                 libc::_exit(0);
             }

@@ -5,17 +5,14 @@ use clap::{Parser, Subcommand};
 
 mod bpf;
 mod check;
-mod launch;
 mod kernel;
+mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
 mod seccompiler_filter;
 
 #[derive(Parser)]
-#[command(
-    name = "capsule-bench",
-    about = "Capsule's benchmarks (see docs/benchmarks.md)"
-)]
+#[command(name = "capsule-bench", about = "Capsule's benchmarks (see docs/benchmarks.md)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

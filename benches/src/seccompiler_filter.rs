@@ -12,8 +12,7 @@ use capsule_artifacts::Target;
 use capsule_compiler::bpf::Insn;
 use capsule_compiler::ir::{Action, Cond, Policy, RuleKind, Test, Width};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -36,18 +35,12 @@ fn action(action: Action) -> SeccompAction {
 
 /// The alternatives (any one is enough) of condition lists (all must hold) that say
 /// one test.
-fn test_alternatives(
-    index: u8,
-    width: Width,
-    test: &Test,
-) -> anyhow::Result<Vec<Vec<SeccompCondition>>> {
+fn test_alternatives(index: u8, width: Width, test: &Test) -> anyhow::Result<Vec<Vec<SeccompCondition>>> {
     let len = match width {
         Width::W32 => SeccompCmpArgLen::Dword,
         Width::W64 => SeccompCmpArgLen::Qword,
     };
-    let cond = |op, value| {
-        SeccompCondition::new(index, len.clone(), op, value).context("seccompiler condition")
-    };
+    let cond = |op, value| SeccompCondition::new(index, len.clone(), op, value).context("seccompiler condition");
     Ok(match test {
         Test::Eq(x) => vec![vec![cond(SeccompCmpOp::Eq, *x)?]],
         Test::Ne(x) => vec![vec![cond(SeccompCmpOp::Ne, *x)?]],
@@ -61,15 +54,8 @@ fn test_alternatives(
             .filter(|b| mask & b != 0)
             .map(|b| Ok(vec![cond(SeccompCmpOp::MaskedEq(b), !value & b)?]))
             .collect::<anyhow::Result<_>>()?,
-        Test::In(xs) => xs
-            .iter()
-            .map(|x| Ok(vec![cond(SeccompCmpOp::Eq, *x)?]))
-            .collect::<anyhow::Result<_>>()?,
-        Test::NotIn(xs) => vec![
-            xs.iter()
-                .map(|x| cond(SeccompCmpOp::Ne, *x))
-                .collect::<anyhow::Result<_>>()?,
-        ],
+        Test::In(xs) => xs.iter().map(|x| Ok(vec![cond(SeccompCmpOp::Eq, *x)?])).collect::<anyhow::Result<_>>()?,
+        Test::NotIn(xs) => vec![xs.iter().map(|x| cond(SeccompCmpOp::Ne, *x)).collect::<anyhow::Result<_>>()?],
     })
 }
 
@@ -81,19 +67,11 @@ fn conj_rules(conj: &Conj) -> anyhow::Result<Option<Vec<SeccompRule>>> {
     let mut combos: Vec<Vec<SeccompCondition>> = vec![vec![]];
     for (arg, test) in conj {
         let alternatives = test_alternatives(arg.index, arg.width, test)?;
-        combos = combos
-            .iter()
-            .flat_map(|c| {
-                alternatives
-                    .iter()
-                    .map(move |alt| [c.clone(), alt.clone()].concat())
-            })
-            .collect();
+        combos =
+            combos.iter().flat_map(|c| alternatives.iter().map(move |alt| [c.clone(), alt.clone()].concat())).collect();
     }
-    let rules = combos
-        .into_iter()
-        .map(|c| SeccompRule::new(c).context("seccompiler rule"))
-        .collect::<anyhow::Result<_>>()?;
+    let rules =
+        combos.into_iter().map(|c| SeccompRule::new(c).context("seccompiler rule")).collect::<anyhow::Result<_>>()?;
     Ok(Some(rules))
 }
 
@@ -104,9 +82,7 @@ pub fn build(policy: &Policy, target: Target) -> anyhow::Result<Built> {
         Target::LinuxAarch64 => TargetArch::aarch64,
         Target::Macos => bail!("seccompiler has no macOS"),
     };
-    let syscalls = policy
-        .syscalls_for(target)
-        .context("target not in policy")?;
+    let syscalls = policy.syscalls_for(target).context("target not in policy")?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut notes = Vec::new();
     for sc in syscalls.syscalls.values() {
@@ -116,10 +92,7 @@ pub fn build(policy: &Policy, target: Target) -> anyhow::Result<Built> {
                 RuleKind::Allow | RuleKind::Audit => allow.push(rule.cond.clone()),
                 RuleKind::Deny(a) => {
                     if a != policy.default {
-                        notes.push(format!(
-                            "{}: {a} becomes the default, {}",
-                            sc.name, policy.default
-                        ));
+                        notes.push(format!("{}: {a} becomes the default, {}", sc.name, policy.default));
                     }
                     deny.push(rule.cond.clone());
                 }
@@ -142,17 +115,7 @@ pub fn build(policy: &Policy, target: Target) -> anyhow::Result<Built> {
     }
     let filter = SeccompFilter::new(rules, action(policy.default), SeccompAction::Allow, arch)
         .context("seccompiler refused the filter")?;
-    let program: BpfProgram = filter
-        .try_into()
-        .context("seccompiler could not compile the filter")?;
-    let program = program
-        .into_iter()
-        .map(|i| Insn {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
+    let program: BpfProgram = filter.try_into().context("seccompiler could not compile the filter")?;
+    let program = program.into_iter().map(|i| Insn { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
     Ok(Built { program, notes })
 }

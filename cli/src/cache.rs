@@ -54,7 +54,8 @@ pub fn load_or_build(source: &[u8], dir: &Path, target: Target) -> anyhow::Resul
     })?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     build::write_dir(&artifacts, dir).with_context(|| format!("cannot write {}", dir.display()))?;
-    std::fs::write(&pin_file, format!("{}\n", artifacts.pin)).with_context(|| format!("cannot write {}", pin_file.display()))?;
+    std::fs::write(&pin_file, format!("{}\n", artifacts.pin))
+        .with_context(|| format!("cannot write {}", pin_file.display()))?;
     let artifact = load_pinned(&dir.join(MANIFEST_FILE), Some(&artifacts.pin), target)?;
     Ok((artifact, Origin::Built))
 }

@@ -158,14 +158,19 @@ fn print_report(file: &Path, report: &Report, options: &VerifyOptions) {
                 println!("root at {}: {}", head.size, head.root);
             }
         }
-        Verdict::Tampered { line, record, reason } => println!("{name}: TAMPERED at line {line} (record {record}): {reason}"),
+        Verdict::Tampered { line, record, reason } => {
+            println!("{name}: TAMPERED at line {line} (record {record}): {reason}")
+        }
         Verdict::Incomplete { intact_records, torn_bytes } => println!(
             "{name}: incomplete: {intact_records} intact records, then a torn last line of {torn_bytes} bytes (an append was cut short); the next append seals it"
         ),
         Verdict::Unreadable { reason } => println!("{name}: unreadable: {reason}"),
     }
     for torn in &report.recovered {
-        println!("note: line {} holds {} torn bytes from an interrupted append, sealed by the log.recovered record after it", torn.line, torn.length);
+        println!(
+            "note: line {} holds {} torn bytes from an interrupted append, sealed by the log.recovered record after it",
+            torn.line, torn.length
+        );
     }
     if !matches!(report.verdict, Verdict::Intact | Verdict::Incomplete { .. }) {
         return;
@@ -174,22 +179,30 @@ fn print_report(file: &Path, report: &Report, options: &VerifyOptions) {
         println!("signatures: {} checkpoints signed by the key", report.signed_checkpoints);
         match report.unsigned_tail {
             Some(0) | None => {}
-            Some(n) => println!("warning: the last {n} records follow the last signed checkpoint; without the key they could have been rewritten or cut"),
+            Some(n) => println!(
+                "warning: the last {n} records follow the last signed checkpoint; without the key they could have been rewritten or cut"
+            ),
         }
     }
     if options.checkpoint.is_some() {
         println!("the log extends the saved checkpoint");
     }
     if options.public_key.is_none() && options.checkpoint.is_none() {
-        println!("note: checked against the file alone; a clean cut of the tail or a full rewrite needs --checkpoint or --public-key to detect");
+        println!(
+            "note: checked against the file alone; a clean cut of the tail or a full rewrite needs --checkpoint or --public-key to detect"
+        );
     }
 }
 
 fn report_json(file: &Path, report: &Report) -> serde_json::Value {
     let verdict = match &report.verdict {
         Verdict::Intact => json!({"verdict": "intact"}),
-        Verdict::Tampered { line, record, reason } => json!({"verdict": "tampered", "line": line, "record": record, "reason": reason.to_string()}),
-        Verdict::Incomplete { intact_records, torn_bytes } => json!({"verdict": "incomplete", "intact_records": intact_records, "torn_bytes": torn_bytes}),
+        Verdict::Tampered { line, record, reason } => {
+            json!({"verdict": "tampered", "line": line, "record": record, "reason": reason.to_string()})
+        }
+        Verdict::Incomplete { intact_records, torn_bytes } => {
+            json!({"verdict": "incomplete", "intact_records": intact_records, "torn_bytes": torn_bytes})
+        }
         Verdict::Unreadable { reason } => json!({"verdict": "unreadable", "reason": reason}),
     };
     let mut out = json!({
@@ -237,7 +250,9 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
             kind::INVOCATION_START => Some(record.seq),
             _ => record.get("invocation").and_then(Value::as_u64_str),
         };
-        if args.kind.as_deref().is_some_and(|k| k != record.kind()) || args.invocation.is_some_and(|id| invocation != Some(id)) {
+        if args.kind.as_deref().is_some_and(|k| k != record.kind())
+            || args.invocation.is_some_and(|id| invocation != Some(id))
+        {
             continue;
         }
         match args.format {
@@ -263,12 +278,20 @@ fn details(record: &LogLine) -> String {
             // Written by a launcher without a syscall table: name it from ours.
             Value::Null if key == "name" => unnamed_syscall(record).unwrap_or_else(|| "null".to_owned()),
             Value::Str(s) => s.clone(),
-            Value::Array(items) => items.iter().map(|v| v.as_str().map_or_else(|| String::from_utf8_lossy(&v.to_canonical()).into_owned(), str::to_owned)).collect::<Vec<_>>().join(" "),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().map_or_else(|| String::from_utf8_lossy(&v.to_canonical()).into_owned(), str::to_owned)
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             other => String::from_utf8_lossy(&other.to_canonical()).into_owned(),
         };
         // One line per record: controls in argv or paths are shown escaped.
-        let text: String = text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect();
-        let text: String = if text.chars().count() > 60 { text.chars().take(57).chain("...".chars()).collect() } else { text };
+        let text: String =
+            text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect();
+        let text: String =
+            if text.chars().count() > 60 { text.chars().take(57).chain("...".chars()).collect() } else { text };
         parts.push(format!("{key}={text}"));
     }
     if record.kind() == kind::CHECKPOINT && record.get("signatures").is_some() {
@@ -336,12 +359,17 @@ pub fn run_log_checkpoint(args: CheckpointArgs) -> i32 {
         (Verdict::Intact | Verdict::Incomplete { .. }, Some(head)) => {
             let signed = SignedCheckpoint { checkpoint: head, signatures: Vec::new() };
             print!("{}", signed.to_note());
-            eprintln!("note: an unsigned checkpoint computed from the log as it is now; save it outside the log (`capsule log checkpoint --append` writes a signed one into the log)");
+            eprintln!(
+                "note: an unsigned checkpoint computed from the log as it is now; save it outside the log (`capsule log checkpoint --append` writes a signed one into the log)"
+            );
             0
         }
         (Verdict::Unreadable { reason }, _) => fail(reason),
         (verdict, _) => {
-            eprintln!("capsule: {}: the log does not verify ({verdict:?}); refusing to vouch for it with a checkpoint", file.display());
+            eprintln!(
+                "capsule: {}: the log does not verify ({verdict:?}); refusing to vouch for it with a checkpoint",
+                file.display()
+            );
             1
         }
     }
@@ -365,7 +393,11 @@ pub fn run_log_prove(args: ProveArgs) -> i32 {
             Err(e) => return fail(e),
         };
         let Some(proof) = tree.inclusion(record, checkpoint.size) else {
-            return fail(format!("record {record} is not in a tree of {} records (the log has {})", checkpoint.size, tree.size()));
+            return fail(format!(
+                "record {record} is not in a tree of {} records (the log has {})",
+                checkpoint.size,
+                tree.size()
+            ));
         };
         // The proof is built from the log; it must also check against the given root.
         let ok = proof.checkpoint == checkpoint && proof.verify();
@@ -375,9 +407,19 @@ pub fn run_log_prove(args: ProveArgs) -> i32 {
                 json!({"record": record, "leaf": proof.leaf.to_hex(), "size": checkpoint.size, "root": checkpoint.root.to_hex(), "proof": hashes(&proof.path), "verified": ok})
             ),
             Format::Text => {
-                println!("record {record} (leaf {}) in tree of {} records with root {}", proof.leaf, checkpoint.size, checkpoint.root);
+                println!(
+                    "record {record} (leaf {}) in tree of {} records with root {}",
+                    proof.leaf, checkpoint.size, checkpoint.root
+                );
                 proof.path.iter().for_each(|h| println!("  {h}"));
-                println!("{}", if ok { "verified" } else { "FAILED: the log's tree at that size does not have the checkpoint's root" });
+                println!(
+                    "{}",
+                    if ok {
+                        "verified"
+                    } else {
+                        "FAILED: the log's tree at that size does not have the checkpoint's root"
+                    }
+                );
             }
         }
         return if ok { 0 } else { 1 };
@@ -390,7 +432,12 @@ pub fn run_log_prove(args: ProveArgs) -> i32 {
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
     let Some(proof) = tree.consistency(old.size, new.size) else {
-        return fail(format!("sizes {} -> {} are not both within the log's {} records, in order", old.size, new.size, tree.size()));
+        return fail(format!(
+            "sizes {} -> {} are not both within the log's {} records, in order",
+            old.size,
+            new.size,
+            tree.size()
+        ));
     };
     let ok = proof.old == old && proof.new == new && proof.verify();
     match args.format {
@@ -399,7 +446,10 @@ pub fn run_log_prove(args: ProveArgs) -> i32 {
             json!({"old_size": old.size, "old_root": old.root.to_hex(), "new_size": new.size, "new_root": new.root.to_hex(), "proof": hashes(&proof.path), "verified": ok})
         ),
         Format::Text => {
-            println!("tree of {} records (root {}) extends tree of {} records (root {})", new.size, new.root, old.size, old.root);
+            println!(
+                "tree of {} records (root {}) extends tree of {} records (root {})",
+                new.size, new.root, old.size, old.root
+            );
             proof.path.iter().for_each(|h| println!("  {h}"));
             println!("{}", if ok { "verified" } else { "FAILED: the checkpoints are not both trees of this log" });
         }
@@ -414,7 +464,11 @@ pub fn run_keygen(args: KeygenArgs) -> i32 {
     };
     match note::write_key_pair(&signer, &args.out) {
         Ok((private, public)) => {
-            println!("private key: {} (mode 0600; use with CAPSULE_LOG_SIGNING_KEY={})", private.display(), private.display());
+            println!(
+                "private key: {} (mode 0600; use with CAPSULE_LOG_SIGNING_KEY={})",
+                private.display(),
+                private.display()
+            );
             println!("public key:  {}", public.display());
             println!("{}", signer.verifier().encode());
             0

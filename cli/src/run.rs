@@ -49,7 +49,9 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
     }
     match std::fs::read("capsule.yaml") {
         Ok(bytes) => Ok((bytes, "./capsule.yaml".to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned()))
+        }
         Err(e) => Err(e).context("cannot read ./capsule.yaml"),
     }
 }
@@ -80,7 +82,10 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         Some(dir) => dir,
         None => {
             // tempfile creates the directory with mode 0700.
-            let made = tempfile::Builder::new().prefix("capsule-build-").tempdir().context("cannot create a private build directory")?;
+            let made = tempfile::Builder::new()
+                .prefix("capsule-build-")
+                .tempdir()
+                .context("cannot create a private build directory")?;
             let path = made.path().to_path_buf();
             private = Some(made);
             path
@@ -97,13 +102,18 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     // Every invocation is audited: the command line's log, else the policy's.
     let log = match args.log {
         Some(log) => log,
-        None => capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace)).map_err(anyhow::Error::msg)?,
+        None => {
+            capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace)).map_err(anyhow::Error::msg)?
+        }
     };
     let options = LaunchOptions {
         command: args.command,
         workspace: Some(workspace),
         log: Some(log),
-        names: Some(capsule_launch::audit::Names { syscall: syscall_name, errno: capsule_compiler::tables::errno_name }),
+        names: Some(capsule_launch::audit::Names {
+            syscall: syscall_name,
+            errno: capsule_compiler::tables::errno_name,
+        }),
         verbose: args.verbose,
         explain: false,
     };

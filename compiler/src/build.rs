@@ -105,7 +105,10 @@ pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildEr
     let manifest = Manifest {
         format: manifest::FORMAT.to_owned(),
         version: manifest::VERSION,
-        policy: manifest::PolicyInfo { name: policy.name.clone(), source_blake3: blake3::hash(source).to_hex().to_string() },
+        policy: manifest::PolicyInfo {
+            name: policy.name.clone(),
+            source_blake3: blake3::hash(source).to_hex().to_string(),
+        },
         compiler: compiler_id(),
         files: entries,
         launch: policy.launch.clone(),
@@ -131,7 +134,13 @@ fn entry(name: &str, target: Option<Target>, bytes: &[u8], notify: Option<Notify
 pub fn write_dir(artifacts: &Artifacts, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let manifest_name = manifest::MANIFEST_FILE;
-    let order = artifacts.files.keys().filter(|n| *n != manifest_name).chain(std::iter::once(&manifest_name.to_owned())).cloned().collect::<Vec<_>>();
+    let order = artifacts
+        .files
+        .keys()
+        .filter(|n| *n != manifest_name)
+        .chain(std::iter::once(&manifest_name.to_owned()))
+        .cloned()
+        .collect::<Vec<_>>();
     for name in order {
         let bytes = &artifacts.files[&name];
         let tmp = dir.join(format!(".{name}.tmp"));

@@ -185,13 +185,19 @@ pub const MAX_RENDERED_BYTES: usize = 1 << 20;
 
 /// Render each diagnostic as plain text until the budget is spent; the rest are
 /// summarised on one line.
-fn render_budgeted(diags: &[Diagnostic], mut emit: impl FnMut(&Diagnostic) -> std::io::Result<usize>) -> std::io::Result<Option<String>> {
+fn render_budgeted(
+    diags: &[Diagnostic],
+    mut emit: impl FnMut(&Diagnostic) -> std::io::Result<usize>,
+) -> std::io::Result<Option<String>> {
     let mut written = 0;
     for (i, d) in diags.iter().enumerate() {
         if i == MAX_RENDERED || written > MAX_RENDERED_BYTES {
             let rest = &diags[i..];
             let errors = rest.iter().filter(|d| d.is_error()).count();
-            return Ok(Some(format!("... and {} more diagnostic(s) not shown ({errors} error(s)); fix the ones above first\n", rest.len())));
+            return Ok(Some(format!(
+                "... and {} more diagnostic(s) not shown ({errors} error(s)); fix the ones above first\n",
+                rest.len()
+            )));
         }
         written += emit(d)?;
     }

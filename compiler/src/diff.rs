@@ -81,8 +81,12 @@ pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
                 continue;
             }
             match (unconditional(ro, old.default), unconditional(rn, new.default)) {
-                (Some(a), Some(b)) if !a.lets_call_run() && b.lets_call_run() => d.newly_allowed.push(def.name.to_owned()),
-                (Some(a), Some(b)) if a.lets_call_run() && !b.lets_call_run() => d.newly_denied.push(def.name.to_owned()),
+                (Some(a), Some(b)) if !a.lets_call_run() && b.lets_call_run() => {
+                    d.newly_allowed.push(def.name.to_owned())
+                }
+                (Some(a), Some(b)) if a.lets_call_run() && !b.lets_call_run() => {
+                    d.newly_denied.push(def.name.to_owned())
+                }
                 _ => d.changed.push(SyscallChange { name: def.name.to_owned(), nr: def.nr, old: lo, new: ln }),
             }
         }
@@ -124,7 +128,8 @@ fn rule_lines(rules: Option<&SyscallRules>, default: Action) -> Vec<String> {
 }
 
 fn launch_changes(old: &Policy, new: &Policy) -> Vec<Change> {
-    let (o, n) = (serde_json::to_value(&old.launch).unwrap_or_default(), serde_json::to_value(&new.launch).unwrap_or_default());
+    let (o, n) =
+        (serde_json::to_value(&old.launch).unwrap_or_default(), serde_json::to_value(&new.launch).unwrap_or_default());
     let mut changes = Vec::new();
     walk("", &o, &n, &mut changes);
     changes
@@ -148,7 +153,11 @@ fn walk(path: &str, o: &serde_json::Value, n: &serde_json::Value, out: &mut Vec<
             let sb: BTreeSet<String> = b.iter().map(text).collect();
             let removed: Vec<String> = sa.difference(&sb).cloned().collect();
             let added: Vec<String> = sb.difference(&sa).cloned().collect();
-            out.push(Change { what: path.to_owned(), old: format!("removed: {}", removed.join(", ")), new: format!("added: {}", added.join(", ")) });
+            out.push(Change {
+                what: path.to_owned(),
+                old: format!("removed: {}", removed.join(", ")),
+                new: format!("added: {}", added.join(", ")),
+            });
         }
         (a, b) if a != b => out.push(Change { what: path.to_owned(), old: a.to_string(), new: b.to_string() }),
         _ => {}

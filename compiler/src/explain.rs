@@ -29,7 +29,11 @@ pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call
             let _ = writeln!(out, "  by `newer-syscalls`: {} is above the table's highest number", call.nr);
         }
         Reason::ForeignArch => {
-            let _ = writeln!(out, "  by `foreign-arch`: arch {:#x} / number {:#x} is not the native ABI of {target}", call.arch, call.nr);
+            let _ = writeln!(
+                out,
+                "  by `foreign-arch`: arch {:#x} / number {:#x} is not the native ABI of {target}",
+                call.arch, call.nr
+            );
         }
     }
     out
@@ -42,7 +46,8 @@ pub fn explain_program(program: &Program, target: Target, call: &Call) -> String
     let outcome = program.run(&data);
     let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
     let mut out = String::new();
-    let _ = writeln!(out, "{target} {name}({}) => {} (ret {:#010x})", args_text(&call.args), outcome.action(), outcome.ret);
+    let _ =
+        writeln!(out, "{target} {name}({}) => {} (ret {:#010x})", args_text(&call.args), outcome.action(), outcome.ret);
     let cached = crate::bpf::cache::kernel_would_cache(program, call.arch, call.nr);
     let _ = writeln!(
         out,
@@ -60,5 +65,9 @@ pub fn explain_program(program: &Program, target: Target, call: &Call) -> String
 
 fn args_text(args: &[u64; 6]) -> String {
     let last = args.iter().rposition(|&a| a != 0).map_or(0, |i| i + 1);
-    args[..last].iter().map(|a| if *a < 4096 { a.to_string() } else { format!("{a:#x}") }).collect::<Vec<_>>().join(", ")
+    args[..last]
+        .iter()
+        .map(|a| if *a < 4096 { a.to_string() } else { format!("{a:#x}") })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -56,7 +56,8 @@ pub fn run_lines(src: &str) -> Result<Vec<RunLine>, String> {
 fn parse_run(text: &str) -> Result<RunLine, String> {
     let (lhs, rhs) = text.split_once("=>").ok_or("expected `TARGET CALL => ACTION`")?;
     let (target, call) = lhs.trim().split_once(' ').ok_or("expected a target then a call")?;
-    let target = Target::from_name(target).filter(|t| t.is_linux()).ok_or(format!("unknown Linux target `{target}`"))?;
+    let target =
+        Target::from_name(target).filter(|t| t.is_linux()).ok_or(format!("unknown Linux target `{target}`"))?;
     let call = parse_call(target, call.trim())?;
     let expected = parse_expected(rhs.trim())?;
     Ok(RunLine { line: 0, text: String::new(), target, call, expected })
@@ -114,7 +115,10 @@ fn parse_expected(text: &str) -> Result<Expected, String> {
         "trap" => Action::Trap,
         "log" => Action::Log,
         _ => {
-            let inner = text.strip_prefix("errno(").and_then(|t| t.strip_suffix(')')).ok_or(format!("unknown action `{text}`"))?;
+            let inner = text
+                .strip_prefix("errno(")
+                .and_then(|t| t.strip_suffix(')'))
+                .ok_or(format!("unknown action `{text}`"))?;
             let n = parse_u64(inner)
                 .and_then(|n| u16::try_from(n).ok())
                 .or_else(|| tables::errno_value(inner))

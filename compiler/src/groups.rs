@@ -23,14 +23,7 @@ static GROUPS: &[Group] = &[
     Group {
         name: "aio",
         description: "Linux asynchronous I/O (io_setup and friends; io_uring is @io-uring)",
-        members: &[
-            "io_cancel",
-            "io_destroy",
-            "io_getevents",
-            "io_pgetevents",
-            "io_setup",
-            "io_submit",
-        ],
+        members: &["io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "io_setup", "io_submit"],
     },
     Group {
         name: "basic-io",
@@ -327,14 +320,7 @@ static GROUPS: &[Group] = &[
     Group {
         name: "module",
         description: "loading and unloading kernel modules",
-        members: &[
-            "create_module",
-            "delete_module",
-            "finit_module",
-            "get_kernel_syms",
-            "init_module",
-            "query_module",
-        ],
+        members: &["create_module", "delete_module", "finit_module", "get_kernel_syms", "init_module", "query_module"],
     },
     Group {
         name: "mount",
@@ -495,11 +481,7 @@ static GROUPS: &[Group] = &[
             "waitid",
         ],
     },
-    Group {
-        name: "raw-io",
-        description: "direct access to I/O ports (x86_64 only)",
-        members: &["ioperm", "iopl"],
-    },
+    Group { name: "raw-io", description: "direct access to I/O ports (x86_64 only)", members: &["ioperm", "iopl"] },
     Group {
         name: "reboot",
         description: "rebooting and loading a new kernel",
@@ -520,11 +502,7 @@ static GROUPS: &[Group] = &[
             "signalfd4",
         ],
     },
-    Group {
-        name: "swap",
-        description: "enabling and disabling swap",
-        members: &["swapoff", "swapon"],
-    },
+    Group { name: "swap", description: "enabling and disabling swap", members: &["swapoff", "swapon"] },
     Group {
         name: "timer",
         description: "interval timers, POSIX timers and timerfd",
@@ -552,10 +530,7 @@ pub fn groups() -> &'static [Group] {
 /// The group called `name` (with or without the leading `@`).
 pub fn group(name: &str) -> Option<&'static Group> {
     let name = name.strip_prefix('@').unwrap_or(name);
-    GROUPS
-        .binary_search_by(|g| g.name.cmp(name))
-        .ok()
-        .map(|i| &GROUPS[i])
+    GROUPS.binary_search_by(|g| g.name.cmp(name)).ok().map(|i| &GROUPS[i])
 }
 
 /// The syscalls of a group on one target, nested groups resolved: sorted by number,

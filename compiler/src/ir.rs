@@ -108,9 +108,15 @@ pub enum Test {
     Gt(u64),
     Ge(u64),
     /// `arg & mask == value`
-    MaskedEq { mask: u64, value: u64 },
+    MaskedEq {
+        mask: u64,
+        value: u64,
+    },
     /// `arg & mask != value`
-    MaskedNe { mask: u64, value: u64 },
+    MaskedNe {
+        mask: u64,
+        value: u64,
+    },
     /// Sorted, deduplicated.
     In(Vec<u64>),
     /// Sorted, deduplicated.

@@ -81,12 +81,7 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
         _ => None,
     };
     let default = denial(policy.default);
-    let mut table = NotifyTable {
-        max_nr,
-        default,
-        newer: denial(policy.newer_syscalls),
-        syscalls: BTreeMap::new(),
-    };
+    let mut table = NotifyTable { max_nr, default, newer: denial(policy.newer_syscalls), syscalls: BTreeMap::new() };
     for (&nr, rules) in &syscalls.syscalls {
         // Every outcome the syscall may reach (an over-approximation is safe: it
         // only makes a conflict, and so a direct return, more likely).
@@ -126,65 +121,28 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
 pub enum VerifyError {
     #[error("target list has {0} twice")]
     DuplicateTarget(Target),
-    #[error(
-        "syscall policies are for {found:?}, expected one per Linux target, in order: {expected:?}"
-    )]
-    TargetMismatch {
-        expected: Vec<Target>,
-        found: Vec<Target>,
-    },
+    #[error("syscall policies are for {found:?}, expected one per Linux target, in order: {expected:?}")]
+    TargetMismatch { expected: Vec<Target>, found: Vec<Target> },
     #[error("{what}: errno {errno} is above the kernel's MAX_ERRNO (4095)")]
     ErrnoTooLarge { what: String, errno: u16 },
     #[error("{target}: syscall keyed {key} says it is number {nr}")]
     KeyMismatch { target: Target, key: u32, nr: u32 },
     #[error("{target}: {name} (number {nr}) is not in the table")]
-    UnknownSyscall {
-        target: Target,
-        name: &'static str,
-        nr: u32,
-    },
+    UnknownSyscall { target: Target, name: &'static str, nr: u32 },
     #[error("{target}: number {nr} is {expected} in the table, not {name}")]
-    NameMismatch {
-        target: Target,
-        nr: u32,
-        name: &'static str,
-        expected: &'static str,
-    },
+    NameMismatch { target: Target, nr: u32, name: &'static str, expected: &'static str },
     #[error("{target}: {name} has no rules (a syscall no rule names must be absent)")]
     NoRules { target: Target, name: &'static str },
     #[error("{target}: a deny rule of {name} has the action allow")]
     DenyAllows { target: Target, name: &'static str },
     #[error("{target}: {name} has no argument {index} (it takes {count})")]
-    NoSuchArg {
-        target: Target,
-        name: &'static str,
-        index: u8,
-        count: usize,
-    },
+    NoSuchArg { target: Target, name: &'static str, index: u8, count: usize },
     #[error("{target}: argument {index} of {name} is {expected:?} wide, the rule says {found:?}")]
-    WidthMismatch {
-        target: Target,
-        name: &'static str,
-        index: u8,
-        expected: Width,
-        found: Width,
-    },
+    WidthMismatch { target: Target, name: &'static str, index: u8, expected: Width, found: Width },
     #[error("{target}: constant {value:#x} does not fit argument {index} of {name} ({width:?})")]
-    ValueTooWide {
-        target: Target,
-        name: &'static str,
-        index: u8,
-        value: u64,
-        width: Width,
-    },
-    #[error(
-        "{target}: a value list on argument {index} of {name} is empty, unsorted or has duplicates"
-    )]
-    BadValueList {
-        target: Target,
-        name: &'static str,
-        index: u8,
-    },
+    ValueTooWide { target: Target, name: &'static str, index: u8, value: u64, width: Width },
+    #[error("{target}: a value list on argument {index} of {name} is empty, unsorted or has duplicates")]
+    BadValueList { target: Target, name: &'static str, index: u8 },
 }
 
 /// The width the kernel reads an argument of `bits` bits with.
@@ -200,34 +158,23 @@ pub fn verify(policy: &Policy) -> Result<PolicyInfo, VerifyError> {
             return Err(VerifyError::DuplicateTarget(t));
         }
     }
-    let expected: Vec<Target> = Target::LINUX
-        .into_iter()
-        .filter(|t| seen.contains(t))
-        .collect();
+    let expected: Vec<Target> = Target::LINUX.into_iter().filter(|t| seen.contains(t)).collect();
     let found: Vec<Target> = policy.syscalls.iter().map(|s| s.target).collect();
     if expected != found {
         return Err(VerifyError::TargetMismatch { expected, found });
     }
-    for (what, action) in [
-        ("default", policy.default),
-        ("newer-syscalls", policy.newer_syscalls),
-        ("foreign-arch", policy.foreign_arch),
-    ] {
+    for (what, action) in
+        [("default", policy.default), ("newer-syscalls", policy.newer_syscalls), ("foreign-arch", policy.foreign_arch)]
+    {
         check_errno(what.to_owned(), action)?;
     }
-    let targets = policy
-        .syscalls
-        .iter()
-        .map(|s| verify_target(policy, s))
-        .collect::<Result<_, _>>()?;
+    let targets = policy.syscalls.iter().map(|s| verify_target(policy, s)).collect::<Result<_, _>>()?;
     Ok(PolicyInfo { targets })
 }
 
 fn check_errno(what: String, action: Action) -> Result<(), VerifyError> {
     match action {
-        Action::Errno(errno) if errno > MAX_ERRNO => {
-            Err(VerifyError::ErrnoTooLarge { what, errno })
-        }
+        Action::Errno(errno) if errno > MAX_ERRNO => Err(VerifyError::ErrnoTooLarge { what, errno }),
         _ => Ok(()),
     }
 }
@@ -240,27 +187,14 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
     for (&key, sc) in &syscalls.syscalls {
         let name = sc.name;
         if key != sc.nr {
-            return Err(VerifyError::KeyMismatch {
-                target,
-                key,
-                nr: sc.nr,
-            });
+            return Err(VerifyError::KeyMismatch { target, key, nr: sc.nr });
         }
         let Ok(i) = table.syscalls.binary_search_by_key(&sc.nr, |d| d.nr) else {
-            return Err(VerifyError::UnknownSyscall {
-                target,
-                name,
-                nr: sc.nr,
-            });
+            return Err(VerifyError::UnknownSyscall { target, name, nr: sc.nr });
         };
         let def = &table.syscalls[i];
         if def.name != name {
-            return Err(VerifyError::NameMismatch {
-                target,
-                nr: sc.nr,
-                name,
-                expected: def.name,
-            });
+            return Err(VerifyError::NameMismatch { target, nr: sc.nr, name, expected: def.name });
         }
         if sc.rules.is_empty() {
             return Err(VerifyError::NoRules { target, name });
@@ -284,41 +218,17 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
                 let count = if def.args_known { def.args.len() } else { 6 };
                 let expected = def.args.get(index as usize).map(|a| width_of_bits(a.bits));
                 if index as usize >= count {
-                    err = Some(VerifyError::NoSuchArg {
-                        target,
-                        name,
-                        index,
-                        count,
-                    });
+                    err = Some(VerifyError::NoSuchArg { target, name, index, count });
                 } else if let Some(expected) = expected.filter(|&w| w != arg.width) {
-                    err = Some(VerifyError::WidthMismatch {
-                        target,
-                        name,
-                        index,
-                        expected,
-                        found: arg.width,
-                    });
+                    err = Some(VerifyError::WidthMismatch { target, name, index, expected, found: arg.width });
                 } else if let Some(value) = test_values(test).find(|v| v & !arg.width.mask() != 0) {
-                    err = Some(VerifyError::ValueTooWide {
-                        target,
-                        name,
-                        index,
-                        value,
-                        width: arg.width,
-                    });
+                    err = Some(VerifyError::ValueTooWide { target, name, index, value, width: arg.width });
                 } else if let Test::In(xs) | Test::NotIn(xs) = test
                     && (xs.is_empty() || xs.windows(2).any(|w| w[0] >= w[1]))
                 {
-                    err = Some(VerifyError::BadValueList {
-                        target,
-                        name,
-                        index,
-                    });
+                    err = Some(VerifyError::BadValueList { target, name, index });
                 }
-                arg_widths
-                    .entry(sc.nr)
-                    .or_default()
-                    .insert(index, arg.width);
+                arg_widths.entry(sc.nr).or_default().insert(index, arg.width);
             });
             if let Some(e) = err {
                 return Err(e);
@@ -326,13 +236,7 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
         }
     }
     let notify = build_notify_table(policy, syscalls, table.max_nr);
-    Ok(TargetInfo {
-        target,
-        max_nr: table.max_nr,
-        arg_checked,
-        arg_widths,
-        notify,
-    })
+    Ok(TargetInfo { target, max_nr: table.max_nr, arg_checked, arg_widths, notify })
 }
 
 /// Call `f` on every argument test of a condition.
@@ -348,12 +252,8 @@ pub fn visit_tests<'a>(cond: &'a Cond, f: &mut impl FnMut(crate::ir::Arg, &'a Te
 /// Every constant a test compares with.
 pub fn test_values(test: &Test) -> impl Iterator<Item = u64> + '_ {
     let (pair, list): ([Option<u64>; 2], &[u64]) = match test {
-        Test::Eq(x) | Test::Ne(x) | Test::Lt(x) | Test::Le(x) | Test::Gt(x) | Test::Ge(x) => {
-            ([Some(*x), None], &[])
-        }
-        Test::MaskedEq { mask, value } | Test::MaskedNe { mask, value } => {
-            ([Some(*mask), Some(*value)], &[])
-        }
+        Test::Eq(x) | Test::Ne(x) | Test::Lt(x) | Test::Le(x) | Test::Gt(x) | Test::Ge(x) => ([Some(*x), None], &[]),
+        Test::MaskedEq { mask, value } | Test::MaskedNe { mask, value } => ([Some(*mask), Some(*value)], &[]),
         Test::In(xs) | Test::NotIn(xs) => ([None, None], xs),
     };
     pair.into_iter().flatten().chain(list.iter().copied())

@@ -7,8 +7,8 @@ use capsule_compiler::bpf::disasm::{DisasmContext, disassemble, disassemble_byte
 use capsule_compiler::bpf::interp::{self, InterpError, Program, RetAction, SeccompData};
 use capsule_compiler::bpf::{
     Insn, OFFSET_ARCH, OFFSET_IP_HI, OFFSET_IP_LO, OFFSET_NR, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
-    SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE,
-    SECCOMP_RET_TRAP, SECCOMP_RET_USER_NOTIF, encode, offset_arg_hi, offset_arg_lo,
+    SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE, SECCOMP_RET_TRAP,
+    SECCOMP_RET_USER_NOTIF, encode, offset_arg_hi, offset_arg_lo,
 };
 
 /// A tiny assembler: opcodes from linux/bpf_common.h, one function per instruction.
@@ -103,12 +103,7 @@ fn errno(n: u32) -> u32 {
 }
 
 fn data(nr: u32, args: [u64; 6]) -> SeccompData {
-    SeccompData {
-        nr,
-        arch: X86_64,
-        instruction_pointer: 0x7fff_1234_5678,
-        args,
-    }
+    SeccompData { nr, arch: X86_64, instruction_pointer: 0x7fff_1234_5678, args }
 }
 
 fn run(program: &[Insn], data: &SeccompData) -> interp::Outcome {
@@ -139,12 +134,8 @@ fn every_load_offset_reads_its_little_endian_word() {
             0xa5a5_a5a5_0000_0006,
         ],
     };
-    let mut expected = vec![
-        (OFFSET_NR, 0xffff_fffe),
-        (OFFSET_ARCH, X86_64),
-        (OFFSET_IP_LO, 0x3333_4444),
-        (OFFSET_IP_HI, 0x1111_2222),
-    ];
+    let mut expected =
+        vec![(OFFSET_NR, 0xffff_fffe), (OFFSET_ARCH, X86_64), (OFFSET_IP_LO, 0x3333_4444), (OFFSET_IP_HI, 0x1111_2222)];
     for i in 0..6u8 {
         expected.push((offset_arg_lo(i), u32::from(i) + 1));
         expected.push((offset_arg_hi(i), 0xa0a0_a0a0 + 0x0101_0101 * u32::from(i)));
@@ -171,11 +162,7 @@ fn alu_with_constant_operand() {
         (neg(), 0, 0),
     ];
     for (insn, a, expected) in cases {
-        assert_eq!(
-            run_with(a, 0, &[insn, ret_a()]),
-            expected,
-            "{insn:?} on A = {a:#x}"
-        );
+        assert_eq!(run_with(a, 0, &[insn, ret_a()]), expected, "{insn:?} on A = {a:#x}");
     }
 }
 
@@ -196,11 +183,7 @@ fn alu_with_x_operand() {
         (RSH, 4, 34, 1),
     ];
     for (op, a, x, expected) in cases {
-        assert_eq!(
-            run_with(a, x, &[alu_x(op), ret_a()]),
-            expected,
-            "op {op:#x} on A = {a:#x}, X = {x:#x}"
-        );
+        assert_eq!(run_with(a, x, &[alu_x(op), ret_a()]), expected, "op {op:#x} on A = {a:#x}, X = {x:#x}");
     }
 }
 
@@ -264,30 +247,15 @@ fn conditional_jumps_with_k_and_x() {
     for (op, a, operand, taken) in cases {
         let expected = if taken { 11 } else { 22 };
         let with_k = [jmp(op, operand, 1, 0), ret(22), ret(11)];
-        assert_eq!(
-            run_with(a, 0, &with_k),
-            expected,
-            "op {op:#x} #{operand:#x} on A = {a:#x}"
-        );
+        assert_eq!(run_with(a, 0, &with_k), expected, "op {op:#x} #{operand:#x} on A = {a:#x}");
         let with_x = [jmp_x(op, 1, 0), ret(22), ret(11)];
-        assert_eq!(
-            run_with(a, operand, &with_x),
-            expected,
-            "op {op:#x} x = {operand:#x} on A = {a:#x}"
-        );
+        assert_eq!(run_with(a, operand, &with_x), expected, "op {op:#x} x = {operand:#x} on A = {a:#x}");
     }
 }
 
 #[test]
 fn path_records_jumps_including_ja() {
-    let program = [
-        ld(OFFSET_NR),
-        jmp(JEQ, 39, 0, 2),
-        ja(2),
-        ret(errno(1)),
-        ret(errno(2)),
-        ret(SECCOMP_RET_ALLOW),
-    ];
+    let program = [ld(OFFSET_NR), jmp(JEQ, 39, 0, 2), ja(2), ret(errno(1)), ret(errno(2)), ret(SECCOMP_RET_ALLOW)];
     let allowed = run(&program, &data(39, [0; 6]));
     assert_eq!(allowed.path, vec![0, 1, 2, 5]);
     assert_eq!(allowed.action(), RetAction::Allow);
@@ -310,10 +278,7 @@ fn return_values_decode_as_the_kernel_reads_them() {
         (SECCOMP_RET_ALLOW, RetAction::Allow),
         (SECCOMP_RET_ALLOW | 1, RetAction::Allow),
         (0x0001_0000, RetAction::Unknown(0x0001_0000)),
-        (
-            0x7fff_fffe & 0xfff0_0000 | 0x0002_0000,
-            RetAction::Unknown(0x7ff2_0000),
-        ),
+        (0x7fff_fffe & 0xfff0_0000 | 0x0002_0000, RetAction::Unknown(0x7ff2_0000)),
     ];
     for (ret, action) in cases {
         assert_eq!(RetAction::from_ret(ret), action, "{ret:#x}");
@@ -337,17 +302,11 @@ fn x32_numbers_take_the_x32_path() {
         ret(SECCOMP_RET_KILL_PROCESS),
     ];
     assert_eq!(run(&program, &data(39, [0; 6])).action(), RetAction::Allow);
-    assert_eq!(
-        run(&program, &data(40, [0; 6])).action(),
-        RetAction::Errno(1)
-    );
+    assert_eq!(run(&program, &data(40, [0; 6])).action(), RetAction::Errno(1));
     let x32 = run(&program, &data(X32_BIT | 39, [0; 6]));
     assert_eq!(x32.action(), RetAction::KillProcess);
     assert_eq!(x32.path, vec![0, 1, 2, 3, 7]);
-    let i386 = SeccompData {
-        arch: 0x4000_0003,
-        ..data(39, [0; 6])
-    };
+    let i386 = SeccompData { arch: 0x4000_0003, ..data(39, [0; 6]) };
     assert_eq!(run(&program, &i386).action(), RetAction::KillProcess);
 }
 
@@ -362,139 +321,32 @@ fn refused_programs() -> Vec<(&'static str, Vec<Insn>, InterpError)> {
     vec![
         ("empty", vec![], InterpError::Empty),
         ("4097 instructions", too_long, InterpError::TooLong(4097)),
-        (
-            "backward ja",
-            doubled_k,
-            InterpError::JumpOutOfRange { pc: 1 },
-        ),
-        (
-            "ja past the end",
-            vec![ja(1), ret(0)],
-            InterpError::JumpOutOfRange { pc: 0 },
-        ),
-        (
-            "jt past the end",
-            vec![jmp(JEQ, 0, 1, 0), ret(0)],
-            InterpError::JumpOutOfRange { pc: 0 },
-        ),
-        (
-            "jf past the end",
-            vec![jmp(JEQ, 0, 0, 1), ret(0)],
-            InterpError::JumpOutOfRange { pc: 0 },
-        ),
-        (
-            "no final return",
-            vec![ret(0), ld(0)],
-            InterpError::NoFinalReturn,
-        ),
-        (
-            "jump as last instruction",
-            vec![jmp(JEQ, 0, 0, 0)],
-            InterpError::JumpOutOfRange { pc: 0 },
-        ),
-        (
-            "misaligned load",
-            vec![ld(2), ret(0)],
-            InterpError::BadLoadOffset { pc: 0, offset: 2 },
-        ),
-        (
-            "load past seccomp_data",
-            vec![ld(64), ret(0)],
-            InterpError::BadLoadOffset { pc: 0, offset: 64 },
-        ),
-        (
-            "ancillary load",
-            vec![ld(0xffff_f000), ret(0)],
-            InterpError::BadLoadOffset {
-                pc: 0,
-                offset: 0xffff_f000,
-            },
-        ),
-        (
-            "half-word load",
-            vec![Insn::stmt(0x28, 0), ret(0)],
-            InterpError::NotForSeccomp { pc: 0, code: 0x28 },
-        ),
-        (
-            "byte load",
-            vec![Insn::stmt(0x30, 0), ret(0)],
-            InterpError::NotForSeccomp { pc: 0, code: 0x30 },
-        ),
-        (
-            "indirect load",
-            vec![Insn::stmt(0x40, 0), ret(0)],
-            InterpError::NotForSeccomp { pc: 0, code: 0x40 },
-        ),
-        (
-            "msh load",
-            vec![Insn::stmt(0xb1, 0), ret(0)],
-            InterpError::NotForSeccomp { pc: 0, code: 0xb1 },
-        ),
-        (
-            "mod",
-            vec![alu(MOD, 3), ret(0)],
-            InterpError::NotForSeccomp { pc: 0, code: 0x94 },
-        ),
-        (
-            "mod x",
-            vec![ldx_imm(3), alu_x(MOD), ret(0)],
-            InterpError::NotForSeccomp { pc: 1, code: 0x9c },
-        ),
-        (
-            "unknown opcode",
-            vec![Insn::stmt(0xff, 0), ret(0)],
-            InterpError::UnknownOpcode { pc: 0, code: 0xff },
-        ),
-        (
-            "neg x",
-            vec![Insn::stmt(0x8c, 0), ret(0)],
-            InterpError::UnknownOpcode { pc: 0, code: 0x8c },
-        ),
-        (
-            "ja x",
-            vec![Insn::stmt(0x0d, 0), ret(0)],
-            InterpError::UnknownOpcode { pc: 0, code: 0x0d },
-        ),
-        (
-            "ret x",
-            vec![Insn::stmt(0x0e, 0)],
-            InterpError::UnknownOpcode { pc: 0, code: 0x0e },
-        ),
-        (
-            "ebpf jne",
-            vec![jmp(0x50, 0, 0, 0), ret(0)],
-            InterpError::UnknownOpcode { pc: 0, code: 0x55 },
-        ),
-        (
-            "division by zero",
-            vec![alu(DIV, 0), ret(0)],
-            InterpError::DivisionByZero { pc: 0 },
-        ),
-        (
-            "lsh by 32",
-            vec![alu(LSH, 32), ret(0)],
-            InterpError::ShiftTooLarge { pc: 0, k: 32 },
-        ),
-        (
-            "rsh by 32",
-            vec![alu(RSH, 32), ret(0)],
-            InterpError::ShiftTooLarge { pc: 0, k: 32 },
-        ),
-        (
-            "st M[16]",
-            vec![st(16), ret(0)],
-            InterpError::BadScratchIndex { pc: 0, k: 16 },
-        ),
-        (
-            "ld M[16]",
-            vec![ld_mem(16), ret(0)],
-            InterpError::BadScratchIndex { pc: 0, k: 16 },
-        ),
-        (
-            "read of unwritten M[0]",
-            vec![ld_mem(0), ret_a()],
-            InterpError::UninitialisedScratch { pc: 0, k: 0 },
-        ),
+        ("backward ja", doubled_k, InterpError::JumpOutOfRange { pc: 1 }),
+        ("ja past the end", vec![ja(1), ret(0)], InterpError::JumpOutOfRange { pc: 0 }),
+        ("jt past the end", vec![jmp(JEQ, 0, 1, 0), ret(0)], InterpError::JumpOutOfRange { pc: 0 }),
+        ("jf past the end", vec![jmp(JEQ, 0, 0, 1), ret(0)], InterpError::JumpOutOfRange { pc: 0 }),
+        ("no final return", vec![ret(0), ld(0)], InterpError::NoFinalReturn),
+        ("jump as last instruction", vec![jmp(JEQ, 0, 0, 0)], InterpError::JumpOutOfRange { pc: 0 }),
+        ("misaligned load", vec![ld(2), ret(0)], InterpError::BadLoadOffset { pc: 0, offset: 2 }),
+        ("load past seccomp_data", vec![ld(64), ret(0)], InterpError::BadLoadOffset { pc: 0, offset: 64 }),
+        ("ancillary load", vec![ld(0xffff_f000), ret(0)], InterpError::BadLoadOffset { pc: 0, offset: 0xffff_f000 }),
+        ("half-word load", vec![Insn::stmt(0x28, 0), ret(0)], InterpError::NotForSeccomp { pc: 0, code: 0x28 }),
+        ("byte load", vec![Insn::stmt(0x30, 0), ret(0)], InterpError::NotForSeccomp { pc: 0, code: 0x30 }),
+        ("indirect load", vec![Insn::stmt(0x40, 0), ret(0)], InterpError::NotForSeccomp { pc: 0, code: 0x40 }),
+        ("msh load", vec![Insn::stmt(0xb1, 0), ret(0)], InterpError::NotForSeccomp { pc: 0, code: 0xb1 }),
+        ("mod", vec![alu(MOD, 3), ret(0)], InterpError::NotForSeccomp { pc: 0, code: 0x94 }),
+        ("mod x", vec![ldx_imm(3), alu_x(MOD), ret(0)], InterpError::NotForSeccomp { pc: 1, code: 0x9c }),
+        ("unknown opcode", vec![Insn::stmt(0xff, 0), ret(0)], InterpError::UnknownOpcode { pc: 0, code: 0xff }),
+        ("neg x", vec![Insn::stmt(0x8c, 0), ret(0)], InterpError::UnknownOpcode { pc: 0, code: 0x8c }),
+        ("ja x", vec![Insn::stmt(0x0d, 0), ret(0)], InterpError::UnknownOpcode { pc: 0, code: 0x0d }),
+        ("ret x", vec![Insn::stmt(0x0e, 0)], InterpError::UnknownOpcode { pc: 0, code: 0x0e }),
+        ("ebpf jne", vec![jmp(0x50, 0, 0, 0), ret(0)], InterpError::UnknownOpcode { pc: 0, code: 0x55 }),
+        ("division by zero", vec![alu(DIV, 0), ret(0)], InterpError::DivisionByZero { pc: 0 }),
+        ("lsh by 32", vec![alu(LSH, 32), ret(0)], InterpError::ShiftTooLarge { pc: 0, k: 32 }),
+        ("rsh by 32", vec![alu(RSH, 32), ret(0)], InterpError::ShiftTooLarge { pc: 0, k: 32 }),
+        ("st M[16]", vec![st(16), ret(0)], InterpError::BadScratchIndex { pc: 0, k: 16 }),
+        ("ld M[16]", vec![ld_mem(16), ret(0)], InterpError::BadScratchIndex { pc: 0, k: 16 }),
+        ("read of unwritten M[0]", vec![ld_mem(0), ret_a()], InterpError::UninitialisedScratch { pc: 0, k: 0 }),
         (
             "read of M[1] when M[0] was written",
             vec![st(0), ldx_mem(1), ret_a()],
@@ -509,15 +361,7 @@ fn refused_programs() -> Vec<(&'static str, Vec<Insn>, InterpError)> {
             // Every path to instruction 5 writes M[0], but the kernel also carries the
             // state from before the return at 4 into 5, so it refuses the program.
             "kernel quirk: a return does not end the running set",
-            vec![
-                ld(OFFSET_NR),
-                jmp(JEQ, 1, 0, 2),
-                st(0),
-                ja(1),
-                ret(errno(5)),
-                ld_mem(0),
-                ret_a(),
-            ],
+            vec![ld(OFFSET_NR), jmp(JEQ, 1, 0, 2), st(0), ja(1), ret(errno(5)), ld_mem(0), ret_a()],
             InterpError::UninitialisedScratch { pc: 5, k: 0 },
         ),
     ]
@@ -531,44 +375,18 @@ fn accepted_programs() -> Vec<(&'static str, Vec<Insn>)> {
         ("a single return", vec![ret(SECCOMP_RET_ALLOW)]),
         ("4096 instructions", longest),
         ("ret a last", vec![ld(OFFSET_NR), ret_a()]),
-        (
-            "jumps to the last instruction",
-            vec![jmp(JEQ, 0, 1, 1), ret(0), ret(SECCOMP_RET_ALLOW)],
-        ),
-        (
-            "ja to the last instruction",
-            vec![ja(1), ret(0), ret(SECCOMP_RET_ALLOW)],
-        ),
+        ("jumps to the last instruction", vec![jmp(JEQ, 0, 1, 1), ret(0), ret(SECCOMP_RET_ALLOW)]),
+        ("ja to the last instruction", vec![ja(1), ret(0), ret(SECCOMP_RET_ALLOW)]),
         ("last aligned load", vec![ld(60), ret(SECCOMP_RET_ALLOW)]),
         ("lengths", vec![ld_len(), ldx_len(), ret(SECCOMP_RET_ALLOW)]),
-        (
-            "shift by 31",
-            vec![alu(LSH, 31), alu(RSH, 31), ret(SECCOMP_RET_ALLOW)],
-        ),
-        (
-            "division by zero in X is a run-time matter",
-            vec![alu_x(DIV), ret(SECCOMP_RET_ALLOW)],
-        ),
-        (
-            "M[15] written then read",
-            vec![st(15), ld_mem(15), ret(SECCOMP_RET_ALLOW)],
-        ),
+        ("shift by 31", vec![alu(LSH, 31), alu(RSH, 31), ret(SECCOMP_RET_ALLOW)]),
+        ("division by zero in X is a run-time matter", vec![alu_x(DIV), ret(SECCOMP_RET_ALLOW)]),
+        ("M[15] written then read", vec![st(15), ld_mem(15), ret(SECCOMP_RET_ALLOW)]),
         (
             "M[0] written on both paths",
-            vec![
-                ld(OFFSET_NR),
-                jmp(JEQ, 1, 0, 2),
-                st(0),
-                ja(1),
-                stx(0),
-                ld_mem(0),
-                ret_a(),
-            ],
+            vec![ld(OFFSET_NR), jmp(JEQ, 1, 0, 2), st(0), ja(1), stx(0), ld_mem(0), ret_a()],
         ),
-        (
-            "unreachable read after a jump",
-            vec![ja(1), ld_mem(0), ret(SECCOMP_RET_ALLOW)],
-        ),
+        ("unreachable read after a jump", vec![ja(1), ld_mem(0), ret(SECCOMP_RET_ALLOW)]),
     ]
 }
 
@@ -577,10 +395,7 @@ fn checker_refuses_what_the_kernel_refuses() {
     for (name, program, expected) in refused_programs() {
         assert_eq!(interp::check(&program), Err(expected), "{name}");
         assert!(Program::new(program.clone()).is_err(), "{name}");
-        assert!(
-            interp::run(&program, &SeccompData::default()).is_err(),
-            "{name}: run must check first"
-        );
+        assert!(interp::run(&program, &SeccompData::default()).is_err(), "{name}: run must check first");
     }
 }
 
@@ -593,32 +408,17 @@ fn checker_accepts_what_the_kernel_accepts() {
 
 #[test]
 fn program_from_bytes_round_trips_and_refuses_bad_lengths() {
-    let program = vec![
-        ld(OFFSET_NR),
-        jmp(JEQ, 39, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-        ret(errno(1)),
-    ];
+    let program = vec![ld(OFFSET_NR), jmp(JEQ, 39, 0, 1), ret(SECCOMP_RET_ALLOW), ret(errno(1))];
     let checked = Program::from_bytes(&encode(&program)).expect("valid program");
     assert_eq!(checked.insns(), &program[..]);
-    assert!(matches!(
-        Program::from_bytes(&[0; 7]),
-        Err(InterpError::Decode(_))
-    ));
-    assert!(matches!(
-        Program::from_bytes(&[]),
-        Err(InterpError::Decode(_))
-    ));
+    assert!(matches!(Program::from_bytes(&[0; 7]), Err(InterpError::Decode(_))));
+    assert!(matches!(Program::from_bytes(&[]), Err(InterpError::Decode(_))));
 }
 
 // --------------------------------------------------------------- action cache
 
 fn cacheable(program: &[Insn], nr: u32) -> bool {
-    kernel_would_cache(
-        &Program::new(program.to_vec()).expect("valid program"),
-        X86_64,
-        nr,
-    )
+    kernel_would_cache(&Program::new(program.to_vec()).expect("valid program"), X86_64, nr)
 }
 
 #[test]
@@ -640,69 +440,33 @@ fn cache_allows_arg_free_allow_paths_only() {
         ret(SECCOMP_RET_ALLOW),
         ret(errno(1)),
     ];
-    assert!(
-        cacheable(&program, 39),
-        "getpid: arch and nr only, then allow"
-    );
+    assert!(cacheable(&program, 39), "getpid: arch and nr only, then allow");
     assert!(!cacheable(&program, 41), "socket: loads an argument");
-    assert!(
-        !cacheable(&program, 110),
-        "getppid: loads the instruction pointer"
-    );
+    assert!(!cacheable(&program, 110), "getppid: loads the instruction pointer");
     assert!(!cacheable(&program, 0), "denied: a constant but not allow");
-    assert!(
-        !kernel_would_cache(&Program::new(program.to_vec()).unwrap(), 0x4000_0003, 39),
-        "other arch: killed"
-    );
+    assert!(!kernel_would_cache(&Program::new(program.to_vec()).unwrap(), 0x4000_0003, 39), "other arch: killed");
 }
 
 #[test]
 fn cache_follows_and_but_no_other_alu() {
-    let masked = [
-        ld(OFFSET_NR),
-        alu(AND, 0xff),
-        jmp(JEQ, 39, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-        ret(errno(1)),
-    ];
+    let masked = [ld(OFFSET_NR), alu(AND, 0xff), jmp(JEQ, 39, 0, 1), ret(SECCOMP_RET_ALLOW), ret(errno(1))];
     assert!(cacheable(&masked, 39));
-    assert!(
-        cacheable(&masked, 0x100 + 39),
-        "the AND is followed on the known number"
-    );
+    assert!(cacheable(&masked, 0x100 + 39), "the AND is followed on the known number");
     assert!(!cacheable(&masked, 40));
     // The same decision through an addition: correct, but the kernel gives up.
-    let added = [
-        ld(OFFSET_NR),
-        alu(ADD, 1),
-        jmp(JEQ, 40, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-        ret(errno(1)),
-    ];
+    let added = [ld(OFFSET_NR), alu(ADD, 1), jmp(JEQ, 40, 0, 1), ret(SECCOMP_RET_ALLOW), ret(errno(1))];
     assert_eq!(run(&added, &data(39, [0; 6])).action(), RetAction::Allow);
     assert!(!cacheable(&added, 39));
 }
 
 #[test]
 fn cache_gives_up_on_x_scratch_and_ret_a() {
-    let via_x = [
-        ld(OFFSET_NR),
-        ldx_imm(39),
-        jmp_x(JEQ, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-        ret(errno(1)),
-    ];
+    let via_x = [ld(OFFSET_NR), ldx_imm(39), jmp_x(JEQ, 0, 1), ret(SECCOMP_RET_ALLOW), ret(errno(1))];
     assert_eq!(run(&via_x, &data(39, [0; 6])).action(), RetAction::Allow);
     assert!(!cacheable(&via_x, 39));
     let via_a = [ld_imm(SECCOMP_RET_ALLOW), ret_a()];
     assert!(!cacheable(&via_a, 39));
-    let via_mem = [
-        ld(OFFSET_NR),
-        st(0),
-        jmp(JEQ, 39, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-        ret(errno(1)),
-    ];
+    let via_mem = [ld(OFFSET_NR), st(0), jmp(JEQ, 39, 0, 1), ret(SECCOMP_RET_ALLOW), ret(errno(1))];
     assert!(!cacheable(&via_mem, 39));
     // Jumps it does follow: ja, jgt, jge, jset against constants.
     let ranges = [
@@ -783,10 +547,7 @@ fn disassembles_every_instruction_kind() {
 0025: ret  #0x80000000         ; kill-process
 ";
     assert_eq!(disassemble(&program, &DisasmContext::default()), expected);
-    assert_eq!(
-        disassemble_bytes(&encode(&program), &DisasmContext::default()).unwrap(),
-        expected
-    );
+    assert_eq!(disassemble_bytes(&encode(&program), &DisasmContext::default()).unwrap(), expected);
     assert!(disassemble_bytes(&[1, 2, 3], &DisasmContext::default()).is_err());
 }
 
@@ -861,36 +622,19 @@ fn disassembler_names_syscalls_arguments_and_errnos_of_the_target() {
 0014: ret  #0x80000000         ; kill-process
 "
     );
-    let ctx = DisasmContext {
-        target: Some(Target::LinuxX86_64),
-    };
+    let ctx = DisasmContext { target: Some(Target::LinuxX86_64) };
     assert_eq!(disassemble(&program, &ctx), expected);
     // macOS has no syscall table: the same listing without names, and no panic.
-    let text = disassemble(
-        &program,
-        &DisasmContext {
-            target: Some(Target::Macos),
-        },
-    );
+    let text = disassemble(&program, &DisasmContext { target: Some(Target::Macos) });
     assert!(text.contains("0005: jeq  #41, 0006, 0011\n"), "{text}");
 }
 
 #[test]
 fn disassembler_names_a_comparison_only_when_every_path_agrees() {
     // Instruction 4 is reached with A = nr (from 2) and A = arg0 (from 3).
-    let program = [
-        ld(OFFSET_NR),
-        jmp(JEQ, 1, 0, 1),
-        ja(1),
-        ld(offset_arg_lo(0)),
-        jmp(JEQ, 0xc000_003e, 0, 0),
-        ret(0),
-    ];
+    let program = [ld(OFFSET_NR), jmp(JEQ, 1, 0, 1), ja(1), ld(offset_arg_lo(0)), jmp(JEQ, 0xc000_003e, 0, 0), ret(0)];
     let text = disassemble(&program, &DisasmContext::default());
-    assert!(
-        text.contains("0004: jeq  #0xc000003e, 0005, 0005\n"),
-        "{text}"
-    );
+    assert!(text.contains("0004: jeq  #0xc000003e, 0005, 0005\n"), "{text}");
     let program = [ld(OFFSET_ARCH), jmp(JEQ, 0xc000_003e, 0, 0), ret(0)];
     let text = disassemble(&program, &DisasmContext::default());
     assert!(text.contains("; AUDIT_ARCH_X86_64"), "{text}");
@@ -936,19 +680,9 @@ mod kernel {
     /// kernel refused the program; otherwise what each probe saw, in order.
     pub fn run(program: &[Insn], probes: &[Probe]) -> Result<Vec<Seen>, i32> {
         assert!(probes.len() <= MAX_PROBES);
-        let filter: Vec<libc::sock_filter> = program
-            .iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect();
-        let fprog = libc::sock_fprog {
-            len: filter.len() as libc::c_ushort,
-            filter: filter.as_ptr().cast_mut(),
-        };
+        let filter: Vec<libc::sock_filter> =
+            program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+        let fprog = libc::sock_fprog { len: filter.len() as libc::c_ushort, filter: filter.as_ptr().cast_mut() };
         // The length field is 16 bits: a longer program would be silently truncated.
         assert_eq!(usize::from(fprog.len), filter.len());
 
@@ -963,21 +697,10 @@ mod kernel {
                 0,
             )
         };
-        assert_ne!(
-            shared,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
+        assert_ne!(shared, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
         let report = shared.cast::<Report>();
         // SAFETY: the mapping is fresh, writable and large enough; zero is valid for Report.
-        unsafe {
-            report.write(Report {
-                install: -1,
-                completed: 0,
-                results: [(0, 0); MAX_PROBES],
-            })
-        };
+        unsafe { report.write(Report { install: -1, completed: 0, results: [(0, 0); MAX_PROBES] }) };
 
         // SAFETY: the child only makes raw system calls, writes to the shared mapping
         // and leaves with _exit: nothing that needs other threads of the test harness.
@@ -1030,21 +753,12 @@ mod kernel {
         }
         let mut seen: Vec<Seen> = report.results[..report.completed as usize]
             .iter()
-            .map(|&(ret, errno)| {
-                if ret == -1 {
-                    Seen::Failed(errno)
-                } else {
-                    Seen::Returned
-                }
-            })
+            .map(|&(ret, errno)| if ret == -1 { Seen::Failed(errno) } else { Seen::Returned })
             .collect();
         if libc::WIFSIGNALED(status) {
             seen.push(Seen::KilledBy(libc::WTERMSIG(status)));
         } else {
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "child status {status:#x}"
-            );
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
             assert_eq!(seen.len(), probes.len());
         }
         Ok(seen)
@@ -1054,12 +768,7 @@ mod kernel {
     pub fn predict(program: &Program, probes: &[Probe]) -> Vec<Seen> {
         let mut seen = Vec::new();
         for probe in probes {
-            let data = SeccompData {
-                nr: probe.nr as u32,
-                arch: NATIVE_ARCH,
-                instruction_pointer: 0,
-                args: probe.args,
-            };
+            let data = SeccompData { nr: probe.nr as u32, arch: NATIVE_ARCH, instruction_pointer: 0, args: probe.args };
             seen.push(match program.run(&data).action() {
                 RetAction::Allow | RetAction::Log => Seen::Returned,
                 action @ RetAction::Errno(_) => match action.errno_seen() {
@@ -1069,10 +778,7 @@ mod kernel {
                 },
                 // No tracer attached: the kernel fails the call with ENOSYS.
                 RetAction::Trace(_) => Seen::Failed(libc::ENOSYS),
-                RetAction::KillProcess
-                | RetAction::KillThread
-                | RetAction::Trap(_)
-                | RetAction::Unknown(_) => {
+                RetAction::KillProcess | RetAction::KillThread | RetAction::Trap(_) | RetAction::Unknown(_) => {
                     seen.push(Seen::KilledBy(libc::SIGSYS));
                     break;
                 }
@@ -1089,11 +795,7 @@ use kernel::Probe;
 /// `exit_group` (the child's `_exit`) is always allowed, so each body only has to
 /// decide the probes; bodies start after these three instructions.
 fn guarded(body: &[Insn]) -> Vec<Insn> {
-    let mut program = vec![
-        ld(OFFSET_NR),
-        jmp(JEQ, libc::SYS_exit_group as u32, 0, 1),
-        ret(SECCOMP_RET_ALLOW),
-    ];
+    let mut program = vec![ld(OFFSET_NR), jmp(JEQ, libc::SYS_exit_group as u32, 0, 1), ret(SECCOMP_RET_ALLOW)];
     program.extend_from_slice(body);
     program
 }
@@ -1106,33 +808,20 @@ fn assert_kernel_agrees(name: &str, body: &[Insn], probes: &[Probe]) {
     let program = guarded(body);
     let checked = Program::new(program.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let expected = kernel::predict(&checked, probes);
-    let seen = kernel::run(&program, probes)
-        .unwrap_or_else(|errno| panic!("{name}: the kernel refused it: errno {errno}"));
-    assert_eq!(
-        seen,
-        expected,
-        "{name}\n{}",
-        disassemble(&program, &DisasmContext::default())
-    );
+    let seen =
+        kernel::run(&program, probes).unwrap_or_else(|errno| panic!("{name}: the kernel refused it: errno {errno}"));
+    assert_eq!(seen, expected, "{name}\n{}", disassemble(&program, &DisasmContext::default()));
 }
 
 const GETPPID: u32 = libc::SYS_getppid as u32;
 
 #[test]
 fn kernel_accepts_and_refuses_the_same_programs() {
-    let refused = refused_programs()
-        .into_iter()
-        .map(|(name, program, _)| (name, program, false));
-    let accepted = accepted_programs()
-        .into_iter()
-        .map(|(name, program)| (name, program, true));
+    let refused = refused_programs().into_iter().map(|(name, program, _)| (name, program, false));
+    let accepted = accepted_programs().into_iter().map(|(name, program)| (name, program, true));
     for (name, program, acceptable) in refused.chain(accepted) {
         let kernel = kernel::run(&program, &[]);
-        assert_eq!(
-            kernel.is_ok(),
-            interp::check(&program).is_ok(),
-            "{name}: kernel says {kernel:?}"
-        );
+        assert_eq!(kernel.is_ok(), interp::check(&program).is_ok(), "{name}: kernel says {kernel:?}");
         assert_eq!(kernel.is_ok(), acceptable, "{name}: kernel says {kernel:?}");
         if let Err(errno) = kernel {
             assert_eq!(errno, libc::EINVAL, "{name}");
@@ -1188,20 +877,10 @@ fn kernel_agrees_on_alu_with_constants() {
         alu(OR, SECCOMP_RET_ERRNO),
         ret_a(),
     ];
-    let probes: Vec<Probe> = [
-        0u64,
-        1,
-        2,
-        7,
-        100,
-        0xffff_ffff,
-        0x8000_0000,
-        0x1234_5678,
-        0xdead_beef_0000_0009,
-    ]
-    .into_iter()
-    .map(|arg| probe(libc::SYS_getppid, [arg, 0, 0, 0, 0, 0]))
-    .collect();
+    let probes: Vec<Probe> = [0u64, 1, 2, 7, 100, 0xffff_ffff, 0x8000_0000, 0x1234_5678, 0xdead_beef_0000_0009]
+        .into_iter()
+        .map(|arg| probe(libc::SYS_getppid, [arg, 0, 0, 0, 0, 0]))
+        .collect();
     assert_kernel_agrees("alu with constants", &body, &probes);
 }
 
@@ -1248,11 +927,7 @@ fn kernel_agrees_on_x_scratch_and_division_by_zero() {
     probes.push(probe(getppid, [1, 1, 0, 0, 0, 0]));
     let program = Program::new(guarded(&body)).unwrap();
     let predicted = kernel::predict(&program, &probes);
-    assert_eq!(
-        predicted.last(),
-        Some(&kernel::Seen::KilledBy(libc::SIGSYS)),
-        "the test must reach the kill"
-    );
+    assert_eq!(predicted.last(), Some(&kernel::Seen::KilledBy(libc::SIGSYS)), "the test must reach the kill");
     assert_kernel_agrees("x, scratch and division by zero", &body, &probes);
 }
 
@@ -1277,16 +952,10 @@ fn kernel_agrees_on_the_remaining_opcodes() {
         alu(OR, SECCOMP_RET_ERRNO),
         ret_a(),
     ];
-    let probes: Vec<Probe> = [
-        (0x1234, 0x0f0f),
-        (0xffff_ffff, 35),
-        (0x8000_0000, 0x1f),
-        (0, 0),
-        (0x30, 0x30),
-    ]
-    .into_iter()
-    .map(|(a0, a1)| probe(libc::SYS_getppid, [a0, a1, 0, 0, 0, 0]))
-    .collect();
+    let probes: Vec<Probe> = [(0x1234, 0x0f0f), (0xffff_ffff, 35), (0x8000_0000, 0x1f), (0, 0), (0x30, 0x30)]
+        .into_iter()
+        .map(|(a0, a1)| probe(libc::SYS_getppid, [a0, a1, 0, 0, 0, 0]))
+        .collect();
     assert_kernel_agrees("remaining opcodes", &body, &probes);
 }
 
@@ -1309,26 +978,11 @@ fn kernel_agrees_on_return_actions() {
         ret(SECCOMP_RET_TRAP | 1),
     ];
     let getppid = libc::SYS_getppid;
-    let probes: Vec<Probe> = (1..=6)
-        .map(|a| probe(getppid, [a, 0, 0, 0, 0, 0]))
-        .collect();
+    let probes: Vec<Probe> = (1..=6).map(|a| probe(getppid, [a, 0, 0, 0, 0, 0])).collect();
     assert_kernel_agrees("return actions", &body, &probes);
-    for killer in [
-        SECCOMP_RET_KILL_PROCESS,
-        SECCOMP_RET_KILL_THREAD,
-        0x0001_0000,
-    ] {
-        let body = [
-            ld(OFFSET_NR),
-            jmp(JEQ, GETPPID, 0, 1),
-            ret(killer),
-            ret(SECCOMP_RET_ALLOW),
-        ];
-        let probes = [
-            probe(libc::SYS_getpid, [0; 6]),
-            probe(getppid, [0; 6]),
-            probe(libc::SYS_getpid, [0; 6]),
-        ];
+    for killer in [SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, 0x0001_0000] {
+        let body = [ld(OFFSET_NR), jmp(JEQ, GETPPID, 0, 1), ret(killer), ret(SECCOMP_RET_ALLOW)];
+        let probes = [probe(libc::SYS_getpid, [0; 6]), probe(getppid, [0; 6]), probe(libc::SYS_getpid, [0; 6])];
         assert_kernel_agrees(&format!("killed by {killer:#x}"), &body, &probes);
     }
 }
@@ -1346,10 +1000,7 @@ fn kernel_sees_the_native_arch_and_the_number_as_the_interpreter_does() {
         ret(errno(23)),
         ret(SECCOMP_RET_ALLOW),
     ];
-    let probes = [
-        probe(libc::SYS_getppid, [0; 6]),
-        probe(libc::SYS_getpid, [0; 6]),
-    ];
+    let probes = [probe(libc::SYS_getppid, [0; 6]), probe(libc::SYS_getpid, [0; 6])];
     assert_kernel_agrees("arch and number", &body, &probes);
 }
 
@@ -1364,10 +1015,10 @@ fn kernel_agrees_on_random_programs() {
 
     // Every seccomp opcode, plus a few the kernel refuses.
     let codes: Vec<u16> = vec![
-        0x20, 0x20, 0x20, 0x20, 0x80, 0x81, 0x06, 0x06, 0x06, 0x06, 0x06, 0x16, 0x15, 0x15, 0x25,
-        0x35, 0x45, 0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3c, 0x54, 0x5c, 0x44, 0x4c, 0xa4,
-        0xac, 0x64, 0x6c, 0x74, 0x7c, 0x84, 0x00, 0x01, 0x07, 0x87, 0x60, 0x61, 0x02, 0x03, 0x05,
-        0x15, 0x15, 0x1d, 0x35, 0x3d, 0x25, 0x2d, 0x45, 0x4d, 0x28, 0x94, 0xff,
+        0x20, 0x20, 0x20, 0x20, 0x80, 0x81, 0x06, 0x06, 0x06, 0x06, 0x06, 0x16, 0x15, 0x15, 0x25, 0x35, 0x45, 0x04,
+        0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3c, 0x54, 0x5c, 0x44, 0x4c, 0xa4, 0xac, 0x64, 0x6c, 0x74, 0x7c, 0x84,
+        0x00, 0x01, 0x07, 0x87, 0x60, 0x61, 0x02, 0x03, 0x05, 0x15, 0x15, 0x1d, 0x35, 0x3d, 0x25, 0x2d, 0x45, 0x4d,
+        0x28, 0x94, 0xff,
     ];
     let k = prop_oneof![
         4 => 0u32..20,
@@ -1390,11 +1041,7 @@ fn kernel_agrees_on_random_programs() {
             0x20 => (k % 17) * 4,
             _ => k,
         };
-        let k = if code == 0x20 && (k == 8 || k == 12) {
-            16
-        } else {
-            k
-        };
+        let k = if code == 0x20 && (k == 8 || k == 12) { 16 } else { k };
         Insn { code, jt, jf, k }
     });
     let last = prop_oneof![
@@ -1403,37 +1050,15 @@ fn kernel_agrees_on_random_programs() {
         Just(ret_a()),
         Just(ld(OFFSET_NR)),
     ];
-    let value = prop_oneof![
-        Just(0u64),
-        Just(0x8000_0000),
-        Just(u64::MAX),
-        0u64..20,
-        0u64..20,
-        any::<u64>()
-    ];
+    let value = prop_oneof![Just(0u64), Just(0x8000_0000), Just(u64::MAX), 0u64..20, 0u64..20, any::<u64>()];
     let call = (
         prop::sample::select(vec![libc::SYS_getppid, libc::SYS_getpid, libc::SYS_gettid]),
-        [
-            value.clone(),
-            value.clone(),
-            value.clone(),
-            value.clone(),
-            value.clone(),
-            value,
-        ],
+        [value.clone(), value.clone(), value.clone(), value.clone(), value.clone(), value],
     )
         .prop_map(|(nr, args)| probe(nr, args));
-    let case = (
-        prop::collection::vec(insn, 0..10),
-        last,
-        prop::collection::vec(call, 1..6),
-    );
+    let case = (prop::collection::vec(insn, 0..10), last, prop::collection::vec(call, 1..6));
 
-    let config = Config {
-        cases: 400,
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases: 400, failure_persistence: None, ..Config::default() };
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut runner = TestRunner::new_with_rng(config, rng);
     let accepted = Cell::new(0);
@@ -1448,11 +1073,7 @@ fn kernel_agrees_on_random_programs() {
                     continue;
                 }
                 let fit = |offset: u8| {
-                    if offset == 4 {
-                        offset
-                    } else {
-                        (u32::from(offset) % room) as u8
-                    }
+                    if offset == 4 { offset } else { (u32::from(offset) % room) as u8 }
                 };
                 insn.jt = fit(insn.jt);
                 insn.jf = fit(insn.jf);
@@ -1461,12 +1082,7 @@ fn kernel_agrees_on_random_programs() {
                 }
             }
             let kernel = kernel::run(&program, &[]);
-            prop_assert_eq!(
-                kernel.is_ok(),
-                interp::check(&program).is_ok(),
-                "kernel: {:?}",
-                kernel
-            );
+            prop_assert_eq!(kernel.is_ok(), interp::check(&program).is_ok(), "kernel: {:?}", kernel);
             if kernel.is_err() {
                 return Ok(());
             }
@@ -1474,19 +1090,10 @@ fn kernel_agrees_on_random_programs() {
             let guarded = guarded(&program);
             let expected = kernel::predict(&Program::new(guarded.clone()).unwrap(), &probes);
             let seen = kernel::run(&guarded, &probes);
-            prop_assert_eq!(
-                seen,
-                Ok(expected),
-                "{}",
-                disassemble(&guarded, &DisasmContext::default())
-            );
+            prop_assert_eq!(seen, Ok(expected), "{}", disassemble(&guarded, &DisasmContext::default()));
             Ok(())
         })
         .unwrap();
     // The generator must exercise both sides of the comparison.
-    assert!(
-        accepted.get() >= 60,
-        "only {} of 400 random programs were accepted",
-        accepted.get()
-    );
+    assert!(accepted.get() >= 60, "only {} of 400 random programs were accepted", accepted.get());
 }

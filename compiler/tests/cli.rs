@@ -90,7 +90,10 @@ fn explain_names_the_rule_or_the_bpf_path() {
     let policy = fixture("valid/coding-agent.yaml");
     let out = capsulec(&["explain", &policy, "--target", "linux-x86_64", "socket", "AF_NETLINK", "SOCK_RAW", "0"], &[]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("=> errno(EPERM)") && text.contains("socket: domain not in [AF_UNIX, AF_INET, AF_INET6]"), "{text}");
+    assert!(
+        text.contains("=> errno(EPERM)") && text.contains("socket: domain not in [AF_UNIX, AF_INET, AF_INET6]"),
+        "{text}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("art");
@@ -106,7 +109,11 @@ fn diff_reports_what_a_reviewer_needs() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.yaml");
     let new = dir.path().join("new.yaml");
-    std::fs::write(&old, "version: 1\nsyscalls:\n  allow: [read, write]\n  deny: [ptrace]\nfilesystem:\n  write: [/tmp]\n").unwrap();
+    std::fs::write(
+        &old,
+        "version: 1\nsyscalls:\n  allow: [read, write]\n  deny: [ptrace]\nfilesystem:\n  write: [/tmp]\n",
+    )
+    .unwrap();
     std::fs::write(&new, "version: 1\nsyscalls:\n  allow:\n    - read\n    - ptrace\n    - socket: domain == AF_UNIX\nfilesystem:\n  write: [/tmp, /var/tmp]\n").unwrap();
     let out = capsulec(&["diff", old.to_str().unwrap(), new.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -5,9 +5,7 @@
 use capsule_artifacts::launch::Record;
 use capsule_artifacts::target::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
 use capsule_artifacts::{LaunchSettings, Target};
-use capsule_compiler::back::bpf::{
-    CodegenError, MAX_ALLOWED_PATH, compile, compile_bytes, longest_path,
-};
+use capsule_compiler::back::bpf::{CodegenError, MAX_ALLOWED_PATH, compile, compile_bytes, longest_path};
 use capsule_compiler::back::validate::validate;
 use capsule_compiler::bpf::interp::{Program, RetAction, SeccompData};
 use capsule_compiler::bpf::{self, Insn, cache};
@@ -26,36 +24,20 @@ const EACCES: Action = Action::Errno(13);
 const ENOSYS: Action = Action::Errno(38);
 
 fn nr(target: Target, name: &str) -> u32 {
-    tables::table(target)
-        .by_name(name)
-        .unwrap_or_else(|| panic!("{name} is not in the {target} table"))
-        .nr
+    tables::table(target).by_name(name).unwrap_or_else(|| panic!("{name} is not in the {target} table")).nr
 }
 
 fn arg(target: Target, name: &str, index: u8) -> Arg {
     let def = tables::table(target).by_name(name).expect("known syscall");
-    Arg {
-        index,
-        width: width_of_bits(def.args[index as usize].bits),
-    }
+    Arg { index, width: width_of_bits(def.args[index as usize].bits) }
 }
 
 fn test(name: &str, index: u8, test: Test) -> Cond {
-    Cond::Test {
-        arg: arg(X86, name, index),
-        test,
-    }
+    Cond::Test { arg: arg(X86, name, index), test }
 }
 
 fn rule(kind: RuleKind, cond: Cond) -> Rule {
-    Rule {
-        kind,
-        cond,
-        origin: Origin {
-            span: 0..1,
-            group: None,
-        },
-    }
+    Rule { kind, cond, origin: Origin { span: 0..1, group: None } }
 }
 fn allow(cond: Cond) -> Rule {
     rule(RuleKind::Allow, cond)
@@ -74,11 +56,7 @@ fn policy(rules: Vec<(&str, Vec<Rule>)>) -> Policy {
         let def = tables::table(X86).by_name(name).expect("known syscall");
         syscalls
             .entry(def.nr)
-            .or_insert(SyscallRules {
-                name: def.name,
-                nr: def.nr,
-                rules: vec![],
-            })
+            .or_insert(SyscallRules { name: def.name, nr: def.nr, rules: vec![] })
             .rules
             .extend(rules);
     }
@@ -89,10 +67,7 @@ fn policy(rules: Vec<(&str, Vec<Rule>)>) -> Policy {
         newer_syscalls: ENOSYS,
         foreign_arch: Action::KillProcess,
         targets: vec![X86],
-        syscalls: vec![SyscallPolicy {
-            target: X86,
-            syscalls,
-        }],
+        syscalls: vec![SyscallPolicy { target: X86, syscalls }],
         launch: LaunchSettings::default(),
     }
 }
@@ -110,23 +85,12 @@ fn build(original: &Policy) -> Built {
     let info = verify(&optimised).expect("the passes keep the IR valid");
     let insns = compile(&optimised, &info, X86).expect("compiles");
     let report = validate(original, &info, X86, &insns).unwrap_or_else(|e| panic!("{e}"));
-    Built {
-        program: Program::new(insns).expect("the kernel's checks accept it"),
-        info,
-        probes: report.probes,
-    }
+    Built { program: Program::new(insns).expect("the kernel's checks accept it"), info, probes: report.probes }
 }
 
 impl Built {
     fn run_arch(&self, arch: u32, nr: u32, args: [u64; 6]) -> RetAction {
-        self.program
-            .run(&SeccompData {
-                nr,
-                arch,
-                instruction_pointer: 0,
-                args,
-            })
-            .action()
+        self.program.run(&SeccompData { nr, arch, instruction_pointer: 0, args }).action()
     }
     fn run(&self, name: &str, args: [u64; 6]) -> RetAction {
         self.run_arch(AUDIT_ARCH_X86_64, nr(X86, name), args)
@@ -148,17 +112,11 @@ fn args0(a0: u64) -> [u64; 6] {
 fn the_arch_is_checked_first_and_foreign_calls_get_the_foreign_action() {
     let built = build(&policy(vec![("getpid", vec![allow(Cond::True)])]));
     assert_eq!(built.insns()[0], ld(bpf::OFFSET_ARCH));
-    assert_eq!(
-        built.insns()[1].code,
-        bpf::BPF_JMP | bpf::BPF_JEQ | bpf::BPF_K
-    );
+    assert_eq!(built.insns()[1].code, bpf::BPF_JMP | bpf::BPF_JEQ | bpf::BPF_K);
     assert_eq!(built.insns()[1].k, AUDIT_ARCH_X86_64);
     // i386 getpid is 20, x86_64 getpid is 39: both are foreign under the i386 arch.
     for n in [20, 39, 0, 0xffff_ffff] {
-        assert_eq!(
-            built.run_arch(AUDIT_ARCH_I386, n, [0; 6]),
-            RetAction::KillProcess
-        );
+        assert_eq!(built.run_arch(AUDIT_ARCH_I386, n, [0; 6]), RetAction::KillProcess);
     }
     assert_eq!(built.run("getpid", [0; 6]), RetAction::Allow);
 }
@@ -167,38 +125,17 @@ fn the_arch_is_checked_first_and_foreign_calls_get_the_foreign_action() {
 fn x32_numbers_are_foreign_and_numbers_above_the_table_are_newer() {
     let built = build(&policy(vec![("getpid", vec![allow(Cond::True)])]));
     let getpid = nr(X86, "getpid");
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, getpid | 0x4000_0000, [0; 6]),
-        RetAction::KillProcess
-    );
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, 0xffff_ffff, [0; 6]),
-        RetAction::KillProcess
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, getpid | 0x4000_0000, [0; 6]), RetAction::KillProcess);
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, 0xffff_ffff, [0; 6]), RetAction::KillProcess);
     let max = tables::table(X86).max_nr;
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, max + 1, [0; 6]),
-        RetAction::Errno(38)
-    );
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, 1000, [0; 6]),
-        RetAction::Errno(38)
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, max + 1, [0; 6]), RetAction::Errno(38));
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, 1000, [0; 6]), RetAction::Errno(38));
     // Without the x32 bit, a "negative" number is just above the table.
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, 0x8000_0000, [0; 6]),
-        RetAction::Errno(38)
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, 0x8000_0000, [0; 6]), RetAction::Errno(38));
     // A hole inside the table gets the default, not newer-syscalls.
     assert!(tables::table(X86).by_nr(400).is_none());
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, 400, [0; 6]),
-        RetAction::Errno(1)
-    );
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, max, [0; 6]),
-        RetAction::Errno(1)
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, 400, [0; 6]), RetAction::Errno(1));
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, max, [0; 6]), RetAction::Errno(1));
 }
 
 /// The x32 test is no separate instruction on every path: it sits in the range above
@@ -208,12 +145,7 @@ fn x32_numbers_are_foreign_and_numbers_above_the_table_are_newer() {
 fn the_x32_test_is_only_on_the_path_above_the_table() {
     let built = build(&policy(vec![("getpid", vec![allow(Cond::True)])]));
     let jset = bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K;
-    let x32_tests = |insns: &[Insn]| {
-        insns
-            .iter()
-            .filter(|i| i.code == jset && i.k == 0x4000_0000)
-            .count()
-    };
+    let x32_tests = |insns: &[Insn]| insns.iter().filter(|i| i.code == jset && i.k == 0x4000_0000).count();
     assert_eq!(x32_tests(built.insns()), 1);
     let getpid = built.program.run(&SeccompData {
         nr: nr(X86, "getpid"),
@@ -229,17 +161,8 @@ fn the_x32_test_is_only_on_the_path_above_the_table() {
     same.foreign_arch = ENOSYS;
     let built = build(&same);
     assert_eq!(x32_tests(built.insns()), 0);
-    for n in [
-        0x4000_0000 | 39,
-        0x7fff_ffff,
-        0xffff_ffff,
-        0x8000_0000,
-        1000,
-    ] {
-        assert_eq!(
-            built.run_arch(AUDIT_ARCH_X86_64, n, [0; 6]),
-            RetAction::Errno(38)
-        );
+    for n in [0x4000_0000 | 39, 0x7fff_ffff, 0xffff_ffff, 0x8000_0000, 1000] {
+        assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, n, [0; 6]), RetAction::Errno(38));
     }
 }
 
@@ -266,78 +189,31 @@ fn an_allowed_syscall_without_conditions_loads_only_arch_and_nr_and_is_cached() 
             .map(|i| i.k)
             .collect();
         assert_eq!(loads, vec![bpf::OFFSET_ARCH, bpf::OFFSET_NR], "{name}");
-        assert!(cache::kernel_would_cache(
-            &built.program,
-            AUDIT_ARCH_X86_64,
-            nr(X86, name)
-        ));
+        assert!(cache::kernel_would_cache(&built.program, AUDIT_ARCH_X86_64, nr(X86, name)));
     }
-    assert!(!cache::kernel_would_cache(
-        &built.program,
-        AUDIT_ARCH_X86_64,
-        nr(X86, "socket")
-    ));
+    assert!(!cache::kernel_would_cache(&built.program, AUDIT_ARCH_X86_64, nr(X86, "socket")));
 }
 
 #[test]
 fn a_32_bit_argument_is_compared_on_its_low_word_only() {
     let af_netlink = 16;
     let built = build(&policy(vec![
-        (
-            "socket",
-            vec![allow(test("socket", 0, Test::In(vec![1, 2, 10])))],
-        ),
-        (
-            "socket",
-            vec![deny(EACCES, test("socket", 0, Test::Eq(af_netlink)))],
-        ),
-        (
-            "personality",
-            vec![deny(
-                Action::KillProcess,
-                test("personality", 0, Test::Ne(0)),
-            )],
-        ),
+        ("socket", vec![allow(test("socket", 0, Test::In(vec![1, 2, 10])))]),
+        ("socket", vec![deny(EACCES, test("socket", 0, Test::Eq(af_netlink)))]),
+        ("personality", vec![deny(Action::KillProcess, test("personality", 0, Test::Ne(0)))]),
         ("personality", vec![allow(Cond::True)]),
     ]));
     for garbage in [0, 0xdead_beef_0000_0000, 0xffff_ffff_0000_0000] {
-        assert_eq!(
-            built.run("socket", args0(af_netlink | garbage)),
-            RetAction::Errno(13),
-            "{garbage:#x}"
-        );
-        assert_eq!(
-            built.run("socket", args0(2 | garbage)),
-            RetAction::Allow,
-            "{garbage:#x}"
-        );
-        assert_eq!(
-            built.run("socket", args0(3 | garbage)),
-            RetAction::Errno(1),
-            "{garbage:#x}"
-        );
+        assert_eq!(built.run("socket", args0(af_netlink | garbage)), RetAction::Errno(13), "{garbage:#x}");
+        assert_eq!(built.run("socket", args0(2 | garbage)), RetAction::Allow, "{garbage:#x}");
+        assert_eq!(built.run("socket", args0(3 | garbage)), RetAction::Errno(1), "{garbage:#x}");
         // `!=` on the low word: garbage neither bypasses it nor kills an allowed call.
-        assert_eq!(
-            built.run("personality", args0(garbage)),
-            RetAction::Allow,
-            "{garbage:#x}"
-        );
-        assert_eq!(
-            built.run("personality", args0(8 | garbage)),
-            RetAction::KillProcess,
-            "{garbage:#x}"
-        );
+        assert_eq!(built.run("personality", args0(garbage)), RetAction::Allow, "{garbage:#x}");
+        assert_eq!(built.run("personality", args0(8 | garbage)), RetAction::KillProcess, "{garbage:#x}");
     }
     // No load of a high word anywhere: only arch, nr and the low words of arg0.
-    for insn in built
-        .insns()
-        .iter()
-        .filter(|i| i.code == bpf::BPF_LD | bpf::BPF_W | bpf::BPF_ABS)
-    {
-        assert!(
-            [bpf::OFFSET_ARCH, bpf::OFFSET_NR, bpf::offset_arg_lo(0)].contains(&insn.k),
-            "{insn:?}"
-        );
+    for insn in built.insns().iter().filter(|i| i.code == bpf::BPF_LD | bpf::BPF_W | bpf::BPF_ABS) {
+        assert!([bpf::OFFSET_ARCH, bpf::OFFSET_NR, bpf::offset_arg_lo(0)].contains(&insn.k), "{insn:?}");
     }
 }
 
@@ -347,69 +223,24 @@ fn a_32_bit_argument_is_compared_on_its_low_word_only() {
 fn a_64_bit_argument_is_compared_on_both_words() {
     let len = arg(X86, "mmap", 1);
     assert_eq!(len.width, capsule_compiler::ir::Width::W64);
-    let constants = [
-        0,
-        1,
-        0xffff_ffff,
-        1 << 32,
-        (1 << 32) + 1,
-        0x1_8000_0000,
-        1 << 63,
-        u64::MAX - 1,
-        u64::MAX,
-    ];
+    let constants = [0, 1, 0xffff_ffff, 1 << 32, (1 << 32) + 1, 0x1_8000_0000, 1 << 63, u64::MAX - 1, u64::MAX];
     let probes: Vec<u64> = constants
         .iter()
-        .flat_map(|&c: &u64| {
-            [
-                c.wrapping_sub(1),
-                c,
-                c.wrapping_add(1),
-                c ^ 0xffff_ffff,
-                c ^ 0xffff_ffff_0000_0000,
-            ]
-        })
+        .flat_map(|&c: &u64| [c.wrapping_sub(1), c, c.wrapping_add(1), c ^ 0xffff_ffff, c ^ 0xffff_ffff_0000_0000])
         .collect();
     let mut tests: Vec<Test> = Vec::new();
     for c in constants {
-        tests.extend([
-            Test::Eq(c),
-            Test::Ne(c),
-            Test::Lt(c),
-            Test::Le(c),
-            Test::Gt(c),
-            Test::Ge(c),
-        ]);
+        tests.extend([Test::Eq(c), Test::Ne(c), Test::Lt(c), Test::Le(c), Test::Gt(c), Test::Ge(c)]);
     }
     tests.push(Test::In(vec![3, 1 << 32, 0x1_0000_0003, u64::MAX]));
     tests.push(Test::NotIn(vec![3, 1 << 32, 0x1_0000_0003, u64::MAX]));
-    tests.push(Test::MaskedEq {
-        mask: 0x1_0000_00ff,
-        value: 0x1_0000_0001,
-    });
-    tests.push(Test::MaskedNe {
-        mask: 0xffff_0000_0000_0000,
-        value: 0,
-    });
+    tests.push(Test::MaskedEq { mask: 0x1_0000_00ff, value: 0x1_0000_0001 });
+    tests.push(Test::MaskedNe { mask: 0xffff_0000_0000_0000, value: 0 });
     for t in tests {
-        let built = build(&policy(vec![(
-            "mmap",
-            vec![allow(Cond::Test {
-                arg: len,
-                test: t.clone(),
-            })],
-        )]));
+        let built = build(&policy(vec![("mmap", vec![allow(Cond::Test { arg: len, test: t.clone() })])]));
         for &v in &probes {
-            let expected = if t.eval(v) {
-                RetAction::Allow
-            } else {
-                RetAction::Errno(1)
-            };
-            assert_eq!(
-                built.run("mmap", [0, v, 0, 0, 0, 0]),
-                expected,
-                "{t:?} on {v:#x}"
-            );
+            let expected = if t.eval(v) { RetAction::Allow } else { RetAction::Errno(1) };
+            assert_eq!(built.run("mmap", [0, v, 0, 0, 0, 0]), expected, "{t:?} on {v:#x}");
         }
     }
 }
@@ -418,42 +249,16 @@ fn a_64_bit_argument_is_compared_on_both_words() {
 fn masked_compares_and_sets() {
     let clone_ns = 0x1000_0000 | 0x0002_0000 | 0x4000_0000; // NEWUSER | NEWNS | NEWNET
     let built = build(&policy(vec![
-        (
-            "clone",
-            vec![allow(test(
-                "clone",
-                0,
-                Test::MaskedEq {
-                    mask: clone_ns,
-                    value: 0,
-                },
-            ))],
-        ),
-        (
-            "ioctl",
-            vec![allow(test(
-                "ioctl",
-                1,
-                Test::In(vec![0x5401, 0x5413, 0x541b]),
-            ))],
-        ),
-        (
-            "fcntl",
-            vec![deny(EACCES, test("fcntl", 1, Test::NotIn(vec![1, 2, 3])))],
-        ),
+        ("clone", vec![allow(test("clone", 0, Test::MaskedEq { mask: clone_ns, value: 0 }))]),
+        ("ioctl", vec![allow(test("ioctl", 1, Test::In(vec![0x5401, 0x5413, 0x541b])))]),
+        ("fcntl", vec![deny(EACCES, test("fcntl", 1, Test::NotIn(vec![1, 2, 3])))]),
         ("fcntl", vec![allow(Cond::True)]),
     ]));
     assert_eq!(built.run("clone", args0(0x0001_1200)), RetAction::Allow);
     assert_eq!(built.run("clone", args0(0x1000_0000)), RetAction::Errno(1));
     assert_eq!(built.run("clone", args0(0x4000_0011)), RetAction::Errno(1));
-    assert_eq!(
-        built.run("ioctl", [1, 0x5413, 0, 0, 0, 0]),
-        RetAction::Allow
-    );
-    assert_eq!(
-        built.run("ioctl", [1, 0x5414, 0, 0, 0, 0]),
-        RetAction::Errno(1)
-    );
+    assert_eq!(built.run("ioctl", [1, 0x5413, 0, 0, 0, 0]), RetAction::Allow);
+    assert_eq!(built.run("ioctl", [1, 0x5414, 0, 0, 0, 0]), RetAction::Errno(1));
     assert_eq!(built.run("fcntl", [1, 2, 0, 0, 0, 0]), RetAction::Allow);
     assert_eq!(built.run("fcntl", [1, 4, 0, 0, 0, 0]), RetAction::Errno(13));
 }
@@ -484,47 +289,25 @@ fn recorded_audits_and_denials_go_to_the_supervisor_with_the_policy_answer() {
     let mut p = policy(vec![
         ("execve", vec![audit(Cond::True)]),
         ("getpid", vec![allow(Cond::True)]),
-        (
-            "socket",
-            vec![
-                deny(EACCES, test("socket", 0, Test::Eq(16))),
-                allow(Cond::True),
-            ],
-        ),
+        ("socket", vec![deny(EACCES, test("socket", 0, Test::Eq(16))), allow(Cond::True)]),
         ("ptrace", vec![deny(Action::KillProcess, Cond::True)]),
     ]);
-    p.launch.audit.record = vec![
-        Record::Invocations,
-        Record::Denials,
-        Record::AuditedSyscalls,
-    ];
+    p.launch.audit.record = vec![Record::Invocations, Record::Denials, Record::AuditedSyscalls];
     let built = build(&p);
     let notify = &built.info.target(X86).expect("x86_64").notify;
     assert!(built.info.target(X86).expect("x86_64").needs_user_notif());
     assert_eq!(built.run("execve", [0; 6]), RetAction::UserNotif);
-    assert_eq!(
-        notify.answer(nr(X86, "execve")),
-        Some(NotifyAnswer::Continue)
-    );
+    assert_eq!(notify.answer(nr(X86, "execve")), Some(NotifyAnswer::Continue));
     assert_eq!(built.run("socket", args0(16)), RetAction::UserNotif);
-    assert_eq!(
-        notify.answer(nr(X86, "socket")),
-        Some(NotifyAnswer::Errno(13))
-    );
+    assert_eq!(notify.answer(nr(X86, "socket")), Some(NotifyAnswer::Errno(13)));
     assert_eq!(built.run("read", [0; 6]), RetAction::UserNotif);
     assert_eq!(notify.answer(nr(X86, "read")), Some(NotifyAnswer::Errno(1)));
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_X86_64, 1000, [0; 6]),
-        RetAction::UserNotif
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_X86_64, 1000, [0; 6]), RetAction::UserNotif);
     assert_eq!(notify.answer(1000), Some(NotifyAnswer::Errno(38)));
     // Kills stay real returns; allowed calls never reach the supervisor.
     assert_eq!(built.run("ptrace", [0; 6]), RetAction::KillProcess);
     assert_eq!(built.run("getpid", [0; 6]), RetAction::Allow);
-    assert_eq!(
-        built.run_arch(AUDIT_ARCH_I386, 20, [0; 6]),
-        RetAction::KillProcess
-    );
+    assert_eq!(built.run_arch(AUDIT_ARCH_I386, 20, [0; 6]), RetAction::KillProcess);
 }
 
 /// Many conditional syscalls make a program longer than 256 instructions, so the
@@ -539,30 +322,13 @@ fn long_jumps_get_trampolines() {
         .filter(|d| d.args_known && !d.args.is_empty() && !d.args[0].pointer)
         .take(120)
         .map(|d| {
-            let a = Arg {
-                index: 0,
-                width: width_of_bits(d.args[0].bits),
-            };
-            (
-                d.name,
-                vec![allow(Cond::Test {
-                    arg: a,
-                    test: Test::In(vec![1, 5, 9, 100]),
-                })],
-            )
+            let a = Arg { index: 0, width: width_of_bits(d.args[0].bits) };
+            (d.name, vec![allow(Cond::Test { arg: a, test: Test::In(vec![1, 5, 9, 100]) })])
         })
         .collect();
     let built = build(&policy(rules));
-    assert!(
-        built.insns().len() > 600,
-        "{} instructions",
-        built.insns().len()
-    );
-    let trampolines = built
-        .insns()
-        .iter()
-        .filter(|i| i.code == bpf::BPF_JMP | bpf::BPF_JA)
-        .count();
+    assert!(built.insns().len() > 600, "{} instructions", built.insns().len());
+    let trampolines = built.insns().iter().filter(|i| i.code == bpf::BPF_JMP | bpf::BPF_JA).count();
     assert!(trampolines > 0);
     assert!(built.probes > 5_000, "{} probes", built.probes);
 }
@@ -580,10 +346,7 @@ fn a_program_over_4096_instructions_is_an_error_naming_the_heaviest_syscalls() {
             (
                 d.name,
                 vec![allow(Cond::Test {
-                    arg: Arg {
-                        index: 1,
-                        width: width_of_bits(64),
-                    },
+                    arg: Arg { index: 1, width: width_of_bits(64) },
                     test: Test::In(values.clone()),
                 })],
             )
@@ -606,21 +369,8 @@ fn a_program_over_4096_instructions_is_an_error_naming_the_heaviest_syscalls() {
 fn output_is_deterministic_byte_for_byte() {
     let make = || {
         policy(vec![
-            (
-                "socket",
-                vec![allow(test("socket", 0, Test::In(vec![1, 2, 10])))],
-            ),
-            (
-                "clone",
-                vec![allow(test(
-                    "clone",
-                    0,
-                    Test::MaskedEq {
-                        mask: 0x7000_0000,
-                        value: 0,
-                    },
-                ))],
-            ),
+            ("socket", vec![allow(test("socket", 0, Test::In(vec![1, 2, 10])))]),
+            ("clone", vec![allow(test("clone", 0, Test::MaskedEq { mask: 0x7000_0000, value: 0 }))]),
             ("getpid", vec![allow(Cond::True)]),
             ("ptrace", vec![deny(Action::KillProcess, Cond::True)]),
         ])
@@ -647,11 +397,7 @@ fn aarch64_has_no_x32_check_and_its_own_arch() {
         target: t,
         syscalls: BTreeMap::from([(
             getpid,
-            SyscallRules {
-                name: "getpid",
-                nr: getpid,
-                rules: vec![allow(Cond::True)],
-            },
+            SyscallRules { name: "getpid", nr: getpid, rules: vec![allow(Cond::True)] },
         )]),
     }];
     let optimised = passes::run_all(&p);
@@ -659,26 +405,10 @@ fn aarch64_has_no_x32_check_and_its_own_arch() {
     let insns = compile(&optimised, &info, t).expect("compiles");
     validate(&p, &info, t, &insns).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(insns[1].k, t.audit_arch().expect("linux"));
-    assert!(
-        !insns
-            .iter()
-            .any(|i| i.code == bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K)
-    );
+    assert!(!insns.iter().any(|i| i.code == bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K));
     let program = Program::new(insns).expect("accepted");
-    let run = |arch, nr| {
-        program
-            .run(&SeccompData {
-                nr,
-                arch,
-                instruction_pointer: 0,
-                args: [0; 6],
-            })
-            .action()
-    };
-    assert_eq!(
-        run(t.audit_arch().expect("linux"), getpid),
-        RetAction::Allow
-    );
+    let run = |arch, nr| program.run(&SeccompData { nr, arch, instruction_pointer: 0, args: [0; 6] }).action();
+    assert_eq!(run(t.audit_arch().expect("linux"), getpid), RetAction::Allow);
     assert_eq!(run(AUDIT_ARCH_X86_64, getpid), RetAction::KillProcess);
 }
 
@@ -686,10 +416,7 @@ fn aarch64_has_no_x32_check_and_its_own_arch() {
 fn translation_validation_catches_a_wrong_program() {
     let p = policy(vec![
         ("getpid", vec![allow(Cond::True)]),
-        (
-            "socket",
-            vec![allow(test("socket", 0, Test::In(vec![1, 2])))],
-        ),
+        ("socket", vec![allow(test("socket", 0, Test::In(vec![1, 2])))]),
     ]);
     let optimised = passes::run_all(&p);
     let info = verify(&optimised).expect("valid");
@@ -701,15 +428,10 @@ fn translation_validation_catches_a_wrong_program() {
         (
             "every return allows",
             Box::new(move |prog| {
-                prog.iter_mut()
-                    .filter(|i| i.code == bpf::BPF_RET | bpf::BPF_K)
-                    .for_each(|i| *i = allow_ret)
+                prog.iter_mut().filter(|i| i.code == bpf::BPF_RET | bpf::BPF_K).for_each(|i| *i = allow_ret)
             }),
         ),
-        (
-            "wrong arch",
-            Box::new(|prog| prog[1].k = capsule_artifacts::target::AUDIT_ARCH_I386),
-        ),
+        ("wrong arch", Box::new(|prog| prog[1].k = capsule_artifacts::target::AUDIT_ARCH_I386)),
         (
             "a socket family changed",
             Box::new(|prog| {
@@ -723,10 +445,8 @@ fn translation_validation_catches_a_wrong_program() {
         (
             "the x32 check dropped",
             Box::new(|prog| {
-                let jset = prog
-                    .iter_mut()
-                    .find(|i| i.code == bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K)
-                    .expect("x32 test");
+                let jset =
+                    prog.iter_mut().find(|i| i.code == bpf::BPF_JMP | bpf::BPF_JSET | bpf::BPF_K).expect("x32 test");
                 jset.k = 0x2000_0000;
             }),
         ),
@@ -734,10 +454,7 @@ fn translation_validation_catches_a_wrong_program() {
     for (what, mutate) in mutations {
         let mut bad = good.clone();
         mutate(&mut bad);
-        assert!(
-            validate(&p, &info, X86, &bad).is_err(),
-            "{what} was not caught"
-        );
+        assert!(validate(&p, &info, X86, &bad).is_err(), "{what} was not caught");
     }
 }
 
@@ -746,30 +463,19 @@ fn translation_validation_catches_a_wrong_program() {
 #[test]
 fn example_policies_compile_to_small_validated_filters() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/policies/valid");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("fixtures")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").map(|e| e.expect("entry").path()).collect();
     paths.sort();
     assert!(!paths.is_empty());
-    for path in paths
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-    {
+    for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
         let src = std::fs::read_to_string(path).expect("readable");
         let checked = capsule_compiler::front::check(&src);
-        let original = checked
-            .policy
-            .unwrap_or_else(|| panic!("{}: {:?}", path.display(), checked.diagnostics));
+        let original = checked.policy.unwrap_or_else(|| panic!("{}: {:?}", path.display(), checked.diagnostics));
         let optimised = passes::run_all(&original);
         let info = verify(&optimised).expect("valid");
         for sp in &optimised.syscalls {
             let insns = compile(&optimised, &info, sp.target).expect("compiles");
-            let report =
-                validate(&original, &info, sp.target, &insns).unwrap_or_else(|e| panic!("{e}"));
-            let named = original
-                .syscalls_for(sp.target)
-                .map_or(0, |s| s.syscalls.len());
+            let report = validate(&original, &info, sp.target, &insns).unwrap_or_else(|e| panic!("{e}"));
+            let named = original.syscalls_for(sp.target).map_or(0, |s| s.syscalls.len());
             println!(
                 "{} {}: {} syscalls named, {} instructions, {} probes, {} numbers cached",
                 path.file_name().expect("name").to_string_lossy(),
@@ -779,12 +485,7 @@ fn example_policies_compile_to_small_validated_filters() {
                 report.probes,
                 report.cached
             );
-            assert!(
-                insns.len() < 1024,
-                "{}: {} instructions",
-                path.display(),
-                insns.len()
-            );
+            assert!(insns.len() < 1024, "{}: {} instructions", path.display(), insns.len());
         }
     }
 }
@@ -815,21 +516,12 @@ fn path_metrics(program: &Program, original: &Policy, target: Target) -> PathMet
     let mut paths = Vec::new();
     let (mut worst_allowed, mut arg_free_allowed, mut cached) = (0, 0, 0);
     for nr in 0..=table.max_nr {
-        let call = ir::Call {
-            arch,
-            nr,
-            args: [0; 6],
-        };
+        let call = ir::Call { arch, nr, args: [0; 6] };
         worst_allowed = worst_allowed.max(longest_path(program, arch, nr, allows).unwrap_or(0));
         if ir::decide(original, target, &call).action != Action::Allow {
             continue;
         }
-        let outcome = program.run(&SeccompData {
-            nr,
-            arch,
-            instruction_pointer: 0,
-            args: [0; 6],
-        });
+        let outcome = program.run(&SeccompData { nr, arch, instruction_pointer: 0, args: [0; 6] });
         assert_eq!(outcome.ret, bpf::SECCOMP_RET_ALLOW, "nr {nr}");
         paths.push(outcome.path.len());
         if !arg_checked.contains(&nr) {
@@ -872,29 +564,9 @@ fn a_docker_shaped_policy_keeps_every_allowed_path_within_the_budget() {
         .map(|d| (d.name, vec![allow(Cond::True)]))
         .collect();
     rules.extend([
-        (
-            "socket",
-            vec![allow(test("socket", 0, Test::NotIn(vec![38, 40])))],
-        ),
-        (
-            "clone",
-            vec![allow(test(
-                "clone",
-                0,
-                Test::MaskedEq {
-                    mask: 0x7e02_0000,
-                    value: 0,
-                },
-            ))],
-        ),
-        (
-            "personality",
-            vec![allow(test(
-                "personality",
-                0,
-                Test::In(vec![0, 8, 0x2_0000, 0x2_0008, 0xffff_ffff]),
-            ))],
-        ),
+        ("socket", vec![allow(test("socket", 0, Test::NotIn(vec![38, 40])))]),
+        ("clone", vec![allow(test("clone", 0, Test::MaskedEq { mask: 0x7e02_0000, value: 0 }))]),
+        ("personality", vec![allow(test("personality", 0, Test::In(vec![0, 8, 0x2_0000, 0x2_0008, 0xffff_ffff])))]),
     ]);
     let original = policy(rules);
     let built = build(&original);
@@ -929,11 +601,8 @@ fn docker_default_meets_the_issue_targets() {
         }
     };
     let imported = import_oci(&json, &ImportOptions::new(X86)).expect("the profile imports");
-    let artifacts = build::build(
-        imported.yaml.as_bytes(),
-        &BuildOptions { targets: vec![X86] },
-    )
-    .unwrap_or_else(|e| panic!("capsulec build: {e}"));
+    let artifacts = build::build(imported.yaml.as_bytes(), &BuildOptions { targets: vec![X86] })
+        .unwrap_or_else(|e| panic!("capsulec build: {e}"));
     let program = Program::from_bytes(&artifacts.files[X86.artifact_file()]).expect("accepted");
     let m = path_metrics(&program, &artifacts.policy, X86);
     println!("{m:?}");

@@ -41,7 +41,11 @@ fn check(kind: &str, path: &Path) -> (String, String, front::Checked) {
 
 fn assert_expected_codes(path: &Path, src: &str, checked: &front::Checked) {
     let expected = filetest::expected_codes(src);
-    assert!(!expected.is_empty(), "{}: an invalid or warning fixture says what it expects with `# expect: CODE`", path.display());
+    assert!(
+        !expected.is_empty(),
+        "{}: an invalid or warning fixture says what it expects with `# expect: CODE`",
+        path.display()
+    );
     let got: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.as_str()).collect();
     for code in &expected {
         assert!(got.contains(&code.as_str()), "{}: expected {code}, got {got:?}", path.display());
@@ -128,16 +132,32 @@ fn bpf_decision(artifacts: &build::Artifacts, run: &filetest::RunLine) -> (Actio
 fn valid_policies_decide_alike_after_the_passes_and_in_the_compiled_filter() {
     for path in fixtures("valid") {
         let src = std::fs::read(&path).unwrap();
-        let artifacts = build::build(&src, &BuildOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let artifacts =
+            build::build(&src, &BuildOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let text = String::from_utf8(src).unwrap();
         for run in filetest::run_lines(&text).unwrap() {
             let expected = (run.expected.action, run.expected.audited);
             let after = ir::decide(&artifacts.optimised, run.target, &run.call);
-            assert_eq!((after.action, after.audited), expected, "{}:{}: {} (IR after passes)", path.display(), run.line, run.text);
+            assert_eq!(
+                (after.action, after.audited),
+                expected,
+                "{}:{}: {} (IR after passes)",
+                path.display(),
+                run.line,
+                run.text
+            );
             // The filter reports audited calls only when the policy records them.
-            let records_audits = artifacts.policy.launch.audit.record.contains(&capsule_artifacts::launch::Record::AuditedSyscalls);
+            let records_audits =
+                artifacts.policy.launch.audit.record.contains(&capsule_artifacts::launch::Record::AuditedSyscalls);
             let (action, audited) = bpf_decision(&artifacts, &run);
-            assert_eq!((action, audited), (expected.0, expected.1 && records_audits), "{}:{}: {} (BPF)", path.display(), run.line, run.text);
+            assert_eq!(
+                (action, audited),
+                (expected.0, expected.1 && records_audits),
+                "{}:{}: {} (BPF)",
+                path.display(),
+                run.line,
+                run.text
+            );
         }
         for target in capsule_artifacts::Target::LINUX {
             let Some(bytes) = artifacts.files.get(target.artifact_file()) else { continue };
@@ -173,7 +193,12 @@ fn builds_are_deterministic() {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             pins.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
             for (name, bytes) in &a.files {
-                assert_eq!(&std::fs::read(dir.path().join("out").join(name)).unwrap(), bytes, "{name} of {}", path.display());
+                assert_eq!(
+                    &std::fs::read(dir.path().join("out").join(name)).unwrap(),
+                    bytes,
+                    "{name} of {}",
+                    path.display()
+                );
             }
         }
         assert_eq!(pins, [a.pin.clone(), a.pin.clone()]);

@@ -7,9 +7,7 @@ use capsule_artifacts::{LaunchSettings, Target};
 use capsule_compiler::back::bpf::compile;
 use capsule_compiler::back::validate::validate;
 use capsule_compiler::bpf::Insn;
-use capsule_compiler::ir::{
-    Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test,
-};
+use capsule_compiler::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test};
 use capsule_compiler::valid::{verify, width_of_bits};
 use capsule_compiler::{passes, tables};
 use std::collections::BTreeMap;
@@ -21,25 +19,12 @@ const AF_NETLINK: u64 = 16;
 const NEWER_ERRNO: u16 = libc::EXDEV as u16;
 
 fn rule(kind: RuleKind, cond: Cond) -> Rule {
-    Rule {
-        kind,
-        cond,
-        origin: Origin {
-            span: 0..1,
-            group: None,
-        },
-    }
+    Rule { kind, cond, origin: Origin { span: 0..1, group: None } }
 }
 
 fn domain(test: Test) -> Cond {
     let def = tables::table(X86).by_name("socket").expect("socket");
-    Cond::Test {
-        arg: Arg {
-            index: 0,
-            width: width_of_bits(def.args[0].bits),
-        },
-        test,
-    }
+    Cond::Test { arg: Arg { index: 0, width: width_of_bits(def.args[0].bits) }, test }
 }
 
 /// Default EPERM; exit and getpid allowed; AF_UNIX/AF_INET sockets allowed and
@@ -54,32 +39,16 @@ fn agent_policy() -> Policy {
             "socket",
             vec![
                 rule(RuleKind::Allow, domain(Test::In(vec![1, AF_INET]))),
-                rule(
-                    RuleKind::Deny(Action::Errno(libc::EACCES as u16)),
-                    domain(Test::Eq(AF_NETLINK)),
-                ),
+                rule(RuleKind::Deny(Action::Errno(libc::EACCES as u16)), domain(Test::Eq(AF_NETLINK))),
             ],
         ),
-        (
-            "io_uring_setup",
-            vec![rule(
-                RuleKind::Deny(Action::Errno(libc::ENOSYS as u16)),
-                Cond::True,
-            )],
-        ),
+        ("io_uring_setup", vec![rule(RuleKind::Deny(Action::Errno(libc::ENOSYS as u16)), Cond::True)]),
     ];
     let syscalls = rules
         .into_iter()
         .map(|(name, rules)| {
             let def = tables::table(X86).by_name(name).expect("known syscall");
-            (
-                def.nr,
-                SyscallRules {
-                    name: def.name,
-                    nr: def.nr,
-                    rules,
-                },
-            )
+            (def.nr, SyscallRules { name: def.name, nr: def.nr, rules })
         })
         .collect::<BTreeMap<_, _>>();
     Policy {
@@ -89,10 +58,7 @@ fn agent_policy() -> Policy {
         newer_syscalls: Action::Errno(NEWER_ERRNO),
         foreign_arch: Action::KillProcess,
         targets: vec![X86],
-        syscalls: vec![SyscallPolicy {
-            target: X86,
-            syscalls,
-        }],
+        syscalls: vec![SyscallPolicy { target: X86, syscalls }],
         launch: LaunchSettings::default(),
     }
 }
@@ -115,19 +81,9 @@ enum Ended {
 fn in_filtered_child(program: &[Insn], body: fn() -> i32) -> Ended {
     // Everything the child needs is prepared before the fork: after it, only
     // async-signal-safe calls (raw syscalls, _exit).
-    let mut filter: Vec<libc::sock_filter> = program
-        .iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
+    let mut filter: Vec<libc::sock_filter> =
+        program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
     // SAFETY: fork in a test process; the child only makes raw system calls and
     // leaves with _exit, never returning into the test harness.
     let pid = unsafe { libc::fork() };
@@ -139,12 +95,7 @@ fn in_filtered_child(program: &[Insn], body: fn() -> i32) -> Ended {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 libc::_exit(120);
             }
-            if libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &prog as *const libc::sock_fprog,
-            ) != 0
+            if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) != 0
             {
                 libc::_exit(121);
             }
@@ -182,14 +133,7 @@ fn a_denied_socket_family_is_denied_whatever_the_high_half_holds() {
     check(
         || {
             // SAFETY: socket(2) with integer arguments; garbage above the int reaches the register.
-            errno_of(unsafe {
-                libc::syscall(
-                    libc::SYS_socket,
-                    AF_NETLINK | 0xdead_beef_0000_0000,
-                    libc::SOCK_RAW,
-                    0,
-                )
-            })
+            errno_of(unsafe { libc::syscall(libc::SYS_socket, AF_NETLINK | 0xdead_beef_0000_0000, libc::SOCK_RAW, 0) })
         },
         Ended::Exited(libc::EACCES),
     );
@@ -207,14 +151,7 @@ fn an_allowed_socket_family_works_with_garbage_in_the_high_half() {
     check(
         || {
             // SAFETY: socket(2) with integer arguments, as above.
-            errno_of(unsafe {
-                libc::syscall(
-                    libc::SYS_socket,
-                    AF_INET | 0xffff_ffff_0000_0000,
-                    libc::SOCK_DGRAM,
-                    0,
-                )
-            })
+            errno_of(unsafe { libc::syscall(libc::SYS_socket, AF_INET | 0xffff_ffff_0000_0000, libc::SOCK_DGRAM, 0) })
         },
         Ended::Exited(0),
     );
@@ -249,11 +186,7 @@ fn an_x32_number_kills_the_process() {
 fn io_uring_setup_is_denied_with_enosys() {
     check(
         // SAFETY: io_uring_setup with a null params pointer never runs: the filter denies it.
-        || {
-            errno_of(unsafe {
-                libc::syscall(libc::SYS_io_uring_setup, 8, std::ptr::null_mut::<u8>())
-            })
-        },
+        || errno_of(unsafe { libc::syscall(libc::SYS_io_uring_setup, 8, std::ptr::null_mut::<u8>()) }),
         Ended::Exited(libc::ENOSYS),
     );
 }

@@ -54,12 +54,8 @@ impl Reason {
     fn why(self) -> &'static str {
         match self {
             Reason::HighHalf => "libseccomp compares a 32-bit argument on all 64 bits",
-            Reason::UnknownToLibseccomp => {
-                "libseccomp 2.5.4's table lacks the syscall (Linux > 6.7)"
-            }
-            Reason::AboveTable => {
-                "Capsule gives newer-syscalls above its table, libseccomp the default"
-            }
+            Reason::UnknownToLibseccomp => "libseccomp 2.5.4's table lacks the syscall (Linux > 6.7)",
+            Reason::AboveTable => "Capsule gives newer-syscalls above its table, libseccomp the default",
         }
     }
 }
@@ -68,31 +64,19 @@ impl Reason {
 /// not have is left out there): the rule's syscall and the reason.
 const EXPECTED: &[(&str, Reason, &[&str])] = &[
     // Docker's profile compares socket(domain) and personality(persona), both int-sized.
-    (
-        "docker-default",
-        Reason::HighHalf,
-        &["personality", "socket"],
-    ),
+    ("docker-default", Reason::HighHalf, &["personality", "socket"]),
     ("docker-default", Reason::UnknownToLibseccomp, DOCKER_NEWER),
     ("docker-default", Reason::AboveTable, ABOVE_TABLE),
     // ioctl(request) is unsigned int; socket(domain), socketpair(domain) and
     // personality(persona) are int-sized.
-    (
-        "coding-agent",
-        Reason::HighHalf,
-        &["ioctl", "personality", "socket"],
-    ),
+    ("coding-agent", Reason::HighHalf, &["ioctl", "personality", "socket"]),
     ("coding-agent", Reason::UnknownToLibseccomp, GROUPS_NEWER),
     ("coding-agent", Reason::AboveTable, ABOVE_TABLE),
     ("data-science", Reason::HighHalf, &["ioctl", "socket"]),
     ("data-science", Reason::UnknownToLibseccomp, GROUPS_NEWER),
     ("data-science", Reason::AboveTable, ABOVE_TABLE),
     ("minimal", Reason::AboveTable, ABOVE_TABLE),
-    (
-        "cli-default",
-        Reason::HighHalf,
-        &["ioctl", "personality", "socket", "socketpair"],
-    ),
+    ("cli-default", Reason::HighHalf, &["ioctl", "personality", "socket", "socketpair"]),
     ("cli-default", Reason::UnknownToLibseccomp, GROUPS_NEWER),
     ("cli-default", Reason::AboveTable, ABOVE_TABLE),
 ];
@@ -101,29 +85,13 @@ const EXPECTED: &[(&str, Reason, &[&str])] = &[
 const ABOVE_TABLE: &[&str] = &["above table"];
 
 /// What Docker's profile allows of the syscalls added after Linux 6.7.
-const DOCKER_NEWER: &[&str] = &[
-    "getxattrat",
-    "listmount",
-    "listxattrat",
-    "mseal",
-    "removexattrat",
-    "setxattrat",
-    "statmount",
-    "uretprobe",
-];
+const DOCKER_NEWER: &[&str] =
+    &["getxattrat", "listmount", "listxattrat", "mseal", "removexattrat", "setxattrat", "statmount", "uretprobe"];
 
 /// What the groups the fixtures allow (`@default`, `@file-system`, `@memory`) hold of
 /// the syscalls added after Linux 6.7.
-const GROUPS_NEWER: &[&str] = &[
-    "file_getattr",
-    "file_setattr",
-    "getxattrat",
-    "listxattrat",
-    "mseal",
-    "removexattrat",
-    "setxattrat",
-    "uretprobe",
-];
+const GROUPS_NEWER: &[&str] =
+    &["file_getattr", "file_setattr", "getxattrat", "listxattrat", "mseal", "removexattrat", "setxattrat", "uretprobe"];
 
 /// One policy compiled by both, for one target.
 struct Case {
@@ -140,10 +108,7 @@ struct Case {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn action_ret(action: Action) -> u32 {
@@ -157,32 +122,14 @@ fn action_ret(action: Action) -> u32 {
     }
 }
 
-fn compile_capsule(
-    name: &str,
-    yaml: &[u8],
-    target: Target,
-    spec_of: impl FnOnce(&Policy) -> Spec,
-) -> Case {
-    let artifacts = build(
-        yaml,
-        &BuildOptions {
-            targets: vec![target],
-        },
-    )
-    .unwrap_or_else(|e| panic!("{name}: capsulec build failed: {e}"));
-    let capsule = Program::from_bytes(&artifacts.files[target.artifact_file()])
-        .expect("capsule filter checks");
+fn compile_capsule(name: &str, yaml: &[u8], target: Target, spec_of: impl FnOnce(&Policy) -> Spec) -> Case {
+    let artifacts = build(yaml, &BuildOptions { targets: vec![target] })
+        .unwrap_or_else(|e| panic!("{name}: capsulec build failed: {e}"));
+    let capsule = Program::from_bytes(&artifacts.files[target.artifact_file()]).expect("capsule filter checks");
     let info = valid::verify(&artifacts.optimised).expect("optimised IR verifies");
     let notify = info.target(target).expect("target verified").notify.clone();
     let spec = spec_of(&artifacts.policy);
-    Case {
-        name: name.to_owned(),
-        target,
-        capsule,
-        notify,
-        policy: artifacts.policy,
-        spec,
-    }
+    Case { name: name.to_owned(), target, capsule, notify, policy: artifacts.policy, spec }
 }
 
 // ------------------------------------------------------------------ IR → libseccomp rules
@@ -235,11 +182,9 @@ fn test_cubes(test: &Test, width: Width) -> Vec<Cube> {
         Test::Gt(x) => interval_cubes(x + 1, full, width),
         Test::Ge(x) => interval_cubes(*x, full, width),
         Test::MaskedEq { mask, value } => vec![(*mask, *value)],
-        Test::MaskedNe { mask, value } => (0..64)
-            .map(|b| 1u64 << b)
-            .filter(|b| mask & b != 0)
-            .map(|b| (b, !value & b))
-            .collect(),
+        Test::MaskedNe { mask, value } => {
+            (0..64).map(|b| 1u64 << b).filter(|b| mask & b != 0).map(|b| (b, !value & b)).collect()
+        }
         Test::In(xs) => xs.iter().map(|x| (full, *x)).collect(),
         Test::NotIn(xs) => gaps_cubes(xs, width),
     }
@@ -248,14 +193,7 @@ fn test_cubes(test: &Test, width: Width) -> Vec<Cube> {
 /// The comparisons, one of which must hold, for tests all on one argument. `None`
 /// stands for "always true".
 fn arg_alternatives(arg: Arg, tests: &[Test]) -> Vec<Option<Cmp>> {
-    let cmp = |op, a, b| {
-        Some(Cmp {
-            arg: arg.index,
-            op,
-            a,
-            b,
-        })
-    };
+    let cmp = |op, a, b| Some(Cmp { arg: arg.index, op, a, b });
     // One test: as a person would write it for libseccomp.
     if let [test] = tests {
         match test {
@@ -297,32 +235,17 @@ fn arg_alternatives(arg: Arg, tests: &[Test]) -> Vec<Option<Cmp>> {
 fn conj_rules(action: u32, name: &str, conj: &Conj) -> Vec<libseccomp::Rule> {
     let mut by_arg: BTreeMap<u8, (Arg, Vec<Test>)> = BTreeMap::new();
     for (arg, test) in conj {
-        by_arg
-            .entry(arg.index)
-            .or_insert((*arg, Vec::new()))
-            .1
-            .push(test.clone());
+        by_arg.entry(arg.index).or_insert((*arg, Vec::new())).1.push(test.clone());
     }
     let mut combos: Vec<Vec<Cmp>> = vec![vec![]];
     for (arg, tests) in by_arg.values() {
         let alternatives = arg_alternatives(*arg, tests);
         combos = combos
             .iter()
-            .flat_map(|c| {
-                alternatives
-                    .iter()
-                    .map(move |alt| c.iter().copied().chain(*alt).collect())
-            })
+            .flat_map(|c| alternatives.iter().map(move |alt| c.iter().copied().chain(*alt).collect()))
             .collect();
     }
-    combos
-        .into_iter()
-        .map(|cmps| libseccomp::Rule {
-            action,
-            syscall: name.to_owned(),
-            cmps,
-        })
-        .collect()
+    combos.into_iter().map(|cmps| libseccomp::Rule { action, syscall: name.to_owned(), cmps }).collect()
 }
 
 /// The libseccomp spec of a Capsule policy's IR: per syscall, the argument space split
@@ -331,12 +254,7 @@ fn conj_rules(action: u32, name: &str, conj: &Conj) -> Vec<libseccomp::Rule> {
 fn spec_from_ir(policy: &Policy, target: Target) -> Spec {
     let default = action_ret(policy.default);
     let mut rules = BTreeSet::new();
-    for sc in policy
-        .syscalls_for(target)
-        .expect("target in policy")
-        .syscalls
-        .values()
-    {
+    for sc in policy.syscalls_for(target).expect("target in policy").syscalls.values() {
         let class = |a: Action| match a {
             Action::KillProcess => 0,
             Action::KillThread => 1,
@@ -363,20 +281,11 @@ fn spec_from_ir(policy: &Policy, target: Target) -> Spec {
         for (action, conds) in denies {
             regions.push((
                 action,
-                Cond::And(vec![
-                    Cond::Or(conds.clone()),
-                    Cond::Not(Box::new(Cond::Or(stronger.clone()))),
-                ]),
+                Cond::And(vec![Cond::Or(conds.clone()), Cond::Not(Box::new(Cond::Or(stronger.clone())))]),
             ));
             stronger.extend(conds);
         }
-        regions.push((
-            Action::Allow,
-            Cond::And(vec![
-                Cond::Or(allows),
-                Cond::Not(Box::new(Cond::Or(stronger))),
-            ]),
-        ));
+        regions.push((Action::Allow, Cond::And(vec![Cond::Or(allows), Cond::Not(Box::new(Cond::Or(stronger)))])));
         for (action, cond) in regions {
             let ret = action_ret(action);
             if ret == default {
@@ -387,27 +296,12 @@ fn spec_from_ir(policy: &Policy, target: Target) -> Spec {
             }
         }
     }
-    Spec {
-        target,
-        default,
-        badarch: action_ret(policy.foreign_arch),
-        optimize: 1,
-        rules: rules.into_iter().collect(),
-    }
+    Spec { target, default, badarch: action_ret(policy.foreign_arch), optimize: 1, rules: rules.into_iter().collect() }
 }
 
 // ------------------------------------------------------------------ probes
 
-const EDGES: [u64; 8] = [
-    0,
-    1,
-    (1 << 31) - 1,
-    1 << 31,
-    (1 << 32) - 1,
-    1 << 32,
-    1 << 63,
-    u64::MAX,
-];
+const EDGES: [u64; 8] = [0, 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 1, 1 << 32, 1 << 63, u64::MAX];
 const GARBAGE: u64 = 0xffff_ffff_0000_0000;
 
 /// Argument vectors for a syscall whose rules compare `constants` (per argument index).
@@ -419,10 +313,7 @@ fn arg_vectors(constants: &BTreeMap<u8, BTreeSet<u64>>) -> Vec<[u64; 6]> {
             for &c in cs {
                 values.extend([c.wrapping_sub(1), c, c.wrapping_add(1)]);
             }
-            let with_garbage = values
-                .iter()
-                .map(|v| GARBAGE | (v & 0xffff_ffff))
-                .collect::<Vec<_>>();
+            let with_garbage = values.iter().map(|v| GARBAGE | (v & 0xffff_ffff)).collect::<Vec<_>>();
             values.extend(with_garbage);
             (i, values.into_iter().collect())
         })
@@ -460,57 +351,26 @@ fn probes(case: &Case) -> Vec<SeccompData> {
     let table = tables::table(case.target);
     let arch = case.target.audit_arch().unwrap();
     let mut constants: BTreeMap<u32, BTreeMap<u8, BTreeSet<u64>>> = BTreeMap::new();
-    for sc in case
-        .policy
-        .syscalls_for(case.target)
-        .unwrap()
-        .syscalls
-        .values()
-    {
+    for sc in case.policy.syscalls_for(case.target).unwrap().syscalls.values() {
         for rule in &sc.rules {
             visit_tests(&rule.cond, &mut |arg, test| {
-                constants
-                    .entry(sc.nr)
-                    .or_default()
-                    .entry(arg.index)
-                    .or_default()
-                    .extend(test_values(test));
+                constants.entry(sc.nr).or_default().entry(arg.index).or_default().extend(test_values(test));
             });
         }
     }
     for rule in &case.spec.rules {
         if let Some(def) = table.by_name(&rule.syscall) {
             for c in &rule.cmps {
-                constants
-                    .entry(def.nr)
-                    .or_default()
-                    .entry(c.arg)
-                    .or_default()
-                    .extend([c.a, c.b]);
+                constants.entry(def.nr).or_default().entry(c.arg).or_default().extend([c.a, c.b]);
             }
         }
     }
-    let call = |arch, nr, args| SeccompData {
-        nr,
-        arch,
-        instruction_pointer: 0,
-        args,
-    };
-    let mut probes: Vec<SeccompData> = (0..=table.max_nr + 64)
-        .map(|nr| call(arch, nr, [0; 6]))
-        .collect();
+    let call = |arch, nr, args| SeccompData { nr, arch, instruction_pointer: 0, args };
+    let mut probes: Vec<SeccompData> = (0..=table.max_nr + 64).map(|nr| call(arch, nr, [0; 6])).collect();
     for (&nr, by_arg) in &constants {
-        probes.extend(
-            arg_vectors(by_arg)
-                .into_iter()
-                .map(|args| call(arch, nr, args)),
-        );
+        probes.extend(arg_vectors(by_arg).into_iter().map(|args| call(arch, nr, args)));
     }
-    let compat = if case.target == X86 {
-        AUDIT_ARCH_I386
-    } else {
-        AUDIT_ARCH_ARM
-    };
+    let compat = if case.target == X86 { AUDIT_ARCH_I386 } else { AUDIT_ARCH_ARM };
     probes.extend((0..8).map(|nr| call(compat, nr, [0; 6])));
     if case.target == X86 {
         probes.extend([0, 1, 59, 512, 547].map(|nr| call(arch, X32_SYSCALL_BIT | nr, [0; 6])));
@@ -522,14 +382,7 @@ fn probes(case: &Case) -> Vec<SeccompData> {
 fn narrow_args(target: Target, nr: u32) -> Vec<usize> {
     tables::table(target)
         .by_nr(nr)
-        .map(|def| {
-            def.args
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| a.bits <= 32)
-                .map(|(i, _)| i)
-                .collect()
-        })
+        .map(|def| def.args.iter().enumerate().filter(|(_, a)| a.bits <= 32).map(|(i, _)| i).collect())
         .unwrap_or_default()
 }
 
@@ -549,13 +402,11 @@ fn classify(
     }
     if p.nr > table.max_nr {
         let expected = (action_ret(case.policy.newer_syscalls), case.spec.default);
-        return ((ours, theirs) == expected)
-            .then(|| ("above table".to_owned(), Reason::AboveTable));
+        return ((ours, theirs) == expected).then(|| ("above table".to_owned(), Reason::AboveTable));
     }
     let name = table.by_nr(p.nr)?.name;
     if unknown.contains(name) {
-        return (theirs == case.spec.default)
-            .then(|| (name.to_owned(), Reason::UnknownToLibseccomp));
+        return (theirs == case.spec.default).then(|| (name.to_owned(), Reason::UnknownToLibseccomp));
     }
     let mut cleared = *p;
     for i in narrow_args(case.target, p.nr) {
@@ -574,21 +425,14 @@ struct Tally {
 
 fn compare(case: &Case, helper: &LibSeccomp, tally: &mut Tally) {
     for (variant, optimize) in [("linear", 1), ("tree", 2)] {
-        let spec = Spec {
-            optimize,
-            ..case.spec.clone()
-        };
+        let spec = Spec { optimize, ..case.spec.clone() };
         let exported = helper.export(&spec);
         let lib = Program::from_bytes(&exported.bpf).expect("libseccomp's filter checks");
         for p in probes(case) {
             tally.probes += 1;
             let mut ours = case.capsule.run(&p).ret;
             if ours == RET_USER_NOTIF {
-                ours = match case
-                    .notify
-                    .answer(p.nr)
-                    .expect("a notified number has a notify answer")
-                {
+                ours = match case.notify.answer(p.nr).expect("a notified number has a notify answer") {
                     NotifyAnswer::Continue => RET_ALLOW,
                     NotifyAnswer::Errno(e) => RET_ERRNO | u32::from(e),
                 };
@@ -599,7 +443,12 @@ fn compare(case: &Case, helper: &LibSeccomp, tally: &mut Tally) {
             }
             match classify(case, &lib, &exported.unknown, &p, ours, theirs) {
                 Some((syscall, reason)) => {
-                    *tally.explained.entry((case.name.clone(), case.target, syscall, reason)).or_default().entry(variant).or_default() += 1
+                    *tally
+                        .explained
+                        .entry((case.name.clone(), case.target, syscall, reason))
+                        .or_default()
+                        .entry(variant)
+                        .or_default() += 1
                 }
                 None => tally.unexplained.push(format!(
                     "{} {} ({variant}): nr {:#x} arch {:#x} args {:x?}: capsule {ours:#x}, libseccomp {theirs:#x}",
@@ -621,33 +470,16 @@ fn cases() -> Vec<Case> {
     // Read in place: the profile is Docker's, not copied into the project.
     let docker = Path::new(DOCKER_PROFILE);
     match std::fs::read_to_string(docker) {
-        Err(e) => println!(
-            "Docker's default profile skipped: cannot read {} ({e})",
-            docker.display()
-        ),
+        Err(e) => println!("Docker's default profile skipped: cannot read {} ({e})", docker.display()),
         Ok(json) => {
-            let profile: serde_json::Value =
-                serde_json::from_str(&json).expect("Docker's profile is JSON");
-            let caps: BTreeSet<String> =
-                DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+            let profile: serde_json::Value = serde_json::from_str(&json).expect("Docker's profile is JSON");
+            let caps: BTreeSet<String> = DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
             for target in [X86, ARM] {
-                let imported = import_oci(&json, &ImportOptions::new(target))
-                    .expect("Docker's profile imports");
-                cases.push(compile_capsule(
-                    "docker-default",
-                    imported.yaml.as_bytes(),
-                    target,
-                    |policy| {
-                        libseccomp::spec_from_oci(
-                            &profile,
-                            target,
-                            &caps,
-                            kernel,
-                            action_ret(policy.foreign_arch),
-                        )
+                let imported = import_oci(&json, &ImportOptions::new(target)).expect("Docker's profile imports");
+                cases.push(compile_capsule("docker-default", imported.yaml.as_bytes(), target, |policy| {
+                    libseccomp::spec_from_oci(&profile, target, &caps, kernel, action_ret(policy.foreign_arch))
                         .expect("Docker's profile has a libseccomp spec")
-                    },
-                ));
+                }));
             }
         }
     }
@@ -666,9 +498,7 @@ fn cases() -> Vec<Case> {
         };
         let yaml = std::fs::read(&path).unwrap();
         for target in [X86, ARM] {
-            cases.push(compile_capsule(&name, &yaml, target, |policy| {
-                spec_from_ir(policy, target)
-            }));
+            cases.push(compile_capsule(&name, &yaml, target, |policy| spec_from_ir(policy, target)));
         }
     }
     cases
@@ -688,15 +518,8 @@ fn decisions_agree_with_libseccomp_except_where_it_is_wrong() {
         compare(&case, &helper, &mut tally);
     }
 
-    println!(
-        "libseccomp {}: {} probes; disagreements by rule:",
-        LibSeccomp::version(),
-        tally.probes
-    );
-    println!(
-        "{:<16} {:<14} {:<24} {:<20} {:>7} {:>7}",
-        "case", "target", "syscall", "reason", "linear", "tree"
-    );
+    println!("libseccomp {}: {} probes; disagreements by rule:", LibSeccomp::version(), tally.probes);
+    println!("{:<16} {:<14} {:<24} {:<20} {:>7} {:>7}", "case", "target", "syscall", "reason", "linear", "tree");
     for ((case, target, syscall, reason), counts) in &tally.explained {
         let n = |v| counts.get(v).copied().unwrap_or(0);
         println!(
@@ -707,33 +530,17 @@ fn decisions_agree_with_libseccomp_except_where_it_is_wrong() {
             n("tree")
         );
     }
-    for reason in [
-        Reason::HighHalf,
-        Reason::UnknownToLibseccomp,
-        Reason::AboveTable,
-    ] {
+    for reason in [Reason::HighHalf, Reason::UnknownToLibseccomp, Reason::AboveTable] {
         println!("  {reason:?}: {}", reason.why());
     }
 
-    assert!(
-        tally.unexplained.is_empty(),
-        "unexplained disagreements:\n{}",
-        tally.unexplained.join("\n")
-    );
-    let seen: BTreeSet<(String, Target, String, Reason)> =
-        tally.explained.keys().cloned().collect();
+    assert!(tally.unexplained.is_empty(), "unexplained disagreements:\n{}", tally.unexplained.join("\n"));
+    let seen: BTreeSet<(String, Target, String, Reason)> = tally.explained.keys().cloned().collect();
     let mut expected: BTreeSet<(String, Target, String, Reason)> = BTreeSet::new();
     for &(case, reason, syscalls) in EXPECTED {
         for target in [X86, ARM] {
-            let exists = |name: &&&str| {
-                reason == Reason::AboveTable || tables::table(target).by_name(name).is_some()
-            };
-            expected.extend(
-                syscalls
-                    .iter()
-                    .filter(exists)
-                    .map(|s| (case.to_owned(), target, s.to_string(), reason)),
-            );
+            let exists = |name: &&&str| reason == Reason::AboveTable || tables::table(target).by_name(name).is_some();
+            expected.extend(syscalls.iter().filter(exists).map(|s| (case.to_owned(), target, s.to_string(), reason)));
         }
     }
     let surprising: Vec<_> = seen.difference(&expected).collect();

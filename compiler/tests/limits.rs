@@ -200,7 +200,10 @@ fn many_errors_on_one_long_line_give_bounded_output() {
     assert!(out.stderr.len() < 3 * max, "{} bytes of diagnostics", out.stderr.len());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("more diagnostic(s) not shown"), "the summary line is missing");
-    let json = std::process::Command::new(env!("CARGO_BIN_EXE_capsulec")).args(["check", "--format", "json", path]).output().unwrap();
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_capsulec"))
+        .args(["check", "--format", "json", path])
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["errors"], 4000);
     assert_eq!(json["diagnostics"].as_array().unwrap().len(), 4000);

@@ -56,13 +56,7 @@ fn ref_action(name: &str, errno: Option<u64>) -> Action {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 fn version(v: &Value) -> Option<(u32, u32)> {
@@ -73,10 +67,7 @@ fn version(v: &Value) -> Option<(u32, u32)> {
 
 fn resolve(json: &str, go_arch: &str, caps: &BTreeSet<String>, kernel: (u32, u32)) -> RefProfile {
     let p: Value = serde_json::from_str(json).unwrap();
-    let default = ref_action(
-        p["defaultAction"].as_str().unwrap(),
-        p["defaultErrnoRet"].as_u64(),
-    );
+    let default = ref_action(p["defaultAction"].as_str().unwrap(), p["defaultErrnoRet"].as_u64());
     let mut rules: BTreeMap<String, Vec<RefRule>> = BTreeMap::new();
     for e in p["syscalls"].as_array().into_iter().flatten() {
         let ex = &e["excludes"];
@@ -112,19 +103,13 @@ fn resolve(json: &str, go_arch: &str, caps: &BTreeSet<String>, kernel: (u32, u32
             })
             .collect();
         let indices: BTreeSet<usize> = args.iter().map(|a| a.0).collect();
-        let alternatives = if indices.len() == args.len() {
-            vec![args]
-        } else {
-            args.into_iter().map(|a| vec![a]).collect()
-        };
+        let alternatives =
+            if indices.len() == args.len() { vec![args] } else { args.into_iter().map(|a| vec![a]).collect() };
         let mut names = strings(&e["names"]);
         names.extend(e["name"].as_str().map(str::to_string));
         for name in names {
             for args in &alternatives {
-                rules.entry(name.clone()).or_default().push(RefRule {
-                    action,
-                    args: args.clone(),
-                });
+                rules.entry(name.clone()).or_default().push(RefRule { action, args: args.clone() });
             }
         }
     }
@@ -192,45 +177,21 @@ fn docker_caps() -> BTreeSet<String> {
 /// Check the YAML with the real front-end: no errors, and the IR.
 fn checked(yaml: &str) -> Policy {
     let checked = front::check(yaml);
-    let errors: Vec<_> = checked
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "imported policy has errors: {errors:#?}\n{yaml}"
-    );
+    let errors: Vec<_> = checked.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "imported policy has errors: {errors:#?}\n{yaml}");
     checked.policy.expect("no errors, so a policy")
 }
 
 /// Every constant the profile compares with, and its neighbours.
 fn interesting_values(json: &str) -> BTreeSet<u64> {
     let p: Value = serde_json::from_str(json).unwrap();
-    let mut out: BTreeSet<u64> = [
-        0,
-        1,
-        2,
-        0x7fff_ffff,
-        0x8000_0000,
-        u32::MAX as u64,
-        1 << 32,
-        u64::MAX,
-        u64::MAX - 1,
-    ]
-    .into();
+    let mut out: BTreeSet<u64> =
+        [0, 1, 2, 0x7fff_ffff, 0x8000_0000, u32::MAX as u64, 1 << 32, u64::MAX, u64::MAX - 1].into();
     for e in p["syscalls"].as_array().into_iter().flatten() {
         for a in e["args"].as_array().into_iter().flatten() {
             for key in ["value", "valueTwo"] {
                 let v = a[key].as_u64().unwrap_or(0);
-                out.extend([
-                    v,
-                    v.wrapping_sub(1),
-                    v.wrapping_add(1),
-                    !v,
-                    v | 1,
-                    v & (v.wrapping_sub(1)),
-                ]);
+                out.extend([v, v.wrapping_sub(1), v.wrapping_add(1), !v, v | 1, v & (v.wrapping_sub(1))]);
                 // One bit of a mask at a time, and the mask with a bit outside it.
                 for bit in (0..64).map(|b| 1u64 << b).filter(|b| v & b != 0) {
                     out.insert(bit);
@@ -248,10 +209,7 @@ fn interesting_values(json: &str) -> BTreeSet<u64> {
 /// is the documented difference (see `a_32_bit_argument_is_read_on_its_low_half`).
 fn vectors(def: Option<&tables::SyscallDef>, values: &BTreeSet<u64>) -> Vec<[u64; 6]> {
     let fits = |i: usize, v: u64| match def {
-        Some(d) if d.args_known => d
-            .args
-            .get(i)
-            .is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
+        Some(d) if d.args_known => d.args.get(i).is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
         _ => true,
     };
     let mut out = vec![[0u64; 6]];
@@ -272,34 +230,19 @@ fn vectors(def: Option<&tables::SyscallDef>, values: &BTreeSet<u64>) -> Vec<[u64
 
 /// Compare `decide` on the policy with the reference on the profile for every number of
 /// the target's table.
-fn assert_same_decisions(
-    policy: &Policy,
-    target: Target,
-    reference: &RefProfile,
-    values: &BTreeSet<u64>,
-) -> usize {
+fn assert_same_decisions(policy: &Policy, target: Target, reference: &RefProfile, values: &BTreeSet<u64>) -> usize {
     let table = tables::table(target);
     let arch = target.audit_arch().unwrap();
     let mut compared = 0;
     for nr in 0..=table.max_nr {
         let def = table.by_nr(nr);
-        let conditional = def
-            .and_then(|d| reference.rules.get(d.name))
-            .is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
-        let args_list = if conditional {
-            vectors(def, values)
-        } else {
-            vec![[0; 6], [u64::MAX; 6]]
-        };
+        let conditional =
+            def.and_then(|d| reference.rules.get(d.name)).is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
+        let args_list = if conditional { vectors(def, values) } else { vec![[0; 6], [u64::MAX; 6]] };
         for args in args_list {
             let got = ir::decide(policy, target, &Call { arch, nr, args }).action;
             let want = def.map_or(reference.default, |d| ref_decide(reference, d.name, &args));
-            assert_eq!(
-                got,
-                want,
-                "{target} nr {nr} ({:?}) args {args:x?}",
-                def.map(|d| d.name)
-            );
+            assert_eq!(got, want, "{target} nr {nr} ({:?}) args {args:x?}", def.map(|d| d.name));
             compared += 1;
         }
     }
@@ -335,10 +278,7 @@ fn docker_default_imports_with_the_same_decisions_on_both_targets() {
         assert!(!imported.report.dropped_names.is_empty());
         for name in &imported.report.dropped_names {
             assert!(table.by_name(name).is_none(), "{name}");
-            assert!(
-                imported.yaml.contains(name.as_str()),
-                "{name} not listed in the header"
-            );
+            assert!(imported.yaml.contains(name.as_str()), "{name} not listed in the header");
         }
     }
 }
@@ -351,28 +291,17 @@ fn docker_default_imports_readably_and_deterministically() {
     assert_eq!(a, b);
     let yaml = &a.yaml;
     assert!(
-        yaml.starts_with(
-            "# Imported by `capsulec import-oci` from the OCI seccomp profile `docker-default.json`"
-        ),
+        yaml.starts_with("# Imported by `capsulec import-oci` from the OCI seccomp profile `docker-default.json`"),
         "{yaml}"
     );
     assert!(yaml.contains("\ndefault: errno(EPERM)\n"), "{yaml}");
     assert!(yaml.contains("\ntargets: [linux-x86_64]\n"), "{yaml}");
     // Docker's conditional rules, as a person would write them.
     assert!(yaml.contains("    - personality: persona == 0\n"), "{yaml}");
-    assert!(
-        yaml.contains("    - personality: persona == 0xffffffff\n"),
-        "{yaml}"
-    );
+    assert!(yaml.contains("    - personality: persona == 0xffffffff\n"), "{yaml}");
     assert!(yaml.contains("    - socket: domain < 38\n"), "{yaml}");
-    assert!(
-        yaml.contains("    - clone: flags & 0x7e020000 == 0\n"),
-        "{yaml}"
-    );
-    assert!(
-        yaml.contains("    - clone3: { action: errno(ENOSYS) }\n"),
-        "{yaml}"
-    );
+    assert!(yaml.contains("    - clone: flags & 0x7e020000 == 0\n"), "{yaml}");
+    assert!(yaml.contains("    - clone3: { action: errno(ENOSYS) }\n"), "{yaml}");
     // The profile applies its rules to i386 and x32 too; Capsule gives those the default.
     assert!(yaml.contains("\nforeign-arch: errno(EPERM)\n"), "{yaml}");
     // Only x86_64's own calls: arch_prctl yes, the arm-only ones no.
@@ -392,47 +321,16 @@ fn cap_sys_admin_adds_its_syscalls() {
     let table = tables::table(target);
     let arch = target.audit_arch().unwrap();
     let decide = |p: &Policy, name: &str, args: [u64; 6]| {
-        ir::decide(
-            p,
-            target,
-            &Call {
-                arch,
-                nr: table.by_name(name).unwrap().nr,
-                args,
-            },
-        )
-        .action
+        ir::decide(p, target, &Call { arch, nr: table.by_name(name).unwrap().nr, args }).action
     };
-    for name in [
-        "mount",
-        "umount2",
-        "setns",
-        "unshare",
-        "bpf",
-        "fanotify_init",
-        "sethostname",
-    ] {
-        assert_eq!(
-            decide(&plain, name, [0; 6]),
-            Action::Errno(1),
-            "{name} without CAP_SYS_ADMIN"
-        );
-        assert_eq!(
-            decide(&admin, name, [0; 6]),
-            Action::Allow,
-            "{name} with CAP_SYS_ADMIN"
-        );
+    for name in ["mount", "umount2", "setns", "unshare", "bpf", "fanotify_init", "sethostname"] {
+        assert_eq!(decide(&plain, name, [0; 6]), Action::Errno(1), "{name} without CAP_SYS_ADMIN");
+        assert_eq!(decide(&admin, name, [0; 6]), Action::Allow, "{name} with CAP_SYS_ADMIN");
     }
     // clone: namespaces flags allowed, and clone3 allowed instead of ENOSYS.
     let newns = 0x0002_0000;
-    assert_eq!(
-        decide(&plain, "clone", [newns, 0, 0, 0, 0, 0]),
-        Action::Errno(1)
-    );
-    assert_eq!(
-        decide(&admin, "clone", [newns, 0, 0, 0, 0, 0]),
-        Action::Allow
-    );
+    assert_eq!(decide(&plain, "clone", [newns, 0, 0, 0, 0, 0]), Action::Errno(1));
+    assert_eq!(decide(&admin, "clone", [newns, 0, 0, 0, 0, 0]), Action::Allow);
     assert_eq!(decide(&plain, "clone3", [0; 6]), Action::Errno(38));
     assert_eq!(decide(&admin, "clone3", [0; 6]), Action::Allow);
     let reference = resolve(&json, "amd64", &caps, ImportOptions::new(target).kernel);
@@ -447,11 +345,7 @@ fn docker_default_round_trips_through_export() {
         let policy = checked(&import(&json, target, docker_caps()).yaml);
         let exported = oci::export_oci(&policy);
         assert!(exported.json.ends_with("}\n"));
-        assert_eq!(
-            exported.json,
-            oci::export_oci(&policy).json,
-            "deterministic"
-        );
+        assert_eq!(exported.json, oci::export_oci(&policy).json, "deterministic");
         let kernel = ImportOptions::new(target).kernel;
         let original = resolve(&json, go_arch(target), &docker_caps(), kernel);
         let round = resolve(&exported.json, go_arch(target), &BTreeSet::new(), kernel);
@@ -507,16 +401,8 @@ syscalls:
 "#;
     let policy = checked(yaml);
     let exported = oci::export_oci(&policy);
-    assert!(
-        exported.warnings.iter().any(|w| w.contains("audit")),
-        "{:?}",
-        exported.warnings
-    );
-    assert!(
-        !exported.warnings.iter().any(|w| w.contains("more than")),
-        "no approximation: {:?}",
-        exported.warnings
-    );
+    assert!(exported.warnings.iter().any(|w| w.contains("audit")), "{:?}", exported.warnings);
+    assert!(!exported.warnings.iter().any(|w| w.contains("more than")), "no approximation: {:?}", exported.warnings);
     let values: BTreeSet<u64> = [
         0,
         1,
@@ -579,16 +465,7 @@ syscalls:
             for &v in &values {
                 for &w in &values {
                     for args in [[v, w, 0, 0, 0, 0], [w, v, v, w, 0, 0], [v, 0, w, 0, 0, 0]] {
-                        let want = ir::decide(
-                            &policy,
-                            target,
-                            &Call {
-                                arch,
-                                nr: def.nr,
-                                args,
-                            },
-                        )
-                        .action;
+                        let want = ir::decide(&policy, target, &Call { arch, nr: def.nr, args }).action;
                         assert_eq!(
                             ref_decide(&reference, name, &args),
                             want,
@@ -613,10 +490,7 @@ fn export_is_a_loadable_profile_shape() {
     let v: Value = serde_json::from_str(&exported.json).unwrap();
     assert_eq!(v["defaultAction"], "SCMP_ACT_KILL_PROCESS");
     assert_eq!(v["architectures"], serde_json::json!(["SCMP_ARCH_X86_64"]));
-    assert_eq!(
-        v["syscalls"],
-        serde_json::json!([{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }])
-    );
+    assert_eq!(v["syscalls"], serde_json::json!([{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }]));
     assert!(exported.warnings.is_empty(), "{:?}", exported.warnings);
 }
 
@@ -653,22 +527,8 @@ fn every_op_imports_with_the_profile_semantics() {
             for x in 0..16u64 {
                 let mut args = [0u64; 6];
                 args[index as usize] = x;
-                let got = ir::decide(
-                    &policy,
-                    target,
-                    &Call {
-                        arch: target.audit_arch().unwrap(),
-                        nr,
-                        args,
-                    },
-                )
-                .action;
-                assert_eq!(
-                    got,
-                    ref_decide(&reference, "lseek", &args),
-                    "{op} arg{index} = {x}\n{}",
-                    imported.yaml
-                );
+                let got = ir::decide(&policy, target, &Call { arch: target.audit_arch().unwrap(), nr, args }).action;
+                assert_eq!(got, ref_decide(&reference, "lseek", &args), "{op} arg{index} = {x}\n{}", imported.yaml);
             }
         }
     }
@@ -688,11 +548,7 @@ fn conflicting_rules_resolve_as_libseccomp_does() {
     ]}"#;
     let imported = import_text(json).unwrap();
     let policy = checked(&imported.yaml);
-    assert!(
-        imported.report.redundant_entries == 1,
-        "{:?}",
-        imported.report
-    );
+    assert!(imported.report.redundant_entries == 1, "{:?}", imported.report);
     let reference = resolve(json, "amd64", &BTreeSet::new(), (6, 18));
     let values: BTreeSet<u64> = (0..12).chain([u32::MAX as u64]).collect();
     assert_same_decisions(&policy, Target::LinuxX86_64, &reference, &values);
@@ -721,32 +577,12 @@ fn a_32_bit_argument_is_read_on_its_low_half() {
     let json = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":4294967295,"op":"SCMP_CMP_EQ"}]},{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":4294967296,"op":"SCMP_CMP_EQ"}]}]}"#;
     let imported = import_text(json).unwrap();
     let policy = checked(&imported.yaml);
-    assert!(
-        imported
-            .yaml
-            .contains("- personality: persona == 0xffffffff\n"),
-        "{}",
-        imported.yaml
-    );
-    assert!(
-        !imported.yaml.contains("0x100000000"),
-        "a value no 32-bit argument holds is dropped:\n{}",
-        imported.yaml
-    );
+    assert!(imported.yaml.contains("- personality: persona == 0xffffffff\n"), "{}", imported.yaml);
+    assert!(!imported.yaml.contains("0x100000000"), "a value no 32-bit argument holds is dropped:\n{}", imported.yaml);
     let t = Target::LinuxX86_64;
     let nr = tables::table(t).by_name("personality").unwrap().nr;
-    let decide = |a0| {
-        ir::decide(
-            &policy,
-            t,
-            &Call {
-                arch: t.audit_arch().unwrap(),
-                nr,
-                args: [a0, 0, 0, 0, 0, 0],
-            },
-        )
-        .action
-    };
+    let decide =
+        |a0| ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args: [a0, 0, 0, 0, 0, 0] }).action;
     assert_eq!(decide(0xffff_ffff), Action::Allow);
     assert_eq!(decide(u64::MAX), Action::Allow);
     assert_eq!(decide(0x1_0000_0000), Action::Errno(1));
@@ -756,14 +592,8 @@ fn a_32_bit_argument_is_read_on_its_low_half() {
 fn bad_profiles_are_clear_errors() {
     let cases = [
         ("not json", "not an OCI seccomp profile"),
-        (
-            r#"{"defaultAction":"SCMP_ACT_ERRNO","bogus":1}"#,
-            "unknown field `bogus`",
-        ),
-        (
-            r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#,
-            "defaultAction: unknown action `SCMP_ACT_MAYBE`",
-        ),
+        (r#"{"defaultAction":"SCMP_ACT_ERRNO","bogus":1}"#, "unknown field `bogus`"),
+        (r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#, "defaultAction: unknown action `SCMP_ACT_MAYBE`"),
         (
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}"#,
             "syscalls[0]: `SCMP_ACT_NOTIFY`",
@@ -776,10 +606,7 @@ fn bad_profiles_are_clear_errors() {
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":0,"op":"SCMP_CMP_XX"}]}]}"#,
             "unknown comparison `SCMP_CMP_XX`",
         ),
-        (
-            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#,
-            "names no syscall",
-        ),
+        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"action":"SCMP_ACT_ALLOW"}]}"#, "names no syscall"),
         (
             r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
             "errnoRet 70000",
@@ -790,12 +617,7 @@ fn bad_profiles_are_clear_errors() {
         assert!(err.contains(want), "{json}: {err}");
     }
     let macos = ImportOptions::new(Target::Macos);
-    assert!(
-        oci::import_oci("{}", &macos)
-            .unwrap_err()
-            .to_string()
-            .contains("macos has no seccomp")
-    );
+    assert!(oci::import_oci("{}", &macos).unwrap_err().to_string().contains("macos has no seccomp"));
 }
 
 #[test]
@@ -803,11 +625,7 @@ fn widths_used_by_the_tests_are_the_tables() {
     // The vectors above lean on these widths; fail loudly if the tables change them.
     let t = tables::table(Target::LinuxX86_64);
     let width = |name: &str, i: usize| {
-        if t.by_name(name).unwrap().args[i].bits <= 32 {
-            Width::W32
-        } else {
-            Width::W64
-        }
+        if t.by_name(name).unwrap().args[i].bits <= 32 { Width::W32 } else { Width::W64 }
     };
     assert_eq!(width("personality", 0), Width::W32);
     assert_eq!(width("lseek", 1), Width::W64);
@@ -826,16 +644,7 @@ fn export_past_the_cap_only_allows_less() {
     );
     let policy = checked(&yaml);
     let exported = oci::export_oci(&policy);
-    assert_eq!(
-        exported
-            .warnings
-            .iter()
-            .filter(|w| w.contains("more than"))
-            .count(),
-        2,
-        "{:?}",
-        exported.warnings
-    );
+    assert_eq!(exported.warnings.iter().filter(|w| w.contains("more than")).count(), 2, "{:?}", exported.warnings);
     let reference = resolve(&exported.json, "amd64", &BTreeSet::new(), (6, 18));
     let t = Target::LinuxX86_64;
     let table = tables::table(t);
@@ -844,16 +653,7 @@ fn export_past_the_cap_only_allows_less() {
         for a in [0u64, 1, 5, 20, 21, 1 << 33] {
             for b in [0u64, 1, 7, 20, 21] {
                 let args = [a, b, b, 0, 0, 0];
-                let capsule = ir::decide(
-                    &policy,
-                    t,
-                    &Call {
-                        arch: t.audit_arch().unwrap(),
-                        nr,
-                        args,
-                    },
-                )
-                .action;
+                let capsule = ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args }).action;
                 let oci = ref_decide(&reference, name, &args);
                 assert!(
                     capsule.lets_call_run() || !oci.lets_call_run(),
@@ -865,21 +665,9 @@ fn export_past_the_cap_only_allows_less() {
     // read: every call killed (the deny widened), as Capsule kills some and allows none
     // the profile could tell apart.
     let nr = table.by_name("read").unwrap().nr;
+    assert_eq!(ref_decide(&reference, "read", &[3, 3, 3, 0, 0, 0]), Action::KillProcess);
     assert_eq!(
-        ref_decide(&reference, "read", &[3, 3, 3, 0, 0, 0]),
-        Action::KillProcess
-    );
-    assert_eq!(
-        ir::decide(
-            &policy,
-            t,
-            &Call {
-                arch: t.audit_arch().unwrap(),
-                nr,
-                args: [3, 0, 3, 0, 0, 0]
-            }
-        )
-        .action,
+        ir::decide(&policy, t, &Call { arch: t.audit_arch().unwrap(), nr, args: [3, 0, 3, 0, 0, 0] }).action,
         Action::KillProcess
     );
 }
@@ -892,49 +680,17 @@ fn export_limits_target_specific_rules_to_their_architecture() {
     let policy = checked(yaml);
     let exported = oci::export_oci(&policy);
     let v: Value = serde_json::from_str(&exported.json).unwrap();
-    let openat: Vec<&Value> = v["syscalls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["names"][0] == "openat")
-        .collect();
-    let arches: BTreeSet<String> = openat
-        .iter()
-        .flat_map(|e| strings(&e["includes"]["arches"]))
-        .collect();
-    assert_eq!(
-        arches,
-        ["amd64".to_string(), "arm64".to_string()].into(),
-        "{}",
-        exported.json
-    );
-    assert!(
-        v["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["names"][0] == "read" && e["includes"].is_null())
-    );
+    let openat: Vec<&Value> = v["syscalls"].as_array().unwrap().iter().filter(|e| e["names"][0] == "openat").collect();
+    let arches: BTreeSet<String> = openat.iter().flat_map(|e| strings(&e["includes"]["arches"])).collect();
+    assert_eq!(arches, ["amd64".to_string(), "arm64".to_string()].into(), "{}", exported.json);
+    assert!(v["syscalls"].as_array().unwrap().iter().any(|e| e["names"][0] == "read" && e["includes"].is_null()));
     for target in Target::LINUX {
         let reference = resolve(&exported.json, go_arch(target), &BTreeSet::new(), (6, 18));
         let nr = tables::table(target).by_name("openat").unwrap().nr;
         for flags in [0u64, 0x4000, 0x1_0000, 0x1_4000, 0x2] {
             let args = [0, 0, flags, 0, 0, 0];
-            let want = ir::decide(
-                &policy,
-                target,
-                &Call {
-                    arch: target.audit_arch().unwrap(),
-                    nr,
-                    args,
-                },
-            )
-            .action;
-            assert_eq!(
-                ref_decide(&reference, "openat", &args),
-                want,
-                "{target} flags {flags:#x}"
-            );
+            let want = ir::decide(&policy, target, &Call { arch: target.audit_arch().unwrap(), nr, args }).action;
+            assert_eq!(ref_decide(&reference, "openat", &args), want, "{target} flags {flags:#x}");
         }
     }
 }

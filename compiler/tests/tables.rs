@@ -14,18 +14,11 @@ const X86: Target = Target::LinuxX86_64;
 const ARM: Target = Target::LinuxAarch64;
 
 fn def(target: Target, name: &str) -> &'static SyscallDef {
-    tables::table(target)
-        .by_name(name)
-        .unwrap_or_else(|| panic!("{name} missing on {}", target.name()))
+    tables::table(target).by_name(name).unwrap_or_else(|| panic!("{name} missing on {}", target.name()))
 }
 
-fn arg_summary(
-    def: &SyscallDef,
-) -> Vec<(&'static str, Option<&'static str>, &'static str, u8, bool)> {
-    def.args
-        .iter()
-        .map(|a| (a.kernel_name, a.man_name, a.c_type, a.bits, a.pointer))
-        .collect()
+fn arg_summary(def: &SyscallDef) -> Vec<(&'static str, Option<&'static str>, &'static str, u8, bool)> {
+    def.args.iter().map(|a| (a.kernel_name, a.man_name, a.c_type, a.bits, a.pointer)).collect()
 }
 
 // ------------------------------------------------------------------ libseccomp cross-check
@@ -61,27 +54,15 @@ fn resolve_all(arch: &str, queries: &[String]) -> Vec<String> {
         .args(queries)
         .output()
         .expect("run sh");
-    assert!(
-        out.status.success(),
-        "scmp_sys_resolver loop failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answers: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    assert!(out.status.success(), "scmp_sys_resolver loop failed: {}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
     assert_eq!(answers.len(), queries.len(), "one answer per query");
     answers
 }
 
 #[test]
 fn libseccomp_agrees_except_for_the_listed_newer_syscalls() {
-    if Command::new("scmp_sys_resolver")
-        .arg("-h")
-        .output()
-        .is_err()
-    {
+    if Command::new("scmp_sys_resolver").arg("-h").output().is_err() {
         println!("skipped: scmp_sys_resolver not installed (apt-get install seccomp)");
         return;
     }
@@ -93,10 +74,7 @@ fn libseccomp_agrees_except_for_the_listed_newer_syscalls() {
         let names: Vec<String> = table.syscalls.iter().map(|s| s.name.to_owned()).collect();
         for (def, answer) in table.syscalls.iter().zip(resolve_all(arch, &names)) {
             if answer != def.nr.to_string() {
-                differences.insert(format!(
-                    "{}: ours {}, libseccomp {answer}",
-                    def.name, def.nr
-                ));
+                differences.insert(format!("{}: ours {}, libseccomp {answer}", def.name, def.nr));
             }
         }
         // Every number libseccomp knows, up to our highest, is ours under the same name.
@@ -120,10 +98,7 @@ fn libseccomp_agrees_except_for_the_listed_newer_syscalls() {
 // ------------------------------------------------------------------ freshness
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Rerunning the generator gives the checked-in files byte for byte. It extracts the
@@ -148,23 +123,13 @@ fn generated_tables_are_fresh() {
         .status()
         .expect("run python3");
     assert!(status.success(), "gen-tables.py failed");
-    let mut generated: Vec<_> = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut generated: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     generated.sort();
-    assert_eq!(
-        generated,
-        ["common.rs", "linux_aarch64.rs", "linux_x86_64.rs"]
-    );
+    assert_eq!(generated, ["common.rs", "linux_aarch64.rs", "linux_x86_64.rs"]);
     for name in generated {
         let fresh = std::fs::read(out.path().join(&name)).unwrap();
         let checked_in = std::fs::read(root.join("compiler/src/tables").join(&name)).unwrap();
-        assert!(
-            fresh == checked_in,
-            "compiler/src/tables/{} is stale: rerun gen-tables.py",
-            name.to_string_lossy()
-        );
+        assert!(fresh == checked_in, "compiler/src/tables/{} is stale: rerun gen-tables.py", name.to_string_lossy());
     }
 }
 
@@ -175,14 +140,8 @@ fn tables_are_sorted_and_lookups_find_every_entry() {
     for target in Target::LINUX {
         let table = tables::table(target);
         assert_eq!(table.target, target);
-        assert!(
-            table.syscalls.windows(2).all(|w| w[0].nr < w[1].nr),
-            "syscalls sorted by number"
-        );
-        assert!(
-            table.constants.windows(2).all(|w| w[0].name < w[1].name),
-            "constants sorted by name"
-        );
+        assert!(table.syscalls.windows(2).all(|w| w[0].nr < w[1].nr), "syscalls sorted by number");
+        assert!(table.constants.windows(2).all(|w| w[0].name < w[1].name), "constants sorted by name");
         assert_eq!(table.max_nr, table.syscalls.last().unwrap().nr);
         for def in table.syscalls {
             assert_eq!(table.by_name(def.name), Some(def));
@@ -190,18 +149,9 @@ fn tables_are_sorted_and_lookups_find_every_entry() {
             assert!(def.args.len() <= 6);
             assert!(def.args_known || def.args.is_empty());
             for arg in def.args {
-                assert!(
-                    matches!(arg.bits, 16 | 32 | 64),
-                    "{}: {} bits",
-                    def.name,
-                    arg.bits
-                );
+                assert!(matches!(arg.bits, 16 | 32 | 64), "{}: {} bits", def.name, arg.bits);
                 assert!(!arg.pointer || arg.bits == 64);
-                assert_ne!(
-                    arg.man_name,
-                    Some(arg.kernel_name),
-                    "man_name only when it differs"
-                );
+                assert_ne!(arg.man_name, Some(arg.kernel_name), "man_name only when it differs");
             }
         }
         for c in table.constants {
@@ -252,23 +202,9 @@ fn recent_syscalls_are_present() {
     assert_eq!(def(X86, "uprobe").nr, 336);
     assert!(tables::table(ARM).by_name("uretprobe").is_none());
     // Syscalls aarch64 never had.
-    for name in [
-        "open",
-        "fork",
-        "stat",
-        "select",
-        "arch_prctl",
-        "modify_ldt",
-        "iopl",
-    ] {
-        assert!(
-            tables::table(ARM).by_name(name).is_none(),
-            "{name} on aarch64"
-        );
-        assert!(
-            tables::table(X86).by_name(name).is_some(),
-            "{name} on x86_64"
-        );
+    for name in ["open", "fork", "stat", "select", "arch_prctl", "modify_ldt", "iopl"] {
+        assert!(tables::table(ARM).by_name(name).is_none(), "{name} on aarch64");
+        assert!(tables::table(X86).by_name(name).is_some(), "{name} on x86_64");
     }
 }
 
@@ -299,42 +235,23 @@ fn argument_names_types_and_widths_come_from_the_kernel_and_the_man_pages() {
     for target in Target::LINUX {
         let mmap = def(target, "mmap");
         assert_eq!(mmap.args.len(), 6);
-        assert!(
-            mmap.args
-                .iter()
-                .all(|a| a.bits == 64 && a.c_type == "unsigned long")
-        );
+        assert!(mmap.args.iter().all(|a| a.bits == 64 && a.c_type == "unsigned long"));
         let openat = def(target, "openat");
-        assert_eq!(
-            arg_summary(openat)[1],
-            ("filename", Some("pathname"), "const char *", 64, true)
-        );
+        assert_eq!(arg_summary(openat)[1], ("filename", Some("pathname"), "const char *", 64, true));
         assert_eq!(openat.args[3].c_type, "umode_t");
         assert_eq!(openat.args[3].bits, 16);
         let personality = def(target, "personality");
-        assert_eq!(
-            arg_summary(personality),
-            [("personality", Some("persona"), "unsigned int", 32, false)]
-        );
+        assert_eq!(arg_summary(personality), [("personality", Some("persona"), "unsigned int", 32, false)]);
         let capget = def(target, "capget");
-        assert!(
-            capget.args.iter().all(|a| a.pointer),
-            "cap_user_*_t are pointer typedefs"
-        );
+        assert!(capget.args.iter().all(|a| a.pointer), "cap_user_*_t are pointer typedefs");
         assert_eq!(def(target, "getpid").args, &[]);
         assert!(def(target, "getpid").args_known);
         assert!(def(target, "rt_sigreturn").args.is_empty());
     }
     // The raw clone: CONFIG_CLONE_BACKWARDS on arm64 swaps the last two arguments.
     let names = |d: &SyscallDef| d.args.iter().map(|a| a.display_name()).collect::<Vec<_>>();
-    assert_eq!(
-        names(def(X86, "clone")),
-        ["flags", "stack", "parent_tid", "child_tid", "tls"]
-    );
-    assert_eq!(
-        names(def(ARM, "clone")),
-        ["flags", "stack", "parent_tid", "tls", "child_tid"]
-    );
+    assert_eq!(names(def(X86, "clone")), ["flags", "stack", "parent_tid", "child_tid", "tls"]);
+    assert_eq!(names(def(ARM, "clone")), ["flags", "stack", "parent_tid", "tls", "child_tid"]);
     assert_eq!(def(X86, "clone").args[0].kernel_name, "clone_flags");
     // No SYSCALL_DEFINE: the number exists, the kernel answers ENOSYS.
     assert!(!def(X86, "uselib").args_known);
@@ -363,10 +280,7 @@ fn constants_per_target() {
         assert_eq!(table.constant("EPERM"), Some(1));
         assert_eq!(table.constant("SIGKILL"), Some(9));
         assert_eq!(table.constant("AT_FDCWD"), Some(-100i64 as u64));
-        assert_eq!(
-            table.constant("SECCOMP_RET_KILL_PROCESS"),
-            Some(0x8000_0000)
-        );
+        assert_eq!(table.constant("SECCOMP_RET_KILL_PROCESS"), Some(0x8000_0000));
         assert_eq!(table.constant("IPPROTO_TCP"), Some(6));
     }
     // The kernel's values, which differ on arm64 (glibc's O_LARGEFILE would be 0).
@@ -391,11 +305,7 @@ fn errno_names_and_values() {
     assert_eq!(tables::errno_name(1), Some("EPERM"));
     assert_eq!(tables::errno_name(13), Some("EACCES"));
     assert_eq!(tables::errno_name(38), Some("ENOSYS"));
-    assert_eq!(
-        tables::errno_name(11),
-        Some("EAGAIN"),
-        "the name, not the alias EWOULDBLOCK"
-    );
+    assert_eq!(tables::errno_name(11), Some("EAGAIN"), "the name, not the alias EWOULDBLOCK");
     assert_eq!(tables::errno_name(35), Some("EDEADLK"));
     assert_eq!(tables::errno_name(95), Some("EOPNOTSUPP"));
     assert_eq!(tables::errno_name(0), None);
@@ -406,17 +316,10 @@ fn errno_names_and_values() {
     assert_eq!(tables::errno_value("EHWPOISON"), Some(133));
     assert_eq!(tables::errno_value("eperm"), None);
     // Every errno constant round-trips through its canonical name.
-    for c in tables::table(X86)
-        .constants
-        .iter()
-        .filter(|c| tables::errno_value(c.name).is_some())
-    {
+    for c in tables::table(X86).constants.iter().filter(|c| tables::errno_value(c.name).is_some()) {
         let value = u16::try_from(c.value).unwrap();
         assert_eq!(tables::errno_value(c.name), Some(value));
-        assert_eq!(
-            tables::errno_value(tables::errno_name(value).unwrap()),
-            Some(value)
-        );
+        assert_eq!(tables::errno_value(tables::errno_name(value).unwrap()), Some(value));
     }
 }
 
@@ -424,10 +327,8 @@ fn errno_names_and_values() {
 fn all_syscall_names_is_the_sorted_union() {
     let all: Vec<&str> = tables::all_syscall_names().collect();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
-    let union: BTreeSet<&str> = Target::LINUX
-        .iter()
-        .flat_map(|t| tables::table(*t).syscalls.iter().map(|s| s.name))
-        .collect();
+    let union: BTreeSet<&str> =
+        Target::LINUX.iter().flat_map(|t| tables::table(*t).syscalls.iter().map(|s| s.name)).collect();
     assert_eq!(all, union.into_iter().collect::<Vec<_>>());
     assert!(all.contains(&"open") && all.contains(&"mseal"));
 }
@@ -448,19 +349,13 @@ fn macos_has_no_table() {
 // ------------------------------------------------------------------ groups
 
 fn expanded_names(name: &str, target: Target) -> BTreeSet<&'static str> {
-    groups::expand(name, target)
-        .into_iter()
-        .map(|d| d.name)
-        .collect()
+    groups::expand(name, target).into_iter().map(|d| d.name).collect()
 }
 
 #[test]
 fn groups_are_sorted_and_every_member_exists() {
     let all = groups::groups();
-    assert!(
-        all.windows(2).all(|w| w[0].name < w[1].name),
-        "sorted by name"
-    );
+    assert!(all.windows(2).all(|w| w[0].name < w[1].name), "sorted by name");
     let syscalls: BTreeSet<&str> = tables::all_syscall_names().collect();
     for g in all {
         assert!(!g.name.starts_with('@'));
@@ -471,16 +366,8 @@ fn groups_are_sorted_and_every_member_exists() {
         for member in g.members {
             assert!(seen.insert(member), "@{}: {member} listed twice", g.name);
             match member.strip_prefix('@') {
-                Some(nested) => assert!(
-                    groups::group(nested).is_some(),
-                    "@{}: unknown group {member}",
-                    g.name
-                ),
-                None => assert!(
-                    syscalls.contains(member),
-                    "@{}: {member} is no syscall on any target",
-                    g.name
-                ),
+                Some(nested) => assert!(groups::group(nested).is_some(), "@{}: unknown group {member}", g.name),
+                None => assert!(syscalls.contains(member), "@{}: {member} is no syscall on any target", g.name),
             }
         }
     }
@@ -492,11 +379,7 @@ fn groups_are_sorted_and_every_member_exists() {
 fn groups_have_no_cycles() {
     // Depth-first search over the nesting, failing on a group reached from itself.
     fn visit(name: &str, path: &mut Vec<String>) {
-        assert!(
-            !path.iter().any(|p| p == name),
-            "cycle: {} -> {name}",
-            path.join(" -> ")
-        );
+        assert!(!path.iter().any(|p| p == name), "cycle: {} -> {name}", path.join(" -> "));
         path.push(name.to_owned());
         for member in groups::group(name).unwrap().members {
             if let Some(nested) = member.strip_prefix('@') {
@@ -515,27 +398,17 @@ fn expand_resolves_nesting_sorted_and_deduplicated() {
     for target in Target::LINUX {
         for g in groups::groups() {
             let defs = groups::expand(g.name, target);
-            assert!(
-                defs.windows(2).all(|w| w[0].nr < w[1].nr),
-                "@{} sorted by number, each once",
-                g.name
-            );
+            assert!(defs.windows(2).all(|w| w[0].nr < w[1].nr), "@{} sorted by number, each once", g.name);
             // Every direct syscall member the target has is in the expansion.
             let names: BTreeSet<&str> = defs.iter().map(|d| d.name).collect();
             for member in g.members.iter().filter(|m| !m.starts_with('@')) {
-                assert_eq!(
-                    names.contains(member),
-                    tables::table(target).by_name(member).is_some()
-                );
+                assert_eq!(names.contains(member), tables::table(target).by_name(member).is_some());
             }
         }
         let privileged = expanded_names("@privileged", target);
         for nested in ["clock", "module", "mount", "raw-io", "reboot", "swap"] {
             let inner = expanded_names(nested, target);
-            assert!(
-                inner.is_subset(&privileged),
-                "@privileged includes @{nested}"
-            );
+            assert!(inner.is_subset(&privileged), "@privileged includes @{nested}");
         }
     }
     // Members a target lacks are skipped: aarch64 has no open, x86_64 has.
@@ -548,16 +421,7 @@ fn expand_resolves_nesting_sorted_and_deduplicated() {
 #[test]
 fn dangerous_groups_include_what_their_names_promise() {
     let promises: BTreeMap<&str, &[&str]> = BTreeMap::from([
-        (
-            "debug",
-            &[
-                "ptrace",
-                "process_vm_readv",
-                "process_vm_writev",
-                "perf_event_open",
-                "pidfd_getfd",
-            ][..],
-        ),
+        ("debug", &["ptrace", "process_vm_readv", "process_vm_writev", "perf_event_open", "pidfd_getfd"][..]),
         (
             "mount",
             &[
@@ -576,18 +440,9 @@ fn dangerous_groups_include_what_their_names_promise() {
         ("reboot", &["reboot", "kexec_load", "kexec_file_load"]),
         ("swap", &["swapon", "swapoff"]),
         ("keyring", &["add_key", "keyctl", "request_key"]),
-        (
-            "io-uring",
-            &["io_uring_setup", "io_uring_enter", "io_uring_register"],
-        ),
-        (
-            "clock",
-            &["settimeofday", "clock_settime", "adjtimex", "clock_adjtime"],
-        ),
-        (
-            "obsolete",
-            &["uselib", "_sysctl", "ustat", "sysfs", "create_module"],
-        ),
+        ("io-uring", &["io_uring_setup", "io_uring_enter", "io_uring_register"]),
+        ("clock", &["settimeofday", "clock_settime", "adjtimex", "clock_adjtime"]),
+        ("obsolete", &["uselib", "_sysctl", "ustat", "sysfs", "create_module"]),
         (
             "privileged",
             &[
@@ -608,10 +463,7 @@ fn dangerous_groups_include_what_their_names_promise() {
         ),
     ]);
     for (group, members) in promises {
-        let have: BTreeSet<&str> = Target::LINUX
-            .iter()
-            .flat_map(|t| expanded_names(group, *t))
-            .collect();
+        let have: BTreeSet<&str> = Target::LINUX.iter().flat_map(|t| expanded_names(group, *t)).collect();
         for member in members {
             assert!(have.contains(member), "@{group} lacks {member}");
         }
@@ -640,27 +492,10 @@ fn default_overlaps_no_dangerous_group() {
     for target in Target::LINUX {
         let default = expanded_names("default", target);
         for group in dangerous {
-            let both: Vec<_> = default
-                .intersection(&expanded_names(group, target))
-                .copied()
-                .collect();
-            assert!(
-                both.is_empty(),
-                "@default and @{group} share {both:?} on {}",
-                target.name()
-            );
+            let both: Vec<_> = default.intersection(&expanded_names(group, target)).copied().collect();
+            assert!(both.is_empty(), "@default and @{group} share {both:?} on {}", target.name());
         }
-        for needed in [
-            "execve",
-            "brk",
-            "mmap",
-            "mprotect",
-            "munmap",
-            "openat",
-            "read",
-            "close",
-            "exit_group",
-        ] {
+        for needed in ["execve", "brk", "mmap", "mprotect", "munmap", "openat", "read", "close", "exit_group"] {
             assert!(default.contains(needed), "@default lacks {needed}");
         }
     }
@@ -671,22 +506,10 @@ fn docs_describe_every_group_with_its_members() {
     let doc = std::fs::read_to_string(repo_root().join("docs/tables.md")).unwrap();
     for g in groups::groups() {
         let heading = format!("### `@{}`\n", g.name);
-        let section = doc
-            .split(&heading)
-            .nth(1)
-            .unwrap_or_else(|| panic!("docs/tables.md lacks {heading:?}"));
+        let section = doc.split(&heading).nth(1).unwrap_or_else(|| panic!("docs/tables.md lacks {heading:?}"));
         let section = section.split("\n### ").next().unwrap();
         let members = section.lines().rev().find(|l| !l.is_empty()).unwrap();
-        let expected = g
-            .members
-            .iter()
-            .map(|m| format!("`{m}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        assert_eq!(
-            members, expected,
-            "docs/tables.md lists other members for @{}",
-            g.name
-        );
+        let expected = g.members.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+        assert_eq!(members, expected, "docs/tables.md lists other members for @{}", g.name);
     }
 }

@@ -5,7 +5,8 @@ use capsule_compiler::diagnostic::Code;
 #[test]
 fn every_diagnostic_code_is_documented() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.md")).unwrap();
-    let missing: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).filter(|c| !doc.contains(&format!("| {c} |"))).collect();
+    let missing: Vec<&str> =
+        Code::ALL.iter().map(|c| c.as_str()).filter(|c| !doc.contains(&format!("| {c} |"))).collect();
     assert!(missing.is_empty(), "codes missing from the table in docs/policy.md: {missing:?}");
 }
 

@@ -141,11 +141,7 @@ impl EqOp {
 pub enum Value {
     /// A literal. `negative` records a leading `-`; the compiler gives `-value` its
     /// meaning in the argument's width (`-1` is all ones).
-    Number {
-        value: u64,
-        negative: bool,
-        span: Span,
-    },
+    Number { value: u64, negative: bool, span: Span },
     /// A named constant such as `AF_INET`, resolved by the compiler.
     Constant(Ident),
     /// At least two values joined by `|`.
@@ -167,9 +163,7 @@ impl fmt::Display for Expr {
             // An operand of the same operator was grouped in the source: keep it so.
             // `&&` binds tighter than `||`, so an `And` under an `Or` needs none.
             Expr::Or(operands, _) => join(f, operands, " || ", |e| matches!(e, Expr::Or(..))),
-            Expr::And(operands, _) => join(f, operands, " && ", |e| {
-                matches!(e, Expr::Or(..) | Expr::And(..))
-            }),
+            Expr::And(operands, _) => join(f, operands, " && ", |e| matches!(e, Expr::Or(..) | Expr::And(..))),
             // `!a == 1` would parse as `!(a == 1)` too, but reads as `(!a) == 1`.
             Expr::Not(operand, _) => match **operand {
                 Expr::Not(..) => write!(f, "!{operand}"),
@@ -186,11 +180,7 @@ impl fmt::Display for Test {
         match &self.op {
             TestOp::Cmp(op, value) => write!(f, "{arg} {op} {value}"),
             // `a & A | B == 0` parses the same, but reads like C, where it does not.
-            TestOp::Masked {
-                mask: mask @ Value::BitOr(..),
-                op,
-                value,
-            } => {
+            TestOp::Masked { mask: mask @ Value::BitOr(..), op, value } => {
                 write!(f, "{arg} & ({mask}) {op} {value}")
             }
             TestOp::Masked { mask, op, value } => write!(f, "{arg} & {mask} {op} {value}"),
@@ -221,15 +211,9 @@ impl fmt::Display for EqOp {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Number {
-                value, negative, ..
-            } => {
+            Value::Number { value, negative, .. } => {
                 let sign = if *negative { "-" } else { "" };
-                if *value < 256 {
-                    write!(f, "{sign}{value}")
-                } else {
-                    write!(f, "{sign}{value:#x}")
-                }
+                if *value < 256 { write!(f, "{sign}{value}") } else { write!(f, "{sign}{value:#x}") }
             }
             Value::Constant(ident) => ident.fmt(f),
             Value::BitOr(values, _) => join(f, values, " | ", |v| matches!(v, Value::BitOr(..))),

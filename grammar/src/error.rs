@@ -22,11 +22,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(span: Span, message: impl Into<String>) -> ParseError {
-        ParseError {
-            span,
-            message: message.into(),
-            help: None,
-        }
+        ParseError { span, message: message.into(), help: None }
     }
 
     pub(crate) fn with_help(mut self, help: impl Into<String>) -> ParseError {
@@ -140,10 +136,7 @@ pub(crate) fn from_pest(src: &str, error: &pest::error::Error<Rule>) -> ParseErr
     if let Some(error) = misspelt_operator(src, token, expected) {
         return error;
     }
-    let error = ParseError::new(
-        token,
-        format!("{}, found {found}", expected.phrase(src, pos)),
-    );
+    let error = ParseError::new(token, format!("{}, found {found}", expected.phrase(src, pos)));
     let found = &src[token.start..token.end];
     match expected {
         Expected::Operator if word_before(src, pos) == "not" => {
@@ -166,23 +159,16 @@ pub(crate) fn from_pest(src: &str, error: &pest::error::Error<Rule>) -> ParseErr
 /// The error for input that ended early: an unclosed bracket points at its opener.
 fn at_end(src: &str, expected: Option<Expected>) -> ParseError {
     let end = Span::new(src.len(), src.len());
-    let closing = matches!(
-        expected,
-        Some(Expected::ListNext | Expected::ValueClose | Expected::GroupClose)
-    );
+    let closing = matches!(expected, Some(Expected::ListNext | Expected::ValueClose | Expected::GroupClose));
     if closing && let Some((opener, at)) = innermost_unclosed(src) {
         let closer = if opener == '(' { ')' } else { ']' };
         return ParseError::new(Span::new(at, at + 1), format!("unclosed `{opener}`"))
             .with_help(format!("add `{closer}` to close it"));
     }
     match expected {
-        Some(expected) => ParseError::new(
-            end,
-            format!(
-                "{}, found the end of the condition",
-                expected.phrase(src, src.len())
-            ),
-        ),
+        Some(expected) => {
+            ParseError::new(end, format!("{}, found the end of the condition", expected.phrase(src, src.len())))
+        }
         None => ParseError::new(end, "unexpected end of the condition"),
     }
 }
@@ -191,15 +177,12 @@ fn at_end(src: &str, expected: Option<Expected>) -> ParseError {
 fn misspelt_operator(src: &str, token: Span, expected: Expected) -> Option<ParseError> {
     let found = &src[token.start..token.end];
     let (message, help) = match (found, expected) {
-        ("=", Expected::Operator | Expected::MaskComparison) => {
-            ("unexpected `=`; did you mean `==`?", None)
-        }
+        ("=", Expected::Operator | Expected::MaskComparison) => ("unexpected `=`; did you mean `==`?", None),
         ("&", Expected::End | Expected::GroupClose) => ("unexpected `&`; did you mean `&&`?", None),
         (")", Expected::End) => ("unexpected `)`", Some("it has no matching `(`")),
-        ("]", Expected::End | Expected::GroupClose) => (
-            "unexpected `]`",
-            Some("`[` ... `]` holds the values after `in`"),
-        ),
+        ("]", Expected::End | Expected::GroupClose) => {
+            ("unexpected `]`", Some("`[` ... `]` holds the values after `in`"))
+        }
         _ => return None,
     };
     let error = ParseError::new(token, message);
@@ -226,10 +209,7 @@ fn token_at(src: &str, pos: usize) -> Option<Span> {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let len = if is_word(first) {
         rest.find(|c: char| !is_word(c)).unwrap_or(rest.len())
-    } else if ["==", "!=", "<=", ">=", "&&", "||"]
-        .iter()
-        .any(|op| rest.starts_with(op))
-    {
+    } else if ["==", "!=", "<=", ">=", "&&", "||"].iter().any(|op| rest.starts_with(op)) {
         2
     } else {
         first.len_utf8()
@@ -241,9 +221,7 @@ fn token_at(src: &str, pos: usize) -> Option<Span> {
 /// parser stopped after one.
 fn word_before(src: &str, pos: usize) -> &str {
     let before = src[..pos].trim_end();
-    let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+    let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
     &before[start..]
 }
 

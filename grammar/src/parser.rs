@@ -25,15 +25,11 @@ struct ConditionParser;
 /// Spans in the result and in the error are byte offsets into `src`.
 pub fn parse_condition(src: &str) -> Result<Expr, ParseError> {
     check_limits(src)?;
-    let mut pairs = ConditionParser::parse(Rule::condition, src)
-        .map_err(|pest_error| error::from_pest(src, &pest_error))?;
-    let condition = pairs
-        .next()
-        .expect("pest yields the `condition` pair on success");
-    let or_expr = condition
-        .into_inner()
-        .find(|pair| pair.as_rule() == Rule::or_expr)
-        .expect("`condition` holds an `or_expr`");
+    let mut pairs =
+        ConditionParser::parse(Rule::condition, src).map_err(|pest_error| error::from_pest(src, &pest_error))?;
+    let condition = pairs.next().expect("pest yields the `condition` pair on success");
+    let or_expr =
+        condition.into_inner().find(|pair| pair.as_rule() == Rule::or_expr).expect("`condition` holds an `or_expr`");
     build_or(or_expr)
 }
 
@@ -46,10 +42,7 @@ fn check_limits(src: &str) -> Result<(), ParseError> {
         }
         return Err(ParseError::new(
             Span::new(start, src.len()),
-            format!(
-                "condition is too long ({} bytes; the limit is {MAX_CONDITION_LEN})",
-                src.len()
-            ),
+            format!("condition is too long ({} bytes; the limit is {MAX_CONDITION_LEN})", src.len()),
         )
         .with_help("split it into several rules"));
     }
@@ -83,16 +76,12 @@ fn check_nesting(src: &str) -> Result<(), ParseError> {
             (b'!', Some(b'=')) => token_len = 2, // `!=` is no negation
             (b'&', Some(b'&')) | (b'|', Some(b'|')) => {
                 token_len = 2;
-                let nots = open
-                    .last_mut()
-                    .map_or(&mut root_nots, |level| &mut level.nots);
+                let nots = open.last_mut().map_or(&mut root_nots, |level| &mut level.nots);
                 depth -= *nots;
                 *nots = 0;
             }
             (b'!', _) => {
-                *open
-                    .last_mut()
-                    .map_or(&mut root_nots, |level| &mut level.nots) += 1;
+                *open.last_mut().map_or(&mut root_nots, |level| &mut level.nots) += 1;
                 depth += 1;
             }
             (opener @ (b'(' | b'['), _) => {
@@ -130,10 +119,7 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 }
 
 fn ident(pair: &Pair<'_, Rule>) -> Ident {
-    Ident {
-        name: pair.as_str().to_owned(),
-        span: span_of(pair),
-    }
+    Ident { name: pair.as_str().to_owned(), span: span_of(pair) }
 }
 
 // The builders recurse once per level of nesting, as pest does; plain loops rather
@@ -148,11 +134,7 @@ fn build_or(pair: Pair<'_, Rule>) -> Result<Expr, ParseError> {
             operands.push(build_and(operand)?);
         }
     }
-    Ok(if operands.len() == 1 {
-        operands.remove(0)
-    } else {
-        Expr::Or(operands, span)
-    })
+    Ok(if operands.len() == 1 { operands.remove(0) } else { Expr::Or(operands, span) })
 }
 
 /// `and_expr`: operands separated by `and_op`.
@@ -164,11 +146,7 @@ fn build_and(pair: Pair<'_, Rule>) -> Result<Expr, ParseError> {
             operands.push(build_unary(operand)?);
         }
     }
-    Ok(if operands.len() == 1 {
-        operands.remove(0)
-    } else {
-        Expr::And(operands, span)
-    })
+    Ok(if operands.len() == 1 { operands.remove(0) } else { Expr::And(operands, span) })
 }
 
 /// `not_expr`, `group` or `test`.
@@ -176,10 +154,7 @@ fn build_unary(pair: Pair<'_, Rule>) -> Result<Expr, ParseError> {
     let span = span_of(&pair);
     match pair.as_rule() {
         Rule::not_expr => {
-            let operand = pair
-                .into_inner()
-                .find(|p| p.as_rule() != Rule::not_op)
-                .expect("`!` has an operand");
+            let operand = pair.into_inner().find(|p| p.as_rule() != Rule::not_op).expect("`!` has an operand");
             Ok(Expr::Not(Box::new(build_unary(operand)?), span))
         }
         Rule::group => build_or(inner(pair, Rule::or_expr)),
@@ -218,8 +193,8 @@ fn build_test(pair: Pair<'_, Rule>) -> Result<Test, ParseError> {
                     _ => {}
                 }
             }
-            let [mask, value] = <[Value; 2]>::try_from(values)
-                .unwrap_or_else(|_| unreachable!("a masked test has two values"));
+            let [mask, value] =
+                <[Value; 2]>::try_from(values).unwrap_or_else(|_| unreachable!("a masked test has two values"));
             TestOp::Masked { mask, op, value }
         }
         Rule::in_test => TestOp::In(build_list(parts.find(|p| p.as_rule() == Rule::list))?),
@@ -250,18 +225,12 @@ fn build_value(pair: Pair<'_, Rule>) -> Result<Value, ParseError> {
             rule => unreachable!("`{rule:?}` in place of a value"),
         });
     }
-    Ok(if atoms.len() == 1 {
-        atoms.remove(0)
-    } else {
-        Value::BitOr(atoms, span)
-    })
+    Ok(if atoms.len() == 1 { atoms.remove(0) } else { Value::BitOr(atoms, span) })
 }
 
 /// The single child of `pair` that is a `rule`, skipping punctuation.
 fn inner(pair: Pair<'_, Rule>, rule: Rule) -> Pair<'_, Rule> {
-    pair.into_inner()
-        .find(|p| p.as_rule() == rule)
-        .unwrap_or_else(|| unreachable!("no `{rule:?}` inside"))
+    pair.into_inner().find(|p| p.as_rule() == rule).unwrap_or_else(|| unreachable!("no `{rule:?}` inside"))
 }
 
 /// Reads a number token: an optional `-`, then decimal, `0x` hexadecimal, `0o` octal or
@@ -292,10 +261,7 @@ fn parse_number(text: &str, span: Span) -> Result<Value, ParseError> {
             return bad(&format!("invalid digit `{c}` in {kind} number"));
         };
         any_digit = true;
-        value = match value
-            .checked_mul(u64::from(radix))
-            .and_then(|v| v.checked_add(u64::from(digit)))
-        {
+        value = match value.checked_mul(u64::from(radix)).and_then(|v| v.checked_add(u64::from(digit))) {
             Some(value) => value,
             None => return bad("number does not fit in 64 bits"),
         };
@@ -316,9 +282,5 @@ fn parse_number(text: &str, span: Span) -> Result<Value, ParseError> {
         };
         return Err(ParseError::new(span, "decimal number with a leading zero").with_help(help));
     }
-    Ok(Value::Number {
-        value,
-        negative,
-        span,
-    })
+    Ok(Value::Number { value, negative, span })
 }

@@ -98,11 +98,7 @@ fn error_messages() {
         "a == é",
         "a\u{a0}== 1",
     ];
-    let rendered: String = cases
-        .iter()
-        .map(|src| render_error(src, &error(src)))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let rendered: String = cases.iter().map(|src| render_error(src, &error(src))).collect::<Vec<_>>().join("\n");
     insta::assert_snapshot!(rendered);
 }
 
@@ -114,32 +110,17 @@ fn spans_point_at_the_offending_token() {
     assert_eq!(underlined("a in [1 2]"), "2");
     assert_eq!(underlined("a in [1"), "[");
     assert_eq!(underlined("(a == 1) && (b == 2"), "(");
-    assert_eq!(
-        error("(a == 1) && (b == 2").span,
-        Span { start: 12, end: 13 }
-    );
-    assert_eq!(
-        underlined("a == 1 && b == 0x1_0000_0000_0000_0000"),
-        "0x1_0000_0000_0000_0000"
-    );
+    assert_eq!(error("(a == 1) && (b == 2").span, Span { start: 12, end: 13 });
+    assert_eq!(underlined("a == 1 && b == 0x1_0000_0000_0000_0000"), "0x1_0000_0000_0000_0000");
     assert_eq!(underlined("a == 1 && b == -0o9"), "-0o9");
     assert_eq!(underlined("a == 1 && é"), "é");
 }
 
 #[test]
 fn bad_numbers_are_reported_as_such() {
-    assert_eq!(
-        error("a == 18446744073709551616").message,
-        "number does not fit in 64 bits"
-    );
-    assert_eq!(
-        error("a == -18446744073709551616").message,
-        "number does not fit in 64 bits"
-    );
-    assert_eq!(
-        error("a == 0x10000000000000000").message,
-        "number does not fit in 64 bits"
-    );
+    assert_eq!(error("a == 18446744073709551616").message, "number does not fit in 64 bits");
+    assert_eq!(error("a == -18446744073709551616").message, "number does not fit in 64 bits");
+    assert_eq!(error("a == 0x10000000000000000").message, "number does not fit in 64 bits");
 }
 
 #[test]
@@ -147,13 +128,7 @@ fn over_long_condition_is_refused_before_parsing() {
     let src = format!("a == 1 || {}", "(".repeat(MAX_CONDITION_LEN));
     let error = error(&src);
     assert!(error.message.contains("too long"), "{error:?}");
-    assert_eq!(
-        error.span,
-        Span {
-            start: MAX_CONDITION_LEN,
-            end: src.len()
-        }
-    );
+    assert_eq!(error.span, Span { start: MAX_CONDITION_LEN, end: src.len() });
     // The span starts on a character boundary even when the limit falls inside one.
     let src = format!("a{}", "é".repeat(MAX_CONDITION_LEN / 2));
     let error = self::error(&src);
@@ -176,11 +151,7 @@ fn nesting_up_to_the_limit_parses() {
         format!("a == {}", nested("(", depth, "1", ")")),
         format!("a in [{}]", nested("(", depth - 1, "1", ")")),
         // Levels end where their operand does: siblings do not add up.
-        format!(
-            "{} && {}",
-            nested("!", depth, "a == 1", ""),
-            nested("(", depth, "b == 1", ")")
-        ),
+        format!("{} && {}", nested("!", depth, "a == 1", ""), nested("(", depth, "b == 1", ")")),
         format!("{} || a == 1", nested("(", depth - 1, "!a == 1", ")")),
     ] {
         // A small stack shows that the limit leaves a wide margin.
@@ -203,33 +174,14 @@ fn nesting_beyond_the_limit_is_refused_at_the_first_token_too_deep() {
         (nested("(", depth, "a == 1", ")"), MAX_NESTING_DEPTH),
         (nested("!", depth, "a == 1", ""), MAX_NESTING_DEPTH),
         (nested("! ", depth, "a == 1", ""), 2 * MAX_NESTING_DEPTH),
-        (
-            format!("a == {}", nested("(", depth, "1", ")")),
-            5 + MAX_NESTING_DEPTH,
-        ),
-        (
-            format!("a in [{}]", nested("(", depth - 1, "1", ")")),
-            6 + MAX_NESTING_DEPTH - 1,
-        ),
+        (format!("a == {}", nested("(", depth, "1", ")")), 5 + MAX_NESTING_DEPTH),
+        (format!("a in [{}]", nested("(", depth - 1, "1", ")")), 6 + MAX_NESTING_DEPTH - 1),
         // `!` outside a group stays counted inside it.
-        (
-            format!("!!{}", nested("(", depth - 2, "a == 1", ")")),
-            2 + MAX_NESTING_DEPTH - 2,
-        ),
+        (format!("!!{}", nested("(", depth - 2, "a == 1", ")")), 2 + MAX_NESTING_DEPTH - 2),
     ] {
         let error = error(&src);
-        assert!(
-            error.message.contains("nested too deeply"),
-            "{src:?}: {error:?}"
-        );
-        assert_eq!(
-            error.span,
-            Span {
-                start: first_too_deep,
-                end: first_too_deep + 1
-            },
-            "{src:?}"
-        );
+        assert!(error.message.contains("nested too deeply"), "{src:?}: {error:?}");
+        assert_eq!(error.span, Span { start: first_too_deep, end: first_too_deep + 1 }, "{src:?}");
     }
 }
 

@@ -3,9 +3,7 @@
 
 mod common;
 
-use capsule_grammar::{
-    CmpOp, EqOp, Expr, Ident, MAX_CONDITION_LEN, Span, Test, TestOp, Value, parse_condition,
-};
+use capsule_grammar::{CmpOp, EqOp, Expr, Ident, MAX_CONDITION_LEN, Span, Test, TestOp, Value, parse_condition};
 use common::{all_spans, erase_spans};
 use proptest::prelude::*;
 
@@ -38,8 +36,7 @@ fn check_any_input(src: &str) -> Result<(), TestCaseError> {
 /// The canonical text of a tree parses back to the same tree.
 fn check_round_trip(expr: &Expr) -> Result<(), TestCaseError> {
     let text = expr.to_string();
-    let reparsed =
-        parse_condition(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e:?}")))?;
+    let reparsed = parse_condition(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e:?}")))?;
     prop_assert_eq!(erase_spans(&reparsed), erase_spans(expr), "{}", text);
     Ok(())
 }
@@ -47,19 +44,13 @@ fn check_round_trip(expr: &Expr) -> Result<(), TestCaseError> {
 /// The text under each node's span parses, on its own, to that node.
 fn check_spans_reparse(src: &str, expr: &Expr) -> Result<(), TestCaseError> {
     let text = &src[expr.span().start..expr.span().end];
-    let alone =
-        parse_condition(text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e:?}")))?;
+    let alone = parse_condition(text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e:?}")))?;
     prop_assert_eq!(erase_spans(&alone), erase_spans(expr));
     match expr {
-        Expr::Or(operands, _) | Expr::And(operands, _) => operands
-            .iter()
-            .try_for_each(|e| check_spans_reparse(src, e)),
+        Expr::Or(operands, _) | Expr::And(operands, _) => operands.iter().try_for_each(|e| check_spans_reparse(src, e)),
         Expr::Not(operand, _) => check_spans_reparse(src, operand),
         Expr::Test(test) => {
-            prop_assert_eq!(
-                &src[test.arg.span.start..test.arg.span.end],
-                test.arg.name.as_str()
-            );
+            prop_assert_eq!(&src[test.arg.span.start..test.arg.span.end], test.arg.name.as_str());
             Ok(())
         }
     }
@@ -69,21 +60,11 @@ fn check_spans_reparse(src: &str, expr: &Expr) -> Result<(), TestCaseError> {
 /// arbitrary characters do.
 fn token_soup() -> impl Strategy<Value = String> {
     let tokens = prop::sample::select(vec![
-        "a", "arg0", "AF_INET", "in", "not", "index", "1", "0x1f", "-1", "0755", "0b2", "==", "!=",
-        "<", "<=", ">", ">=", "&", "&&", "|", "||", "!", "(", ")", "[", "]", ",", "=", " ", "\t",
-        "é", "-",
+        "a", "arg0", "AF_INET", "in", "not", "index", "1", "0x1f", "-1", "0755", "0b2", "==", "!=", "<", "<=", ">",
+        ">=", "&", "&&", "|", "||", "!", "(", ")", "[", "]", ",", "=", " ", "\t", "é", "-",
     ]);
     prop::collection::vec((tokens, any::<bool>()), 0..24).prop_map(|tokens| {
-        tokens
-            .into_iter()
-            .map(|(token, space)| {
-                if space {
-                    format!("{token} ")
-                } else {
-                    token.to_owned()
-                }
-            })
-            .collect()
+        tokens.into_iter().map(|(token, space)| if space { format!("{token} ") } else { token.to_owned() }).collect()
     })
 }
 
@@ -91,8 +72,7 @@ fn token_soup() -> impl Strategy<Value = String> {
 /// deep inside the grammar.
 fn mutated() -> impl Strategy<Value = String> {
     let tokens = prop::sample::select(vec![
-        "a", "in", "not", "1", "-", "0x", "==", "=", "<", "&", "&&", "|", "||", "!", "(", ")", "[",
-        "]", ",", " ", "é",
+        "a", "in", "not", "1", "-", "0x", "==", "=", "<", "&", "&&", "|", "||", "!", "(", ")", "[", "]", ",", " ", "é",
     ]);
     (expr(), any::<prop::sample::Index>(), tokens, 0..3u8).prop_map(|(expr, at, token, how)| {
         let mut text = expr.to_string(); // ASCII: every index is a character boundary
@@ -107,21 +87,13 @@ fn mutated() -> impl Strategy<Value = String> {
 }
 
 fn ident() -> impl Strategy<Value = Ident> {
-    "[A-Za-z_][A-Za-z0-9_]{0,8}".prop_map(|name| Ident {
-        name,
-        span: NO_SPAN,
-    })
+    "[A-Za-z_][A-Za-z0-9_]{0,8}".prop_map(|name| Ident { name, span: NO_SPAN })
 }
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        (prop_oneof![0..300u64, any::<u64>()], any::<bool>()).prop_map(|(value, negative)| {
-            Value::Number {
-                value,
-                negative,
-                span: NO_SPAN,
-            }
-        }),
+        (prop_oneof![0..300u64, any::<u64>()], any::<bool>())
+            .prop_map(|(value, negative)| { Value::Number { value, negative, span: NO_SPAN } }),
         ident().prop_map(Value::Constant),
     ];
     leaf.prop_recursive(3, 12, 3, |inner| {
@@ -130,14 +102,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn test() -> impl Strategy<Value = Test> {
-    let cmp = prop::sample::select(vec![
-        CmpOp::Eq,
-        CmpOp::Ne,
-        CmpOp::Lt,
-        CmpOp::Le,
-        CmpOp::Gt,
-        CmpOp::Ge,
-    ]);
+    let cmp = prop::sample::select(vec![CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge]);
     let eq = prop::sample::select(vec![EqOp::Eq, EqOp::Ne]);
     let op = prop_oneof![
         (cmp, value()).prop_map(|(op, value)| TestOp::Cmp(op, value)),
@@ -145,23 +110,17 @@ fn test() -> impl Strategy<Value = Test> {
         prop::collection::vec(value(), 1..4).prop_map(TestOp::In),
         prop::collection::vec(value(), 1..4).prop_map(TestOp::NotIn),
     ];
-    (ident(), op).prop_map(|(arg, op)| Test {
-        arg,
-        op,
-        span: NO_SPAN,
-    })
+    (ident(), op).prop_map(|(arg, op)| Test { arg, op, span: NO_SPAN })
 }
 
 fn expr() -> impl Strategy<Value = Expr> {
-    test()
-        .prop_map(Expr::Test)
-        .prop_recursive(5, 32, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 2..5).prop_map(|e| Expr::Or(e, NO_SPAN)),
-                prop::collection::vec(inner.clone(), 2..5).prop_map(|e| Expr::And(e, NO_SPAN)),
-                inner.prop_map(|e| Expr::Not(Box::new(e), NO_SPAN)),
-            ]
-        })
+    test().prop_map(Expr::Test).prop_recursive(5, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 2..5).prop_map(|e| Expr::Or(e, NO_SPAN)),
+            prop::collection::vec(inner.clone(), 2..5).prop_map(|e| Expr::And(e, NO_SPAN)),
+            inner.prop_map(|e| Expr::Not(Box::new(e), NO_SPAN)),
+        ]
+    })
 }
 
 proptest! {

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use capsule_artifacts::Target;
 use capsule_artifacts::launch::{LaunchSettings, Record as AuditRecord};
 use capsule_artifacts::log::{Durability, LogWriter, Record, WriterOptions};
-use capsule_artifacts::manifest::{
-    FORMAT, FileEntry, MANIFEST_FILE, Manifest, PolicyInfo, VERSION, load_pinned,
-};
+use capsule_artifacts::manifest::{FORMAT, FileEntry, MANIFEST_FILE, Manifest, PolicyInfo, VERSION, load_pinned};
 use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 use capsule_artifacts::target::AUDIT_ARCH_X86_64;
 use capsule_launch::LaunchOptions;
@@ -33,10 +31,7 @@ fn record(n: u64) -> Record {
     Record::new("tool.call")
         .with("n", capsule_artifacts::log::Value::u64(n))
         .with("name", "fetch")
-        .with(
-            "args",
-            "0x10 0x3 0x0 0x0 0x0 0x0 padding to about 200 bytes",
-        )
+        .with("args", "0x10 0x3 0x0 0x0 0x0 0x0 padding to about 200 bytes")
 }
 
 fn per_second(n: u64, elapsed: Duration) -> String {
@@ -53,37 +48,24 @@ fn appends(dir: &Path) -> Vec<(String, String)> {
     for i in 0..n {
         writer.append(&record(i), Durability::Sync).expect("append");
     }
-    rows.push((
-        "one record per fdatasync".to_owned(),
-        per_second(n, start.elapsed()),
-    ));
+    rows.push(("one record per fdatasync".to_owned(), per_second(n, start.elapsed())));
 
     for batch in [16u64, 256] {
         let n = 256 * batch.min(64);
         let start = Instant::now();
         for b in 0..n / batch {
             let records: Vec<Record> = (0..batch).map(|i| record(b * batch + i)).collect();
-            writer
-                .append_all(&records, Durability::Sync)
-                .expect("append");
+            writer.append_all(&records, Durability::Sync).expect("append");
         }
-        rows.push((
-            format!("group commit, {batch} records per fdatasync"),
-            per_second(n, start.elapsed()),
-        ));
+        rows.push((format!("group commit, {batch} records per fdatasync"), per_second(n, start.elapsed())));
     }
 
     let n = 100_000;
     let start = Instant::now();
     for i in 0..n {
-        writer
-            .append(&record(i), Durability::Buffered)
-            .expect("append");
+        writer.append(&record(i), Durability::Buffered).expect("append");
     }
-    rows.push((
-        "buffered (no fdatasync), one lock and write per record".to_owned(),
-        per_second(n, start.elapsed()),
-    ));
+    rows.push(("buffered (no fdatasync), one lock and write per record".to_owned(), per_second(n, start.elapsed())));
     rows
 }
 
@@ -92,10 +74,7 @@ fn appends(dir: &Path) -> Vec<(String, String)> {
 #[allow(clippy::zombie_processes)]
 fn timed(command: &mut Command) -> (i32, Duration, Duration) {
     let start = Instant::now();
-    let child = command
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = command.stdout(std::process::Stdio::null()).spawn().expect("spawn");
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 writes the status and usage to locals.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -103,14 +82,8 @@ fn timed(command: &mut Command) -> (i32, Duration, Duration) {
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as libc::pid_t, "wait4");
     let wall = start.elapsed();
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    (
-        libc::WEXITSTATUS(status),
-        tv(usage.ru_utime) + tv(usage.ru_stime),
-        wall,
-    )
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (libc::WEXITSTATUS(status), tv(usage.ru_utime) + tv(usage.ru_stime), wall)
 }
 
 fn verify_million(dir: &Path, capsule: &Path) -> Vec<(String, String)> {
@@ -122,34 +95,24 @@ fn verify_million(dir: &Path, capsule: &Path) -> Vec<(String, String)> {
     while writer.size() < 1_000_000 {
         let batch = if writer.size() < 990_000 { 10_000 } else { 1 };
         let records: Vec<Record> = (0..batch).map(record).collect();
-        writer
-            .append_all(&records, Durability::Buffered)
-            .expect("append");
+        writer.append_all(&records, Durability::Buffered).expect("append");
     }
     writer.sync().expect("sync");
     let size = writer.size();
     let bytes = std::fs::metadata(&path).expect("stat").len();
-    let mut rows = vec![(
-        "log".to_owned(),
-        format!("{size} records, {:.0} MiB", bytes as f64 / (1 << 20) as f64),
-    )];
+    let mut rows = vec![("log".to_owned(), format!("{size} records, {:.0} MiB", bytes as f64 / (1 << 20) as f64))];
     let mut best = None;
     for _ in 0..3 {
         let (code, cpu, wall) = timed(Command::new(capsule).arg("verify").arg(&path));
         assert_eq!(code, 0, "capsule verify failed on the benchmark log");
-        best = Some(best.map_or((cpu, wall), |(c, w): (Duration, Duration)| {
-            (c.min(cpu), w.min(wall))
-        }));
+        best = Some(best.map_or((cpu, wall), |(c, w): (Duration, Duration)| (c.min(cpu), w.min(wall))));
     }
     let (cpu, wall) = best.expect("three runs");
     rows.push((
         "`capsule verify`: process CPU time (user + sys), best of 3".to_owned(),
         format!("{:.2} s", cpu.as_secs_f64()),
     ));
-    rows.push((
-        "`capsule verify`: wall time, best of 3".to_owned(),
-        format!("{:.2} s", wall.as_secs_f64()),
-    ));
+    rows.push(("`capsule verify`: wall time, best of 3".to_owned(), format!("{:.2} s", wall.as_secs_f64())));
     let _ = std::fs::remove_file(&path);
     rows
 }
@@ -236,12 +199,7 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
     let bin = dir.join("loop");
     let source = dir.join("loop.c");
     std::fs::write(&source, LOOP).expect("write C");
-    let cc = Command::new("cc")
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(&source)
-        .status()
-        .expect("run cc");
+    let cc = Command::new("cc").args(["-O2", "-o"]).arg(&bin).arg(&source).status().expect("run cc");
     assert!(cc.success(), "cc failed");
     let results = dir.join("results");
     std::fs::create_dir_all(&results).expect("mkdir");
@@ -256,24 +214,9 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
     };
     let variants: [(&str, u32, Option<NotifyTable>, Option<&Path>); 4] = [
         ("allowed (filter returns ALLOW)", 0x7fff_0000, None, None),
-        (
-            "denied by the filter (ERRNO, not logged)",
-            0x0005_0001,
-            None,
-            None,
-        ),
-        (
-            "denied by the filter, launch logged (ERRNO, invocation records only)",
-            0x0005_0001,
-            None,
-            Some(&log),
-        ),
-        (
-            "denied through the supervisor and logged (USER_NOTIF)",
-            0x7fc0_0000,
-            Some(notify_table),
-            Some(&log),
-        ),
+        ("denied by the filter (ERRNO, not logged)", 0x0005_0001, None, None),
+        ("denied by the filter, launch logged (ERRNO, invocation records only)", 0x0005_0001, None, Some(&log)),
+        ("denied through the supervisor and logged (USER_NOTIF)", 0x7fc0_0000, Some(notify_table), Some(&log)),
     ];
     // Rounds interleave the variants so that load from elsewhere hits them alike; the
     // best round of each is reported.
@@ -284,12 +227,7 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
         .iter()
         .enumerate()
         .map(|(i, (_, action, notify, _))| {
-            artifact(
-                &dir.join(format!("artifact-{i}")),
-                *action,
-                notify.clone(),
-                &results,
-            )
+            artifact(&dir.join(format!("artifact-{i}")), *action, notify.clone(), &results)
         })
         .collect();
     for _ in 0..ROUNDS {
@@ -297,11 +235,7 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
             let verified = load_pinned(&manifests[i], None, target).expect("the artifact verifies");
             let out = results.join(format!("out-{i}"));
             let options = LaunchOptions {
-                command: vec![
-                    OsString::from(&bin),
-                    calls.to_string().into(),
-                    out.clone().into(),
-                ],
+                command: vec![OsString::from(&bin), calls.to_string().into(), out.clone().into()],
                 workspace: Some(dir.to_path_buf()),
                 log: log.map(Path::to_path_buf),
                 ..LaunchOptions::default()
@@ -312,19 +246,10 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
             assert_eq!(outcome.exit_code, 0, "{label}: {:?}", outcome.failure);
             let text = std::fs::read_to_string(&out).expect("the loop's result");
             let mut fields = text.split_whitespace();
-            let ns: f64 = fields
-                .next()
-                .and_then(|f| f.parse().ok())
-                .expect("ns per call");
-            let failed: u64 = fields
-                .next()
-                .and_then(|f| f.parse().ok())
-                .expect("failed calls");
+            let ns: f64 = fields.next().and_then(|f| f.parse().ok()).expect("ns per call");
+            let failed: u64 = fields.next().and_then(|f| f.parse().ok()).expect("failed calls");
             let expect_failures = if *action == 0x7fff_0000 { 0 } else { calls };
-            assert_eq!(
-                failed, expect_failures,
-                "{label}: wrong number of failed calls"
-            );
+            assert_eq!(failed, expect_failures, "{label}: wrong number of failed calls");
             if best[i].is_none_or(|(b, _)| ns < b) {
                 best[i] = Some((ns, wall));
             }
@@ -335,28 +260,13 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
         .zip(&best)
         .map(|((label, ..), best)| {
             let (ns, wall) = best.expect("measured");
-            (
-                (*label).to_owned(),
-                format!(
-                    "{ns:.0} ns/call (launch to exit {:.2} s)",
-                    wall.as_secs_f64()
-                ),
-            )
+            ((*label).to_owned(), format!("{ns:.0} ns/call (launch to exit {:.2} s)", wall.as_secs_f64()))
         })
         .collect();
-    rows.push((
-        "calls per run; rounds (best shown)".to_owned(),
-        format!("{calls}; {ROUNDS}"),
-    ));
+    rows.push(("calls per run; rounds (best shown)".to_owned(), format!("{calls}; {ROUNDS}")));
     let log_text = std::fs::read_to_string(&log).expect("the log");
-    let denied = log_text
-        .lines()
-        .filter(|l| l.contains("\"kind\":\"syscall.denied\""))
-        .count();
-    let summaries = log_text
-        .lines()
-        .filter(|l| l.contains("\"summary\":true"))
-        .count();
+    let denied = log_text.lines().filter(|l| l.contains("\"kind\":\"syscall.denied\"")).count();
+    let summaries = log_text.lines().filter(|l| l.contains("\"summary\":true")).count();
     rows.push((
         "syscall.denied records written per notified run (individual + summary)".to_owned(),
         format!("{} + {}", (denied - summaries) / ROUNDS, summaries / ROUNDS),
@@ -373,22 +283,13 @@ fn table(title: &str, rows: &[(String, String)]) {
 }
 
 fn main() {
-    let base = std::env::var_os("AUDIT_BENCH_DIR")
-        .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
-    let dir = tempfile::Builder::new()
-        .prefix("capsule-audit-bench-")
-        .tempdir_in(&base)
-        .expect("a scratch directory");
-    let capsule = std::env::var_os("CAPSULE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("own path");
-            // target/<profile>/examples/audit_bench -> target/<profile>/capsule
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>")
-                .join("capsule")
-        });
+    let base = std::env::var_os("AUDIT_BENCH_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    let dir = tempfile::Builder::new().prefix("capsule-audit-bench-").tempdir_in(&base).expect("a scratch directory");
+    let capsule = std::env::var_os("CAPSULE_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("own path");
+        // target/<profile>/examples/audit_bench -> target/<profile>/capsule
+        exe.parent().and_then(Path::parent).expect("target/<profile>").join("capsule")
+    });
     assert!(
         capsule.is_file(),
         "{} not found: build it first (cargo build --release -p capsule-cli) or set CAPSULE_BIN",
@@ -396,12 +297,6 @@ fn main() {
     );
 
     table("Appends per second", &appends(dir.path()));
-    table(
-        "`capsule verify` on a 1,000,000-record log",
-        &verify_million(dir.path(), &capsule),
-    );
-    table(
-        "A command looping on a denied syscall (getppid)",
-        &denial_cost(dir.path()),
-    );
+    table("`capsule verify` on a 1,000,000-record log", &verify_million(dir.path(), &capsule));
+    table("A command looping on a denied syscall (getppid)", &denial_cost(dir.path()));
 }

@@ -104,8 +104,19 @@ mod tests {
     #[test]
     fn full_command_line() {
         let parsed = parse_str(&[
-            "--manifest", "a/manifest.json", "--pin=ab", "--log", "x.log", "--workspace", "/w", "--verbose",
-            "--explain", "--", "ls", "--", "-l",
+            "--manifest",
+            "a/manifest.json",
+            "--pin=ab",
+            "--log",
+            "x.log",
+            "--workspace",
+            "/w",
+            "--verbose",
+            "--explain",
+            "--",
+            "ls",
+            "--",
+            "-l",
         ])
         .unwrap();
         assert_eq!(

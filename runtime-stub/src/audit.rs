@@ -28,8 +28,8 @@ use capsule_artifacts::launch::{LaunchSettings, Record as RecordClass};
 use capsule_artifacts::log::aggregate::DEFAULT_MAX_INDIVIDUAL;
 use capsule_artifacts::log::record::kind;
 use capsule_artifacts::log::{
-    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationStart, LogWriter, Record,
-    SyscallAggregator, SyscallEvent, WriterOptions,
+    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationStart, LogWriter, Record, SyscallAggregator,
+    SyscallEvent, WriterOptions,
 };
 use capsule_artifacts::manifest::VerifiedArtifact;
 
@@ -55,17 +55,17 @@ pub fn state_dir() -> Result<PathBuf, String> {
     state_dir_in(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
 }
 
-fn state_dir_in(
-    xdg_state_home: Option<OsString>,
-    home: Option<OsString>,
-) -> Result<PathBuf, String> {
+fn state_dir_in(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Result<PathBuf, String> {
     let absolute = |value: Option<OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
     if let Some(state) = absolute(xdg_state_home) {
         return Ok(state.join("capsule"));
     }
     match absolute(home) {
         Some(home) => Ok(home.join(".local").join("state").join("capsule")),
-        None => Err("no place for the audit log: neither XDG_STATE_HOME nor HOME is an absolute path (pass --log FILE)".to_owned()),
+        None => {
+            Err("no place for the audit log: neither XDG_STATE_HOME nor HOME is an absolute path (pass --log FILE)"
+                .to_owned())
+        }
     }
 }
 
@@ -79,19 +79,12 @@ pub fn default_log_path() -> Result<PathBuf, String> {
 /// `capsule.log`) is relative to [`state_dir`], not to the current directory, which
 /// is usually the writable workspace; `${WORKSPACE}`, `${HOME}` and `${TMPDIR}` are
 /// resolved as in filesystem rules.
-pub fn policy_log_path(
-    settings: &LaunchSettings,
-    workspace: Option<&Path>,
-) -> Result<PathBuf, String> {
+pub fn policy_log_path(settings: &LaunchSettings, workspace: Option<&Path>) -> Result<PathBuf, String> {
     let rule = settings.audit.log.as_str();
     if rule.is_empty() {
         return Err("the policy's audit log path is empty".to_owned());
     }
-    if is_state_relative(rule) {
-        Ok(state_dir()?.join(rule))
-    } else {
-        PathVars::from_env(workspace)?.resolve(rule)
-    }
+    if is_state_relative(rule) { Ok(state_dir()?.join(rule)) } else { PathVars::from_env(workspace)?.resolve(rule) }
 }
 
 fn is_state_relative(rule: &str) -> bool {
@@ -104,9 +97,7 @@ fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map_err(|e| format!("cannot read the current directory: {e}"))?
-            .join(path)
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
     };
     let mut missing = Vec::new();
     let mut existing = absolute.as_path();
@@ -120,19 +111,13 @@ fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
                 let (Some(parent), Some(Component::Normal(name))) =
                     (existing.parent(), existing.components().next_back())
                 else {
-                    return Err(format!(
-                        "the audit log path {} cannot be resolved",
-                        path.display()
-                    ));
+                    return Err(format!("the audit log path {} cannot be resolved", path.display()));
                 };
                 missing.push(name.to_owned());
                 existing = parent;
             }
             Err(e) => {
-                return Err(format!(
-                    "the audit log path {} cannot be resolved: {e}",
-                    path.display()
-                ));
+                return Err(format!("the audit log path {} cannot be resolved: {e}", path.display()));
             }
         }
     }
@@ -219,38 +204,16 @@ impl AuditTrail {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| {
-                    Failure::setup(format!(
-                        "cannot create {} for the audit log: {e}",
-                        dir.display()
-                    ))
-                })?;
+                .map_err(|e| Failure::setup(format!("cannot create {} for the audit log: {e}", dir.display())))?;
         }
         let signer = capsule_artifacts::log::note::signer_from_env()
             .map_err(|e| Failure::setup(format!("the log signing key cannot be used: {e}")))?;
-        let mut writer = LogWriter::open_with(
-            &path,
-            WriterOptions {
-                signer,
-                ..WriterOptions::default()
-            },
-        )
-        .map_err(|e| Failure::setup(format!("cannot open the audit log: {e}")))?;
+        let mut writer = LogWriter::open_with(&path, WriterOptions { signer, ..WriterOptions::default() })
+            .map_err(|e| Failure::setup(format!("cannot open the audit log: {e}")))?;
 
-        let cwd = std::env::current_dir()
-            .map(|d| d.as_os_str().as_bytes().to_vec())
-            .unwrap_or_default();
-        let argv = options
-            .command
-            .iter()
-            .map(|a| a.as_bytes().to_vec())
-            .collect();
-        let start = InvocationStart::now(
-            argv,
-            cwd,
-            artifact.manifest.policy.name.clone(),
-            artifact.pin.clone(),
-        );
+        let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+        let argv = options.command.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let start = InvocationStart::now(argv, cwd, artifact.manifest.policy.name.clone(), artifact.pin.clone());
         let appended = writer
             .append(&Record::from(&start), Durability::Sync)
             .map_err(|e| Failure::setup(format!("cannot write to the audit log: {e}")))?;
@@ -282,15 +245,10 @@ impl AuditTrail {
             Response::Deny { errno } => {
                 let errno = u16::try_from(errno.unsigned_abs()).unwrap_or(u16::MAX);
                 let name = self.names.and_then(|n| (n.errno)(errno));
-                let action =
-                    name.map_or_else(|| format!("errno:{errno}"), |name| format!("errno:{name}"));
+                let action = name.map_or_else(|| format!("errno:{errno}"), |name| format!("errno:{name}"));
                 (kind::SYSCALL_DENIED, action, self.record_denials)
             }
-            Response::Continue => (
-                kind::SYSCALL_AUDITED,
-                "allow".to_owned(),
-                self.record_audited,
-            ),
+            Response::Continue => (kind::SYSCALL_AUDITED, "allow".to_owned(), self.record_audited),
         };
         if !wanted || self.failure.is_some() {
             return;
@@ -300,10 +258,7 @@ impl AuditTrail {
         let event = SyscallEvent {
             invocation: self.invocation,
             kind: event_kind,
-            name: self
-                .names
-                .and_then(|n| (n.syscall)(notification.arch, nr))
-                .map(str::to_owned),
+            name: self.names.and_then(|n| (n.syscall)(notification.arch, nr)).map(str::to_owned),
             nr,
             arch: arch_name(notification.arch),
             args: notification.args,
@@ -346,16 +301,13 @@ impl AuditTrail {
             end = end.with("seccomp_kill", true);
         }
         let invocation = self.invocation;
-        let mut records =
-            std::mem::replace(&mut self.aggregator, SyscallAggregator::new(invocation, 0)).finish();
+        let mut records = std::mem::replace(&mut self.aggregator, SyscallAggregator::new(invocation, 0)).finish();
         records.push(end);
         self.writer
             .append_all(&records, Durability::Buffered)
             .and_then(|_| self.writer.checkpoint(Durability::Sync))
             .map(|_| ())
-            .map_err(|e| {
-                format!("cannot write the end of invocation {invocation} to the audit log: {e}")
-            })
+            .map_err(|e| format!("cannot write the end of invocation {invocation} to the audit log: {e}"))
     }
 }
 
@@ -435,31 +387,17 @@ mod tests {
     fn unrestricted_writes_or_no_landlock_refuse_every_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("capsule.log");
-        assert!(
-            protected_log_path(&log, &plan(None, 7))
-                .unwrap_err()
-                .contains("does not restrict writes")
-        );
-        assert!(
-            protected_log_path(&log, &plan(Some(vec![]), 0))
-                .unwrap_err()
-                .contains("no Landlock")
-        );
+        assert!(protected_log_path(&log, &plan(None, 7)).unwrap_err().contains("does not restrict writes"));
+        assert!(protected_log_path(&log, &plan(Some(vec![]), 0)).unwrap_err().contains("no Landlock"));
         assert!(protected_log_path(&log, &plan(Some(vec![]), 7)).is_ok());
     }
 
     #[test]
     fn the_state_directory_follows_xdg() {
         let some = |s: &str| Some(OsString::from(s));
-        assert_eq!(
-            state_dir_in(some("/state"), some("/home/u")).unwrap(),
-            Path::new("/state/capsule")
-        );
+        assert_eq!(state_dir_in(some("/state"), some("/home/u")).unwrap(), Path::new("/state/capsule"));
         // A relative XDG_STATE_HOME is ignored, as the XDG spec says.
-        assert_eq!(
-            state_dir_in(some("rel"), some("/home/u")).unwrap(),
-            Path::new("/home/u/.local/state/capsule")
-        );
+        assert_eq!(state_dir_in(some("rel"), some("/home/u")).unwrap(), Path::new("/home/u/.local/state/capsule"));
         assert!(state_dir_in(None, some("")).is_err());
         assert!(state_dir_in(None, None).is_err());
     }

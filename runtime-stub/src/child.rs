@@ -117,10 +117,8 @@ impl SharedReport {
 
     pub(crate) fn read(&mut self) -> ChildReport {
         let report = self.get();
-        let notes = String::from_utf8_lossy(&report.notes[..report.notes_len as usize])
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let notes =
+            String::from_utf8_lossy(&report.notes[..report.notes_len as usize]).lines().map(str::to_owned).collect();
         let message = String::from_utf8_lossy(&report.error[..report.error_len as usize]).into_owned();
         ChildReport {
             failure: (report.failure_exit != 0).then(|| Failure::new(report.failure_exit, message)),
@@ -194,8 +192,13 @@ fn drop_capabilities() -> Result<(), String> {
             }
         }
     }
-    rustix::thread::clear_ambient_capability_set().map_err(|e| format!("cannot clear the ambient capabilities: {e}"))?;
-    let none = CapabilitySets { effective: CapabilitySet::empty(), permitted: CapabilitySet::empty(), inheritable: CapabilitySet::empty() };
+    rustix::thread::clear_ambient_capability_set()
+        .map_err(|e| format!("cannot clear the ambient capabilities: {e}"))?;
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
     rustix::thread::set_capabilities(None, none).map_err(|e| format!("cannot drop the capabilities: {e}"))
 }
 
@@ -226,7 +229,13 @@ fn setup_and_exec(plan: &ChildPlan, report: &mut SharedReport) -> Failure {
     }
     // SAFETY: prctl with integer arguments only.
     let nnp = unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
+        libc::prctl(
+            libc::PR_SET_NO_NEW_PRIVS,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
     };
     // SAFETY: as above.
     let nnp_now = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };

@@ -104,7 +104,14 @@ pub struct LaunchOutcome {
 
 impl LaunchOutcome {
     fn failed(failure: Failure) -> LaunchOutcome {
-        LaunchOutcome { exit_code: failure.exit_code, status: None, failure: Some(failure), pid: None, resources: None, invocation: None }
+        LaunchOutcome {
+            exit_code: failure.exit_code,
+            status: None,
+            failure: Some(failure),
+            pid: None,
+            resources: None,
+            invocation: None,
+        }
     }
 }
 
@@ -179,9 +186,13 @@ pub fn launch_supervised(
 
 /// Path variables and the Landlock plan: needed before the log is opened, to check
 /// that the command cannot write it.
-fn sandbox_plan(artifact: &VerifiedArtifact, options: &LaunchOptions) -> Result<(paths::PathVars, sandbox::LandlockPlan), Failure> {
+fn sandbox_plan(
+    artifact: &VerifiedArtifact,
+    options: &LaunchOptions,
+) -> Result<(paths::PathVars, sandbox::LandlockPlan), Failure> {
     let vars = paths::PathVars::from_env(options.workspace.as_deref()).map_err(Failure::setup)?;
-    let landlock = sandbox::LandlockPlan::new(artifact.launch(), &vars, sandbox::kernel_abi()).map_err(Failure::setup)?;
+    let landlock =
+        sandbox::LandlockPlan::new(artifact.launch(), &vars, sandbox::kernel_abi()).map_err(Failure::setup)?;
     Ok((vars, landlock))
 }
 
@@ -217,11 +228,9 @@ fn prepare(
         env.insert(name.into(), value.into());
     }
 
-    let (program_name, _) =
-        options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
+    let (program_name, _) = options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
     let exec_path = command::resolve(program_name, env.get(&OsString::from("PATH")).map(OsString::as_os_str))?;
     let machine_notes = command::check_machine(&exec_path, host, &artifact.manifest.targets())?;
-
 
     let limits = &settings.limits;
     let rlimits: Vec<(Resource, u64, &'static str)> = [
@@ -377,7 +386,8 @@ fn run(
     let verbose = options.verbose || options.explain;
     let signals = BlockedSignals::new().map_err(|e| Failure::setup(format!("cannot block signals: {e}")))?;
     plan.signal_mask = signals.previous;
-    let mut report = child::SharedReport::new().map_err(|e| Failure::setup(format!("cannot map the report page: {e}")))?;
+    let mut report =
+        child::SharedReport::new().map_err(|e| Failure::setup(format!("cannot map the report page: {e}")))?;
 
     // The child shares this descriptor table until it execs; close-on-exec everywhere
     // above stderr is what keeps every inherited descriptor from reaching the command.

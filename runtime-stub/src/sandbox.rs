@@ -137,7 +137,8 @@ impl LandlockPlan {
         }
         let (required, why) = self.required_abi();
         if self.kernel_abi < required {
-            let kernel = if self.kernel_abi == 0 { "no Landlock".to_owned() } else { format!("ABI {}", self.kernel_abi) };
+            let kernel =
+                if self.kernel_abi == 0 { "no Landlock".to_owned() } else { format!("ABI {}", self.kernel_abi) };
             return Err(format!(
                 "Landlock mode is enforce and the policy needs Landlock ABI {required} ({}), but this kernel has {kernel}",
                 why.join("; ")

@@ -14,8 +14,13 @@ pub struct Program {
 impl Program {
     pub fn from_blob(blob: &[u8]) -> Result<Program, String> {
         let size = blob.len() as u64;
-        if size == 0 || !size.is_multiple_of(BPF_INSTRUCTION_BYTES) || size / BPF_INSTRUCTION_BYTES > MAX_BPF_INSTRUCTIONS {
-            return Err(format!("the BPF blob is {size} bytes: not 1 to {MAX_BPF_INSTRUCTIONS} instructions of 8 bytes"));
+        if size == 0
+            || !size.is_multiple_of(BPF_INSTRUCTION_BYTES)
+            || size / BPF_INSTRUCTION_BYTES > MAX_BPF_INSTRUCTIONS
+        {
+            return Err(format!(
+                "the BPF blob is {size} bytes: not 1 to {MAX_BPF_INSTRUCTIONS} instructions of 8 bytes"
+            ));
         }
         let instructions = blob
             .chunks_exact(BPF_INSTRUCTION_BYTES as usize)
@@ -50,12 +55,7 @@ impl Program {
         // SAFETY: `program` points at `self.instructions`, which outlives the call; the
         // kernel copies the program and keeps no pointer to it.
         let ret = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                flags,
-                &program as *const libc::sock_fprog,
-            )
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &program as *const libc::sock_fprog)
         };
         match ret {
             r if r < 0 => Err(io::Error::last_os_error()),

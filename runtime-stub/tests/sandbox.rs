@@ -48,7 +48,10 @@ fn only_passed_variables_survive_then_set_applies() {
     let mut names: Vec<String> = text(&output.stdout).lines().map(str::to_owned).collect();
     names.sort();
     let path = std::env::var("PATH").unwrap();
-    assert_eq!(names, vec!["CAPSULE_KEEP=overridden".to_owned(), "CAPSULE_SET=from-policy".to_owned(), format!("PATH={path}")]);
+    assert_eq!(
+        names,
+        vec!["CAPSULE_KEEP=overridden".to_owned(), "CAPSULE_SET=from-policy".to_owned(), format!("PATH={path}")]
+    );
 }
 
 #[test]
@@ -126,9 +129,7 @@ fn tcp_connect_is_limited_to_the_allowed_ports() {
     let mut settings = open_settings();
     settings.network.connect = Some(vec![PortRule { protocol: Protocol::Tcp, port: allowed_port }]);
     let artifact = artifact(settings, &allow_all(), false);
-    let connect = |port: u16| {
-        launch(&artifact, &["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
-    };
+    let connect = |port: u16| launch(&artifact, &["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")]);
     assert_code(&connect(allowed_port), 0);
     let output = connect(forbidden_port);
     assert_ne!(output.status.code(), Some(0));
@@ -145,7 +146,8 @@ fn tcp_connect_is_limited_to_the_allowed_ports() {
 #[test]
 fn signal_scoping_keeps_the_command_from_signalling_outside_its_domain() {
     let mut outsider = Command::new("sleep").arg("30").spawn().unwrap();
-    let script = format!("kill -0 $PPID && echo parent-reachable; kill -0 {} && echo outsider-reachable; exit 0", outsider.id());
+    let script =
+        format!("kill -0 $PPID && echo parent-reachable; kill -0 {} && echo outsider-reachable; exit 0", outsider.id());
 
     let mut scoped = open_settings();
     scoped.landlock.scope = true;
@@ -187,7 +189,8 @@ fn inherited_descriptors_are_closed() {
 fn the_command_leads_its_own_session() {
     let artifact = artifact(open_settings(), &allow_all(), false);
     // Fields 1 and 6 of /proc/PID/stat: the pid and the session id ("sh" has no spaces).
-    let output = launch(&artifact, &["sh", "-c", "read -r pid comm state ppid pgrp sid rest < /proc/$$/stat; echo $pid $sid"]);
+    let output =
+        launch(&artifact, &["sh", "-c", "read -r pid comm state ppid pgrp sid rest < /proc/$$/stat; echo $pid $sid"]);
     assert_code(&output, 0);
     let stdout = text(&output.stdout);
     let fields: Vec<&str> = stdout.split_whitespace().collect();

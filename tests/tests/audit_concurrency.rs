@@ -36,18 +36,12 @@ fn eight_workers_times_fifty_runs_leave_one_intact_chain_with_every_invocation()
         match kind(record) {
             "log.genesis" => genesis += 1,
             "invocation.start" => {
-                starts.insert(
-                    record["seq"].as_str().unwrap().to_owned(),
-                    record["data"]["argv"].clone(),
-                );
+                starts.insert(record["seq"].as_str().unwrap().to_owned(), record["data"]["argv"].clone());
             }
             "invocation.end" => {
                 let invocation = record["data"]["invocation"].as_str().unwrap().to_owned();
                 assert_eq!(record["data"]["exit_code"], 0);
-                assert!(
-                    ends.insert(invocation, ()).is_none(),
-                    "one end per invocation"
-                );
+                assert!(ends.insert(invocation, ()).is_none(), "one end per invocation");
             }
             _ => {}
         }
@@ -55,8 +49,5 @@ fn eight_workers_times_fifty_runs_leave_one_intact_chain_with_every_invocation()
     assert_eq!(genesis, 1, "exactly one creator of the log");
     assert_eq!(starts.len(), WORKERS * RUNS);
     assert_eq!(ends.len(), WORKERS * RUNS);
-    assert!(
-        starts.keys().all(|seq| ends.contains_key(seq)),
-        "every start has its end"
-    );
+    assert!(starts.keys().all(|seq| ends.contains_key(seq)), "every start has its end");
 }

@@ -58,15 +58,8 @@ fn launchers_killed_mid_append_leave_intact_or_incomplete_logs_that_only_grow() 
         let mut children: Vec<_> = (0..2)
             .map(|_| {
                 let mut cmd = sandbox.capsule();
-                cmd.arg("run")
-                    .arg("--workspace")
-                    .arg(sandbox.workspace())
-                    .arg("--")
-                    .args(&storm);
-                cmd.stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                cmd.arg("run").arg("--workspace").arg(sandbox.workspace()).arg("--").args(&storm);
+                cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
             })
             .collect();
         for child in &mut children {
@@ -75,13 +68,8 @@ fn launchers_killed_mid_append_leave_intact_or_incomplete_logs_that_only_grow() 
             child.wait().unwrap();
         }
         let (code, report) = sandbox.verify(&sandbox.log(), &[]);
-        assert!(
-            code == 0 || code == 3,
-            "round {round}: a crash must never look like tampering: {report:#}"
-        );
-        *verdicts
-            .entry(report["verdict"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
+        assert!(code == 0 || code == 3, "round {round}: a crash must never look like tampering: {report:#}");
+        *verdicts.entry(report["verdict"].as_str().unwrap().to_owned()).or_insert(0) += 1;
         snapshots.push(std::fs::read(sandbox.log()).unwrap());
     }
     // The next run recovers: the log is whole again, and everything any earlier
@@ -91,10 +79,7 @@ fn launchers_killed_mid_append_leave_intact_or_incomplete_logs_that_only_grow() 
     assert_eq!(code, 0, "{report:#}");
     let last = std::fs::read(sandbox.log()).unwrap();
     for (round, snapshot) in snapshots.iter().enumerate() {
-        assert!(
-            last.starts_with(snapshot),
-            "round {round}: bytes written before the kill changed"
-        );
+        assert!(last.starts_with(snapshot), "round {round}: bytes written before the kill changed");
     }
     eprintln!(
         "verdicts after the kills: {verdicts:?}; torn lines sealed: {}",
@@ -132,24 +117,13 @@ fn when_the_supervisor_dies_notified_calls_fail_with_enosys() {
     let sandbox = AuditSandbox::new();
     let command = Programs::get().command("loop_on_denied", LOOP_ON_DENIED, &[]);
     let mut cmd = sandbox.capsule();
-    cmd.arg("run")
-        .arg("--workspace")
-        .arg(sandbox.workspace())
-        .arg("--")
-        .args(&command);
-    let mut launcher = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    cmd.arg("run").arg("--workspace").arg(sandbox.workspace()).arg("--").args(&command);
+    let mut launcher = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(launcher.stdout.take().unwrap()).lines();
     let mut before = 0;
     while before < 20 {
         let line = lines.next().expect("the command prints").unwrap();
-        assert_eq!(
-            line, "EPERM",
-            "while the supervisor lives, the policy's errno"
-        );
+        assert_eq!(line, "EPERM", "while the supervisor lives, the policy's errno");
         before += 1;
     }
     launcher.kill().unwrap();
@@ -157,19 +131,9 @@ fn when_the_supervisor_dies_notified_calls_fail_with_enosys() {
     assert!(status.code().is_none(), "the launcher was killed");
     // The command (now an orphan) keeps calling; the pipe closes when it exits.
     let after: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(
-        !after.iter().any(|l| l == "OK"),
-        "a notified call succeeded without its supervisor: {after:?}"
-    );
-    assert!(
-        after.iter().all(|l| l == "EPERM" || l == "ENOSYS"),
-        "{after:?}"
-    );
-    assert_eq!(
-        after.iter().filter(|l| *l == "ENOSYS").count(),
-        50,
-        "{after:?}"
-    );
+    assert!(!after.iter().any(|l| l == "OK"), "a notified call succeeded without its supervisor: {after:?}");
+    assert!(after.iter().all(|l| l == "EPERM" || l == "ENOSYS"), "{after:?}");
+    assert_eq!(after.iter().filter(|l| *l == "ENOSYS").count(), 50, "{after:?}");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut launcher.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!text(stderr.as_bytes()).contains("panicked"), "{stderr}");

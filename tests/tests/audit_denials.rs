@@ -37,10 +37,7 @@ const PTRACE_NR: u64 = 101;
 const SOCKET_NR: u64 = 41;
 
 fn denied_for(records: &[serde_json::Value], nr: u64) -> Vec<&serde_json::Value> {
-    of_kind(records, "syscall.denied")
-        .into_iter()
-        .filter(|r| r["data"]["nr"].as_u64() == Some(nr))
-        .collect()
+    of_kind(records, "syscall.denied").into_iter().filter(|r| r["data"]["nr"].as_u64() == Some(nr)).collect()
 }
 
 #[test]
@@ -50,18 +47,13 @@ fn ptrace_and_a_netlink_socket_are_denied_with_their_errno_and_logged_with_argum
     let output = sandbox.run(&[], &command);
     assert_ok(&output);
     let stdout = text(&output.stdout);
-    assert!(
-        stdout.contains("ptrace -1 EPERM\n") && stdout.contains("socket -1 EPERM\n"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("ptrace -1 EPERM\n") && stdout.contains("socket -1 EPERM\n"), "{stdout}");
 
     let log = records(&sandbox.log());
     let start = &of_kind(&log, "invocation.start")[0];
     let invocation = start["seq"].as_str().unwrap();
     let end = &of_kind(&log, "invocation.end")[0];
-    let child_pid = end["data"]["pid"]
-        .as_u64()
-        .expect("the end names the command's pid");
+    let child_pid = end["data"]["pid"].as_u64().expect("the end names the command's pid");
 
     let ptrace = denied_for(&log, PTRACE_NR);
     assert_eq!(ptrace.len(), 1, "{log:#?}");
@@ -72,51 +64,24 @@ fn ptrace_and_a_netlink_socket_are_denied_with_their_errno_and_logged_with_argum
     assert_eq!(data["invocation"], invocation);
     assert_eq!(data["pid"].as_u64(), Some(child_pid));
     let launcher_pid = start["data"]["pid"].as_u64().unwrap();
-    let args: Vec<&str> = data["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = data["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     // The command's parent is the launcher: PTRACE_ATTACH aimed at it.
-    assert_eq!(
-        args,
-        [
-            "0x10",
-            &format!("{launcher_pid:#x}"),
-            "0x1234",
-            "0x5678",
-            "0x0",
-            "0x0"
-        ]
-    );
+    assert_eq!(args, ["0x10", &format!("{launcher_pid:#x}"), "0x1234", "0x5678", "0x0", "0x0"]);
 
     let socket = denied_for(&log, SOCKET_NR);
     assert_eq!(socket.len(), 1, "{log:#?}");
     let data = &socket[0]["data"];
     assert_eq!(data["name"], "socket");
     assert_eq!(data["action"], "errno:EPERM");
-    let args: Vec<&str> = data["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = data["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args, ["0x10", "0x3", "0x0", "0x0", "0x0", "0x0"]);
 
     // `capsule log show` filters by kind and shows the names.
-    let shown = sandbox
-        .capsule()
-        .args(["log", "show", "--kind", "syscall.denied"])
-        .arg(sandbox.log())
-        .output()
-        .unwrap();
+    let shown =
+        sandbox.capsule().args(["log", "show", "--kind", "syscall.denied"]).arg(sandbox.log()).output().unwrap();
     assert_ok(&shown);
     let shown = text(&shown.stdout);
-    assert!(
-        shown.contains("name=ptrace") && shown.contains("name=socket"),
-        "{shown}"
-    );
+    assert!(shown.contains("name=ptrace") && shown.contains("name=socket"), "{shown}");
     assert!(!shown.contains("invocation.start"), "{shown}");
 }
 
@@ -126,54 +91,30 @@ fn the_policys_own_errno_is_returned_and_logged() {
     let policy = capsule_tests::workspace_root().join("cli/src/default-policy.yaml");
     let policy = std::fs::read_to_string(policy).unwrap();
     let rule = "    - socket: domain != AF_UNIX\n";
-    assert!(
-        policy.contains(rule),
-        "the default policy's socket rule changed"
-    );
-    let policy = policy.replace(
-        rule,
-        "    - socket: { when: \"domain != AF_UNIX\", action: errno(EACCES) }\n",
-    );
+    assert!(policy.contains(rule), "the default policy's socket rule changed");
+    let policy = policy.replace(rule, "    - socket: { when: \"domain != AF_UNIX\", action: errno(EACCES) }\n");
     std::fs::write(sandbox.workspace().join("capsule.yaml"), policy).unwrap();
 
     let output = sandbox.run(&[], &Programs::get().command("try_denied", TRY_DENIED, &[]));
     assert_ok(&output);
     let stdout = text(&output.stdout);
-    assert!(
-        stdout.contains("socket -1 EACCES\n") && stdout.contains("ptrace -1 EPERM\n"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("socket -1 EACCES\n") && stdout.contains("ptrace -1 EPERM\n"), "{stdout}");
     let log = records(&sandbox.log());
-    assert_eq!(
-        denied_for(&log, SOCKET_NR)[0]["data"]["action"],
-        "errno:EACCES"
-    );
+    assert_eq!(denied_for(&log, SOCKET_NR)[0]["data"]["action"], "errno:EACCES");
 }
 
 #[test]
 fn without_denials_in_record_only_the_invocation_is_logged() {
     let sandbox = AuditSandbox::new();
-    let policy = std::fs::read_to_string(
-        capsule_tests::workspace_root().join("cli/src/default-policy.yaml"),
-    )
-    .unwrap();
+    let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml")).unwrap();
     let record = "  record: [invocations, denials]\n";
-    assert!(
-        policy.contains(record),
-        "the default policy's audit section changed"
-    );
-    std::fs::write(
-        sandbox.workspace().join("capsule.yaml"),
-        policy.replace(record, "  record: [invocations]\n"),
-    )
-    .unwrap();
+    assert!(policy.contains(record), "the default policy's audit section changed");
+    std::fs::write(sandbox.workspace().join("capsule.yaml"), policy.replace(record, "  record: [invocations]\n"))
+        .unwrap();
 
     let output = sandbox.run(&[], &Programs::get().command("try_denied", TRY_DENIED, &[]));
     assert_ok(&output);
-    assert!(
-        text(&output.stdout).contains("ptrace -1 EPERM\n"),
-        "the call is still denied"
-    );
+    assert!(text(&output.stdout).contains("ptrace -1 EPERM\n"), "the call is still denied");
     let log = records(&sandbox.log());
     assert!(of_kind(&log, "syscall.denied").is_empty(), "{log:#?}");
     assert_eq!(of_kind(&log, "invocation.start").len(), 1);
@@ -184,24 +125,16 @@ fn without_denials_in_record_only_the_invocation_is_logged() {
 fn a_storm_of_denials_is_bounded_and_counted() {
     let sandbox = AuditSandbox::new();
     let rounds = 5000;
-    let output = sandbox.run(
-        &[],
-        &Programs::get().command("try_denied", TRY_DENIED, &[&rounds.to_string()]),
-    );
+    let output = sandbox.run(&[], &Programs::get().command("try_denied", TRY_DENIED, &[&rounds.to_string()]));
     assert_ok(&output);
     let stdout = text(&output.stdout);
-    assert_eq!(
-        stdout.matches("ptrace -1 EPERM\n").count(),
-        rounds,
-        "every call got its errno"
-    );
+    assert_eq!(stdout.matches("ptrace -1 EPERM\n").count(), rounds, "every call got its errno");
 
     let log = records(&sandbox.log());
     for nr in [PTRACE_NR, SOCKET_NR] {
         let events = denied_for(&log, nr);
-        let (summaries, single): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = events
-            .into_iter()
-            .partition(|r| r["data"]["summary"] == true);
+        let (summaries, single): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+            events.into_iter().partition(|r| r["data"]["summary"] == true);
         assert_eq!(single.len(), 16, "the first 16 are logged one by one");
         assert_eq!(summaries.len(), 1, "then one summary");
         assert_eq!(summaries[0]["data"]["count"], (rounds - 16).to_string());

@@ -10,9 +10,7 @@ use capsule_artifacts::log::chain::{self, Chain, Position};
 use capsule_artifacts::log::merkle::leaf_hash;
 use capsule_artifacts::log::record::kind as record_kind;
 use capsule_artifacts::log::{LogLine, Record};
-use capsule_tests::audit_support::{
-    AuditSandbox, Programs, assert_ok, kind, raw_lines, records, write_lines,
-};
+use capsule_tests::audit_support::{AuditSandbox, Programs, assert_ok, kind, raw_lines, records, write_lines};
 
 const TAMPERED: i32 = 1;
 const INCOMPLETE: i32 = 3;
@@ -45,25 +43,14 @@ impl Fixture {
     fn make() -> Fixture {
         let sandbox = AuditSandbox::new();
         let keys = tempfile::tempdir().unwrap();
-        let keygen = sandbox
-            .capsule()
-            .arg("keygen")
-            .arg("--out")
-            .arg(keys.path().join("log"))
-            .output()
-            .unwrap();
+        let keygen = sandbox.capsule().arg("keygen").arg("--out").arg(keys.path().join("log")).output().unwrap();
         assert_ok(&keygen);
         let denied = Programs::get().command("tamper_denied", DENIED, &[]);
         let other_log = sandbox.state_home().join("other.log");
         let run = |extra: &[&str], command: &[String]| {
             let mut cmd = sandbox.capsule();
             cmd.env("CAPSULE_LOG_SIGNING_KEY", keys.path().join("log.key"));
-            cmd.arg("run")
-                .args(extra)
-                .arg("--workspace")
-                .arg(sandbox.workspace())
-                .arg("--")
-                .args(command);
+            cmd.arg("run").args(extra).arg("--workspace").arg(sandbox.workspace()).arg("--").args(command);
             assert_ok(&cmd.output().unwrap());
         };
         let true_ = vec!["/bin/true".to_owned()];
@@ -76,12 +63,7 @@ impl Fixture {
         run(&["--log", other], &denied);
         let saved = keys.path().join("saved.checkpoint");
         sandbox.save_checkpoint(&sandbox.log(), &saved);
-        Fixture {
-            sandbox,
-            keys,
-            other_log,
-            saved,
-        }
+        Fixture { sandbox, keys, other_log, saved }
     }
 
     /// A copy of the log to edit.
@@ -116,11 +98,7 @@ impl Fixture {
         let (got, report) = self.sandbox.verify(path, extra);
         assert_eq!(got, code, "{extra:?}: {report:#}");
         if let Some(record) = record {
-            assert_eq!(
-                report["record"].as_u64(),
-                Some(record),
-                "{extra:?}: wrong record named: {report:#}"
-            );
+            assert_eq!(report["record"].as_u64(), Some(record), "{extra:?}: wrong record named: {report:#}");
         }
     }
 
@@ -128,18 +106,8 @@ impl Fixture {
     #[track_caller]
     fn assert_tampered_everywhere(&self, path: &Path, record: u64) {
         self.assert_verdict(path, &[], TAMPERED, Some(record));
-        self.assert_verdict(
-            path,
-            &["--public-key", &self.public_key()],
-            TAMPERED,
-            Some(record),
-        );
-        self.assert_verdict(
-            path,
-            &["--checkpoint", &self.saved()],
-            TAMPERED,
-            Some(record),
-        );
+        self.assert_verdict(path, &["--public-key", &self.public_key()], TAMPERED, Some(record));
+        self.assert_verdict(path, &["--checkpoint", &self.saved()], TAMPERED, Some(record));
     }
 }
 
@@ -152,10 +120,7 @@ fn edit(path: &Path, change: impl FnOnce(&mut Vec<Vec<u8>>)) {
 /// Changes one byte of line `index` at the first place after `marker`.
 fn flip_after(lines: &mut [Vec<u8>], index: usize, marker: &str) {
     let text = String::from_utf8(lines[index].clone()).unwrap();
-    let at = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} not in {text}"))
-        + marker.len();
+    let at = text.find(marker).unwrap_or_else(|| panic!("{marker} not in {text}")) + marker.len();
     let byte = &mut lines[index][at];
     *byte = if *byte == b'a' { b'b' } else { b'a' };
 }
@@ -163,10 +128,8 @@ fn flip_after(lines: &mut [Vec<u8>], index: usize, marker: &str) {
 #[test]
 fn the_untouched_log_is_intact_signed_and_extends_the_saved_checkpoint() {
     let f = Fixture::get();
-    let (code, report) = f.sandbox.verify(
-        &f.sandbox.log(),
-        &["--public-key", &f.public_key(), "--checkpoint", &f.saved()],
-    );
+    let (code, report) =
+        f.sandbox.verify(&f.sandbox.log(), &["--public-key", &f.public_key(), "--checkpoint", &f.saved()]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["checkpoints"], 4, "one per invocation");
     assert_eq!(report["signed_checkpoints"], 4);
@@ -220,9 +183,7 @@ fn an_inserted_record_is_caught() {
     edit(&path, |l| {
         // A forged record that chains onto its predecessor; the original after it cannot.
         let prev = leaf_hash(l[k - 1].strip_suffix(b"\n").unwrap());
-        let forged = Record::new("syscall.audited")
-            .with("name", "openat")
-            .to_line(k as u64, &prev);
+        let forged = Record::new("syscall.audited").with("name", "openat").to_line(k as u64, &prev);
         l.insert(k, [forged, b"\n".to_vec()].concat());
     });
     f.assert_tampered_everywhere(&path, k as u64 + 1);
@@ -255,10 +216,7 @@ fn a_record_spliced_in_from_another_log_is_caught() {
     // The other log has the same shape: its record 5 is also a denial of invocation 4.
     let foreign = raw_lines(&f.other_log);
     let k = f.index_of("syscall.denied", 0);
-    assert_eq!(
-        kind(&serde_json::from_slice::<serde_json::Value>(&foreign[k]).unwrap()),
-        "syscall.denied"
-    );
+    assert_eq!(kind(&serde_json::from_slice::<serde_json::Value>(&foreign[k]).unwrap()), "syscall.denied");
     let (_dir, path) = f.copy();
     edit(&path, |l| l[k] = foreign[k].clone());
     f.assert_tampered_everywhere(&path, k as u64);
@@ -280,22 +238,12 @@ fn recompute_chain(path: &Path) {
     let mut chain = Chain::new(None);
     let mut out = Vec::new();
     for (i, old) in raw_lines(path).iter().enumerate() {
-        let mut record = LogLine::parse(old.strip_suffix(b"\n").unwrap())
-            .unwrap()
-            .record;
+        let mut record = LogLine::parse(old.strip_suffix(b"\n").unwrap()).unwrap().record;
         if record.kind == record_kind::CHECKPOINT {
             record = chain::checkpoint_record(&chain, None).unwrap().0;
         }
         let line = record.to_line(chain.next_seq, &chain.last_leaf);
-        chain
-            .apply(
-                &line,
-                Position {
-                    line: i as u64 + 1,
-                    offset: 0,
-                },
-            )
-            .unwrap();
+        chain.apply(&line, Position { line: i as u64 + 1, offset: 0 }).unwrap();
         out.push([line, b"\n".to_vec()].concat());
     }
     write_lines(path, &out);
@@ -307,30 +255,18 @@ fn a_recomputed_chain_is_caught_by_the_key_and_by_a_saved_checkpoint_not_by_the_
     let k = f.index_of("invocation.end", 0);
     let (_dir, path) = f.copy();
     edit(&path, |l| {
-        let text = String::from_utf8(l[k].clone())
-            .unwrap()
-            .replace("\"exit_code\":0", "\"exit_code\":1");
+        let text = String::from_utf8(l[k].clone()).unwrap().replace("\"exit_code\":0", "\"exit_code\":1");
         l[k] = text.into_bytes();
     });
     recompute_chain(&path);
     f.assert_verdict(&path, &[], 0, None);
     // The first checkpoint after the edit carries no valid signature.
     let first_checkpoint_after = f.index_of("checkpoint", 0) as u64;
-    f.assert_verdict(
-        &path,
-        &["--public-key", &f.public_key()],
-        TAMPERED,
-        Some(first_checkpoint_after),
-    );
+    f.assert_verdict(&path, &["--public-key", &f.public_key()], TAMPERED, Some(first_checkpoint_after));
     // The saved checkpoint's root differs from the forged tree at its size: named at
     // the last record of that tree.
     let size = records(&f.sandbox.log()).len() as u64;
-    f.assert_verdict(
-        &path,
-        &["--checkpoint", &f.saved()],
-        TAMPERED,
-        Some(size - 1),
-    );
+    f.assert_verdict(&path, &["--checkpoint", &f.saved()], TAMPERED, Some(size - 1));
 }
 
 #[test]
@@ -345,16 +281,8 @@ fn a_tail_cut_at_a_record_boundary_is_caught_only_against_a_saved_checkpoint() {
         report["verdict"], "intact",
         "a cut back past the last checkpoint still verifies with the key: {report:#}"
     );
-    assert_eq!(
-        report["unsigned_tail"], 1,
-        "but the key reports the record after the last signed checkpoint"
-    );
-    f.assert_verdict(
-        &path,
-        &["--checkpoint", &f.saved()],
-        TAMPERED,
-        Some(keep as u64),
-    );
+    assert_eq!(report["unsigned_tail"], 1, "but the key reports the record after the last signed checkpoint");
+    f.assert_verdict(&path, &["--checkpoint", &f.saved()], TAMPERED, Some(keep as u64));
 }
 
 #[test]
@@ -372,9 +300,7 @@ fn a_torn_last_line_is_incomplete_and_the_next_run_seals_it() {
     let outside = capsule_tests::outside_dir("capsule-sealed-");
     let state = outside.path().join("sealed.log");
     std::fs::copy(&path, &state).unwrap();
-    let output = f
-        .sandbox
-        .run(&["--log", state.to_str().unwrap()], &["/bin/true"]);
+    let output = f.sandbox.run(&["--log", state.to_str().unwrap()], &["/bin/true"]);
     assert_ok(&output);
     let (code, report) = f.sandbox.verify(&state, &[]);
     assert_eq!(code, 0, "{report:#}");
@@ -395,9 +321,7 @@ fn a_non_canonical_but_equivalent_line_is_caught() {
     let k = f.index_of("invocation.start", 1);
     let (_dir, path) = f.copy();
     edit(&path, |l| {
-        let text = String::from_utf8(l[k].clone())
-            .unwrap()
-            .replacen("\"kind\":", "\"kind\": ", 1);
+        let text = String::from_utf8(l[k].clone()).unwrap().replacen("\"kind\":", "\"kind\": ", 1);
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             parsed,

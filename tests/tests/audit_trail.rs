@@ -14,61 +14,25 @@ fn an_invocation_is_recorded_with_start_end_and_a_checkpoint_in_the_per_user_log
 
     // The default log is in XDG_STATE_HOME, in a private directory, not in the workspace.
     let log = sandbox.log();
-    let mode = std::fs::metadata(log.parent().unwrap())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(log.parent().unwrap()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
     assert!(!sandbox.workspace().join("capsule.log").exists());
 
     let all = records(&log);
     let kinds: Vec<&str> = all.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "log.genesis",
-            "invocation.start",
-            "invocation.end",
-            "checkpoint"
-        ]
-    );
+    assert_eq!(kinds, ["log.genesis", "invocation.start", "invocation.end", "checkpoint"]);
     let start = &all[1]["data"];
-    assert_eq!(
-        start["argv"],
-        serde_json::json!(["/bin/sh", "-c", "exit 7"])
-    );
-    assert_eq!(
-        start["cwd"],
-        sandbox
-            .workspace()
-            .canonicalize()
-            .unwrap()
-            .to_str()
-            .unwrap()
-    );
+    assert_eq!(start["argv"], serde_json::json!(["/bin/sh", "-c", "exit 7"]));
+    assert_eq!(start["cwd"], sandbox.workspace().canonicalize().unwrap().to_str().unwrap());
     assert_eq!(start["policy"], "capsule-default");
     assert_eq!(start["manifest_pin"].as_str().unwrap().len(), 64);
-    assert_eq!(
-        start["uid"].as_u64(),
-        Some(u64::from(capsule_tests::current_uid()))
-    );
+    assert_eq!(start["uid"].as_u64(), Some(u64::from(capsule_tests::current_uid())));
     assert!(start["pid"].as_u64().unwrap() > 0 && start["time_ns"].as_str().unwrap().len() >= 19);
     let end = &all[2]["data"];
     assert_eq!(end["invocation"], "1");
     assert_eq!(end["exit_code"], 7);
-    for field in [
-        "duration_ns",
-        "user_time_us",
-        "sys_time_us",
-        "max_rss_kib",
-        "time_ns",
-    ] {
-        assert!(
-            end[field]
-                .as_str()
-                .is_some_and(|v| v.parse::<u64>().is_ok()),
-            "{field}: {end}"
-        );
+    for field in ["duration_ns", "user_time_us", "sys_time_us", "max_rss_kib", "time_ns"] {
+        assert!(end[field].as_str().is_some_and(|v| v.parse::<u64>().is_ok()), "{field}: {end}");
     }
     assert!(end["max_rss_kib"].as_str().unwrap().parse::<u64>().unwrap() > 0);
     assert_eq!(all[3]["data"]["size"], "3");
@@ -77,11 +41,7 @@ fn an_invocation_is_recorded_with_start_end_and_a_checkpoint_in_the_per_user_log
     // `capsule verify` without a file checks the same default log.
     let plain = sandbox.capsule().arg("verify").output().unwrap();
     assert_ok(&plain);
-    assert!(
-        text(&plain.stdout).contains(log.to_str().unwrap()),
-        "{}",
-        text(&plain.stdout)
-    );
+    assert!(text(&plain.stdout).contains(log.to_str().unwrap()), "{}", text(&plain.stdout));
 }
 
 #[test]
@@ -92,16 +52,10 @@ fn signals_seccomp_kills_and_launch_failures_are_recorded_in_the_end() {
     let missing = sandbox.run(&[], &["no-such-command-here"]);
     assert_eq!(missing.status.code(), Some(127));
 
-    let policy = std::fs::read_to_string(
-        capsule_tests::workspace_root().join("cli/src/default-policy.yaml"),
-    )
-    .unwrap();
+    let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml")).unwrap();
     let kill_rule = "    - bpf\n";
     assert!(policy.contains(kill_rule));
-    let policy = policy.replace(
-        kill_rule,
-        "    - bpf\n    - getppid: { action: kill-process }\n",
-    );
+    let policy = policy.replace(kill_rule, "    - bpf\n    - getppid: { action: kill-process }\n");
     std::fs::write(sandbox.workspace().join("capsule.yaml"), policy).unwrap();
     const GETPPID: &str = "#include <unistd.h>\nint main(void) { return getppid() > 0; }\n";
     let sigsys = sandbox.run(&[], &Programs::get().command("getppid", GETPPID, &[]));
@@ -112,21 +66,10 @@ fn signals_seccomp_kills_and_launch_failures_are_recorded_in_the_end() {
     assert_eq!(ends.len(), 3);
     assert_eq!(ends[0]["data"]["signal"], 15);
     assert_eq!(ends[1]["data"]["launch_failed"], 127);
-    assert!(
-        ends[1]["data"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no-such-command-here"),
-        "{}",
-        ends[1]
-    );
+    assert!(ends[1]["data"]["error"].as_str().unwrap().contains("no-such-command-here"), "{}", ends[1]);
     assert_eq!(ends[2]["data"]["signal"], 31);
     assert_eq!(ends[2]["data"]["seccomp_kill"], true);
-    assert_eq!(
-        of_kind(&all, "checkpoint").len(),
-        3,
-        "a checkpoint ends every invocation"
-    );
+    assert_eq!(of_kind(&all, "checkpoint").len(), 3, "a checkpoint ends every invocation");
 }
 
 #[test]
@@ -135,14 +78,8 @@ fn the_command_holds_no_descriptor_to_the_log() {
     let output = sandbox.run(&[], &["/bin/ls", "-l", "/proc/self/fd/"]);
     assert_ok(&output);
     let listing = text(&output.stdout);
-    assert!(
-        listing.lines().count() >= 4,
-        "ls saw its descriptors: {listing}"
-    );
-    assert!(
-        !listing.contains("capsule.log") && !listing.contains("/state/"),
-        "{listing}"
-    );
+    assert!(listing.lines().count() >= 4, "ls saw its descriptors: {listing}");
+    assert!(!listing.contains("capsule.log") && !listing.contains("/state/"), "{listing}");
     assert!(sandbox.log().exists());
     // Through capsule-launch too.
     let artifact = build_default_artifact();
@@ -157,11 +94,7 @@ fn the_command_holds_no_descriptor_to_the_log() {
         .output()
         .unwrap();
     assert_ok(&output);
-    assert!(
-        !text(&output.stdout).contains("launch.log"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert!(!text(&output.stdout).contains("launch.log"), "{}", text(&output.stdout));
     assert_eq!(of_kind(&records(&log), "invocation.end").len(), 1);
 }
 
@@ -189,31 +122,16 @@ fn a_log_the_command_could_write_is_refused_and_nothing_runs() {
     let in_tmp = format!("/tmp/capsule-audit-{}.log", std::process::id());
     for log in [in_workspace.to_str().unwrap(), &in_tmp, "relative.log"] {
         let output = sandbox.run(&["--log", log], &touch);
-        assert_eq!(
-            output.status.code(),
-            Some(125),
-            "{log}: {}",
-            text(&output.stderr)
-        );
-        assert!(
-            text(&output.stderr).contains("which the policy lets the command write"),
-            "{}",
-            text(&output.stderr)
-        );
+        assert_eq!(output.status.code(), Some(125), "{log}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("which the policy lets the command write"), "{}", text(&output.stderr));
         assert!(!marker.exists(), "{log}: the command ran");
     }
     assert!(!in_workspace.exists() && !std::path::Path::new(&in_tmp).exists());
 
     // The policy's own `audit: log:` is checked the same way.
-    let policy = std::fs::read_to_string(
-        capsule_tests::workspace_root().join("cli/src/default-policy.yaml"),
-    )
-    .unwrap();
+    let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml")).unwrap();
     let log_rule = "  log: capsule.log ";
-    assert!(
-        policy.contains(log_rule),
-        "the default policy's audit section changed"
-    );
+    assert!(policy.contains(log_rule), "the default policy's audit section changed");
     let in_policy = policy.replace(log_rule, "  log: ${WORKSPACE}/capsule.log ");
     std::fs::write(sandbox.workspace().join("capsule.yaml"), in_policy).unwrap();
     let output = sandbox.run(&[], &touch);
@@ -221,19 +139,12 @@ fn a_log_the_command_could_write_is_refused_and_nothing_runs() {
     assert!(!marker.exists() && !sandbox.workspace().join("capsule.log").exists());
 
     // A policy that does not restrict writes cannot keep the command off the log.
-    let write_rule = policy
-        .lines()
-        .find(|l| l.trim_start().starts_with("write:"))
-        .expect("a write rule");
+    let write_rule = policy.lines().find(|l| l.trim_start().starts_with("write:")).expect("a write rule");
     let unrestricted = policy.replace(&format!("{write_rule}\n"), "");
     std::fs::write(sandbox.workspace().join("capsule.yaml"), unrestricted).unwrap();
     let output = sandbox.run(&[], &touch);
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("does not restrict writes"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains("does not restrict writes"), "{}", text(&output.stderr));
     assert!(!marker.exists());
     assert!(!sandbox.log().exists(), "nothing was logged: nothing ran");
 }
@@ -243,23 +154,11 @@ fn checkpoints_are_signed_with_the_configured_key_and_proofs_link_them() {
     let sandbox = AuditSandbox::new();
     let keys = tempfile::tempdir().unwrap();
     let prefix = keys.path().join("audit");
-    assert_ok(
-        &sandbox
-            .capsule()
-            .arg("keygen")
-            .arg("--out")
-            .arg(&prefix)
-            .output()
-            .unwrap(),
-    );
+    assert_ok(&sandbox.capsule().arg("keygen").arg("--out").arg(&prefix).output().unwrap());
     let run = |command: &[&str]| {
         let mut cmd = sandbox.capsule();
         cmd.env("CAPSULE_LOG_SIGNING_KEY", prefix.with_extension("key"));
-        cmd.arg("run")
-            .arg("--workspace")
-            .arg(sandbox.workspace())
-            .arg("--")
-            .args(command);
+        cmd.arg("run").arg("--workspace").arg(sandbox.workspace()).arg("--").args(command);
         assert_ok(&cmd.output().unwrap());
     };
     run(&["/bin/true"]);
@@ -270,56 +169,23 @@ fn checkpoints_are_signed_with_the_configured_key_and_proofs_link_them() {
     sandbox.save_checkpoint(&sandbox.log(), &second);
 
     let public = prefix.with_extension("pub");
-    let (code, report) = sandbox.verify(
-        &sandbox.log(),
-        &[
-            "--public-key",
-            public.to_str().unwrap(),
-            "--checkpoint",
-            first.to_str().unwrap(),
-        ],
-    );
+    let (code, report) = sandbox
+        .verify(&sandbox.log(), &["--public-key", public.to_str().unwrap(), "--checkpoint", first.to_str().unwrap()]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["signed_checkpoints"], 2);
     assert_eq!(report["unsigned_tail"], 0);
 
-    let prove = |args: &[&str]| {
-        sandbox
-            .capsule()
-            .args(["log", "prove"])
-            .arg(sandbox.log())
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    assert_ok(&prove(&[
-        "--from",
-        first.to_str().unwrap(),
-        "--to",
-        second.to_str().unwrap(),
-    ]));
-    assert_ok(&prove(&[
-        "--record",
-        "1",
-        "--checkpoint",
-        first.to_str().unwrap(),
-    ]));
+    let prove =
+        |args: &[&str]| sandbox.capsule().args(["log", "prove"]).arg(sandbox.log()).args(args).output().unwrap();
+    assert_ok(&prove(&["--from", first.to_str().unwrap(), "--to", second.to_str().unwrap()]));
+    assert_ok(&prove(&["--record", "1", "--checkpoint", first.to_str().unwrap()]));
     let out_of_range = prove(&["--record", "6", "--checkpoint", first.to_str().unwrap()]);
-    assert_ne!(
-        out_of_range.status.code(),
-        Some(0),
-        "record 6 came after the first checkpoint"
-    );
+    assert_ne!(out_of_range.status.code(), Some(0), "record 6 came after the first checkpoint");
 
     // A bad key file stops the launch before anything runs.
     let mut cmd = sandbox.capsule();
-    cmd.env("CAPSULE_LOG_SIGNING_KEY", &public)
-        .args(["run", "--", "/bin/true"]);
+    cmd.env("CAPSULE_LOG_SIGNING_KEY", &public).args(["run", "--", "/bin/true"]);
     let output = cmd.output().unwrap();
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("signing key"),
-        "{}",
-        text(&output.stderr)
-    );
+    assert!(text(&output.stderr).contains("signing key"), "{}", text(&output.stderr));
 }

@@ -23,9 +23,7 @@ fn escapes_then_blocked(test: &str, program: &str, args: &[&str], step: &str, er
     let attack = Attack::new(program);
     for identity in identities(test) {
         attack.unsandboxed(&identity, args).assert_escaped();
-        attack
-            .sandboxed(&Sandbox::new(&identity), args)
-            .assert_blocked(step, errno);
+        attack.sandboxed(&Sandbox::new(&identity), args).assert_blocked(step, errno);
     }
 }
 
@@ -43,13 +41,7 @@ fn i386_int80_syscall_kills_the_process() {
 #[test]
 fn io_uring_setup_is_enosys() {
     // The policy answers ENOSYS (not EPERM) so that programs fall back to plain I/O.
-    escapes_then_blocked(
-        "io_uring_setup_is_enosys",
-        "io_uring",
-        &[],
-        "io_uring_setup",
-        "ENOSYS",
-    );
+    escapes_then_blocked("io_uring_setup_is_enosys", "io_uring", &[], "io_uring_setup", "ENOSYS");
 }
 
 /// A pty pair made by the test; the slave is in raw mode so any injected byte would
@@ -65,40 +57,20 @@ impl Pty {
         // at most `name.len()` bytes; termios is initialised by tcgetattr.
         unsafe {
             let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            assert!(
-                master >= 0,
-                "posix_openpt: {}",
-                std::io::Error::last_os_error()
-            );
+            assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
             let master = OwnedFd::from_raw_fd(master);
             assert_eq!(libc::grantpt(master.as_raw_fd()), 0);
             assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
             let mut name = [0 as libc::c_char; 128];
-            assert_eq!(
-                libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
-                0
-            );
-            let slave = libc::open(
-                name.as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            assert!(
-                slave >= 0,
-                "open the pty slave: {}",
-                std::io::Error::last_os_error()
-            );
+            assert_eq!(libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()), 0);
+            let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(slave >= 0, "open the pty slave: {}", std::io::Error::last_os_error());
             let slave = OwnedFd::from_raw_fd(slave);
             let mut termios: libc::termios = std::mem::zeroed();
             assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut termios), 0);
             libc::cfmakeraw(&mut termios);
-            assert_eq!(
-                libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &termios),
-                0
-            );
-            Pty {
-                _master: master,
-                slave,
-            }
+            assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &termios), 0);
+            Pty { _master: master, slave }
         }
     }
 
@@ -133,11 +105,7 @@ fn terminal_ioctl_is_refused(test: &str, mode: &str, step: &str) {
             report.stdout()
         );
         report.assert_blocked(step, "EPERM");
-        assert_eq!(
-            pty.pending_input(),
-            0,
-            "nothing may reach the terminal's input queue"
-        );
+        assert_eq!(pty.pending_input(), 0, "nothing may reach the terminal's input queue");
     }
 }
 
@@ -155,13 +123,7 @@ fn tioclinux_is_refused() {
 
 #[test]
 fn userfaultfd_is_refused() {
-    escapes_then_blocked(
-        "userfaultfd_is_refused",
-        "userfaultfd",
-        &[],
-        "userfaultfd",
-        "EPERM",
-    );
+    escapes_then_blocked("userfaultfd_is_refused", "userfaultfd", &[], "userfaultfd", "EPERM");
 }
 
 #[test]
@@ -177,53 +139,33 @@ fn bpf_is_refused() {
         } else {
             bare.assert_blocked("bpf-map-create", "EPERM");
         }
-        attack
-            .sandboxed(&Sandbox::new(&identity), &NO_ARGS)
-            .assert_blocked("bpf-map-create", "EPERM");
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked("bpf-map-create", "EPERM");
     }
 }
 
 #[test]
 fn perf_event_open_is_refused() {
-    escapes_then_blocked(
-        "perf_event_open_is_refused",
-        "perf_event",
-        &[],
-        "perf_event_open",
-        "EPERM",
-    );
+    escapes_then_blocked("perf_event_open_is_refused", "perf_event", &[], "perf_event_open", "EPERM");
 }
 
 /// Attacks on the parent: without the sandbox the parent is a throwaway shell.
 fn parent_attack_is_refused(test: &str, program: &str, step: &str) {
     let attack = Attack::new(program);
     for identity in identities(test) {
-        attack
-            .unsandboxed_under_shell(&identity, &NO_ARGS)
-            .assert_escaped();
+        attack.unsandboxed_under_shell(&identity, &NO_ARGS).assert_escaped();
         // The launcher is the parent under capsule; it survives and reports exit 1.
-        attack
-            .sandboxed(&Sandbox::new(&identity), &NO_ARGS)
-            .assert_blocked(step, "EPERM");
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked(step, "EPERM");
     }
 }
 
 #[test]
 fn ptrace_of_the_launcher_is_refused() {
-    parent_attack_is_refused(
-        "ptrace_of_the_launcher_is_refused",
-        "ptrace_parent",
-        "ptrace-attach",
-    );
+    parent_attack_is_refused("ptrace_of_the_launcher_is_refused", "ptrace_parent", "ptrace-attach");
 }
 
 #[test]
 fn process_vm_writev_into_the_launcher_is_refused() {
-    parent_attack_is_refused(
-        "process_vm_writev_into_the_launcher_is_refused",
-        "vm_write",
-        "process_vm_writev",
-    );
+    parent_attack_is_refused("process_vm_writev_into_the_launcher_is_refused", "vm_write", "process_vm_writev");
 }
 
 #[test]
@@ -231,41 +173,22 @@ fn kill_of_the_launcher_is_refused_and_it_reports_the_status() {
     let attack = Attack::new("kill_parent");
     for identity in identities("kill_of_the_launcher_is_refused_and_it_reports_the_status") {
         let bare = attack.unsandboxed_under_shell(&identity, &NO_ARGS);
-        assert_eq!(
-            bare.output.status.signal(),
-            Some(libc::SIGKILL),
-            "the shell was killed: {:?}",
-            bare.output
-        );
+        assert_eq!(bare.output.status.signal(), Some(libc::SIGKILL), "the shell was killed: {:?}", bare.output);
         assert!(bare.stdout().starts_with("ESCAPED "), "{}", bare.stdout());
         // Landlock's signal scoping: the launcher is outside the sandbox's domain.
         // Exit 1 is the program's own status, reported by the surviving launcher.
-        attack
-            .sandboxed(&Sandbox::new(&identity), &NO_ARGS)
-            .assert_blocked("kill-parent", "EPERM");
+        attack.sandboxed(&Sandbox::new(&identity), &NO_ARGS).assert_blocked("kill-parent", "EPERM");
     }
 }
 
 #[test]
 fn unshare_newuser_is_refused() {
-    escapes_then_blocked(
-        "unshare_newuser_is_refused",
-        "userns",
-        &["unshare"],
-        "unshare-newuser",
-        "EPERM",
-    );
+    escapes_then_blocked("unshare_newuser_is_refused", "userns", &["unshare"], "unshare-newuser", "EPERM");
 }
 
 #[test]
 fn clone_newuser_is_refused() {
-    escapes_then_blocked(
-        "clone_newuser_is_refused",
-        "userns",
-        &["clone"],
-        "clone-newuser",
-        "EPERM",
-    );
+    escapes_then_blocked("clone_newuser_is_refused", "userns", &["clone"], "clone-newuser", "EPERM");
 }
 
 #[test]
@@ -305,32 +228,18 @@ fn open_by_handle_at_is_refused() {
         } else {
             bare.assert_blocked("open_by_handle_at", "EPERM");
         }
-        attack
-            .sandboxed(&sandbox, &[&file])
-            .assert_blocked("open_by_handle_at", "EPERM");
+        attack.sandboxed(&sandbox, &[&file]).assert_blocked("open_by_handle_at", "EPERM");
     }
 }
 
 #[test]
 fn personality_read_implies_exec_is_refused() {
-    escapes_then_blocked(
-        "personality_read_implies_exec_is_refused",
-        "personality",
-        &[],
-        "personality",
-        "EPERM",
-    );
+    escapes_then_blocked("personality_read_implies_exec_is_refused", "personality", &[], "personality", "EPERM");
 }
 
 #[test]
 fn netlink_socket_is_refused() {
-    escapes_then_blocked(
-        "netlink_socket_is_refused",
-        "netlink",
-        &["plain"],
-        "socket-netlink",
-        "EPERM",
-    );
+    escapes_then_blocked("netlink_socket_is_refused", "netlink", &["plain"], "socket-netlink", "EPERM");
 }
 
 #[test]
@@ -363,16 +272,10 @@ fn tcp_connect_to_loopback_is_refused() {
     };
     for identity in identities("tcp_connect_to_loopback_is_refused") {
         attack.unsandboxed(&identity, &[&port]).assert_escaped();
-        assert_eq!(
-            accept().as_deref(),
-            Some("hello"),
-            "the unsandboxed connection arrives"
-        );
+        assert_eq!(accept().as_deref(), Some("hello"), "the unsandboxed connection arrives");
 
         // seccomp refuses the AF_INET socket before Landlock's connect rule is needed.
-        attack
-            .sandboxed(&Sandbox::new(&identity), &[&port])
-            .assert_blocked("socket-inet", "EPERM");
+        attack.sandboxed(&Sandbox::new(&identity), &[&port]).assert_blocked("socket-inet", "EPERM");
         assert_eq!(accept(), None, "no connection may arrive from the sandbox");
     }
 }
@@ -389,14 +292,8 @@ fn write_outside_the_writable_paths_is_refused() {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "escaped\n");
         std::fs::remove_file(&target).unwrap();
 
-        attack
-            .sandboxed(&Sandbox::new(&identity), &[&target])
-            .assert_blocked("open-write", "EACCES");
-        assert!(
-            !target.exists(),
-            "the sandbox must not create {}",
-            target.display()
-        );
+        attack.sandboxed(&Sandbox::new(&identity), &[&target]).assert_blocked("open-write", "EACCES");
+        assert!(!target.exists(), "the sandbox must not create {}", target.display());
     }
 }
 
@@ -417,9 +314,7 @@ fn read_outside_the_readable_paths_is_refused() {
         let bare = attack.unsandboxed(&identity, &[&secret]);
         bare.assert_escaped();
         assert!(bare.stdout().contains("the secret"), "{}", bare.stdout());
-        attack
-            .sandboxed(&Sandbox::new(&identity), &[&secret])
-            .assert_blocked("open-read", "EACCES");
+        attack.sandboxed(&Sandbox::new(&identity), &[&secret]).assert_blocked("open-read", "EACCES");
     }
 }
 
@@ -435,9 +330,7 @@ fn symlink_from_the_workspace_to_a_forbidden_file_is_refused() {
         bare.assert_escaped();
         assert!(bare.stdout().contains("the secret"), "{}", bare.stdout());
         // Landlock checks the file the link resolves to, not the link's directory.
-        attack
-            .sandboxed(&sandbox, &["innocent-link"])
-            .assert_blocked("open-read", "EACCES");
+        attack.sandboxed(&sandbox, &["innocent-link"]).assert_blocked("open-read", "EACCES");
     }
 }
 
@@ -449,11 +342,7 @@ fn memfd_exec_is_refused(test: &str, mode: &str, step: &str, errno: &str) {
         let report = attack.sandboxed(&sandbox, &[mode]);
         // memfd_create without MFD_NOEXEC_SEAL is refused; the program then tries the
         // same exec on a copy in the workspace, which the sandbox must refuse too.
-        assert!(
-            report.stdout().contains("NOTE memfd_create EPERM"),
-            "{}",
-            report.stdout()
-        );
+        assert!(report.stdout().contains("NOTE memfd_create EPERM"), "{}", report.stdout());
         report.assert_blocked(step, errno);
     }
 }
@@ -461,24 +350,14 @@ fn memfd_exec_is_refused(test: &str, mode: &str, step: &str, errno: &str) {
 #[test]
 fn exec_of_a_memfd_through_execveat_is_refused() {
     // seccomp: execveat with AT_EMPTY_PATH.
-    memfd_exec_is_refused(
-        "exec_of_a_memfd_through_execveat_is_refused",
-        "execveat",
-        "execveat",
-        "EPERM",
-    );
+    memfd_exec_is_refused("exec_of_a_memfd_through_execveat_is_refused", "execveat", "execveat", "EPERM");
 }
 
 #[test]
 fn exec_of_a_memfd_through_proc_self_fd_is_refused() {
     // Landlock: the workspace is not executable. (A memfd itself would pass Landlock,
     // which does not check files of internal mounts: hence the memfd_create rule.)
-    memfd_exec_is_refused(
-        "exec_of_a_memfd_through_proc_self_fd_is_refused",
-        "proc-fd",
-        "execve-proc-fd",
-        "EACCES",
-    );
+    memfd_exec_is_refused("exec_of_a_memfd_through_proc_self_fd_is_refused", "proc-fd", "execve-proc-fd", "EACCES");
 }
 
 #[test]
@@ -496,13 +375,8 @@ fn the_launchers_environment_is_unreadable() {
     let attack = Attack::new("parent_environ");
     for identity in identities("the_launchers_environment_is_unreadable") {
         let mut bare = identity.command("/bin/sh");
-        bare.arg("-c")
-            .arg("\"$0\"; exit $?")
-            .arg(&attack.program)
-            .env("CAPSULE_TEST_SECRET", "s3cret");
-        let bare = capsule_tests::Report {
-            output: bare.output().unwrap(),
-        };
+        bare.arg("-c").arg("\"$0\"; exit $?").arg(&attack.program).env("CAPSULE_TEST_SECRET", "s3cret");
+        let bare = capsule_tests::Report { output: bare.output().unwrap() };
         bare.assert_escaped();
 
         let report = attack.sandboxed_with(&Sandbox::new(&identity), &NO_ARGS, |cmd| {
@@ -521,23 +395,12 @@ fn a_descriptor_the_caller_left_open_is_not_inherited() {
     let open_fd_7 = "exec 7<\"$1\" && shift && exec \"$@\"";
     for identity in identities("a_descriptor_the_caller_left_open_is_not_inherited") {
         let mut bare = identity.command("/bin/sh");
-        bare.arg("-c")
-            .arg(open_fd_7)
-            .arg("sh")
-            .arg(&secret)
-            .arg(&attack.program)
-            .arg("/proc/self/fd/7");
-        let bare = capsule_tests::Report {
-            output: bare.output().unwrap(),
-        };
+        bare.arg("-c").arg(open_fd_7).arg("sh").arg(&secret).arg(&attack.program).arg("/proc/self/fd/7");
+        let bare = capsule_tests::Report { output: bare.output().unwrap() };
         bare.assert_escaped();
 
         let sandbox = Sandbox::new(&identity);
-        let command = [
-            capsule_tests::LOADER.as_ref(),
-            attack.program.as_os_str(),
-            "/proc/self/fd/7".as_ref(),
-        ];
+        let command = [capsule_tests::LOADER.as_ref(), attack.program.as_os_str(), "/proc/self/fd/7".as_ref()];
         let output = sandbox.run_from_shell(open_fd_7, &[secret.as_os_str()], &command);
         capsule_tests::Report { output }.assert_blocked("open-read", "ENOENT");
     }
@@ -584,10 +447,7 @@ fn connect_to_a_unix_socket_outside_the_paths_needs_landlock_abi_9() {
             report.assert_blocked("connect-unix", "EACCES");
             assert!(!accepted());
         } else {
-            eprintln!(
-                "KNOWN GAP: Landlock ABI {abi} < 9: the sandbox connects to {}",
-                path.display()
-            );
+            eprintln!("KNOWN GAP: Landlock ABI {abi} < 9: the sandbox connects to {}", path.display());
             report.assert_escaped();
             assert!(accepted());
         }

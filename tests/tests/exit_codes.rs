@@ -3,8 +3,8 @@
 //! failed; 126 when the command cannot be executed; 127 when it is not found.
 
 use capsule_tests::{
-    Artifact, Attack, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SECCOMP_KILL, EXIT_SETUP_FAILURE,
-    Identity, Sandbox, assert_exit, default_policy, identities, text,
+    Artifact, Attack, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SECCOMP_KILL, EXIT_SETUP_FAILURE, Identity, Sandbox,
+    assert_exit, default_policy, identities, text,
 };
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -61,10 +61,7 @@ fn the_commands_own_status() {
 #[test]
 fn a_signal_is_128_plus_its_number() {
     each("a_signal_is_128_plus_its_number", |front, identity| {
-        let output = front.exec(
-            &Sandbox::new(identity),
-            &args(&["sh", "-c", "kill -TERM $$"]),
-        );
+        let output = front.exec(&Sandbox::new(identity), &args(&["sh", "-c", "kill -TERM $$"]));
         assert_exit(&output, 128 + libc::SIGTERM);
     });
 }
@@ -74,10 +71,7 @@ fn a_seccomp_kill_is_159() {
     // The i386 int 0x80 program: the default policy's foreign-arch is kill-process.
     let attack = Attack::new("int80");
     each("a_seccomp_kill_is_159", |front, identity| {
-        let command = vec![
-            capsule_tests::LOADER.into(),
-            attack.program.clone().into_os_string(),
-        ];
+        let command = vec![capsule_tests::LOADER.into(), attack.program.clone().into_os_string()];
         let output = front.exec(&Sandbox::new(identity), &command);
         assert_exit(&output, EXIT_SECCOMP_KILL);
     });
@@ -98,10 +92,7 @@ filesystem:
   execute: [/usr, /lib, /lib64]
 "#;
     let keyring = Attack::new("keyring");
-    let command = vec![
-        capsule_tests::LOADER.into(),
-        keyring.program.clone().into_os_string(),
-    ];
+    let command = vec![capsule_tests::LOADER.into(), keyring.program.clone().into_os_string()];
     let artifact = Artifact::build(policy);
     for identity in identities("a_policy_whose_default_is_kill_process_gives_159") {
         let sandbox = Sandbox::new(&identity);
@@ -122,32 +113,26 @@ fn a_missing_command_is_127() {
     each("a_missing_command_is_127", |front, identity| {
         let output = front.exec(&Sandbox::new(identity), &args(&["capsule-no-such-command"]));
         assert_exit(&output, EXIT_NOT_FOUND);
-        let output = front.exec(
-            &Sandbox::new(identity),
-            &args(&["/usr/bin/capsule-no-such-command"]),
-        );
+        let output = front.exec(&Sandbox::new(identity), &args(&["/usr/bin/capsule-no-such-command"]));
         assert_exit(&output, EXIT_NOT_FOUND);
     });
 }
 
 #[test]
 fn a_file_that_cannot_be_executed_is_126() {
-    each(
-        "a_file_that_cannot_be_executed_is_126",
-        |front, identity| {
-            let sandbox = Sandbox::new(identity);
-            // A script with its interpreter, but no execute bit.
-            let script = sandbox.workspace.path().join("not-executable.sh");
-            std::fs::write(&script, "#!/bin/sh\ntouch ran\n").unwrap();
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let output = front.exec(&sandbox, &[script.into_os_string()]);
-            assert_exit(&output, EXIT_CANNOT_EXECUTE);
-            assert!(!sandbox.workspace.path().join("ran").exists());
-            // A directory.
-            let output = front.exec(&sandbox, &args(&["/usr/bin"]));
-            assert_exit(&output, EXIT_CANNOT_EXECUTE);
-        },
-    );
+    each("a_file_that_cannot_be_executed_is_126", |front, identity| {
+        let sandbox = Sandbox::new(identity);
+        // A script with its interpreter, but no execute bit.
+        let script = sandbox.workspace.path().join("not-executable.sh");
+        std::fs::write(&script, "#!/bin/sh\ntouch ran\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let output = front.exec(&sandbox, &[script.into_os_string()]);
+        assert_exit(&output, EXIT_CANNOT_EXECUTE);
+        assert!(!sandbox.workspace.path().join("ran").exists());
+        // A directory.
+        let output = front.exec(&sandbox, &args(&["/usr/bin"]));
+        assert_exit(&output, EXIT_CANNOT_EXECUTE);
+    });
 }
 
 #[test]
@@ -174,14 +159,7 @@ fn a_tampered_artifact_is_125() {
         let artifact = Artifact::build(&default_policy());
         let sandbox = Sandbox::new(&identity);
         // Untouched, it runs.
-        assert_exit(
-            &sandbox.launch(
-                &artifact,
-                &["--pin", &artifact.pin],
-                &sandbox.touch_marker(),
-            ),
-            0,
-        );
+        assert_exit(&sandbox.launch(&artifact, &["--pin", &artifact.pin], &sandbox.touch_marker()), 0);
         std::fs::remove_file(sandbox.marker()).unwrap();
 
         let mut blob = std::fs::read(artifact.blob()).unwrap();
@@ -193,14 +171,8 @@ fn a_tampered_artifact_is_125() {
             let output = sandbox.launch(&artifact, &extra, &sandbox.touch_marker());
             assert_exit(&output, EXIT_SETUP_FAILURE);
             let stderr = text(&output.stderr);
-            assert!(
-                stderr.contains("linux-x86_64.bpf"),
-                "the message names the file: {stderr}"
-            );
-            assert!(
-                !sandbox.marker().exists(),
-                "the command must not run ({extra:?})"
-            );
+            assert!(stderr.contains("linux-x86_64.bpf"), "the message names the file: {stderr}");
+            assert!(!sandbox.marker().exists(), "the command must not run ({extra:?})");
         }
     }
 }

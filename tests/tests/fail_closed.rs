@@ -2,9 +2,7 @@
 //! artifact, the command does not run (exit 125). Each test gives a command that would
 //! leave a marker file, and checks the marker is absent.
 
-use capsule_tests::{
-    Artifact, EXIT_SETUP_FAILURE, Identity, Sandbox, assert_exit, default_policy, identities, text,
-};
+use capsule_tests::{Artifact, EXIT_SETUP_FAILURE, Identity, Sandbox, assert_exit, default_policy, identities, text};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
@@ -12,22 +10,13 @@ use std::process::Output;
 fn assert_refused(sandbox: &Sandbox, output: &Output, reason: &str) {
     assert_exit(output, EXIT_SETUP_FAILURE);
     let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains(reason),
-        "stderr should say {reason:?}:\n{stderr}"
-    );
-    assert!(
-        !sandbox.marker().exists(),
-        "the command ran although capsule refused"
-    );
+    assert!(stderr.contains(reason), "stderr should say {reason:?}:\n{stderr}");
+    assert!(!sandbox.marker().exists(), "the command ran although capsule refused");
 }
 
 /// The control: the same command under the same artifact runs when nothing is wrong.
 fn assert_runs(sandbox: &Sandbox, artifact: &Artifact) {
-    assert_exit(
-        &sandbox.launch(artifact, &["--pin", &artifact.pin], &sandbox.touch_marker()),
-        0,
-    );
+    assert_exit(&sandbox.launch(artifact, &["--pin", &artifact.pin], &sandbox.touch_marker()), 0);
     assert!(sandbox.marker().exists());
     std::fs::remove_file(sandbox.marker()).unwrap();
 }
@@ -41,17 +30,10 @@ fn a_landlock_abi_the_kernel_lacks_is_125() {
         let policy_file = sandbox.home.path().join("needs-abi-99.yaml");
         std::fs::write(&policy_file, &policy).unwrap();
         std::fs::set_permissions(&policy_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let output = sandbox.run(
-            &["--policy", policy_file.to_str().unwrap()],
-            &sandbox.touch_marker(),
-        );
+        let output = sandbox.run(&["--policy", policy_file.to_str().unwrap()], &sandbox.touch_marker());
         assert_refused(&sandbox, &output, "Landlock ABI 99");
 
-        let output = sandbox.launch(
-            &artifact,
-            &["--pin", &artifact.pin],
-            &sandbox.touch_marker(),
-        );
+        let output = sandbox.launch(&artifact, &["--pin", &artifact.pin], &sandbox.touch_marker());
         assert_refused(&sandbox, &output, "Landlock ABI 99");
     }
 }
@@ -65,22 +47,13 @@ fn an_unreadable_blob_is_125() {
         assert_runs(&sandbox, &artifact);
         std::fs::remove_file(artifact.blob()).unwrap();
         std::fs::create_dir(artifact.blob()).unwrap();
-        let output = sandbox.launch(
-            &artifact,
-            &["--pin", &artifact.pin],
-            &sandbox.touch_marker(),
-        );
+        let output = sandbox.launch(&artifact, &["--pin", &artifact.pin], &sandbox.touch_marker());
         assert_refused(&sandbox, &output, "linux-x86_64.bpf");
 
         if let Identity::User { .. } = identity {
             let artifact = Artifact::build(&default_policy());
-            std::fs::set_permissions(artifact.blob(), std::fs::Permissions::from_mode(0o000))
-                .unwrap();
-            let output = sandbox.launch(
-                &artifact,
-                &["--pin", &artifact.pin],
-                &sandbox.touch_marker(),
-            );
+            std::fs::set_permissions(artifact.blob(), std::fs::Permissions::from_mode(0o000)).unwrap();
+            let output = sandbox.launch(&artifact, &["--pin", &artifact.pin], &sandbox.touch_marker());
             assert_refused(&sandbox, &output, "linux-x86_64.bpf");
         }
     }
@@ -110,11 +83,7 @@ fn a_tampered_cache_entry_is_rebuilt_not_used() {
         let sandbox = Sandbox::new(&identity);
         let first = sandbox.run(&["-v"], &["true"]);
         assert_exit(&first, 0);
-        assert!(
-            text(&first.stderr).contains(": compiled artifact "),
-            "{}",
-            text(&first.stderr)
-        );
+        assert!(text(&first.stderr).contains(": compiled artifact "), "{}", text(&first.stderr));
 
         let cached = find_file(&sandbox.cache_home(), "linux-x86_64.bpf").expect("the cached blob");
         let pristine = std::fs::read(&cached).unwrap();
@@ -125,16 +94,8 @@ fn a_tampered_cache_entry_is_rebuilt_not_used() {
 
         let second = sandbox.run(&["-v"], &sandbox.touch_marker());
         assert_exit(&second, 0);
-        assert!(
-            text(&second.stderr).contains(": compiled artifact "),
-            "rebuilt: {}",
-            text(&second.stderr)
-        );
-        assert_eq!(
-            std::fs::read(&cached).unwrap(),
-            pristine,
-            "the rebuild restores the blob"
-        );
+        assert!(text(&second.stderr).contains(": compiled artifact "), "rebuilt: {}", text(&second.stderr));
+        assert_eq!(std::fs::read(&cached).unwrap(), pristine, "the rebuild restores the blob");
         assert!(sandbox.marker().exists());
     }
 }

@@ -10,8 +10,7 @@ use capsule_tests::{Attack, Identity, Sandbox, skip_unprivileged, unprivileged, 
 
 /// The default policy's `limits: processes:`, read from the policy itself.
 fn policy_process_limit() -> u64 {
-    let policy =
-        std::fs::read_to_string(workspace_root().join("cli/src/default-policy.yaml")).unwrap();
+    let policy = std::fs::read_to_string(workspace_root().join("cli/src/default-policy.yaml")).unwrap();
     policy
         .lines()
         .find_map(|line| line.trim().strip_prefix("processes:"))
@@ -24,11 +23,7 @@ fn policy_process_limit() -> u64 {
 fn processes_of(uid: u32) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
@@ -58,10 +53,7 @@ fn assert_no_leftovers(identity: &Identity) {
             libc::kill(pid, libc::SIGKILL);
         }
     }
-    assert!(
-        leftovers.is_empty(),
-        "processes of {name} left behind (killed now): {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "processes of {name} left behind (killed now): {leftovers:?}");
 }
 
 #[test]
@@ -78,34 +70,19 @@ fn fork_bomb_is_held_by_the_process_limit() {
     let cap = limit + 64;
     let bare = attack.unsandboxed(&user, &[cap.to_string()]);
     bare.assert_escaped();
-    assert!(
-        bare.stdout().contains(&format!("forked {cap}")),
-        "{}",
-        bare.stdout()
-    );
+    assert!(bare.stdout().contains(&format!("forked {cap}")), "{}", bare.stdout());
     assert_no_leftovers(&user);
 
     let sandbox = Sandbox::new(&user);
     let report = attack.sandboxed(&sandbox, &[(limit * 4).to_string()]);
-    let line = report
-        .stdout()
-        .lines()
-        .find(|l| l.starts_with("BLOCKED fork-after-"))
-        .map(str::to_owned);
-    let Some(line) = line else {
-        panic!("fork never failed under the sandbox:\n{}", report.stdout())
-    };
-    let (count, errno) = line["BLOCKED fork-after-".len()..]
-        .split_once(' ')
-        .expect("BLOCKED fork-after-N ERRNO");
+    let line = report.stdout().lines().find(|l| l.starts_with("BLOCKED fork-after-")).map(str::to_owned);
+    let Some(line) = line else { panic!("fork never failed under the sandbox:\n{}", report.stdout()) };
+    let (count, errno) = line["BLOCKED fork-after-".len()..].split_once(' ').expect("BLOCKED fork-after-N ERRNO");
     let children: u64 = count.parse().expect("a count");
     assert_eq!(errno, "EAGAIN", "{line}");
     assert_eq!(report.code(), Some(1), "{line}");
     // The limit counts every process of the user: the launcher and the program too.
-    assert!(
-        children + 2 <= limit,
-        "{children} children with a limit of {limit}"
-    );
+    assert!(children + 2 <= limit, "{children} children with a limit of {limit}");
     assert!(children > 0, "the program could not fork at all: {line}");
 
     assert_no_leftovers(&user);

@@ -12,32 +12,16 @@ fn echo_and_ls_work_and_the_second_run_is_cached() {
         let first = sandbox.run(&["-v"], &["echo", "hello world"]);
         assert_exit(&first, 0);
         assert_eq!(text(&first.stdout), "hello world\n");
-        assert!(
-            text(&first.stderr).contains(": compiled artifact "),
-            "{}",
-            text(&first.stderr)
-        );
+        assert!(text(&first.stderr).contains(": compiled artifact "), "{}", text(&first.stderr));
 
         std::fs::write(sandbox.workspace.path().join("notes.txt"), "x").unwrap();
         let second = sandbox.run(&["-v"], &["ls", "-l"]);
         assert_exit(&second, 0);
         let listing = text(&second.stdout);
-        assert!(
-            listing.starts_with("total ") && listing.contains("notes.txt"),
-            "{listing}"
-        );
-        assert!(
-            text(&second.stderr).contains(": cached artifact "),
-            "{}",
-            text(&second.stderr)
-        );
+        assert!(listing.starts_with("total ") && listing.contains("notes.txt"), "{listing}");
+        assert!(text(&second.stderr).contains(": cached artifact "), "{}", text(&second.stderr));
         let cache = sandbox.cache_home().join("capsule").join("artifacts");
-        assert_eq!(
-            std::fs::read_dir(&cache).unwrap().count(),
-            1,
-            "one cache entry in {}",
-            cache.display()
-        );
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "one cache entry in {}", cache.display());
 
         // Without -v, nothing but the command's output.
         let quiet = sandbox.run(&[], &["echo", "hello world"]);
@@ -51,20 +35,11 @@ fn echo_and_ls_work_and_the_second_run_is_cached() {
 fn a_shell_pipeline_works_and_writes_the_workspace() {
     for identity in identities("a_shell_pipeline_works_and_writes_the_workspace") {
         let sandbox = Sandbox::new(&identity);
-        let output = sandbox.run(
-            &[],
-            &[
-                "sh",
-                "-c",
-                "printf 'b\\na\\n' | sort > sorted && cat sorted && echo $CAPSULE",
-            ],
-        );
+        let output =
+            sandbox.run(&[], &["sh", "-c", "printf 'b\\na\\n' | sort > sorted && cat sorted && echo $CAPSULE"]);
         assert_exit(&output, 0);
         assert_eq!(text(&output.stdout), "a\nb\n1\n");
-        assert_eq!(
-            std::fs::read_to_string(sandbox.workspace.path().join("sorted")).unwrap(),
-            "a\nb\n"
-        );
+        assert_eq!(std::fs::read_to_string(sandbox.workspace.path().join("sorted")).unwrap(), "a\nb\n");
     }
 }
 
@@ -87,9 +62,6 @@ print("squares", sorted(results))
         let output = sandbox.run(&[], &["python3", "script.py"]);
         assert_exit(&output, 0);
         assert_eq!(text(&output.stdout), "squares [0, 1, 4, 9]\n");
-        assert_eq!(
-            std::fs::read_to_string(sandbox.workspace.path().join("out.json")).unwrap(),
-            "[0, 1, 4, 9]"
-        );
+        assert_eq!(std::fs::read_to_string(sandbox.workspace.path().join("out.json")).unwrap(), "[0, 1, 4, 9]");
     }
 }

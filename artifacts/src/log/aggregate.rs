@@ -46,7 +46,11 @@ impl SyscallAggregator {
     /// The record to write for this event, or `None` if it is only counted.
     pub fn observe(&mut self, event: &SyscallEvent) -> Option<Record> {
         let key = Key { kind: event.kind, arch: event.arch.clone(), nr: event.nr, action: event.action.clone() };
-        let tally = self.tallies.entry(key).or_insert_with(|| Tally { name: event.name.clone(), seen: 0, first_suppressed_pid: None });
+        let tally = self.tallies.entry(key).or_insert_with(|| Tally {
+            name: event.name.clone(),
+            seen: 0,
+            first_suppressed_pid: None,
+        });
         tally.seen += 1;
         if tally.seen <= self.max_individual {
             Some(Record::from(event))
@@ -84,7 +88,16 @@ mod tests {
     use crate::log::record::kind;
 
     fn event(nr: u32, action: &str) -> SyscallEvent {
-        SyscallEvent { invocation: 3, kind: kind::SYSCALL_DENIED, name: Some(format!("sys{nr}")), nr, arch: "linux-x86_64".into(), args: [0; 6], pid: 99, action: action.into() }
+        SyscallEvent {
+            invocation: 3,
+            kind: kind::SYSCALL_DENIED,
+            name: Some(format!("sys{nr}")),
+            nr,
+            arch: "linux-x86_64".into(),
+            args: [0; 6],
+            pid: 99,
+            action: action.into(),
+        }
     }
 
     #[test]

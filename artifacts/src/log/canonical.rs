@@ -366,7 +366,10 @@ impl<'a> Parser<'a> {
             let key_at = self.pos;
             let key = self.key()?;
             if last_key.is_some_and(|last| last >= key) {
-                return Err(CanonicalError { offset: key_at, message: "object keys not in strictly ascending byte order" });
+                return Err(CanonicalError {
+                    offset: key_at,
+                    message: "object keys not in strictly ascending byte order",
+                });
             }
             last_key = Some(key);
             self.expect(b':', "expected ':' right after the key")?;
@@ -518,7 +521,8 @@ impl<'a> Parser<'a> {
 
     /// After `\u`: one escaped character, which must be one that needs a `\u` escape.
     fn unicode_escape(&mut self, escape_at: usize) -> Result<char, CanonicalError> {
-        let non_canonical = CanonicalError { offset: escape_at, message: "\\u escape of a character with a shorter canonical form" };
+        let non_canonical =
+            CanonicalError { offset: escape_at, message: "\\u escape of a character with a shorter canonical form" };
         let high = self.hex4()?;
         let c = match high {
             0xd800..=0xdbff => {

@@ -22,12 +22,17 @@ pub enum Problem {
     MissingGenesis,
     BadGenesis(&'static str),
     UnexpectedGenesis,
-    WrongSequence { expected: u64, found: u64 },
+    WrongSequence {
+        expected: u64,
+        found: u64,
+    },
     /// `prev` is not the leaf hash of the record before.
     BrokenChain,
     BadCheckpoint(&'static str),
     /// The checkpoint's root differs from the root recomputed from the records.
-    CheckpointRootMismatch { size: u64 },
+    CheckpointRootMismatch {
+        size: u64,
+    },
     /// A public key was given and this checkpoint has no signature by it.
     UnsignedCheckpoint,
     /// A public key was given and this checkpoint's signature by it does not verify.
@@ -35,12 +40,20 @@ pub enum Problem {
     BadRecovery(&'static str),
     /// The log holds fewer records than a saved checkpoint: its tail was cut or the
     /// file was rolled back to an older copy.
-    Truncated { records: u64, checkpoint_size: u64 },
+    Truncated {
+        records: u64,
+        checkpoint_size: u64,
+    },
     /// The tree over the first `size` records differs from the saved checkpoint's:
     /// records up to there were changed (and the chain recomputed), or the log forked.
-    DiffersFromSavedCheckpoint { size: u64 },
+    DiffersFromSavedCheckpoint {
+        size: u64,
+    },
     /// The log's id is not the saved checkpoint's origin: a different (or recreated) log.
-    WrongLog { log_origin: String, checkpoint_origin: String },
+    WrongLog {
+        log_origin: String,
+        checkpoint_origin: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -52,16 +65,36 @@ impl fmt::Display for Problem {
             Problem::MissingGenesis => write!(f, "the log does not begin with a log.genesis record"),
             Problem::BadGenesis(why) => write!(f, "bad log.genesis record: {why}"),
             Problem::UnexpectedGenesis => write!(f, "a second log.genesis record (spliced from another log?)"),
-            Problem::WrongSequence { expected, found } => write!(f, "sequence number {found}, expected {expected} (record inserted, deleted, duplicated or reordered)"),
-            Problem::BrokenChain => write!(f, "prev does not match the hash of the previous record (the previous record was changed, or this one was moved)"),
+            Problem::WrongSequence { expected, found } => write!(
+                f,
+                "sequence number {found}, expected {expected} (record inserted, deleted, duplicated or reordered)"
+            ),
+            Problem::BrokenChain => write!(
+                f,
+                "prev does not match the hash of the previous record (the previous record was changed, or this one was moved)"
+            ),
             Problem::BadCheckpoint(why) => write!(f, "bad checkpoint: {why}"),
-            Problem::CheckpointRootMismatch { size } => write!(f, "checkpoint root differs from the Merkle root recomputed over the first {size} records"),
+            Problem::CheckpointRootMismatch { size } => {
+                write!(f, "checkpoint root differs from the Merkle root recomputed over the first {size} records")
+            }
             Problem::UnsignedCheckpoint => write!(f, "checkpoint is not signed by the given public key"),
-            Problem::BadSignature => write!(f, "checkpoint signature by the given public key does not verify (forged or re-signed checkpoint)"),
+            Problem::BadSignature => write!(
+                f,
+                "checkpoint signature by the given public key does not verify (forged or re-signed checkpoint)"
+            ),
             Problem::BadRecovery(why) => write!(f, "bad log.recovered record: {why}"),
-            Problem::Truncated { records, checkpoint_size } => write!(f, "the log holds {records} records but the saved checkpoint covers {checkpoint_size}: truncated or rolled back"),
-            Problem::DiffersFromSavedCheckpoint { size } => write!(f, "the Merkle root over the first {size} records differs from the saved checkpoint: records were changed and the chain recomputed, or the log was replaced"),
-            Problem::WrongLog { log_origin, checkpoint_origin } => write!(f, "the log is {log_origin} but the saved checkpoint is for {checkpoint_origin}: the log was replaced or recreated"),
+            Problem::Truncated { records, checkpoint_size } => write!(
+                f,
+                "the log holds {records} records but the saved checkpoint covers {checkpoint_size}: truncated or rolled back"
+            ),
+            Problem::DiffersFromSavedCheckpoint { size } => write!(
+                f,
+                "the Merkle root over the first {size} records differs from the saved checkpoint: records were changed and the chain recomputed, or the log was replaced"
+            ),
+            Problem::WrongLog { log_origin, checkpoint_origin } => write!(
+                f,
+                "the log is {log_origin} but the saved checkpoint is for {checkpoint_origin}: the log was replaced or recreated"
+            ),
         }
     }
 }
@@ -237,7 +270,9 @@ impl Chain {
             (0, kind::GENESIS) => data().and_then(|data| self.check_genesis(&data)).map_err(|p| self.tamper(at, p))?,
             (0, _) => return Err(self.tamper(at, Problem::MissingGenesis)),
             (_, kind::GENESIS) => return Err(self.tamper(at, Problem::UnexpectedGenesis)),
-            (_, kind::CHECKPOINT) => data().and_then(|data| self.check_checkpoint(&data)).map_err(|p| self.tamper(at, p))?,
+            (_, kind::CHECKPOINT) => {
+                data().and_then(|data| self.check_checkpoint(&data)).map_err(|p| self.tamper(at, p))?
+            }
             _ => {}
         }
         let leaf = leaf_hash(line);
@@ -255,30 +290,45 @@ impl Chain {
         if data.get("hash").and_then(Value::as_str) != Some(HASH_NAME) {
             return Err(Problem::BadGenesis("unsupported hash (expected \"blake3\")"));
         }
-        let log_id = data.get("log_id").and_then(Value::as_str).filter(|id| super::canonical::parse_hex::<16>(id).is_some());
+        let log_id =
+            data.get("log_id").and_then(Value::as_str).filter(|id| super::canonical::parse_hex::<16>(id).is_some());
         let log_id = log_id.ok_or(Problem::BadGenesis("log_id must be 32 lower-case hex digits"))?;
         self.log_id = Some(log_id.to_owned());
         Ok(())
     }
 
     fn check_checkpoint(&mut self, data: &Object) -> Result<(), Problem> {
-        let size = data.get("size").and_then(Value::as_u64_str).ok_or(Problem::BadCheckpoint("size must be a decimal string"))?;
+        let size = data
+            .get("size")
+            .and_then(Value::as_u64_str)
+            .ok_or(Problem::BadCheckpoint("size must be a decimal string"))?;
         if size != self.frontier.size() {
             return Err(Problem::BadCheckpoint("size is not the number of records before the checkpoint"));
         }
         if data.get("origin").and_then(Value::as_str) != self.origin().as_deref() {
             return Err(Problem::BadCheckpoint("origin is not capsule.log/<this log's id>"));
         }
-        let root = data.get("root").and_then(Value::as_str).and_then(Hash::from_hex).ok_or(Problem::BadCheckpoint("root must be 64 hex digits"))?;
+        let root = data
+            .get("root")
+            .and_then(Value::as_str)
+            .and_then(Hash::from_hex)
+            .ok_or(Problem::BadCheckpoint("root must be 64 hex digits"))?;
         if root != self.frontier.root() {
             return Err(Problem::CheckpointRootMismatch { size });
         }
-        let frontier = data.get("frontier").and_then(|f| parse_frontier(f, size)).ok_or(Problem::BadCheckpoint("malformed frontier"))?;
+        let frontier = data
+            .get("frontier")
+            .and_then(|f| parse_frontier(f, size))
+            .ok_or(Problem::BadCheckpoint("malformed frontier"))?;
         if frontier != self.frontier {
             return Err(Problem::BadCheckpoint("frontier differs from the recomputed tree"));
         }
-        let signatures = parse_signatures(data.get("signatures")).ok_or(Problem::BadCheckpoint("malformed signatures"))?;
-        let signed = SignedCheckpoint { checkpoint: Checkpoint { origin: self.origin().expect("checked above"), size, root }, signatures };
+        let signatures =
+            parse_signatures(data.get("signatures")).ok_or(Problem::BadCheckpoint("malformed signatures"))?;
+        let signed = SignedCheckpoint {
+            checkpoint: Checkpoint { origin: self.origin().expect("checked above"), size, root },
+            signatures,
+        };
         if let Some(verifier) = &self.verifier {
             match verifier.verify(&signed) {
                 SignatureCheck::Valid => {
@@ -293,7 +343,6 @@ impl Chain {
         self.last_checkpoint = Some(signed);
         Ok(())
     }
-
 }
 
 fn check_recovery(data: &Object, torn: &TornLine) -> Result<(), Problem> {
@@ -328,7 +377,10 @@ fn parse_signatures(value: Option<&Value>) -> Option<Vec<NoteSignature>> {
 }
 
 /// The `checkpoint` record for the current state, signed if a signer is given.
-pub fn checkpoint_record(chain: &Chain, signer: Option<&super::note::NoteSigner>) -> Option<(Record, SignedCheckpoint)> {
+pub fn checkpoint_record(
+    chain: &Chain,
+    signer: Option<&super::note::NoteSigner>,
+) -> Option<(Record, SignedCheckpoint)> {
     let checkpoint = chain.checkpoint()?;
     let signatures: Vec<NoteSignature> = signer.map(|s| s.sign(&checkpoint)).into_iter().collect();
     let mut record = Record::new(kind::CHECKPOINT)
@@ -337,7 +389,15 @@ pub fn checkpoint_record(chain: &Chain, signer: Option<&super::note::NoteSigner>
         .with("root", checkpoint.root.to_hex())
         .with("frontier", Value::Array(chain.frontier.subtrees().iter().map(|h| Value::Str(h.to_hex())).collect()));
     if !signatures.is_empty() {
-        let sigs = signatures.iter().map(|s| Value::Object([("key".to_owned(), Value::from(s.key_name.as_str())), ("sig".to_owned(), Value::Str(s.encoded()))].into())).collect();
+        let sigs = signatures
+            .iter()
+            .map(|s| {
+                Value::Object(
+                    [("key".to_owned(), Value::from(s.key_name.as_str())), ("sig".to_owned(), Value::Str(s.encoded()))]
+                        .into(),
+                )
+            })
+            .collect();
         record = record.with("signatures", Value::Array(sigs));
     }
     Some((record, SignedCheckpoint { checkpoint, signatures }))
@@ -345,5 +405,8 @@ pub fn checkpoint_record(chain: &Chain, signer: Option<&super::note::NoteSigner>
 
 /// The `log.recovered` record sealing `torn`.
 pub fn recovered_record(torn: &TornLine) -> Record {
-    Record::new(kind::RECOVERED).with("offset", Value::u64(torn.at.offset)).with("length", Value::u64(torn.length)).with("hash", torn.hash().to_hex())
+    Record::new(kind::RECOVERED)
+        .with("offset", Value::u64(torn.at.offset))
+        .with("length", Value::u64(torn.length))
+        .with("hash", torn.hash().to_hex())
 }

@@ -116,15 +116,20 @@ impl SignedCheckpoint {
         if origin.is_empty() || origin.chars().any(char::is_control) {
             return Err(NoteError::Malformed("empty or invalid origin line"));
         }
-        let size = super::canonical::parse_canonical_u64(size).ok_or(NoteError::Malformed("tree size is not a decimal number"))?;
+        let size = super::canonical::parse_canonical_u64(size)
+            .ok_or(NoteError::Malformed("tree size is not a decimal number"))?;
         let root_bytes = Base64::decode_vec(root).map_err(|_| NoteError::Malformed("root hash is not base64"))?;
         let root = Hash(root_bytes.try_into().map_err(|_| NoteError::Malformed("root hash is not 32 bytes"))?);
         let mut signatures = Vec::new();
         if let Some(block) = signature_block {
-            let block = block.strip_suffix('\n').ok_or(NoteError::Malformed("the signature block must end with a newline"))?;
+            let block =
+                block.strip_suffix('\n').ok_or(NoteError::Malformed("the signature block must end with a newline"))?;
             for line in block.split('\n') {
-                let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(NoteError::Malformed("signature lines start with an em dash and a space"))?;
-                let (name, encoded) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line: name and signature"))?;
+                let rest = line
+                    .strip_prefix(SIGNATURE_PREFIX)
+                    .ok_or(NoteError::Malformed("signature lines start with an em dash and a space"))?;
+                let (name, encoded) =
+                    rest.split_once(' ').ok_or(NoteError::Malformed("signature line: name and signature"))?;
                 signatures.push(NoteSignature::decode(name, encoded)?);
             }
             if signatures.is_empty() {
@@ -135,7 +140,8 @@ impl SignedCheckpoint {
     }
 
     pub fn read(path: &Path) -> Result<SignedCheckpoint, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?;
         SignedCheckpoint::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -145,7 +151,12 @@ fn is_valid_key_name(name: &str) -> bool {
 }
 
 fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
-    let digest = Sha256::new().chain_update(name.as_bytes()).chain_update(b"\n").chain_update([ED25519_ALGORITHM]).chain_update(public.as_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(name.as_bytes())
+        .chain_update(b"\n")
+        .chain_update([ED25519_ALGORITHM])
+        .chain_update(public.as_bytes())
+        .finalize();
     digest[..4].try_into().expect("4 bytes")
 }
 
@@ -193,7 +204,8 @@ impl NoteVerifier {
     }
 
     pub fn read(path: &Path) -> Result<NoteVerifier, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read public key {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read public key {}: {e}", path.display()))?;
         NoteVerifier::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -211,7 +223,8 @@ impl NoteVerifier {
     /// other keys are ignored, as C2SP prescribes.
     pub fn verify(&self, checkpoint: &SignedCheckpoint) -> SignatureCheck {
         let body = checkpoint.checkpoint.body();
-        let mut ours = checkpoint.signatures.iter().filter(|s| s.key_name == self.name && s.key_id == self.id).peekable();
+        let mut ours =
+            checkpoint.signatures.iter().filter(|s| s.key_name == self.name && s.key_id == self.id).peekable();
         if ours.peek().is_none() {
             return SignatureCheck::Missing;
         }
@@ -272,7 +285,8 @@ impl NoteSigner {
     }
 
     pub fn read(path: &Path) -> Result<NoteSigner, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read signing key {}: {e}", path.display()))?;
         NoteSigner::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -287,7 +301,11 @@ impl NoteSigner {
     }
 
     pub fn sign(&self, checkpoint: &Checkpoint) -> NoteSignature {
-        NoteSignature { key_name: self.name.clone(), key_id: self.id, signature: self.key.sign(checkpoint.body().as_bytes()).to_bytes() }
+        NoteSignature {
+            key_name: self.name.clone(),
+            key_id: self.id,
+            signature: self.key.sign(checkpoint.body().as_bytes()).to_bytes(),
+        }
     }
 }
 
@@ -354,7 +372,9 @@ mod tests {
     /// golang.org/x/mod/sumdb/note (its documentation's PeterNeumann key).
     #[test]
     fn go_note_example_key_parses() {
-        let signer = NoteSigner::parse("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz").unwrap();
+        let signer =
+            NoteSigner::parse("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")
+                .unwrap();
         assert_eq!(signer.verifier().encode(), "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW");
     }
 

@@ -35,7 +35,15 @@ impl LogTree {
                 Some(content) => chain.apply(content, at),
                 None => chain.stash_torn(&line, at, false, "no newline at the end".into()),
             };
-            result.map_err(|t| format!("{}: line {} (record {}): {}; run `capsule verify`", path.display(), t.line, t.record, t.problem))?;
+            result.map_err(|t| {
+                format!(
+                    "{}: line {} (record {}): {}; run `capsule verify`",
+                    path.display(),
+                    t.line,
+                    t.record,
+                    t.problem
+                )
+            })?;
             if chain.next_seq > before {
                 leaves.push(chain.last_leaf);
             }
@@ -80,7 +88,13 @@ pub struct InclusionProof {
 
 impl InclusionProof {
     pub fn verify(&self) -> bool {
-        merkle::verify_inclusion::<Blake3>(self.record, self.checkpoint.size, &self.leaf, &self.path, &self.checkpoint.root)
+        merkle::verify_inclusion::<Blake3>(
+            self.record,
+            self.checkpoint.size,
+            &self.leaf,
+            &self.path,
+            &self.checkpoint.root,
+        )
     }
 }
 
@@ -94,6 +108,13 @@ pub struct ConsistencyProof {
 
 impl ConsistencyProof {
     pub fn verify(&self) -> bool {
-        self.old.origin == self.new.origin && merkle::verify_consistency::<Blake3>(self.old.size, self.new.size, &self.old.root, &self.new.root, &self.path)
+        self.old.origin == self.new.origin
+            && merkle::verify_consistency::<Blake3>(
+                self.old.size,
+                self.new.size,
+                &self.old.root,
+                &self.new.root,
+                &self.path,
+            )
     }
 }

@@ -109,12 +109,14 @@ impl<'a> Envelope<'a> {
         };
         let field = |at: &mut usize, message| {
             let len = line[*at..].iter().position(|&b| b == b'"').ok_or(CanonicalError { offset: *at, message })?;
-            let text = std::str::from_utf8(&line[*at..*at + len]).map_err(|_| CanonicalError { offset: *at, message })?;
+            let text =
+                std::str::from_utf8(&line[*at..*at + len]).map_err(|_| CanonicalError { offset: *at, message })?;
             *at += len;
             Ok::<&'a str, CanonicalError>(text)
         };
         literal(b"{\"data\":", &mut at, "a record starts with {\"data\":")?;
-        let data_len = canonical::object_len(&line[at..]).map_err(|e| CanonicalError { offset: at + e.offset, message: e.message })?;
+        let data_len = canonical::object_len(&line[at..])
+            .map_err(|e| CanonicalError { offset: at + e.offset, message: e.message })?;
         let data = &line[at..at + data_len];
         at += data_len;
         literal(b",\"kind\":\"", &mut at, "expected ,\"kind\":\" after the data")?;
@@ -139,7 +141,10 @@ impl<'a> Envelope<'a> {
 
 /// `[a-z0-9_]+` words joined by dots.
 pub fn is_valid_kind(kind: &str) -> bool {
-    !kind.is_empty() && kind.split('.').all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    !kind.is_empty()
+        && kind.split('.').all(|word| {
+            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
 }
 
 /// Nanoseconds since the Unix epoch, as the records store time.

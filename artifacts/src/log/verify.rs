@@ -5,10 +5,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use super::MAX_LINE_LEN;
 use super::chain::{Chain, Position, Problem, Recovered, Tamper};
 use super::merkle::Hash;
 use super::note::{NoteVerifier, SignedCheckpoint};
-use super::MAX_LINE_LEN;
 
 /// What to check the log against besides itself.
 #[derive(Clone, Debug, Default)]
@@ -93,7 +93,10 @@ pub fn verify_reader(reader: impl Read, options: &VerifyOptions) -> Report {
         Err(e) => Verdict::Unreadable { reason: e.to_string() },
         Ok(Err(Tamper { line, record, problem })) => Verdict::Tampered { line, record, reason: problem },
         Ok(Ok(())) => match &chain.pending_torn {
-            Some(torn) => Verdict::Incomplete { intact_records: chain.next_seq, torn_bytes: torn.length + u64::from(torn.terminated) },
+            Some(torn) => Verdict::Incomplete {
+                intact_records: chain.next_seq,
+                torn_bytes: torn.length + u64::from(torn.terminated),
+            },
             None => Verdict::Intact,
         },
     };
@@ -104,7 +107,10 @@ pub fn verify_reader(reader: impl Read, options: &VerifyOptions) -> Report {
         head: if intact { chain.checkpoint() } else { None },
         checkpoints: chain.checkpoints,
         signed_checkpoints: chain.signed_checkpoints,
-        unsigned_tail: options.public_key.as_ref().map(|_| chain.next_seq - chain.last_signed_size.map_or(0, |size| size + 1)),
+        unsigned_tail: options
+            .public_key
+            .as_ref()
+            .map(|_| chain.next_seq - chain.last_signed_size.map_or(0, |size| size + 1)),
         extends_saved_checkpoint: options.checkpoint.as_ref().map(|_| intact),
         recovered: chain.recovered.clone(),
         verdict,
@@ -127,26 +133,37 @@ fn stream(mut reader: impl BufRead, chain: &mut Chain, options: &VerifyOptions) 
         }
         let result = match line.strip_suffix(b"\n") {
             Some(content) => chain.apply(content, at),
-            None if line.len() > MAX_LINE_LEN + 1 => Err(Tamper { line: at.line, record: chain.next_seq, problem: Problem::LineTooLong }),
+            None if line.len() > MAX_LINE_LEN + 1 => {
+                Err(Tamper { line: at.line, record: chain.next_seq, problem: Problem::LineTooLong })
+            }
             None => chain.stash_torn(&line, at, false, "no newline at the end".into()),
         };
         if let Err(tamper) = result {
             return Ok(Err(tamper));
         }
         at.offset += n as u64;
-        if at.line == 1 && chain.next_seq == 1
+        if at.line == 1
+            && chain.next_seq == 1
             && let Some(saved) = saved
         {
             let origin = chain.origin().expect("genesis sets the log id");
             if origin != saved.origin {
-                return Ok(Err(Tamper { line: 1, record: 0, problem: Problem::WrongLog { log_origin: origin, checkpoint_origin: saved.origin.clone() } }));
+                return Ok(Err(Tamper {
+                    line: 1,
+                    record: 0,
+                    problem: Problem::WrongLog { log_origin: origin, checkpoint_origin: saved.origin.clone() },
+                }));
             }
         }
         if let Some(expected) = unchecked_saved
             && chain.frontier.size() == expected.size
         {
             if chain.frontier.root() != expected.root {
-                return Ok(Err(Tamper { line: at.line, record: expected.size - 1, problem: Problem::DiffersFromSavedCheckpoint { size: expected.size } }));
+                return Ok(Err(Tamper {
+                    line: at.line,
+                    record: expected.size - 1,
+                    problem: Problem::DiffersFromSavedCheckpoint { size: expected.size },
+                }));
             }
             unchecked_saved = None;
         }
@@ -156,7 +173,11 @@ fn stream(mut reader: impl BufRead, chain: &mut Chain, options: &VerifyOptions) 
             return Ok(Err(Tamper { line: 1, record: 0, problem: Problem::MissingGenesis }));
         }
         if chain.frontier.size() < saved.size {
-            return Ok(Err(Tamper { line: at.line, record: chain.next_seq, problem: Problem::Truncated { records: chain.next_seq, checkpoint_size: saved.size } }));
+            return Ok(Err(Tamper {
+                line: at.line,
+                record: chain.next_seq,
+                problem: Problem::Truncated { records: chain.next_seq, checkpoint_size: saved.size },
+            }));
         }
         if saved.size == 0 && saved.root != Hash(*blake3::hash(b"").as_bytes()) {
             return Ok(Err(Tamper { line: 1, record: 0, problem: Problem::DiffersFromSavedCheckpoint { size: 0 } }));

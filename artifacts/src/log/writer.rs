@@ -196,7 +196,8 @@ impl LogWriter {
             Some((mut chain, end)) if end < len => {
                 let mut bytes = vec![0; usize::try_from(len - end).expect("fits in memory")];
                 self.file.read_exact_at(&mut bytes, end).map_err(|e| self.io_err(e))?;
-                let unterminated = apply_forward(&mut chain, &bytes, end).map_err(|(offset, tamper)| self.damaged(offset, tamper))?;
+                let unterminated =
+                    apply_forward(&mut chain, &bytes, end).map_err(|(offset, tamper)| self.damaged(offset, tamper))?;
                 self.state = Some((chain, len));
                 if unterminated {
                     self.terminate_last_record()?;
@@ -250,7 +251,9 @@ impl LogWriter {
             return Err(self.io_err(e));
         }
         *end += bytes.len() as u64;
-        chain.apply(line, at).map_err(|tamper| LogError::InvalidRecord(format!("the writer produced a line its verifier rejects: {}", tamper.problem)))
+        chain.apply(line, at).map_err(|tamper| {
+            LogError::InvalidRecord(format!("the writer produced a line its verifier rejects: {}", tamper.problem))
+        })
     }
 
     fn write_record(&mut self, record: &Record) -> Result<Appended, LogError> {
@@ -262,7 +265,8 @@ impl LogWriter {
     }
 
     fn write_checkpoint(&mut self) -> Result<SignedCheckpoint, LogError> {
-        let (record, signed) = chain::checkpoint_record(self.chain(), self.options.signer.as_ref()).expect("a refreshed log has a genesis record");
+        let (record, signed) = chain::checkpoint_record(self.chain(), self.options.signer.as_ref())
+            .expect("a refreshed log has a genesis record");
         self.write_record(&record)?;
         Ok(signed)
     }
@@ -292,7 +296,9 @@ fn validate(record: &Record) -> Result<(), LogError> {
     if line.len() > MAX_LINE_LEN {
         return Err(LogError::RecordTooLarge(line.len()));
     }
-    LogLine::parse(&line).map_err(|e| LogError::InvalidRecord(format!("not canonical: {e} (keys are [A-Za-z0-9_.-], integers within ±(2^53-1))")))?;
+    LogLine::parse(&line).map_err(|e| {
+        LogError::InvalidRecord(format!("not canonical: {e} (keys are [A-Za-z0-9_.-], integers within ±(2^53-1))"))
+    })?;
     Ok(())
 }
 
@@ -317,7 +323,8 @@ fn create_with_genesis(path: &Path) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the log path names no file"))?;
+    let name =
+        path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the log path names no file"))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".{}.new", std::process::id()));
@@ -394,7 +401,8 @@ fn load_tail(file: &File, len: u64) -> Result<(Chain, bool), TailError> {
                 && parsed.kind() == kind::CHECKPOINT
                 && let Some(mut chain) = Chain::resume_before(&parsed)
             {
-                let unterminated = apply_forward(&mut chain, &buf[line_start..], start + line_start as u64).map_err(|(o, t)| TailError::Damaged(o, t))?;
+                let unterminated = apply_forward(&mut chain, &buf[line_start..], start + line_start as u64)
+                    .map_err(|(o, t)| TailError::Damaged(o, t))?;
                 return Ok((chain, unterminated));
             }
             end = line_start;

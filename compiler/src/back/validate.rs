@@ -28,9 +28,7 @@ use crate::ir::{Action, Call, Policy, decide};
 use crate::valid::{NotifyAnswer, PolicyInfo, test_values, visit_tests};
 use capsule_artifacts::Target;
 use capsule_artifacts::launch::Record;
-use capsule_artifacts::target::{
-    AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
-};
+use capsule_artifacts::target::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most argument vectors tried per syscall number.
@@ -56,17 +54,8 @@ pub enum ValidationError {
         "internal error: the {target} filter disagrees with the policy for arch {arch:#x} nr {nr} \
          args {args:x?}: the policy says {expected}, the filter says {found}"
     )]
-    Mismatch {
-        target: Target,
-        arch: u32,
-        nr: u32,
-        args: [u64; 6],
-        expected: String,
-        found: String,
-    },
-    #[error(
-        "internal error: the {target} filter allows nr {nr} unconditionally but the kernel would not cache it"
-    )]
+    Mismatch { target: Target, arch: u32, nr: u32, args: [u64; 6], expected: String, found: String },
+    #[error("internal error: the {target} filter allows nr {nr} unconditionally but the kernel would not cache it")]
     NotCached { target: Target, nr: u32 },
 }
 
@@ -78,14 +67,9 @@ pub fn validate(
     target: Target,
     program: &[Insn],
 ) -> Result<ValidationReport, ValidationError> {
-    let tinfo = info
-        .target(target)
-        .ok_or(ValidationError::NoSuchTarget(target))?;
-    let native = target
-        .audit_arch()
-        .ok_or(ValidationError::NoSuchTarget(target))?;
-    let program = Program::new(program.to_vec())
-        .map_err(|error| ValidationError::Rejected { target, error })?;
+    let tinfo = info.target(target).ok_or(ValidationError::NoSuchTarget(target))?;
+    let native = target.audit_arch().ok_or(ValidationError::NoSuchTarget(target))?;
+    let program = Program::new(program.to_vec()).map_err(|error| ValidationError::Rejected { target, error })?;
     let record = &original.launch.audit.record;
     let audits_recorded = record.contains(&Record::AuditedSyscalls);
     let vectors = argument_vectors(original, target);
@@ -95,18 +79,9 @@ pub fn validate(
     let mut check = |arch: u32, nr: u32, args: [u64; 6]| -> Result<(), ValidationError> {
         probes += 1;
         let ir = decide(original, target, &Call { arch, nr, args });
-        let data = SeccompData {
-            nr,
-            arch,
-            instruction_pointer: 0x7f00_dead_beef,
-            args,
-        };
+        let data = SeccompData { nr, arch, instruction_pointer: 0x7f00_dead_beef, args };
         let ret = program.run(&data).action();
-        let answer = if arch == native {
-            tinfo.notify.answer(nr)
-        } else {
-            None
-        };
+        let answer = if arch == native { tinfo.notify.answer(nr) } else { None };
         let found: Option<(Action, bool)> = match ret {
             RetAction::UserNotif => match answer {
                 Some(NotifyAnswer::Continue) => Some((Action::Allow, true)),
@@ -149,35 +124,18 @@ pub fn validate(
     }
     let some_numbers = [0, 1, 2, 3, 20, 59, 60, 221, tinfo.max_nr, tinfo.max_nr + 1];
     let mut odd_numbers: Vec<u32> = some_numbers.iter().map(|n| n | X32_SYSCALL_BIT).collect();
-    odd_numbers.extend([
-        u32::MAX,
-        u32::MAX - 1,
-        0x8000_0000,
-        0x7fff_ffff,
-        0xbfff_ffff,
-        X32_SYSCALL_BIT,
-    ]);
+    odd_numbers.extend([u32::MAX, u32::MAX - 1, 0x8000_0000, 0x7fff_ffff, 0xbfff_ffff, X32_SYSCALL_BIT]);
     for nr in odd_numbers {
         for &a in &plain {
             check(native, nr, a)?;
         }
     }
-    let foreign_arches: Vec<u32> = [
-        AUDIT_ARCH_I386,
-        AUDIT_ARCH_X86_64,
-        AUDIT_ARCH_AARCH64,
-        0x4000_0028,
-        0,
-        u32::MAX,
-    ]
-    .into_iter()
-    .filter(|&a| a != native)
-    .collect();
+    let foreign_arches: Vec<u32> = [AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64, 0x4000_0028, 0, u32::MAX]
+        .into_iter()
+        .filter(|&a| a != native)
+        .collect();
     for arch in foreign_arches {
-        for nr in some_numbers
-            .into_iter()
-            .chain([u32::MAX, X32_SYSCALL_BIT | 1])
-        {
+        for nr in some_numbers.into_iter().chain([u32::MAX, X32_SYSCALL_BIT | 1]) {
             for &a in &plain {
                 check(arch, nr, a)?;
             }
@@ -187,13 +145,7 @@ pub fn validate(
     let mut cached = 0;
     for nr in 0..=tinfo.max_nr {
         let unconditional = !tinfo.arg_checked.contains(&nr);
-        let allows = program
-            .run(&SeccompData {
-                nr,
-                arch: native,
-                ..SeccompData::default()
-            })
-            .ret
+        let allows = program.run(&SeccompData { nr, arch: native, ..SeccompData::default() }).ret
             == crate::bpf::SECCOMP_RET_ALLOW;
         if unconditional && allows {
             if !kernel_would_cache(&program, native, nr) {
@@ -202,23 +154,10 @@ pub fn validate(
             cached += 1;
         }
     }
-    Ok(ValidationReport {
-        target,
-        probes,
-        cached,
-    })
+    Ok(ValidationReport { target, probes, cached })
 }
 
-const EDGES: [u64; 8] = [
-    0,
-    1,
-    (1 << 31) - 1,
-    1 << 31,
-    (1 << 32) - 1,
-    1 << 32,
-    1 << 63,
-    u64::MAX,
-];
+const EDGES: [u64; 8] = [0, 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 1, 1 << 32, 1 << 63, u64::MAX];
 const GARBAGE: u64 = 0xa5a5_5a5a_0000_0000;
 
 /// Argument vectors per syscall with argument tests in the original policy.
@@ -233,13 +172,7 @@ fn argument_vectors(policy: &Policy, target: Target) -> BTreeMap<u32, Vec<[u64; 
             visit_tests(&rule.cond, &mut |arg, test| {
                 let values = per_arg.entry(arg.index).or_default();
                 for c in test_values(test) {
-                    for v in [
-                        c.wrapping_sub(1),
-                        c,
-                        c.wrapping_add(1),
-                        !c & arg.width.mask(),
-                        !c,
-                    ] {
+                    for v in [c.wrapping_sub(1), c, c.wrapping_add(1), !c & arg.width.mask(), !c] {
                         values.extend([v, v ^ GARBAGE, v | 0xffff_ffff_0000_0000]);
                     }
                 }
@@ -259,10 +192,7 @@ fn argument_vectors(policy: &Policy, target: Target) -> BTreeMap<u32, Vec<[u64; 
         }
         // Mixed: each tested argument walks its own values, side by side, and with
         // every argument's values crossed pairwise on a few of them.
-        let lists: Vec<(u8, Vec<u64>)> = per_arg
-            .iter()
-            .map(|(&i, v)| (i, v.iter().copied().collect()))
-            .collect();
+        let lists: Vec<(u8, Vec<u64>)> = per_arg.iter().map(|(&i, v)| (i, v.iter().copied().collect())).collect();
         let longest = lists.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
         for step in 0..longest {
             let mut args = [0; 6];

@@ -2,11 +2,11 @@
 //! the capsule_compiler library plus printing.
 
 use anyhow::Context;
-use capsule_compiler::diagnostic::{self, SourceFile};
 use capsule_artifacts::Target;
 use capsule_compiler::bpf::disasm::DisasmContext;
 use capsule_compiler::bpf::interp::Program;
 use capsule_compiler::build::{BuildError, BuildOptions};
+use capsule_compiler::diagnostic::{self, SourceFile};
 use capsule_compiler::{filetest, front, tables};
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
@@ -145,7 +145,12 @@ fn color_choice(color: Color) -> ColorChoice {
     }
 }
 
-fn print_diagnostics(path: &Path, bytes: &[u8], diags: &[capsule_compiler::diagnostic::Diagnostic], color: Color) -> anyhow::Result<()> {
+fn print_diagnostics(
+    path: &Path,
+    bytes: &[u8],
+    diags: &[capsule_compiler::diagnostic::Diagnostic],
+    color: Color,
+) -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(bytes);
     let name = path.display().to_string();
     let mut stderr = StandardStream::stderr(color_choice(color));
@@ -158,7 +163,8 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
     match capsule_compiler::build::build(&bytes, &BuildOptions { targets }) {
         Ok(artifacts) => {
             print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
-            capsule_compiler::build::write_dir(&artifacts, out).with_context(|| format!("cannot write {}", out.display()))?;
+            capsule_compiler::build::write_dir(&artifacts, out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             println!("{}", artifacts.pin);
             Ok(ExitCode::SUCCESS)
         }
@@ -248,7 +254,8 @@ fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyh
         let manifest_path = input.join(capsule_artifacts::manifest::MANIFEST_FILE);
         let artifact = capsule_artifacts::manifest::load_pinned(&manifest_path, None, target)
             .with_context(|| format!("cannot load the {target} filter from {}", input.display()))?;
-        let program = Program::from_bytes(&artifact.blob).map_err(|e| anyhow::anyhow!("the filter is not valid: {e}"))?;
+        let program =
+            Program::from_bytes(&artifact.blob).map_err(|e| anyhow::anyhow!("the filter is not valid: {e}"))?;
         print!("{}", capsule_compiler::explain::explain_program(&program, target, &call));
     } else {
         let bytes = read_policy(input)?;

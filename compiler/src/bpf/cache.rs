@@ -45,12 +45,7 @@ pub fn kernel_would_cache(program: &Program, arch: u32, nr: u32) -> bool {
             Op::LdAbs(OFFSET_ARCH) => a = arch,
             Op::RetK(k) => return k == SECCOMP_RET_ALLOW,
             Op::Ja(k) => pc += k as usize,
-            Op::Jmp {
-                op,
-                src: Src::K(k),
-                jt,
-                jf,
-            } => {
+            Op::Jmp { op, src: Src::K(k), jt, jf } => {
                 let taken = match op {
                     JmpOp::Eq => a == k,
                     JmpOp::Ge => a >= k,
@@ -70,9 +65,7 @@ pub fn kernel_would_cache(program: &Program, arch: u32, nr: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::{
-        BPF_ABS, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, Insn,
-    };
+    use crate::bpf::{BPF_ABS, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, Insn};
 
     fn program(insns: &[Insn]) -> Program {
         Program::new(insns.to_vec()).expect("test program is valid")

@@ -19,9 +19,7 @@
 //! it deliberately.
 
 use capsule_artifacts::Target;
-use capsule_artifacts::target::{
-    AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
-};
+use capsule_artifacts::target::{AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 
 use super::interp::{AluOp, JmpOp, MAX_ERRNO, Op, OpcodeRejection, RetAction, Src};
 use super::{DecodeError, Insn, OFFSET_ARCH, OFFSET_NR, SECCOMP_DATA_SIZE};
@@ -62,10 +60,7 @@ pub fn disassemble(program: &[Insn], ctx: &DisasmContext) -> String {
         let (text, comment) = match Op::decode(insn) {
             Ok(op) => (op_text(op, pc), op_comment(op, state, ctx)),
             Err(why) => (
-                format!(
-                    ".insn code={:#06x} jt={} jf={} k={:#x}",
-                    insn.code, insn.jt, insn.jf, insn.k
-                ),
+                format!(".insn code={:#06x} jt={} jf={} k={:#x}", insn.code, insn.jt, insn.jf, insn.k),
                 Some(match why {
                     OpcodeRejection::Unknown => "unknown opcode".to_string(),
                     OpcodeRejection::NotForSeccomp => "not allowed in seccomp filters".to_string(),
@@ -73,9 +68,7 @@ pub fn disassemble(program: &[Insn], ctx: &DisasmContext) -> String {
             ),
         };
         match comment {
-            Some(comment) => {
-                out.push_str(&format!("{pc:04}: {text:<COMMENT_COLUMN$} ; {comment}\n"))
-            }
+            Some(comment) => out.push_str(&format!("{pc:04}: {text:<COMMENT_COLUMN$} ; {comment}\n")),
             None => out.push_str(&format!("{pc:04}: {text}\n")),
         }
     }
@@ -123,12 +116,7 @@ fn op_text(op: Op, pc: usize) -> String {
                 JmpOp::Set => "jset",
             };
             let bits = op == JmpOp::Set;
-            format!(
-                "{name:<4} {}, {}, {}",
-                operand(src, bits),
-                target(jt.into()),
-                target(jf.into())
-            )
+            format!("{name:<4} {}, {}, {}", operand(src, bits), target(jt.into()), target(jf.into()))
         }
         Op::RetK(k) => format!("ret  #{k:#x}"),
         Op::RetA => "ret  a".to_string(),
@@ -139,11 +127,7 @@ fn op_text(op: Op, pc: usize) -> String {
 
 /// Small numbers in decimal (syscall numbers, lengths), large ones in hex.
 fn number(k: u32) -> String {
-    if k < 0x1000 {
-        format!("#{k}")
-    } else {
-        format!("#{k:#x}")
-    }
+    if k < 0x1000 { format!("#{k}") } else { format!("#{k:#x}") }
 }
 
 /// Masks always in hex.
@@ -174,12 +158,8 @@ fn op_comment(op: Op, state: State, ctx: &DisasmContext) -> Option<String> {
             Some(field) => field.name().to_string(),
             None => "outside seccomp_data".to_string(),
         }),
-        Op::LdLen | Op::LdxLen => {
-            Some(format!("sizeof(struct seccomp_data) = {SECCOMP_DATA_SIZE}"))
-        }
-        Op::Jmp {
-            op, src: Src::K(k), ..
-        } => match state.a {
+        Op::LdLen | Op::LdxLen => Some(format!("sizeof(struct seccomp_data) = {SECCOMP_DATA_SIZE}")),
+        Op::Jmp { op, src: Src::K(k), .. } => match state.a {
             Value::Field(Field::Arch) if op == JmpOp::Eq => arch_name(k).map(str::to_string),
             Value::Field(Field::Nr) => nr_comment(op, k, ctx),
             _ => None,
@@ -190,14 +170,11 @@ fn op_comment(op: Op, state: State, ctx: &DisasmContext) -> Option<String> {
 }
 
 fn nr_comment(op: JmpOp, k: u32, ctx: &DisasmContext) -> Option<String> {
-    let above_table = ctx
-        .table()
-        .filter(|t| !t.syscalls.is_empty())
-        .is_some_and(|t| match op {
-            JmpOp::Gt => k == t.max_nr,
-            JmpOp::Ge => Some(k) == t.max_nr.checked_add(1),
-            _ => false,
-        });
+    let above_table = ctx.table().filter(|t| !t.syscalls.is_empty()).is_some_and(|t| match op {
+        JmpOp::Gt => k == t.max_nr,
+        JmpOp::Ge => Some(k) == t.max_nr.checked_add(1),
+        _ => false,
+    });
     if above_table {
         return Some("above table (newer-syscalls)".to_string());
     }
@@ -227,11 +204,7 @@ fn action_text(action: RetAction) -> String {
     match action {
         RetAction::Errno(data) => {
             let name = tables::errno_name(data).map_or_else(|| data.to_string(), str::to_string);
-            if data > MAX_ERRNO {
-                format!("errno({name}, capped at {MAX_ERRNO})")
-            } else {
-                format!("errno({name})")
-            }
+            if data > MAX_ERRNO { format!("errno({name}, capped at {MAX_ERRNO})") } else { format!("errno({name})") }
         }
         other => other.to_string(),
     }
@@ -256,10 +229,7 @@ impl Field {
             OFFSET_NR => Field::Nr,
             OFFSET_ARCH => Field::Arch,
             8 | 12 => Field::InstructionPointer { high },
-            _ => Field::Arg {
-                index: ((offset - 16) / 8) as u8,
-                high,
-            },
+            _ => Field::Arg { index: ((offset - 16) / 8) as u8, high },
         })
     }
 
@@ -290,18 +260,11 @@ struct State {
 }
 
 impl State {
-    const UNKNOWN: State = State {
-        a: Value::Unknown,
-        nr: None,
-    };
+    const UNKNOWN: State = State { a: Value::Unknown, nr: None };
 
     fn merge(self, other: State) -> State {
         State {
-            a: if self.a == other.a {
-                self.a
-            } else {
-                Value::Unknown
-            },
+            a: if self.a == other.a { self.a } else { Value::Unknown },
             nr: if self.nr == other.nr { self.nr } else { None },
         }
     }
@@ -339,9 +302,7 @@ fn flow(program: &[Insn]) -> Vec<Option<State>> {
                 reach(jf.into(), state);
             }
             Op::LdAbs(k) => reach(0, after(Field::at(k).map_or(Value::Unknown, Value::Field))),
-            Op::St(_) | Op::Stx(_) | Op::LdxImm(_) | Op::LdxMem(_) | Op::LdxLen | Op::Tax => {
-                reach(0, state)
-            }
+            Op::St(_) | Op::Stx(_) | Op::LdxImm(_) | Op::LdxMem(_) | Op::LdxLen | Op::Tax => reach(0, state),
             Op::LdLen | Op::LdImm(_) | Op::LdMem(_) | Op::Alu(..) | Op::Neg | Op::Txa => {
                 reach(0, after(Value::Unknown))
             }

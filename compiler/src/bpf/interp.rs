@@ -13,12 +13,11 @@
 //! all mask the count that way).
 
 use super::{
-    BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP,
-    BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_TAX,
-    BPF_TXA, BPF_W, BPF_X, DecodeError, Insn, MAX_INSNS, SECCOMP_DATA_SIZE,
-    SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,
-    SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE,
-    SECCOMP_RET_TRAP, SECCOMP_RET_USER_NOTIF,
+    BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD,
+    BPF_LDX, BPF_MEM, BPF_MISC, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_TAX, BPF_TXA, BPF_W, BPF_X, DecodeError, Insn,
+    MAX_INSNS, SECCOMP_DATA_SIZE, SECCOMP_RET_ACTION_FULL, SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO,
+    SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE, SECCOMP_RET_TRAP,
+    SECCOMP_RET_USER_NOTIF,
 };
 
 // Opcode parts from linux/bpf_common.h that the shared constants do not name.
@@ -57,11 +56,7 @@ impl SeccompData {
     /// every other load.
     fn word_at(&self, offset: u32) -> u32 {
         let halves = |v: u64| {
-            if offset.is_multiple_of(8) {
-                v as u32
-            } else {
-                (v >> 32) as u32
-            }
+            if offset.is_multiple_of(8) { v as u32 } else { (v >> 32) as u32 }
         };
         match offset {
             0 => self.nr,
@@ -150,20 +145,8 @@ impl Op {
     /// do. Operand checks (offsets, jump ranges, ...) are left to [`check`].
     pub fn decode(insn: Insn) -> Result<Op, OpcodeRejection> {
         let Insn { code, jt, jf, k } = insn;
-        let alu = |op| {
-            Ok(Op::Alu(
-                op,
-                if code & BPF_X != 0 { Src::X } else { Src::K(k) },
-            ))
-        };
-        let jmp = |op| {
-            Ok(Op::Jmp {
-                op,
-                src: if code & BPF_X != 0 { Src::X } else { Src::K(k) },
-                jt,
-                jf,
-            })
-        };
+        let alu = |op| Ok(Op::Alu(op, if code & BPF_X != 0 { Src::X } else { Src::K(k) }));
+        let jmp = |op| Ok(Op::Jmp { op, src: if code & BPF_X != 0 { Src::X } else { Src::K(k) }, jt, jf });
         match code {
             c if c == BPF_LD | BPF_W | BPF_ABS => Ok(Op::LdAbs(k)),
             c if c == BPF_LD | BPF_W | BPF_LEN => Ok(Op::LdLen),
@@ -229,13 +212,9 @@ pub enum InterpError {
     TooLong(usize),
     #[error("instruction {pc}: unknown opcode {code:#06x}")]
     UnknownOpcode { pc: usize, code: u16 },
-    #[error(
-        "instruction {pc}: opcode {code:#06x} is classic BPF but not allowed in seccomp filters"
-    )]
+    #[error("instruction {pc}: opcode {code:#06x} is classic BPF but not allowed in seccomp filters")]
     NotForSeccomp { pc: usize, code: u16 },
-    #[error(
-        "instruction {pc}: load from offset {offset} is outside struct seccomp_data or not 4-byte aligned"
-    )]
+    #[error("instruction {pc}: load from offset {offset} is outside struct seccomp_data or not 4-byte aligned")]
     BadLoadOffset { pc: usize, offset: u32 },
     #[error("instruction {pc}: division by the constant zero")]
     DivisionByZero { pc: usize },
@@ -371,14 +350,8 @@ fn check_ops(program: &[Insn]) -> Result<Vec<Op>, InterpError> {
     let mut ops = Vec::with_capacity(len);
     for (pc, &insn) in program.iter().enumerate() {
         let op = Op::decode(insn).map_err(|why| match why {
-            OpcodeRejection::Unknown => InterpError::UnknownOpcode {
-                pc,
-                code: insn.code,
-            },
-            OpcodeRejection::NotForSeccomp => InterpError::NotForSeccomp {
-                pc,
-                code: insn.code,
-            },
+            OpcodeRejection::Unknown => InterpError::UnknownOpcode { pc, code: insn.code },
+            OpcodeRejection::NotForSeccomp => InterpError::NotForSeccomp { pc, code: insn.code },
         })?;
         let in_range = |offset: usize| pc + 1 + offset < len;
         match op {
@@ -509,11 +482,9 @@ impl std::fmt::Display for RetAction {
             RetAction::Trace(data) => write!(f, "trace({data})"),
             RetAction::Log => f.write_str("log"),
             RetAction::Allow => f.write_str("allow"),
-            RetAction::Unknown(ret) => write!(
-                f,
-                "unknown action {:#x} (kills the process)",
-                ret & SECCOMP_RET_ACTION_FULL
-            ),
+            RetAction::Unknown(ret) => {
+                write!(f, "unknown action {:#x} (kills the process)", ret & SECCOMP_RET_ACTION_FULL)
+            }
         }
     }
 }
@@ -528,10 +499,8 @@ mod tests {
         0x20, 0x80, 0x81, // ld [k], ld #len, ldx #len
         0x06, 0x16, // ret #k, ret a
         0x04, 0x0c, 0x14, 0x1c, 0x24, 0x2c, 0x34, 0x3c, // add sub mul div
-        0x54, 0x5c, 0x44, 0x4c, 0xa4, 0xac, 0x64, 0x6c, 0x74, 0x7c,
-        0x84, // and or xor lsh rsh neg
-        0x00, 0x01, 0x07, 0x87, 0x60, 0x61, 0x02,
-        0x03, // ld/ldx #k, tax, txa, ld/ldx M[], st, stx
+        0x54, 0x5c, 0x44, 0x4c, 0xa4, 0xac, 0x64, 0x6c, 0x74, 0x7c, 0x84, // and or xor lsh rsh neg
+        0x00, 0x01, 0x07, 0x87, 0x60, 0x61, 0x02, 0x03, // ld/ldx #k, tax, txa, ld/ldx M[], st, stx
         0x05, 0x15, 0x1d, 0x35, 0x3d, 0x25, 0x2d, 0x45, 0x4d, // ja, jeq jge jgt jset
     ];
     /// Classic opcodes `chk_code_allowed` knows that seccomp refuses.
@@ -558,15 +527,7 @@ mod tests {
 
     #[test]
     fn reads_seccomp_data_words() {
-        let data = SeccompData {
-            nr: 1,
-            arch: 2,
-            instruction_pointer: 0x4_0000_0003,
-            args: [0x6_0000_0005; 6],
-        };
-        assert_eq!(
-            [0, 4, 8, 12, 16, 20, 60].map(|o| data.word_at(o)),
-            [1, 2, 3, 4, 5, 6, 6]
-        );
+        let data = SeccompData { nr: 1, arch: 2, instruction_pointer: 0x4_0000_0003, args: [0x6_0000_0005; 6] };
+        assert_eq!([0, 4, 8, 12, 16, 20, 60].map(|o| data.word_at(o)), [1, 2, 3, 4, 5, 6, 6]);
     }
 }

@@ -120,6 +120,6 @@ pub enum DecodeError {
     TooLong(usize),
 }
 
-pub mod interp;
 pub mod cache;
 pub mod disasm;
+pub mod interp;

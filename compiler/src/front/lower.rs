@@ -41,14 +41,22 @@ impl Lower {
     fn policy(&mut self, ast: &PolicyAst) -> Policy {
         match &ast.version {
             None => self.push(
-                Diagnostic::new(Code::MissingVersion, ast.span.start..ast.span.start, "the policy does not say `version: 1`")
-                    .label("expected `version: 1` here")
-                    .help("add `version: 1` as the first line, so a future format cannot be misread as this one"),
+                Diagnostic::new(
+                    Code::MissingVersion,
+                    ast.span.start..ast.span.start,
+                    "the policy does not say `version: 1`",
+                )
+                .label("expected `version: 1` here")
+                .help("add `version: 1` as the first line, so a future format cannot be misread as this one"),
             ),
             Some(v) if v.value != 1 => self.push(
-                Diagnostic::new(Code::UnsupportedVersion, v.span.clone(), format!("policy version {} is not supported", v.value))
-                    .label("this compiler reads version 1")
-                    .help("write `version: 1`, or use a compiler that knows this version"),
+                Diagnostic::new(
+                    Code::UnsupportedVersion,
+                    v.span.clone(),
+                    format!("policy version {} is not supported", v.value),
+                )
+                .label("this compiler reads version 1")
+                .help("write `version: 1`, or use a compiler that knows this version"),
             ),
             Some(_) => {}
         }
@@ -99,9 +107,13 @@ impl Lower {
         let lowered = lower_action(&a.value);
         if lowered == Action::Errno(0) {
             self.push(
-                Diagnostic::new(Code::ErrnoZero, a.span.clone(), format!("`{what}: errno(0)` makes denied calls look successful"))
-                    .label("the call does not run, but returns 0")
-                    .help("use a real errno such as errno(EPERM), or `allow` if the call should run"),
+                Diagnostic::new(
+                    Code::ErrnoZero,
+                    a.span.clone(),
+                    format!("`{what}: errno(0)` makes denied calls look successful"),
+                )
+                .label("the call does not run, but returns 0")
+                .help("use a real errno such as errno(EPERM), or `allow` if the call should run"),
             );
         }
         lowered
@@ -125,9 +137,13 @@ impl Lower {
                     }
                     if let Some(when) = &rule.when {
                         self.push(
-                            Diagnostic::new(Code::ConditionOnGroup, when.span.clone(), format!("a condition on the group `@{}`", name.value))
-                                .label("arguments differ from one syscall to the next")
-                                .help("write the condition on each syscall that needs it"),
+                            Diagnostic::new(
+                                Code::ConditionOnGroup,
+                                when.span.clone(),
+                                format!("a condition on the group `@{}`", name.value),
+                            )
+                            .label("arguments differ from one syscall to the next")
+                            .help("write the condition on each syscall that needs it"),
                         );
                         continue;
                     }
@@ -142,7 +158,11 @@ impl Lower {
                         None => continue,
                     },
                 };
-                let entry = syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name, nr: def.nr, rules: Vec::new() });
+                let entry = syscalls.entry(def.nr).or_insert_with(|| SyscallRules {
+                    name: def.name,
+                    nr: def.nr,
+                    rules: Vec::new(),
+                });
                 entry.rules.push(Rule { kind, cond, origin: Origin { span: rule.span.clone(), group: group.clone() } });
             }
         }
@@ -163,9 +183,13 @@ impl Lower {
                 let action = lower_action(&a.value);
                 if action == Action::Errno(0) {
                     self.push(
-                        Diagnostic::new(Code::ErrnoZero, a.span.clone(), "errno(0) makes the denied call look successful")
-                            .label("the call does not run, but returns 0")
-                            .help("use a real errno such as errno(EPERM), or allow the call"),
+                        Diagnostic::new(
+                            Code::ErrnoZero,
+                            a.span.clone(),
+                            "errno(0) makes the denied call look successful",
+                        )
+                        .label("the call does not run, but returns 0")
+                        .help("use a real errno such as errno(EPERM), or allow the call"),
                     );
                 }
                 action
@@ -176,14 +200,21 @@ impl Lower {
         }
     }
 
-    fn resolve_syscall(&mut self, name: &Spanned<String>, table: &'static Table, linux: &[Target]) -> Option<&'static SyscallDef> {
+    fn resolve_syscall(
+        &mut self,
+        name: &Spanned<String>,
+        table: &'static Table,
+        linux: &[Target],
+    ) -> Option<&'static SyscallDef> {
         if let Some(def) = table.by_name(&name.value) {
             return Some(def);
         }
-        let has: Vec<Target> = Target::LINUX.into_iter().filter(|t| tables::table(*t).by_name(&name.value).is_some()).collect();
+        let has: Vec<Target> =
+            Target::LINUX.into_iter().filter(|t| tables::table(*t).by_name(&name.value).is_some()).collect();
         if has.is_empty() {
-            let mut d = Diagnostic::new(Code::UnknownSyscall, name.span.clone(), format!("unknown syscall `{}`", name.value))
-                .label("no such syscall on any target");
+            let mut d =
+                Diagnostic::new(Code::UnknownSyscall, name.span.clone(), format!("unknown syscall `{}`", name.value))
+                    .label("no such syscall on any target");
             if let Some(s) = did_you_mean(&name.value, tables::all_syscall_names()) {
                 d = d.help(format!("did you mean `{s}`?"));
             }
@@ -191,16 +222,24 @@ impl Lower {
         } else if linux.iter().all(|t| !has.contains(t)) {
             let on: Vec<&str> = has.iter().map(|t| t.name()).collect();
             self.push(
-                Diagnostic::new(Code::NoTargetHasSyscall, name.span.clone(), format!("`{}` exists on none of this policy's targets", name.value))
-                    .label(format!("only on {}", on.join(", ")))
-                    .help("add that target to `targets:` or remove the rule"),
+                Diagnostic::new(
+                    Code::NoTargetHasSyscall,
+                    name.span.clone(),
+                    format!("`{}` exists on none of this policy's targets", name.value),
+                )
+                .label(format!("only on {}", on.join(", ")))
+                .help("add that target to `targets:` or remove the rule"),
             );
         } else {
             let on: Vec<&str> = has.iter().filter(|t| linux.contains(t)).map(|t| t.name()).collect();
             self.push(
-                Diagnostic::new(Code::SyscallMissingOnTarget, name.span.clone(), format!("`{}` does not exist on {}", name.value, table.target))
-                    .label(format!("compiled for {} only", on.join(", ")))
-                    .note(format!("{} programs use a newer syscall for this, which needs its own rule", table.target)),
+                Diagnostic::new(
+                    Code::SyscallMissingOnTarget,
+                    name.span.clone(),
+                    format!("`{}` does not exist on {}", name.value, table.target),
+                )
+                .label(format!("compiled for {} only", on.join(", ")))
+                .note(format!("{} programs use a newer syscall for this, which needs its own rule", table.target)),
             );
         }
         None
@@ -271,11 +310,16 @@ impl Lower {
         };
         let span = when.file_span(t.span);
         if let Some(always) = triviality(&test, arg.width) {
-            let (code, what) = if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
+            let (code, what) =
+                if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
             self.push(
                 Diagnostic::new(code, span, format!("this test is {what} for a {}-bit argument", arg.width.bits()))
                     .label(what)
-                    .help(if always { "drop the condition, or fix the value" } else { "the rule can never apply: fix the value or remove the rule" }),
+                    .help(if always {
+                        "drop the condition, or fix the value"
+                    } else {
+                        "the rule can never apply: fix the value or remove the rule"
+                    }),
             );
         }
         Some(Cond::Test { arg, test })
@@ -289,13 +333,22 @@ impl Lower {
         };
         let Some(index) = index else {
             let names: Vec<&str> = def.args.iter().map(|a| a.man_name.unwrap_or(a.kernel_name)).collect();
-            let mut d = Diagnostic::new(Code::UnknownArgument, span, format!("`{}` has no argument `{}`", def.name, ident.name))
-                .label("unknown argument");
+            let mut d = Diagnostic::new(
+                Code::UnknownArgument,
+                span,
+                format!("`{}` has no argument `{}`", def.name, ident.name),
+            )
+            .label("unknown argument");
             let candidates = def.args.iter().flat_map(|a| [Some(a.kernel_name), a.man_name]).flatten();
             d = match (did_you_mean(&ident.name, candidates), names.is_empty()) {
                 (Some(s), _) => d.help(format!("did you mean `{s}`?")),
                 (None, true) => d.help(format!("`{}` takes no arguments", def.name)),
-                (None, false) => d.help(format!("`{}` takes ({}); `arg0`..`arg{}` work too", def.name, names.join(", "), names.len() - 1)),
+                (None, false) => d.help(format!(
+                    "`{}` takes ({}); `arg0`..`arg{}` work too",
+                    def.name,
+                    names.join(", "),
+                    names.len() - 1
+                )),
             };
             self.push(d);
             return None;
@@ -306,16 +359,24 @@ impl Lower {
                 return Some(Arg { index: index as u8, width: Width::W64 });
             }
             self.push(
-                Diagnostic::new(Code::UnknownArgument, span, format!("`{}` has {} argument(s); there is no `{}`", def.name, def.args.len(), ident.name))
-                    .label("no such argument"),
+                Diagnostic::new(
+                    Code::UnknownArgument,
+                    span,
+                    format!("`{}` has {} argument(s); there is no `{}`", def.name, def.args.len(), ident.name),
+                )
+                .label("no such argument"),
             );
             return None;
         };
         if arg.pointer {
             self.push(
-                Diagnostic::new(Code::PointerArgument, span, format!("`{}` of `{}` is a pointer (`{}`)", ident.name, def.name, arg.c_type))
-                    .label("seccomp compares the address, not what it points to")
-                    .help("to restrict paths, use `filesystem:`; a pointer test is only useful against 0 (NULL)"),
+                Diagnostic::new(
+                    Code::PointerArgument,
+                    span,
+                    format!("`{}` of `{}` is a pointer (`{}`)", ident.name, def.name, arg.c_type),
+                )
+                .label("seccomp compares the address, not what it points to")
+                .help("to restrict paths, use `filesystem:`; a pointer test is only useful against 0 (NULL)"),
             );
         }
         let width = if arg.bits <= 32 { Width::W32 } else { Width::W64 };
@@ -330,9 +391,13 @@ impl Lower {
                 let limit = 1u64 << (width.bits() - 1);
                 if *value > limit {
                     self.push(
-                        Diagnostic::new(Code::ConstantTooWide, span, format!("-{value} does not fit in a {}-bit argument", width.bits()))
-                            .label("out of range")
-                            .help(format!("negative values go down to -{limit}")),
+                        Diagnostic::new(
+                            Code::ConstantTooWide,
+                            span,
+                            format!("-{value} does not fit in a {}-bit argument", width.bits()),
+                        )
+                        .label("out of range")
+                        .help(format!("negative values go down to -{limit}")),
                     );
                     return None;
                 }
@@ -349,9 +414,13 @@ impl Lower {
         };
         if raw & !width.mask() != 0 {
             self.push(
-                Diagnostic::new(Code::ConstantTooWide, span, format!("{raw:#x} is wider than this {}-bit argument", width.bits()))
-                    .label(format!("the kernel reads only the low {} bits", width.bits()))
-                    .help(format!("the kernel would see {:#x}; write that if it is what you mean", raw & width.mask())),
+                Diagnostic::new(
+                    Code::ConstantTooWide,
+                    span,
+                    format!("{raw:#x} is wider than this {}-bit argument", width.bits()),
+                )
+                .label(format!("the kernel reads only the low {} bits", width.bits()))
+                .help(format!("the kernel would see {:#x}; write that if it is what you mean", raw & width.mask())),
             );
             return None;
         }
@@ -362,7 +431,9 @@ impl Lower {
         let span = when.file_span(ident.span);
         match table.constant(&ident.name) {
             // C constants of type int that are negative (AT_FDCWD) arrive sign-extended.
-            Some(v) if width == Width::W32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 => {
+            Some(v)
+                if width == Width::W32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 =>
+            {
                 Some(v & width.mask())
             }
             Some(v) => Some(v),
@@ -373,8 +444,9 @@ impl Lower {
                     .map(|t| t.name())
                     .collect();
                 if elsewhere.is_empty() {
-                    let mut d = Diagnostic::new(Code::UnknownConstant, span, format!("unknown constant `{}`", ident.name))
-                        .label("not a constant the compiler knows");
+                    let mut d =
+                        Diagnostic::new(Code::UnknownConstant, span, format!("unknown constant `{}`", ident.name))
+                            .label("not a constant the compiler knows");
                     d = match did_you_mean(&ident.name, table.constants.iter().map(|c| c.name)) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None => d.help("write the number instead, or see docs/tables.md for the constants"),
@@ -382,9 +454,13 @@ impl Lower {
                     self.push(d);
                 } else {
                     self.push(
-                        Diagnostic::new(Code::ConstantMissingOnTarget, span, format!("`{}` does not exist on {}", ident.name, table.target))
-                            .label(format!("defined on {} only", elsewhere.join(", ")))
-                            .help("restrict `targets:` or write the rule without it"),
+                        Diagnostic::new(
+                            Code::ConstantMissingOnTarget,
+                            span,
+                            format!("`{}` does not exist on {}", ident.name, table.target),
+                        )
+                        .label(format!("defined on {} only", elsewhere.join(", ")))
+                        .help("restrict `targets:` or write the rule without it"),
                     );
                 }
                 None
@@ -407,10 +483,14 @@ impl Lower {
             for allow in ast.syscalls.rules.iter().filter(|r| r.section != Section::Deny) {
                 if named(allow).is_some_and(|a| a.value == denied.value) {
                     self.push(
-                        Diagnostic::new(Code::AllowedAndDenied, allow.span.clone(), format!("`{}` is allowed here but always denied", denied.value))
-                            .label("this rule never applies")
-                            .secondary(deny.span.clone(), "deny wins")
-                            .help("remove one of the two rules"),
+                        Diagnostic::new(
+                            Code::AllowedAndDenied,
+                            allow.span.clone(),
+                            format!("`{}` is allowed here but always denied", denied.value),
+                        )
+                        .label("this rule never applies")
+                        .secondary(deny.span.clone(), "deny wins")
+                        .help("remove one of the two rules"),
                     );
                 }
             }
@@ -418,7 +498,8 @@ impl Lower {
     }
 
     fn launch(&mut self, ast: &PolicyAst) -> LaunchSettings {
-        let strings = |v: &Option<Vec<Spanned<String>>>| v.as_ref().map(|ps| ps.iter().map(|p| p.value.clone()).collect());
+        let strings =
+            |v: &Option<Vec<Spanned<String>>>| v.as_ref().map(|ps| ps.iter().map(|p| p.value.clone()).collect());
         let filesystem = launch::Filesystem {
             read: strings(&ast.filesystem.read),
             write: strings(&ast.filesystem.write),
@@ -445,7 +526,8 @@ impl Lower {
                 pass.push(p.value.clone());
             }
         }
-        let env = launch::Env { pass, set: ast.env.set.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect() };
+        let env =
+            launch::Env { pass, set: ast.env.set.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect() };
         let audit = launch::Audit {
             log: ast.audit.log.as_ref().map_or_else(|| "capsule.log".to_owned(), |l| l.value.clone()),
             record: match &ast.audit.record {

@@ -17,8 +17,20 @@ pub struct Parser<'d> {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "version", "name", "description", "default", "newer-syscalls", "foreign-arch", "targets", "syscalls",
-    "filesystem", "network", "limits", "env", "audit", "landlock",
+    "version",
+    "name",
+    "description",
+    "default",
+    "newer-syscalls",
+    "foreign-arch",
+    "targets",
+    "syscalls",
+    "filesystem",
+    "network",
+    "limits",
+    "env",
+    "audit",
+    "landlock",
 ];
 
 impl Parser<'_> {
@@ -115,8 +127,12 @@ impl Parser<'_> {
             Some(v) => Some(Spanned { value: v, span: node.span.clone() }),
             None => {
                 self.error(
-                    Diagnostic::new(Code::BadNumber, node.span.clone(), format!("`{what}` must be a non-negative integer"))
-                        .label(format!("`{}` is not an integer that fits in 64 bits", s.value)),
+                    Diagnostic::new(
+                        Code::BadNumber,
+                        node.span.clone(),
+                        format!("`{what}` must be a non-negative integer"),
+                    )
+                    .label(format!("`{}` is not an integer that fits in 64 bits", s.value)),
                 );
                 None
             }
@@ -167,7 +183,9 @@ impl Parser<'_> {
                         .label("not an action");
                     d = match did_you_mean(text, known) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help("actions are allow, errno(NAME or number), kill-process, kill-thread, trap and log"),
+                        None => {
+                            d.help("actions are allow, errno(NAME or number), kill-process, kill-thread, trap and log")
+                        }
                     };
                     self.error(d);
                     return None;
@@ -240,9 +258,13 @@ impl Parser<'_> {
                 && is_null(&s.value)
             {
                 self.error(
-                    Diagnostic::new(Code::EmptyRuleList, key.span.clone(), format!("`{}` has no rules", section.name()))
-                        .label("empty section")
-                        .help("remove the key, or write `[]` to say so on purpose"),
+                    Diagnostic::new(
+                        Code::EmptyRuleList,
+                        key.span.clone(),
+                        format!("`{}` has no rules", section.name()),
+                    )
+                    .label("empty section")
+                    .help("remove the key, or write `[]` to say so on purpose"),
                 );
                 continue;
             }
@@ -283,16 +305,22 @@ impl Parser<'_> {
                 for (key, value) in entries {
                     match key_name(key) {
                         "when" => match &value.kind {
-                            NodeKind::Scalar(s) if !(s.plain && is_null(&s.value)) => rule.when = self.condition(s, value),
+                            NodeKind::Scalar(s) if !(s.plain && is_null(&s.value)) => {
+                                rule.when = self.condition(s, value)
+                            }
                             _ => self.wrong_type(value, "a condition string", "when"),
                         },
                         "action" => {
                             let action = self.action(value);
                             if section != Section::Deny {
                                 self.error(
-                                    Diagnostic::new(Code::ActionOnAllow, key.span.start..value.span.end, format!("`action:` on an {} rule", section.name()))
-                                        .label("only deny rules take an action")
-                                        .help("move the rule under `deny:` to give it an action"),
+                                    Diagnostic::new(
+                                        Code::ActionOnAllow,
+                                        key.span.start..value.span.end,
+                                        format!("`action:` on an {} rule", section.name()),
+                                    )
+                                    .label("only deny rules take an action")
+                                    .help("move the rule under `deny:` to give it an action"),
                                 );
                             } else {
                                 rule.action = action;
@@ -315,7 +343,8 @@ impl Parser<'_> {
                     Some(base) => base + e.span.start..base + e.span.end,
                     None => node.span.clone(),
                 };
-                let mut d = Diagnostic::new(Code::ConditionSyntax, span, format!("invalid condition: {}", e.message)).label("here");
+                let mut d = Diagnostic::new(Code::ConditionSyntax, span, format!("invalid condition: {}", e.message))
+                    .label("here");
                 if let Some(help) = e.help {
                     d = d.help(help);
                 }
@@ -382,9 +411,17 @@ impl Parser<'_> {
         let Some(entries) = self.map(node, "limits") else { return ast };
         for (key, value) in entries {
             match key_name(key) {
-                "cpu" => ast.cpu_seconds = self.quantity(value, "cpu", parse_duration, "a duration such as `60s`, `5m` or `1h`"),
-                "memory" => ast.memory_bytes = self.quantity(value, "memory", parse_size, "a size such as `512MiB` or `2GiB`"),
-                "file-size" => ast.file_size_bytes = self.quantity(value, "file-size", parse_size, "a size such as `512MiB` or `2GiB`"),
+                "cpu" => {
+                    ast.cpu_seconds =
+                        self.quantity(value, "cpu", parse_duration, "a duration such as `60s`, `5m` or `1h`")
+                }
+                "memory" => {
+                    ast.memory_bytes = self.quantity(value, "memory", parse_size, "a size such as `512MiB` or `2GiB`")
+                }
+                "file-size" => {
+                    ast.file_size_bytes =
+                        self.quantity(value, "file-size", parse_size, "a size such as `512MiB` or `2GiB`")
+                }
                 "processes" => ast.processes = self.integer(value, "processes"),
                 "open-files" => ast.open_files = self.integer(value, "open-files"),
                 _ => self.unknown_key(key, &["cpu", "memory", "processes", "open-files", "file-size"], "`limits`"),
@@ -393,14 +430,24 @@ impl Parser<'_> {
         ast
     }
 
-    fn quantity(&mut self, node: &Node, what: &str, parse: fn(&str) -> Option<u64>, expected: &str) -> Option<Spanned<u64>> {
+    fn quantity(
+        &mut self,
+        node: &Node,
+        what: &str,
+        parse: fn(&str) -> Option<u64>,
+        expected: &str,
+    ) -> Option<Spanned<u64>> {
         let s = self.scalar(node, expected, what)?;
         match parse(s.value.trim()) {
             Some(v) => Some(Spanned { value: v, span: node.span.clone() }),
             None => {
                 self.error(
-                    Diagnostic::new(Code::BadQuantity, node.span.clone(), format!("`{}` is not a valid {what} limit", s.value))
-                        .label(format!("expected {expected}")),
+                    Diagnostic::new(
+                        Code::BadQuantity,
+                        node.span.clone(),
+                        format!("`{}` is not a valid {what} limit", s.value),
+                    )
+                    .label(format!("expected {expected}")),
                 );
                 None
             }
@@ -440,8 +487,12 @@ impl Parser<'_> {
             && name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             self.error(
-                Diagnostic::new(Code::BadEnvName, name.span.clone(), format!("`{}` is not an environment variable name", name.value))
-                    .label("letters, digits and `_`, not starting with a digit"),
+                Diagnostic::new(
+                    Code::BadEnvName,
+                    name.span.clone(),
+                    format!("`{}` is not an environment variable name", name.value),
+                )
+                .label("letters, digits and `_`, not starting with a digit"),
             );
         }
         valid
@@ -463,8 +514,12 @@ impl Parser<'_> {
                             "audited-syscalls" => Record::AuditedSyscalls,
                             other => {
                                 let known = ["invocations", "denials", "audited-syscalls"];
-                                let mut d = Diagnostic::new(Code::BadRecord, item.span.clone(), format!("unknown record class `{other}`"))
-                                    .label("not a record class");
+                                let mut d = Diagnostic::new(
+                                    Code::BadRecord,
+                                    item.span.clone(),
+                                    format!("unknown record class `{other}`"),
+                                )
+                                .label("not a record class");
                                 d = match did_you_mean(other, known) {
                                     Some(s) => d.help(format!("did you mean `{s}`?")),
                                     None => d.help("record classes are invocations, denials and audited-syscalls"),
@@ -595,7 +650,10 @@ fn check_path(path: &Spanned<String>, diags: &mut Vec<Diagnostic>) {
             return;
         };
         if !PATH_VARIABLES.contains(&var) {
-            let mut d = bad(format!("unknown path variable `${{{var}}}`"), "the variables are ${WORKSPACE}, ${HOME} and ${TMPDIR}");
+            let mut d = bad(
+                format!("unknown path variable `${{{var}}}`"),
+                "the variables are ${WORKSPACE}, ${HOME} and ${TMPDIR}",
+            );
             if let Some(s) = did_you_mean(var, PATH_VARIABLES.iter().copied()) {
                 d.help = Some(format!("did you mean `${{{s}}}`?"));
             }
@@ -608,6 +666,9 @@ fn check_path(path: &Spanned<String>, diags: &mut Vec<Diagnostic>) {
         ));
     }
     if p.split('/').any(|c| c == "..") {
-        diags.push(bad(format!("`{p}` contains `..`"), "write the path without `..`; Landlock rules apply to the resolved directory"));
+        diags.push(bad(
+            format!("`{p}` contains `..`"),
+            "write the path without `..`; Landlock rules apply to the resolved directory",
+        ));
     }
 }

@@ -105,9 +105,11 @@ pub fn parse(src: &str) -> Result<Option<Node>, Box<Diagnostic>> {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(Box::new(Diagnostic::new(Code::MultipleDocuments, span, "a policy is one YAML document")
-                        .label("a second document starts here")
-                        .help("remove the `---` separator and everything after it, or split the file")));
+                    return Err(Box::new(
+                        Diagnostic::new(Code::MultipleDocuments, span, "a policy is one YAML document")
+                            .label("a second document starts here")
+                            .help("remove the `---` separator and everything after it, or split the file"),
+                    ));
                 }
                 continue;
             }
@@ -227,9 +229,13 @@ fn check_anchor_and_tag(anchor: usize, tag: Option<&saphyr_parser::Tag>, span: &
     }
     if let Some(tag) = tag {
         return Err(Box::new(
-            Diagnostic::new(Code::YamlTag, span.clone(), format!("YAML tag `{}{}` is not allowed in a policy", tag.handle, tag.suffix))
-                .label("tagged value")
-                .help("remove the tag; the policy language gives every key its type"),
+            Diagnostic::new(
+                Code::YamlTag,
+                span.clone(),
+                format!("YAML tag `{}{}` is not allowed in a policy", tag.handle, tag.suffix),
+            )
+            .label("tagged value")
+            .help("remove the tag; the policy language gives every key its type"),
         ));
     }
     Ok(())

@@ -13,9 +13,7 @@
 //! whose calls run (allow, log) is left out, both of which allow less, and a warning
 //! says so.
 
-use super::{
-    ArgCondition, Filter, Op, Profile, SyscallEntry, action_oci_name, docker_arch, scmp_arch,
-};
+use super::{ArgCondition, Filter, Op, Profile, SyscallEntry, action_oci_name, docker_arch, scmp_arch};
 use crate::ir::{Action, Arg, Cond, Policy, RuleKind, SyscallRules, Test, Width};
 use capsule_artifacts::Target;
 use std::collections::BTreeMap;
@@ -61,10 +59,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
     // A syscall whose rules are the same on every target that has rules for it gets
     // one entry; otherwise each target's rules are limited to it with Docker's
     // `includes.arches` (runc ignores names an architecture lacks).
-    let mut names: Vec<&'static str> = per_target
-        .iter()
-        .flat_map(|(_, m)| m.keys().copied())
-        .collect();
+    let mut names: Vec<&'static str> = per_target.iter().flat_map(|(_, m)| m.keys().copied()).collect();
     names.sort_unstable();
     names.dedup();
     let mut rows: Vec<(&'static str, OciRule, Option<Target>)> = Vec::new();
@@ -91,10 +86,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
     for (name, rule, only) in rows {
         let key = (rule, only);
         if let Some(&i) = index.get(&key) {
-            entries[i]
-                .names
-                .get_or_insert_with(Vec::new)
-                .push(name.to_string());
+            entries[i].names.get_or_insert_with(Vec::new).push(name.to_string());
             continue;
         }
         let (rule, only) = key.clone();
@@ -119,10 +111,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
         .flat_map(|s| s.syscalls.values())
         .any(|r| r.rules.iter().any(|r| r.kind == RuleKind::Audit));
     if audited {
-        warnings.push(
-            "audit rules are exported as SCMP_ACT_ALLOW: an OCI runtime has no Capsule audit log"
-                .into(),
-        );
+        warnings.push("audit rules are exported as SCMP_ACT_ALLOW: an OCI runtime has no Capsule audit log".into());
     }
     if policy.newer_syscalls != Action::Errno(38) {
         warnings.push(format!(
@@ -130,10 +119,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
             policy.newer_syscalls
         ));
     }
-    if !matches!(
-        policy.foreign_arch,
-        Action::KillProcess | Action::KillThread
-    ) {
+    if !matches!(policy.foreign_arch, Action::KillProcess | Action::KillThread) {
         warnings.push(format!(
             "foreign-arch: {} has no OCI equivalent; calls through an ABI not listed in `architectures` get libseccomp's bad-arch action (kill)",
             policy.foreign_arch
@@ -144,13 +130,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
     let profile = Profile {
         default_action: default_action.to_string(),
         default_errno_ret,
-        architectures: Some(
-            targets
-                .iter()
-                .filter_map(|t| scmp_arch(*t))
-                .map(str::to_string)
-                .collect(),
-        ),
+        architectures: Some(targets.iter().filter_map(|t| scmp_arch(*t)).map(str::to_string).collect()),
         syscalls: Some(entries),
         ..Default::default()
     };
@@ -161,12 +141,7 @@ pub fn export_oci(policy: &Policy) -> Exported {
 
 /// The OCI rules of one syscall, in a fixed order: deny regions from the most
 /// restrictive action down, then the allow region.
-fn syscall_rules(
-    rules: &SyscallRules,
-    default: Action,
-    target: Target,
-    warnings: &mut Vec<String>,
-) -> Vec<OciRule> {
+fn syscall_rules(rules: &SyscallRules, default: Action, target: Target, warnings: &mut Vec<String>) -> Vec<OciRule> {
     // Deny actions in the order Capsule lets them win: the kernel's precedence, and
     // between two errnos the one written first.
     let mut deny: Vec<(Action, Vec<Cond>)> = Vec::new();
@@ -190,10 +165,7 @@ fn syscall_rules(
     }
     regions.push((Action::Allow, Cond::Or(allow)));
     for (action, cond) in regions {
-        let region = Cond::And(vec![
-            cond.clone(),
-            Cond::Not(Box::new(Cond::Or(covered.clone()))),
-        ]);
+        let region = Cond::And(vec![cond.clone(), Cond::Not(Box::new(Cond::Or(covered.clone())))]);
         let exact = dnf(&region, false).and_then(|conjuncts| {
             let mut rules = Vec::new();
             for conjunct in conjuncts {
@@ -230,21 +202,11 @@ fn syscall_rules(
                 let rest = Cond::Not(Box::new(Cond::Or(covered.clone())));
                 covered.push(Cond::True);
                 if action != default {
-                    match dnf(&rest, false)
-                        .and_then(|cs| cs.iter().map(express).collect::<Option<Vec<_>>>())
-                    {
-                        Some(lists) => out.extend(
-                            lists
-                                .into_iter()
-                                .flatten()
-                                .map(|args| OciRule { action, args }),
-                        ),
+                    match dnf(&rest, false).and_then(|cs| cs.iter().map(express).collect::<Option<Vec<_>>>()) {
+                        Some(lists) => out.extend(lists.into_iter().flatten().map(|args| OciRule { action, args })),
                         // Even the rest is too complex: a conditional always-true rule,
                         // so libseccomp does not let it replace the stricter ones.
-                        None => out.push(OciRule {
-                            action,
-                            args: vec![always_true()],
-                        }),
+                        None => out.push(OciRule { action, args: vec![always_true()] }),
                     }
                 }
             }
@@ -275,12 +237,7 @@ fn precedence(action: Action) -> u8 {
 
 /// `arg0 & 0 == 0`: true for every call, yet a conditional rule for libseccomp.
 fn always_true() -> ArgCondition {
-    ArgCondition {
-        index: 0,
-        value: 0,
-        value_two: 0,
-        op: Op::MaskedEq.oci_name().into(),
-    }
+    ArgCondition { index: 0, value: 0, value_two: 0, op: Op::MaskedEq.oci_name().into() }
 }
 
 /// A leaf of the normal form: a test libseccomp has an operator for, at IR semantics
@@ -343,15 +300,7 @@ fn leaf(arg: Arg, test: &Test, negate: bool) -> Vec<Conjunct> {
         Test::MaskedNe { mask, value } if value & !mask != 0 => vec![vec![]],
         // Some bit under the mask differs from the wanted value.
         Test::MaskedNe { mask, value } => bits(mask & arg.width.mask())
-            .map(|bit| {
-                vec![(
-                    arg,
-                    Test::MaskedEq {
-                        mask: bit,
-                        value: !value & bit,
-                    },
-                )]
-            })
+            .map(|bit| vec![(arg, Test::MaskedEq { mask: bit, value: !value & bit })])
             .collect(),
         t => one(t),
     }
@@ -373,9 +322,7 @@ fn negated(test: &Test) -> Test {
 }
 
 fn bits(mask: u64) -> impl Iterator<Item = u64> {
-    (0..64)
-        .map(|b| 1u64 << b)
-        .filter(move |bit| mask & bit != 0)
+    (0..64).map(|b| 1u64 << b).filter(move |bit| mask & bit != 0)
 }
 
 /// A conjunction as alternatives of OCI comparison lists with at most one comparison
@@ -411,12 +358,7 @@ fn express(conjunct: &Conjunct) -> Option<Vec<Vec<ArgCondition>>> {
 
 /// The ANDed tests of one argument as alternative single comparisons.
 fn one_argument(index: u32, width: Width, tests: &[&Test]) -> Vec<ArgCondition> {
-    let cmp = |op: Op, value: u64, value_two: u64| ArgCondition {
-        index,
-        value,
-        value_two,
-        op: op.oci_name().into(),
-    };
+    let cmp = |op: Op, value: u64, value_two: u64| ArgCondition { index, value, value_two, op: op.oci_name().into() };
     if let [test] = tests {
         match (width, test) {
             (Width::W64, Test::Eq(v)) => return vec![cmp(Op::Eq, *v, 0)],
@@ -468,13 +410,7 @@ fn one_argument(index: u32, width: Width, tests: &[&Test]) -> Vec<ArgCondition> 
     blocks.dedup();
     blocks
         .into_iter()
-        .map(|(mask, value)| {
-            if mask == u64::MAX {
-                cmp(Op::Eq, value, 0)
-            } else {
-                cmp(Op::MaskedEq, mask, value)
-            }
-        })
+        .map(|(mask, value)| if mask == u64::MAX { cmp(Op::Eq, value, 0) } else { cmp(Op::MaskedEq, mask, value) })
         .collect()
 }
 
@@ -503,11 +439,7 @@ fn range_blocks(lo: u64, hi: u64, max: u64) -> Vec<(u64, u64)> {
     let (mut lo, hi) = (u128::from(lo), u128::from(hi.min(max)));
     let mut out = Vec::new();
     while lo <= hi {
-        let mut size: u128 = if lo == 0 {
-            u128::from(max) + 1
-        } else {
-            1 << lo.trailing_zeros()
-        };
+        let mut size: u128 = if lo == 0 { u128::from(max) + 1 } else { 1 << lo.trailing_zeros() };
         while lo + size - 1 > hi {
             size >>= 1;
         }
@@ -527,37 +459,11 @@ mod tests {
 
     #[test]
     fn range_blocks_cover_exactly_the_range() {
-        for (lo, hi) in [
-            (0u64, 37u64),
-            (41, 0xffff_ffff),
-            (5, 5),
-            (0, 0xffff_ffff),
-            (7, 300),
-        ] {
+        for (lo, hi) in [(0u64, 37u64), (41, 0xffff_ffff), (5, 5), (0, 0xffff_ffff), (7, 300)] {
             let blocks = range_blocks(lo, hi, u32::MAX as u64);
             assert!(blocks.len() <= 64, "{lo}..={hi}: {} blocks", blocks.len());
-            for v in [
-                0,
-                1,
-                5,
-                6,
-                7,
-                36,
-                37,
-                38,
-                40,
-                41,
-                299,
-                300,
-                301,
-                0xffff_fffe,
-                0xffff_ffff,
-            ] {
-                assert_eq!(
-                    in_blocks(v, &blocks),
-                    (lo..=hi).contains(&v),
-                    "{v} in {lo}..={hi}"
-                );
+            for v in [0, 1, 5, 6, 7, 36, 37, 38, 40, 41, 299, 300, 301, 0xffff_fffe, 0xffff_ffff] {
+                assert_eq!(in_blocks(v, &blocks), (lo..=hi).contains(&v), "{v} in {lo}..={hi}");
             }
         }
         assert_eq!(range_blocks(0, u64::MAX, u64::MAX), vec![(0, 0)]);
@@ -576,20 +482,12 @@ mod tests {
 
     #[test]
     fn masked_not_equal_expands_to_single_bit_masked_equals() {
-        let arg = Arg {
-            index: 1,
-            width: Width::W64,
-        };
-        let test = Test::MaskedNe {
-            mask: 0b1010,
-            value: 0b1000,
-        };
+        let arg = Arg { index: 1, width: Width::W64 };
+        let test = Test::MaskedNe { mask: 0b1010, value: 0b1000 };
         let alternatives = leaf(arg, &test, false);
         assert_eq!(alternatives.len(), 2);
         for v in 0..16u64 {
-            let any = alternatives
-                .iter()
-                .any(|c| c.iter().all(|(_, t)| t.eval(v)));
+            let any = alternatives.iter().any(|c| c.iter().all(|(_, t)| t.eval(v)));
             assert_eq!(any, test.eval(v), "{v}");
         }
     }

@@ -6,10 +6,7 @@
 //! unconditional rule replaces every conditional one), and what is left is written as
 //! Capsule rules whose decisions are the profile's. docs/oci.md has the details.
 
-use super::{
-    ActionProblem, Op, Profile, SyscallEntry, action_from_oci, docker_arch, scmp_arch,
-    scmp_sub_arches,
-};
+use super::{ActionProblem, Op, Profile, SyscallEntry, action_from_oci, docker_arch, scmp_arch, scmp_sub_arches};
 use crate::ir::{Action, Test, Width};
 use crate::tables::{self, SyscallDef};
 use capsule_artifacts::Target;
@@ -60,8 +57,7 @@ impl ImportOptions {
             caps: DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
             name: "imported-oci-profile".to_string(),
             source: None,
-            kernel: parse_kernel_version(tables::KERNEL_VERSION)
-                .expect("the tables' kernel version is major.minor"),
+            kernel: parse_kernel_version(tables::KERNEL_VERSION).expect("the tables' kernel version is major.minor"),
         }
     }
 }
@@ -69,9 +65,7 @@ impl ImportOptions {
 impl Default for ImportOptions {
     /// The host's target when it is a Linux one, else linux-x86_64.
     fn default() -> ImportOptions {
-        let arch = Target::host()
-            .filter(|t| t.is_linux())
-            .unwrap_or(Target::LinuxX86_64);
+        let arch = Target::host().filter(|t| t.is_linux()).unwrap_or(Target::LinuxX86_64);
         ImportOptions::new(arch)
     }
 }
@@ -106,9 +100,7 @@ pub enum ImportError {
     NotLinux(Target),
     #[error("{place}: unknown action `{action}`")]
     UnknownAction { place: String, action: String },
-    #[error(
-        "{place}: `{action}` leaves the decision to another process, which Capsule cannot express"
-    )]
+    #[error("{place}: `{action}` leaves the decision to another process, which Capsule cannot express")]
     DelegatedAction { place: String, action: String },
     #[error("{place}: errnoRet {errno} is above the kernel's largest errno (4095)")]
     ErrnoOutOfRange { place: String, errno: u32 },
@@ -131,11 +123,7 @@ pub fn import_oci(json: &str, opts: &ImportOptions) -> Result<Imported, ImportEr
     let table = tables::table(opts.arch);
     let mut report = ImportReport::default();
 
-    let default = action(
-        &profile.default_action,
-        profile.default_errno_ret,
-        "defaultAction",
-    )?;
+    let default = action(&profile.default_action, profile.default_errno_ret, "defaultAction")?;
     let mut dropped = BTreeSet::new();
     // Per syscall, the rules in profile order.
     let mut rules: BTreeMap<&'static str, Vec<Rule>> = BTreeMap::new();
@@ -226,12 +214,7 @@ struct Rule {
 
 impl Rule {
     /// `None` when the rule can never match on this target.
-    fn new(
-        def: &SyscallDef,
-        action: Action,
-        conjunct: &[Comparison],
-        report: &mut ImportReport,
-    ) -> Option<Rule> {
+    fn new(def: &SyscallDef, action: Action, conjunct: &[Comparison], report: &mut ImportReport) -> Option<Rule> {
         let mut tests = Vec::new();
         for &(index, op, value, value_two) in conjunct {
             let Some(width) = arg_width(def, index) else {
@@ -241,11 +224,7 @@ impl Rule {
                 report.notes.push(format!(
                     "`{}` has no argument {index}: {}",
                     def.name,
-                    if kept {
-                        "the deny rule ignores that test"
-                    } else {
-                        "the allow rule testing it is dropped"
-                    }
+                    if kept { "the deny rule ignores that test" } else { "the allow rule testing it is dropped" }
                 ));
                 if kept {
                     continue;
@@ -265,11 +244,7 @@ impl Rule {
                 }
             }
         }
-        Some(Rule {
-            action,
-            oci_unconditional: conjunct.is_empty(),
-            tests,
-        })
+        Some(Rule { action, oci_unconditional: conjunct.is_empty(), tests })
     }
 }
 
@@ -322,10 +297,7 @@ pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, width: Width) -> 
             if want & !mask != 0 || want > max {
                 return Folded::Always(false);
             }
-            Test::MaskedEq {
-                mask: mask & max,
-                value: want,
-            }
+            Test::MaskedEq { mask: mask & max, value: want }
         }
     };
     match test {
@@ -341,9 +313,7 @@ fn arg_width(def: &SyscallDef, index: u8) -> Option<Width> {
     if !def.args_known {
         return Some(Width::W64);
     }
-    def.args
-        .get(usize::from(index))
-        .map(|a| if a.bits <= 32 { Width::W32 } else { Width::W64 })
+    def.args.get(usize::from(index)).map(|a| if a.bits <= 32 { Width::W32 } else { Width::W64 })
 }
 
 fn arg_name(def: &SyscallDef, index: u8) -> String {
@@ -355,18 +325,11 @@ fn arg_name(def: &SyscallDef, index: u8) -> String {
 
 fn action(name: &str, errno_ret: Option<u32>, place: &str) -> Result<Action, ImportError> {
     action_from_oci(name, errno_ret).map_err(|problem| match problem {
-        ActionProblem::Unknown => ImportError::UnknownAction {
-            place: place.into(),
-            action: name.into(),
-        },
-        ActionProblem::Delegated => ImportError::DelegatedAction {
-            place: place.into(),
-            action: name.into(),
-        },
-        ActionProblem::ErrnoOutOfRange => ImportError::ErrnoOutOfRange {
-            place: place.into(),
-            errno: errno_ret.unwrap_or_default(),
-        },
+        ActionProblem::Unknown => ImportError::UnknownAction { place: place.into(), action: name.into() },
+        ActionProblem::Delegated => ImportError::DelegatedAction { place: place.into(), action: name.into() },
+        ActionProblem::ErrnoOutOfRange => {
+            ImportError::ErrnoOutOfRange { place: place.into(), errno: errno_ret.unwrap_or_default() }
+        }
     })
 }
 
@@ -381,49 +344,30 @@ type Comparison = (u8, Op, u64, u64);
 fn conditions(entry: &SyscallEntry, place: &str) -> Result<Vec<Vec<Comparison>>, ImportError> {
     let mut all = Vec::new();
     for arg in entry.args.iter().flatten() {
-        let op = Op::from_oci_name(&arg.op).ok_or_else(|| ImportError::UnknownOp {
-            place: place.into(),
-            op: arg.op.clone(),
-        })?;
-        let index =
-            u8::try_from(arg.index)
-                .ok()
-                .filter(|i| *i < 6)
-                .ok_or(ImportError::ArgIndex {
-                    place: place.into(),
-                    index: arg.index,
-                })?;
+        let op = Op::from_oci_name(&arg.op)
+            .ok_or_else(|| ImportError::UnknownOp { place: place.into(), op: arg.op.clone() })?;
+        let index = u8::try_from(arg.index)
+            .ok()
+            .filter(|i| *i < 6)
+            .ok_or(ImportError::ArgIndex { place: place.into(), index: arg.index })?;
         all.push((index, op, arg.value, arg.value_two));
     }
     let indices: BTreeSet<u8> = all.iter().map(|c| c.0).collect();
-    Ok(if indices.len() == all.len() {
-        vec![all]
-    } else {
-        all.into_iter().map(|c| vec![c]).collect()
-    })
+    Ok(if indices.len() == all.len() { vec![all] } else { all.into_iter().map(|c| vec![c]).collect() })
 }
 
 /// Docker's resolution of `excludes` then `includes` (moby profiles/seccomp): an
 /// excluded arch, any excluded cap held, or a kernel at least `excludes.minKernel`
 /// drops the entry; so does an arch not included, any included cap not held, or a
 /// kernel older than `includes.minKernel`.
-fn applies(
-    entry: &SyscallEntry,
-    go_arch: &str,
-    opts: &ImportOptions,
-    place: &str,
-) -> Result<bool, ImportError> {
+fn applies(entry: &SyscallEntry, go_arch: &str, opts: &ImportOptions, place: &str) -> Result<bool, ImportError> {
     let kernel_at_least = |v: &String| -> Result<bool, ImportError> {
-        let min = parse_kernel_version(v).ok_or_else(|| ImportError::MinKernel {
-            place: place.into(),
-            version: v.clone(),
-        })?;
+        let min = parse_kernel_version(v)
+            .ok_or_else(|| ImportError::MinKernel { place: place.into(), version: v.clone() })?;
         Ok(opts.kernel >= min)
     };
     if let Some(ex) = &entry.excludes {
-        if ex.arches.iter().flatten().any(|a| a == go_arch)
-            || ex.caps.iter().flatten().any(|c| opts.caps.contains(c))
-        {
+        if ex.arches.iter().flatten().any(|a| a == go_arch) || ex.caps.iter().flatten().any(|c| opts.caps.contains(c)) {
             return Ok(false);
         }
         if let Some(v) = &ex.min_kernel
@@ -469,19 +413,8 @@ fn foreign_abis(profile: &Profile, target: Target, native: &str) -> Vec<String> 
             found.insert(a.clone());
         }
     }
-    for m in profile
-        .arch_map
-        .iter()
-        .flatten()
-        .filter(|m| m.architecture == native)
-    {
-        found.extend(
-            m.sub_architectures
-                .iter()
-                .flatten()
-                .filter(|a| subs.contains(&a.as_str()))
-                .cloned(),
-        );
+    for m in profile.arch_map.iter().flatten().filter(|m| m.architecture == native) {
+        found.extend(m.sub_architectures.iter().flatten().filter(|a| subs.contains(&a.as_str())).cloned());
     }
     found.into_iter().collect()
 }
@@ -507,28 +440,20 @@ fn render(
     };
     comment(&format!(
         "Imported by `capsulec import-oci` from the OCI seccomp profile {}, for {}.",
-        opts.source
-            .as_deref()
-            .map_or("(unnamed)".to_string(), |s| format!("`{s}`")),
+        opts.source.as_deref().map_or("(unnamed)".to_string(), |s| format!("`{s}`")),
         opts.arch
     ));
     let caps: Vec<&str> = opts.caps.iter().map(String::as_str).collect();
     comment(&format!(
         "Capabilities assumed for includes/excludes: {}. Kernel assumed for minKernel: {}.{}.",
-        if caps.is_empty() {
-            "none".to_string()
-        } else {
-            caps.join(", ")
-        },
+        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
         opts.kernel.0,
         opts.kernel.1
     ));
     comment(&format!(
         "Profile default: {}{}. Entries left out by includes/excludes: {}; entries with the default's action (runc skips them): {}.",
         profile.default_action,
-        profile
-            .default_errno_ret
-            .map_or(String::new(), |e| format!(" (errnoRet {e})")),
+        profile.default_errno_ret.map_or(String::new(), |e| format!(" (errnoRet {e})")),
         report.filtered_entries,
         report.redundant_entries
     ));
@@ -551,25 +476,17 @@ fn render(
     let _ = writeln!(
         out,
         "description: {}",
-        yaml_string(&format!(
-            "Imported from an OCI seccomp profile for {}",
-            opts.arch
-        ))
+        yaml_string(&format!("Imported from an OCI seccomp profile for {}", opts.arch))
     );
     let _ = writeln!(out, "default: {default}");
-    let _ = writeln!(
-        out,
-        "newer-syscalls: errno(ENOSYS)   # what runc answers for syscalls newer than it knows"
-    );
+    let _ = writeln!(out, "newer-syscalls: errno(ENOSYS)   # what runc answers for syscalls newer than it knows");
     let _ = writeln!(out, "foreign-arch: {foreign_arch}");
     let _ = writeln!(out, "targets: [{}]", opts.arch);
 
     let mut allow = Vec::new();
     let mut deny = Vec::new();
     for (name, list) in rules {
-        let def = table
-            .by_name(name)
-            .expect("rules only name syscalls of the table");
+        let def = table.by_name(name).expect("rules only name syscalls of the table");
         for rule in list {
             let cond = rule
                 .tests
@@ -581,9 +498,7 @@ fn render(
                 (Action::Allow, true) => allow.push(format!("- {name}")),
                 (Action::Allow, false) => allow.push(format!("- {name}: {cond}")),
                 (action, true) => deny.push(format!("- {name}: {{ action: {action} }}")),
-                (action, false) => deny.push(format!(
-                    "- {name}: {{ when: \"{cond}\", action: {action} }}"
-                )),
+                (action, false) => deny.push(format!("- {name}: {{ when: \"{cond}\", action: {action} }}")),
             }
         }
     }
@@ -604,11 +519,7 @@ fn render(
 
 fn condition_text(arg: &str, test: &Test) -> String {
     let num = |v: u64| {
-        if v < 4096 {
-            v.to_string()
-        } else {
-            format!("{v:#x}")
-        }
+        if v < 4096 { v.to_string() } else { format!("{v:#x}") }
     };
     match test {
         Test::Eq(v) => format!("{arg} == {}", num(*v)),
@@ -619,14 +530,8 @@ fn condition_text(arg: &str, test: &Test) -> String {
         Test::Ge(v) => format!("{arg} >= {}", num(*v)),
         Test::MaskedEq { mask, value } => format!("{arg} & {mask:#x} == {}", num(*value)),
         Test::MaskedNe { mask, value } => format!("{arg} & {mask:#x} != {}", num(*value)),
-        Test::In(vs) => format!(
-            "{arg} in [{}]",
-            vs.iter().map(|v| num(*v)).collect::<Vec<_>>().join(", ")
-        ),
-        Test::NotIn(vs) => format!(
-            "{arg} not in [{}]",
-            vs.iter().map(|v| num(*v)).collect::<Vec<_>>().join(", ")
-        ),
+        Test::In(vs) => format!("{arg} in [{}]", vs.iter().map(|v| num(*v)).collect::<Vec<_>>().join(", ")),
+        Test::NotIn(vs) => format!("{arg} not in [{}]", vs.iter().map(|v| num(*v)).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -672,96 +577,53 @@ mod tests {
     fn ops_on_a_64_bit_argument_are_taken_as_written() {
         let w = Width::W64;
         assert_eq!(capsule_test(Op::Eq, 7, 0, w), Folded::Test(Test::Eq(7)));
-        assert_eq!(
-            capsule_test(Op::Ne, 1 << 40, 0, w),
-            Folded::Test(Test::Ne(1 << 40))
-        );
+        assert_eq!(capsule_test(Op::Ne, 1 << 40, 0, w), Folded::Test(Test::Ne(1 << 40)));
         assert_eq!(capsule_test(Op::Lt, 38, 0, w), Folded::Test(Test::Lt(38)));
         assert_eq!(capsule_test(Op::Le, 38, 0, w), Folded::Test(Test::Le(38)));
         assert_eq!(capsule_test(Op::Gt, 40, 0, w), Folded::Test(Test::Gt(40)));
         assert_eq!(capsule_test(Op::Ge, 40, 0, w), Folded::Test(Test::Ge(40)));
         assert_eq!(
             capsule_test(Op::MaskedEq, 0x7e02_0000, 0, w),
-            Folded::Test(Test::MaskedEq {
-                mask: 0x7e02_0000,
-                value: 0
-            })
+            Folded::Test(Test::MaskedEq { mask: 0x7e02_0000, value: 0 })
         );
         assert_eq!(capsule_test(Op::Lt, 0, 0, w), Folded::Always(false));
         assert_eq!(capsule_test(Op::Ge, 0, 0, w), Folded::Always(true));
-        assert_eq!(
-            capsule_test(Op::MaskedEq, 0xf0, 0x0f, w),
-            Folded::Always(false)
-        );
+        assert_eq!(capsule_test(Op::MaskedEq, 0xf0, 0x0f, w), Folded::Always(false));
     }
 
     #[test]
     fn ops_on_a_32_bit_argument_read_a_zero_extended_register() {
         let w = Width::W32;
-        assert_eq!(
-            capsule_test(Op::Eq, 0xffff_ffff, 0, w),
-            Folded::Test(Test::Eq(0xffff_ffff))
-        );
+        assert_eq!(capsule_test(Op::Eq, 0xffff_ffff, 0, w), Folded::Test(Test::Eq(0xffff_ffff)));
         assert_eq!(capsule_test(Op::Eq, 1 << 32, 0, w), Folded::Always(false));
         assert_eq!(capsule_test(Op::Ne, 1 << 32, 0, w), Folded::Always(true));
         // AT_FDCWD as a 64-bit constant means the 32-bit -100.
-        assert_eq!(
-            capsule_test(Op::Eq, -100i64 as u64, 0, w),
-            Folded::Test(Test::Eq(0xffff_ff9c))
-        );
+        assert_eq!(capsule_test(Op::Eq, -100i64 as u64, 0, w), Folded::Test(Test::Eq(0xffff_ff9c)));
         assert_eq!(capsule_test(Op::Lt, 1 << 32, 0, w), Folded::Always(true));
-        assert_eq!(
-            capsule_test(Op::Le, u32::MAX as u64, 0, w),
-            Folded::Always(true)
-        );
-        assert_eq!(
-            capsule_test(Op::Gt, u32::MAX as u64, 0, w),
-            Folded::Always(false)
-        );
+        assert_eq!(capsule_test(Op::Le, u32::MAX as u64, 0, w), Folded::Always(true));
+        assert_eq!(capsule_test(Op::Gt, u32::MAX as u64, 0, w), Folded::Always(false));
         assert_eq!(capsule_test(Op::Ge, 1 << 32, 0, w), Folded::Always(false));
         assert_eq!(
             capsule_test(Op::MaskedEq, 0xffff_0000_0000_00ff, 0x12, w),
-            Folded::Test(Test::MaskedEq {
-                mask: 0xff,
-                value: 0x12
-            })
+            Folded::Test(Test::MaskedEq { mask: 0xff, value: 0x12 })
         );
-        assert_eq!(
-            capsule_test(Op::MaskedEq, u64::MAX, 1 << 33, w),
-            Folded::Always(false)
-        );
+        assert_eq!(capsule_test(Op::MaskedEq, u64::MAX, 1 << 33, w), Folded::Always(false));
     }
 
     #[test]
     fn same_index_conditions_become_alternatives_as_in_runc() {
-        let arg = |index, op: &str| super::super::ArgCondition {
-            index,
-            value: 1,
-            value_two: 0,
-            op: op.into(),
-        };
+        let arg = |index, op: &str| super::super::ArgCondition { index, value: 1, value_two: 0, op: op.into() };
         let entry = |args| SyscallEntry {
             names: Some(vec!["x".into()]),
             action: "SCMP_ACT_ALLOW".into(),
             args: Some(args),
             ..Default::default()
         };
-        let anded = conditions(
-            &entry(vec![arg(0, "SCMP_CMP_EQ"), arg(1, "SCMP_CMP_NE")]),
-            "t",
-        )
-        .unwrap();
+        let anded = conditions(&entry(vec![arg(0, "SCMP_CMP_EQ"), arg(1, "SCMP_CMP_NE")]), "t").unwrap();
         assert_eq!(anded.len(), 1);
         assert_eq!(anded[0].len(), 2);
-        let split = conditions(
-            &entry(vec![arg(0, "SCMP_CMP_GT"), arg(0, "SCMP_CMP_LT")]),
-            "t",
-        )
-        .unwrap();
-        assert_eq!(
-            split,
-            vec![vec![(0, Op::Gt, 1, 0)], vec![(0, Op::Lt, 1, 0)]]
-        );
+        let split = conditions(&entry(vec![arg(0, "SCMP_CMP_GT"), arg(0, "SCMP_CMP_LT")]), "t").unwrap();
+        assert_eq!(split, vec![vec![(0, Op::Gt, 1, 0)], vec![(0, Op::Lt, 1, 0)]]);
         assert!(matches!(
             conditions(&entry(vec![arg(6, "SCMP_CMP_EQ")]), "t"),
             Err(ImportError::ArgIndex { index: 6, .. })
@@ -783,44 +645,23 @@ mod tests {
                 min_kernel: min.map(str::to_string),
             })
         };
-        let with = |includes, excludes| SyscallEntry {
-            includes,
-            excludes,
-            ..Default::default()
-        };
+        let with = |includes, excludes| SyscallEntry { includes, excludes, ..Default::default() };
         let ok = |e: SyscallEntry| applies(&e, "amd64", &opts, "t").unwrap();
         assert!(ok(with(None, None)));
         assert!(ok(with(filter(&["amd64", "x32"], &[], None), None)));
         assert!(!ok(with(filter(&["arm64"], &[], None), None)));
         assert!(!ok(with(None, filter(&["amd64"], &[], None))));
         // Every included cap must be held; any excluded cap held excludes.
-        assert!(ok(with(
-            filter(&[], &["CAP_CHOWN", "CAP_KILL"], None),
-            None
-        )));
-        assert!(!ok(with(
-            filter(&[], &["CAP_CHOWN", "CAP_SYS_ADMIN"], None),
-            None
-        )));
-        assert!(!ok(with(
-            None,
-            filter(&[], &["CAP_SYS_ADMIN", "CAP_KILL"], None)
-        )));
+        assert!(ok(with(filter(&[], &["CAP_CHOWN", "CAP_KILL"], None), None)));
+        assert!(!ok(with(filter(&[], &["CAP_CHOWN", "CAP_SYS_ADMIN"], None), None)));
+        assert!(!ok(with(None, filter(&[], &["CAP_SYS_ADMIN", "CAP_KILL"], None))));
         assert!(ok(with(None, filter(&["s390x"], &["CAP_SYS_ADMIN"], None))));
         // minKernel: included from that version on, excluded from that version on.
         assert!(ok(with(filter(&[], &[], Some("4.8")), None)));
         assert!(!ok(with(filter(&[], &[], Some("5.10")), None)));
         assert!(ok(with(None, filter(&[], &[], Some("5.10")))));
         assert!(!ok(with(None, filter(&[], &[], Some("5.4")))));
-        assert!(
-            applies(
-                &with(filter(&[], &[], Some("five")), None),
-                "amd64",
-                &opts,
-                "t"
-            )
-            .is_err()
-        );
+        assert!(applies(&with(filter(&[], &[], Some("five")), None), "amd64", &opts, "t").is_err());
     }
 
     #[test]

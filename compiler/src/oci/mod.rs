@@ -14,9 +14,7 @@ mod export;
 mod import;
 
 pub use export::{Exported, export_oci};
-pub use import::{
-    DOCKER_DEFAULT_CAPS, ImportError, ImportOptions, ImportReport, Imported, import_oci,
-};
+pub use import::{DOCKER_DEFAULT_CAPS, ImportError, ImportOptions, ImportReport, Imported, import_oci};
 
 use crate::ir::Action;
 use capsule_artifacts::Target;

@@ -13,25 +13,17 @@
 use crate::ir::{Action, Cond, Policy, Rule, RuleKind};
 
 pub fn run(policy: &mut Policy) {
-    super::for_each_syscall(policy, |syscall| {
-        syscall.rules = resolve(std::mem::take(&mut syscall.rules))
-    });
+    super::for_each_syscall(policy, |syscall| syscall.rules = resolve(std::mem::take(&mut syscall.rules)));
 }
 
 fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
     let mut kept: Vec<Rule> = Vec::with_capacity(rules.len());
     for rule in rules {
-        if !kept
-            .iter()
-            .any(|k| k.kind == rule.kind && k.cond == rule.cond)
-        {
+        if !kept.iter().any(|k| k.kind == rule.kind && k.cond == rule.cond) {
             kept.push(rule);
         }
     }
-    let unconditional = |kind: fn(RuleKind) -> bool| {
-        kept.iter()
-            .position(|r| r.cond == Cond::True && kind(r.kind))
-    };
+    let unconditional = |kind: fn(RuleKind) -> bool| kept.iter().position(|r| r.cond == Cond::True && kind(r.kind));
     if let Some(winner) = kept
         .iter()
         .enumerate()
@@ -39,9 +31,7 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
         .min_by_key(|(i, r)| (rank(r.kind), *i))
         .map(|(i, _)| i)
     {
-        let RuleKind::Deny(best) = kept[winner].kind else {
-            unreachable!("filtered on deny")
-        };
+        let RuleKind::Deny(best) = kept[winner].kind else { unreachable!("filtered on deny") };
         let beaten = |i: usize, rule: &Rule| match rule.kind {
             RuleKind::Allow | RuleKind::Audit => true,
             RuleKind::Deny(action) => {
@@ -52,17 +42,10 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
             }
         };
         let beaten: Vec<bool> = kept.iter().enumerate().map(|(i, r)| beaten(i, r)).collect();
-        return kept
-            .into_iter()
-            .zip(beaten)
-            .filter(|(_, b)| !b)
-            .map(|(r, _)| r)
-            .collect();
+        return kept.into_iter().zip(beaten).filter(|(_, b)| !b).map(|(r, _)| r).collect();
     }
     if let Some(winner) = unconditional(|k| k == RuleKind::Audit) {
-        return drop_where(kept, |i, r| {
-            i != winner && matches!(r.kind, RuleKind::Allow | RuleKind::Audit)
-        });
+        return drop_where(kept, |i, r| i != winner && matches!(r.kind, RuleKind::Allow | RuleKind::Audit));
     }
     if let Some(winner) = unconditional(|k| k == RuleKind::Allow) {
         return drop_where(kept, |i, r| i != winner && r.kind == RuleKind::Allow);
@@ -71,12 +54,7 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
 }
 
 fn drop_where(rules: Vec<Rule>, dropped: impl Fn(usize, &Rule) -> bool) -> Vec<Rule> {
-    rules
-        .into_iter()
-        .enumerate()
-        .filter(|(i, r)| !dropped(*i, r))
-        .map(|(_, r)| r)
-        .collect()
+    rules.into_iter().enumerate().filter(|(i, r)| !dropped(*i, r)).map(|(_, r)| r).collect()
 }
 
 /// Lower is more restrictive; the IR's own order (`Action`'s `Ord` ranks all errnos
@@ -116,27 +94,15 @@ mod tests {
         // The earlier EACCES still wins when it matches; the later one never does.
         assert_eq!(
             kinds(&resolve(rules)),
-            vec![
-                RuleKind::Deny(EACCES),
-                RuleKind::Deny(Action::KillProcess),
-                RuleKind::Deny(EPERM)
-            ]
+            vec![RuleKind::Deny(EACCES), RuleKind::Deny(Action::KillProcess), RuleKind::Deny(EPERM)]
         );
     }
 
     #[test]
     fn unconditional_audit_removes_allows() {
         let cond = test(SOCKET, 0, Test::Eq(1));
-        let rules = vec![
-            allow(cond.clone()),
-            audit(Cond::True),
-            audit(cond.clone()),
-            deny(EPERM, cond),
-        ];
-        assert_eq!(
-            kinds(&resolve(rules)),
-            vec![RuleKind::Audit, RuleKind::Deny(EPERM)]
-        );
+        let rules = vec![allow(cond.clone()), audit(Cond::True), audit(cond.clone()), deny(EPERM, cond)];
+        assert_eq!(kinds(&resolve(rules)), vec![RuleKind::Audit, RuleKind::Deny(EPERM)]);
     }
 
     #[test]

@@ -21,10 +21,7 @@ pub fn run(policy: &mut Policy) {
     super::for_each_syscall(policy, |syscall| {
         syscall.rules = merge_rules(std::mem::take(&mut syscall.rules));
         for rule in &mut syscall.rules {
-            rule.cond = merge_cond(normalise_cond(std::mem::replace(
-                &mut rule.cond,
-                Cond::True,
-            )));
+            rule.cond = merge_cond(normalise_cond(std::mem::replace(&mut rule.cond, Cond::True)));
         }
     });
 }
@@ -34,9 +31,7 @@ fn merge_rules(rules: Vec<Rule>) -> Vec<Rule> {
     let mut merged: Vec<(usize, Rule)> = Vec::new();
     for (j, rule) in rules.iter().enumerate() {
         let errno_between = |first: usize, errno: u16| {
-            rules[first + 1..j]
-                .iter()
-                .any(|r| matches!(r.kind, RuleKind::Deny(Action::Errno(e)) if e != errno))
+            rules[first + 1..j].iter().any(|r| matches!(r.kind, RuleKind::Deny(Action::Errno(e)) if e != errno))
         };
         let into = merged.iter_mut().find(|(first, m)| {
             m.kind == rule.kind
@@ -46,12 +41,7 @@ fn merge_rules(rules: Vec<Rule>) -> Vec<Rule> {
                 }
         });
         match into {
-            Some((_, m)) => {
-                m.cond = Cond::Or(vec![
-                    std::mem::replace(&mut m.cond, Cond::True),
-                    rule.cond.clone(),
-                ])
-            }
+            Some((_, m)) => m.cond = Cond::Or(vec![std::mem::replace(&mut m.cond, Cond::True), rule.cond.clone()]),
             None => merged.push((j, rule.clone())),
         }
     }
@@ -137,22 +127,11 @@ fn combine_and(arg: Arg, tests: Vec<Test>) -> Vec<Cond> {
     if tests.iter().any(|t| is_constant(arg, t) == Some(false)) {
         return vec![Cond::False];
     }
-    let tests: Vec<Test> = tests
-        .into_iter()
-        .filter(|t| is_constant(arg, t).is_none())
-        .collect();
+    let tests: Vec<Test> = tests.into_iter().filter(|t| is_constant(arg, t).is_none()).collect();
     if let Some(first) = tests.iter().position(|t| in_set(t).is_some()) {
         let set = in_set(&tests[first]).expect("a set");
-        let others: Vec<&Test> = tests
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != first)
-            .map(|(_, t)| t)
-            .collect();
-        let kept = set
-            .into_iter()
-            .filter(|&v| others.iter().all(|t| t.eval(v)))
-            .collect();
+        let others: Vec<&Test> = tests.iter().enumerate().filter(|(i, _)| *i != first).map(|(_, t)| t).collect();
+        let kept = set.into_iter().filter(|&v| others.iter().all(|t| t.eval(v))).collect();
         return vec![fold_test(arg, Test::In(kept))];
     }
     let (mut lo, mut hi) = (0, arg.width.mask());
@@ -183,22 +162,11 @@ fn combine_or(arg: Arg, tests: Vec<Test>) -> Vec<Cond> {
     if tests.iter().any(|t| is_constant(arg, t) == Some(true)) {
         return vec![Cond::True];
     }
-    let tests: Vec<Test> = tests
-        .into_iter()
-        .filter(|t| is_constant(arg, t).is_none())
-        .collect();
+    let tests: Vec<Test> = tests.into_iter().filter(|t| is_constant(arg, t).is_none()).collect();
     if let Some(first) = tests.iter().position(|t| not_in_set(t).is_some()) {
         let set = not_in_set(&tests[first]).expect("a set");
-        let others: Vec<&Test> = tests
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != first)
-            .map(|(_, t)| t)
-            .collect();
-        let still_excluded = set
-            .into_iter()
-            .filter(|&v| !others.iter().any(|t| t.eval(v)))
-            .collect();
+        let others: Vec<&Test> = tests.iter().enumerate().filter(|(i, _)| *i != first).map(|(_, t)| t).collect();
+        let still_excluded = set.into_iter().filter(|&v| !others.iter().any(|t| t.eval(v))).collect();
         return vec![fold_test(arg, Test::NotIn(still_excluded))];
     }
     // Below `upto` (inclusive) or from `from` on; `None`: no such bound.
@@ -249,12 +217,7 @@ fn factor_common(alternatives: Vec<Cond>) -> Cond {
     }
     let rest = alternatives
         .iter()
-        .map(|alt| {
-            and(conjuncts(alt)
-                .into_iter()
-                .filter(|c| !common.contains(c))
-                .collect())
-        })
+        .map(|alt| and(conjuncts(alt).into_iter().filter(|c| !common.contains(c)).collect()))
         .collect();
     let mut factored = common;
     factored.push(merge_cond(or(rest)));
@@ -284,12 +247,7 @@ mod tests {
     #[test]
     fn errno_rules_merge_only_when_order_cannot_matter() {
         let c = |v| test(SOCKET, 0, Test::Eq(v));
-        let merged = merge_rules(vec![
-            deny(EPERM, c(1)),
-            deny(EACCES, c(2)),
-            deny(EPERM, c(3)),
-            deny(EACCES, c(4)),
-        ]);
+        let merged = merge_rules(vec![deny(EPERM, c(1)), deny(EACCES, c(2)), deny(EPERM, c(3)), deny(EACCES, c(4))]);
         assert_eq!(merged.len(), 4);
         let merged = merge_rules(vec![deny(EPERM, c(1)), allow(c(2)), deny(EPERM, c(3))]);
         assert_eq!(merged.len(), 2);
@@ -298,21 +256,9 @@ mod tests {
     #[test]
     fn conjunctions_narrow_and_filter() {
         let a = |t| test(SOCKET, 0, t);
-        let cond = Cond::And(vec![
-            a(Test::Ge(2)),
-            a(Test::Lt(10)),
-            a(Test::Ne(5)),
-            a(Test::Ne(20)),
-        ]);
-        assert_eq!(
-            merge_cond(cond),
-            Cond::And(vec![a(Test::Ne(5)), a(Test::Le(9)), a(Test::Ge(2))])
-        );
-        let cond = Cond::And(vec![
-            a(Test::In(vec![1, 5, 9])),
-            a(Test::Gt(1)),
-            a(Test::Ne(9)),
-        ]);
+        let cond = Cond::And(vec![a(Test::Ge(2)), a(Test::Lt(10)), a(Test::Ne(5)), a(Test::Ne(20))]);
+        assert_eq!(merge_cond(cond), Cond::And(vec![a(Test::Ne(5)), a(Test::Le(9)), a(Test::Ge(2))]));
+        let cond = Cond::And(vec![a(Test::In(vec![1, 5, 9])), a(Test::Gt(1)), a(Test::Ne(9))]);
         assert_eq!(merge_cond(cond), a(Test::Eq(5)));
         let cond = Cond::And(vec![a(Test::Gt(7)), a(Test::Lt(3))]);
         assert_eq!(merge_cond(cond), Cond::False);
@@ -325,10 +271,7 @@ mod tests {
             Cond::And(vec![a(Test::Eq(2)), b(Test::Eq(1))]),
             Cond::And(vec![a(Test::Eq(2)), b(Test::Eq(5))]),
         ]);
-        assert_eq!(
-            merge_cond(cond),
-            Cond::And(vec![a(Test::Eq(2)), b(Test::In(vec![1, 5]))])
-        );
+        assert_eq!(merge_cond(cond), Cond::And(vec![a(Test::Eq(2)), b(Test::In(vec![1, 5]))]));
     }
 
     proptest::proptest! {

@@ -11,11 +11,7 @@ use crate::ir::{Action, Policy, RuleKind};
 pub fn run(policy: &mut Policy) {
     let default = (policy.default, false);
     super::for_each_syscall(policy, |syscall| {
-        if syscall
-            .rules
-            .iter()
-            .all(|rule| outcome(rule.kind) == default)
-        {
+        if syscall.rules.iter().all(|rule| outcome(rule.kind) == default) {
             syscall.rules.clear();
         }
     });
@@ -39,43 +35,20 @@ mod tests {
     #[test]
     fn syscalls_that_always_get_the_default_are_dropped() {
         let mut policy = policy_with(vec![
-            (
-                READ,
-                vec![
-                    deny(EPERM, Cond::True),
-                    deny(EPERM, test(READ, 0, Test::Eq(3))),
-                ],
-            ),
+            (READ, vec![deny(EPERM, Cond::True), deny(EPERM, test(READ, 0, Test::Eq(3)))]),
             (WRITE, vec![deny(EACCES, Cond::True)]),
             (SOCKET, vec![allow(test(SOCKET, 0, Test::Eq(1)))]),
         ]);
         run(&mut policy);
-        assert_eq!(
-            policy.syscalls[0]
-                .syscalls
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![WRITE, SOCKET]
-        );
+        assert_eq!(policy.syscalls[0].syscalls.keys().copied().collect::<Vec<_>>(), vec![WRITE, SOCKET]);
     }
 
     #[test]
     fn audit_is_not_the_same_as_an_allow_default() {
-        let mut policy = policy_with(vec![
-            (READ, vec![audit(Cond::True)]),
-            (WRITE, vec![allow(Cond::True)]),
-        ]);
+        let mut policy = policy_with(vec![(READ, vec![audit(Cond::True)]), (WRITE, vec![allow(Cond::True)])]);
         policy.default = Action::Allow;
         run(&mut policy);
-        assert_eq!(
-            policy.syscalls[0]
-                .syscalls
-                .keys()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![READ]
-        );
+        assert_eq!(policy.syscalls[0].syscalls.keys().copied().collect::<Vec<_>>(), vec![READ]);
     }
 
     proptest::proptest! {

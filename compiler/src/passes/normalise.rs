@@ -142,14 +142,8 @@ mod tests {
     use crate::ir::Width;
     use crate::passes::testing::*;
 
-    const A0: Arg = Arg {
-        index: 0,
-        width: Width::W32,
-    };
-    const A1: Arg = Arg {
-        index: 1,
-        width: Width::W64,
-    };
+    const A0: Arg = Arg { index: 0, width: Width::W32 };
+    const A1: Arg = Arg { index: 1, width: Width::W64 };
 
     fn t(arg: Arg, test: Test) -> Cond {
         Cond::Test { arg, test }
@@ -157,37 +151,19 @@ mod tests {
 
     #[test]
     fn not_is_pushed_to_the_tests() {
-        let cond = Cond::Not(Box::new(Cond::And(vec![
-            t(A0, Test::Eq(1)),
-            t(A1, Test::In(vec![2, 3])),
-        ])));
-        assert_eq!(
-            normalise_cond(cond),
-            Cond::Or(vec![t(A0, Test::Ne(1)), t(A1, Test::NotIn(vec![2, 3]))])
-        );
+        let cond = Cond::Not(Box::new(Cond::And(vec![t(A0, Test::Eq(1)), t(A1, Test::In(vec![2, 3]))])));
+        assert_eq!(normalise_cond(cond), Cond::Or(vec![t(A0, Test::Ne(1)), t(A1, Test::NotIn(vec![2, 3]))]));
     }
 
     #[test]
     fn constants_are_absorbed_and_composites_flattened() {
         let cond = Cond::And(vec![
             Cond::True,
-            Cond::And(vec![
-                t(A0, Test::Eq(1)),
-                Cond::Or(vec![Cond::False, t(A1, Test::Gt(2))]),
-            ]),
+            Cond::And(vec![t(A0, Test::Eq(1)), Cond::Or(vec![Cond::False, t(A1, Test::Gt(2))])]),
             t(A0, Test::Eq(1)),
         ]);
-        assert_eq!(
-            normalise_cond(cond),
-            Cond::And(vec![t(A0, Test::Eq(1)), t(A1, Test::Gt(2))])
-        );
-        assert_eq!(
-            normalise_cond(Cond::Or(vec![
-                t(A0, Test::Eq(1)),
-                Cond::Not(Box::new(Cond::False))
-            ])),
-            Cond::True
-        );
+        assert_eq!(normalise_cond(cond), Cond::And(vec![t(A0, Test::Eq(1)), t(A1, Test::Gt(2))]));
+        assert_eq!(normalise_cond(Cond::Or(vec![t(A0, Test::Eq(1)), Cond::Not(Box::new(Cond::False))])), Cond::True);
         assert_eq!(normalise_cond(Cond::And(vec![])), Cond::True);
         assert_eq!(normalise_cond(Cond::Or(vec![])), Cond::False);
     }
@@ -198,34 +174,10 @@ mod tests {
         assert_eq!(fold_test(A0, Test::Ge(0)), Cond::True);
         assert_eq!(fold_test(A0, Test::Le(u32::MAX as u64)), Cond::True);
         assert_eq!(fold_test(A0, Test::Gt(u32::MAX as u64)), Cond::False);
-        assert_eq!(
-            fold_test(A1, Test::Gt(u32::MAX as u64)),
-            t(A1, Test::Gt(u32::MAX as u64))
-        );
-        assert_eq!(
-            fold_test(
-                A0,
-                Test::MaskedEq {
-                    mask: 0xf0,
-                    value: 0x01
-                }
-            ),
-            Cond::False
-        );
-        assert_eq!(
-            fold_test(A0, Test::MaskedNe { mask: 0, value: 0 }),
-            Cond::False
-        );
-        assert_eq!(
-            fold_test(
-                A0,
-                Test::MaskedEq {
-                    mask: 0xffff_ffff,
-                    value: 7
-                }
-            ),
-            t(A0, Test::Eq(7))
-        );
+        assert_eq!(fold_test(A1, Test::Gt(u32::MAX as u64)), t(A1, Test::Gt(u32::MAX as u64)));
+        assert_eq!(fold_test(A0, Test::MaskedEq { mask: 0xf0, value: 0x01 }), Cond::False);
+        assert_eq!(fold_test(A0, Test::MaskedNe { mask: 0, value: 0 }), Cond::False);
+        assert_eq!(fold_test(A0, Test::MaskedEq { mask: 0xffff_ffff, value: 7 }), t(A0, Test::Eq(7)));
         assert_eq!(fold_test(A0, Test::In(vec![5])), t(A0, Test::Eq(5)));
         assert_eq!(fold_test(A0, Test::NotIn(vec![5])), t(A0, Test::Ne(5)));
     }

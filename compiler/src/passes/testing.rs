@@ -1,10 +1,7 @@
 //! Policies built by hand and at random for the passes' tests, and the check every
 //! pass's property test makes: `ir::decide` is unchanged.
 
-use crate::ir::{
-    Action, Arg, Call, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test,
-    Width,
-};
+use crate::ir::{Action, Arg, Call, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test, Width};
 use crate::tables::{self, SyscallDef};
 use crate::valid;
 use capsule_artifacts::{LaunchSettings, Target};
@@ -21,39 +18,24 @@ pub const EACCES: Action = Action::Errno(13);
 pub fn def(nr: u32) -> &'static SyscallDef {
     let table = tables::table(X86);
     let i = table.syscalls.binary_search_by_key(&nr, |d| d.nr);
-    &table.syscalls[i.unwrap_or_else(|_| {
-        panic!("syscall {nr} is not in the x86_64 table (are the tables generated?)")
-    })]
+    &table.syscalls[i.unwrap_or_else(|_| panic!("syscall {nr} is not in the x86_64 table (are the tables generated?)"))]
 }
 
 /// Argument `index` of syscall `nr` with the table's width.
 pub fn arg(nr: u32, index: u8) -> Arg {
     let bits = def(nr).args.get(index as usize).map_or(64, |a| a.bits);
-    Arg {
-        index,
-        width: valid::width_of_bits(bits),
-    }
+    Arg { index, width: valid::width_of_bits(bits) }
 }
 
 pub fn test(nr: u32, index: u8, test: Test) -> Cond {
-    Cond::Test {
-        arg: arg(nr, index),
-        test,
-    }
+    Cond::Test { arg: arg(nr, index), test }
 }
 
 fn rule(kind: RuleKind, cond: Cond) -> Rule {
     // Distinct spans so a test can tell rules apart.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let at = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Rule {
-        kind,
-        cond,
-        origin: Origin {
-            span: at..at + 1,
-            group: None,
-        },
-    }
+    Rule { kind, cond, origin: Origin { span: at..at + 1, group: None } }
 }
 pub fn allow(cond: Cond) -> Rule {
     rule(RuleKind::Allow, cond)
@@ -69,16 +51,7 @@ pub fn deny(action: Action, cond: Cond) -> Rule {
 pub fn policy_with(syscalls: Vec<(u32, Vec<Rule>)>) -> Policy {
     let syscalls = syscalls
         .into_iter()
-        .map(|(nr, rules)| {
-            (
-                nr,
-                SyscallRules {
-                    name: def(nr).name,
-                    nr,
-                    rules,
-                },
-            )
-        })
+        .map(|(nr, rules)| (nr, SyscallRules { name: def(nr).name, nr, rules }))
         .collect::<BTreeMap<_, _>>();
     Policy {
         name: "test".to_owned(),
@@ -87,26 +60,15 @@ pub fn policy_with(syscalls: Vec<(u32, Vec<Rule>)>) -> Policy {
         newer_syscalls: Action::Errno(38),
         foreign_arch: Action::KillProcess,
         targets: vec![X86],
-        syscalls: vec![SyscallPolicy {
-            target: X86,
-            syscalls,
-        }],
+        syscalls: vec![SyscallPolicy { target: X86, syscalls }],
         launch: LaunchSettings::default(),
     }
 }
 
 /// The first few syscalls of the table that take at least two arguments.
 fn sample_syscalls() -> Vec<&'static SyscallDef> {
-    let picked: Vec<_> = tables::table(X86)
-        .syscalls
-        .iter()
-        .filter(|d| d.args.len() >= 2)
-        .take(3)
-        .collect();
-    assert!(
-        picked.len() == 3,
-        "the x86_64 table has too few syscalls with arguments (are the tables generated?)"
-    );
+    let picked: Vec<_> = tables::table(X86).syscalls.iter().filter(|d| d.args.len() >= 2).take(3).collect();
+    assert!(picked.len() == 3, "the x86_64 table has too few syscalls with arguments (are the tables generated?)");
     picked
 }
 
@@ -120,8 +82,7 @@ fn value_pool(width: Width) -> Vec<u64> {
 
 fn arb_test(width: Width) -> impl Strategy<Value = Test> {
     let v = proptest::sample::select(value_pool(width));
-    let list = proptest::collection::btree_set(v.clone(), 1..4)
-        .prop_map(|s| s.into_iter().collect::<Vec<_>>());
+    let list = proptest::collection::btree_set(v.clone(), 1..4).prop_map(|s| s.into_iter().collect::<Vec<_>>());
     prop_oneof![
         v.clone().prop_map(Test::Eq),
         v.clone().prop_map(Test::Ne),
@@ -137,12 +98,8 @@ fn arb_test(width: Width) -> impl Strategy<Value = Test> {
 }
 
 fn arb_cond(def: &'static SyscallDef) -> impl Strategy<Value = Cond> {
-    let args: Vec<Arg> = (0..2u8)
-        .map(|i| Arg {
-            index: i,
-            width: valid::width_of_bits(def.args[i as usize].bits),
-        })
-        .collect();
+    let args: Vec<Arg> =
+        (0..2u8).map(|i| Arg { index: i, width: valid::width_of_bits(def.args[i as usize].bits) }).collect();
     let leaf = prop_oneof![
         1 => Just(Cond::True),
         1 => Just(Cond::False),
@@ -160,41 +117,21 @@ fn arb_cond(def: &'static SyscallDef) -> impl Strategy<Value = Cond> {
 }
 
 fn arb_action() -> impl Strategy<Value = Action> {
-    proptest::sample::select(vec![
-        Action::KillProcess,
-        Action::Trap,
-        EPERM,
-        EACCES,
-        Action::Log,
-    ])
+    proptest::sample::select(vec![Action::KillProcess, Action::Trap, EPERM, EACCES, Action::Log])
 }
 
 fn arb_rule(def: &'static SyscallDef) -> impl Strategy<Value = Rule> {
-    let kind = prop_oneof![
-        Just(RuleKind::Allow),
-        Just(RuleKind::Audit),
-        arb_action().prop_map(RuleKind::Deny),
-    ];
+    let kind = prop_oneof![Just(RuleKind::Allow), Just(RuleKind::Audit), arb_action().prop_map(RuleKind::Deny),];
     (kind, arb_cond(def)).prop_map(|(kind, cond)| rule(kind, cond))
 }
 
 /// Small random x86_64 policies over three syscalls and their first two arguments.
 pub fn arb_policy() -> impl Strategy<Value = Policy> {
-    let per_syscall: Vec<_> = sample_syscalls()
-        .into_iter()
-        .map(|d| proptest::collection::vec(arb_rule(d), 0..5))
-        .collect();
-    let default = prop_oneof![
-        Just(EPERM),
-        Just(Action::Allow),
-        Just(Action::KillProcess),
-        Just(Action::Log)
-    ];
+    let per_syscall: Vec<_> =
+        sample_syscalls().into_iter().map(|d| proptest::collection::vec(arb_rule(d), 0..5)).collect();
+    let default = prop_oneof![Just(EPERM), Just(Action::Allow), Just(Action::KillProcess), Just(Action::Log)];
     (default, per_syscall).prop_map(|(default, rules)| {
-        let syscalls = sample_syscalls()
-            .into_iter()
-            .zip(rules)
-            .filter(|(_, r)| !r.is_empty());
+        let syscalls = sample_syscalls().into_iter().zip(rules).filter(|(_, r)| !r.is_empty());
         let mut policy = policy_with(syscalls.map(|(d, r)| (d.nr, r)).collect());
         policy.default = default;
         policy
@@ -239,15 +176,8 @@ pub fn check_pass_preserves(policy: &Policy, pass: fn(&mut Policy)) {
     let arch = X86.audit_arch().expect("linux");
     for def in sample_syscalls() {
         for args in probe_args() {
-            let call = Call {
-                arch,
-                nr: def.nr,
-                args,
-            };
-            let (a, b) = (
-                crate::ir::decide(policy, X86, &call),
-                crate::ir::decide(&after, X86, &call),
-            );
+            let call = Call { arch, nr: def.nr, args };
+            let (a, b) = (crate::ir::decide(policy, X86, &call), crate::ir::decide(&after, X86, &call));
             assert!(
                 (a.action, a.audited) == (b.action, b.audited),
                 "{} {args:x?}: before {:?} audited={}, after {:?} audited={}\nbefore: {:#?}\nafter: {:#?}",

@@ -89,30 +89,21 @@ impl Table {
     /// The syscall called `name` on this target.
     pub fn by_name(&self, name: &str) -> Option<&'static SyscallDef> {
         let syscalls = self.syscalls;
-        let i = self
-            .by_name
-            .binary_search_by(|&i| syscalls[usize::from(i)].name.cmp(name))
-            .ok()?;
+        let i = self.by_name.binary_search_by(|&i| syscalls[usize::from(i)].name.cmp(name)).ok()?;
         Some(&syscalls[usize::from(self.by_name[i])])
     }
 
     /// The syscall numbered `nr` on this target.
     pub fn by_nr(&self, nr: u32) -> Option<&'static SyscallDef> {
         let syscalls = self.syscalls;
-        syscalls
-            .binary_search_by_key(&nr, |s| s.nr)
-            .ok()
-            .map(|i| &syscalls[i])
+        syscalls.binary_search_by_key(&nr, |s| s.nr).ok().map(|i| &syscalls[i])
     }
 
     /// The value of the constant `name` on this target (`O_DIRECTORY` differs between
     /// targets; `MAP_32BIT` exists on x86_64 only).
     pub fn constant(&self, name: &str) -> Option<u64> {
         let constants = self.constants;
-        constants
-            .binary_search_by(|c| c.name.cmp(name))
-            .ok()
-            .map(|i| constants[i].value)
+        constants.binary_search_by(|c| c.name.cmp(name)).ok().map(|i| constants[i].value)
     }
 }
 
@@ -133,19 +124,13 @@ pub fn table(target: Target) -> &'static Table {
 /// two names share a value the first of constants.txt wins (`EAGAIN`, not `EWOULDBLOCK`).
 pub fn errno_name(value: u16) -> Option<&'static str> {
     let errnos = common::ERRNO_BY_VALUE;
-    errnos
-        .binary_search_by_key(&value, |&(v, _)| v)
-        .ok()
-        .map(|i| errnos[i].1)
+    errnos.binary_search_by_key(&value, |&(v, _)| v).ok().map(|i| errnos[i].1)
 }
 
 /// The value of an errno name, aliases included (`EWOULDBLOCK` → 11).
 pub fn errno_value(name: &str) -> Option<u16> {
     let errnos = common::ERRNO_BY_NAME;
-    errnos
-        .binary_search_by(|&(n, _)| n.cmp(name))
-        .ok()
-        .map(|i| errnos[i].1)
+    errnos.binary_search_by(|&(n, _)| n.cmp(name)).ok().map(|i| errnos[i].1)
 }
 
 /// Every syscall name some Linux target has, sorted and without duplicates (for "did

@@ -102,24 +102,9 @@ impl Spec {
             self.default, self.badarch, self.optimize
         );
         for rule in &self.rules {
-            write!(
-                text,
-                "rule {:#x} {} {}",
-                rule.action,
-                rule.syscall,
-                rule.cmps.len()
-            )
-            .unwrap();
+            write!(text, "rule {:#x} {} {}", rule.action, rule.syscall, rule.cmps.len()).unwrap();
             for c in &rule.cmps {
-                write!(
-                    text,
-                    " {} {} {:#x} {:#x}",
-                    c.arg,
-                    c.op.spec_name(),
-                    c.a,
-                    c.b
-                )
-                .unwrap();
+                write!(text, " {} {} {:#x} {:#x}", c.arg, c.op.spec_name(), c.a, c.b).unwrap();
             }
             text.push('\n');
         }
@@ -153,18 +138,13 @@ impl LibSeccomp {
             .stderr(Stdio::null())
             .spawn()
             .and_then(|mut gcc| {
-                gcc.stdin
-                    .take()
-                    .unwrap()
-                    .write_all(b"#include <seccomp.h>\n")?;
+                gcc.stdin.take().unwrap().write_all(b"#include <seccomp.h>\n")?;
                 gcc.wait()
             });
         match probe {
             Err(e) => return Err(format!("gcc cannot run ({e})")),
             Ok(status) if !status.success() => {
-                return Err(
-                    "libseccomp headers are absent (apt-get install libseccomp-dev)".into(),
-                );
+                return Err("libseccomp headers are absent (apt-get install libseccomp-dev)".into());
             }
             Ok(_) => {}
         }
@@ -179,19 +159,13 @@ impl LibSeccomp {
             .arg("-lseccomp")
             .output()
             .expect("run gcc");
-        assert!(
-            out.status.success(),
-            "export_filter.c does not build:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "export_filter.c does not build:\n{}", String::from_utf8_lossy(&out.stderr));
         Ok(LibSeccomp { dir, exe })
     }
 
     /// The libseccomp version the helper links against, as `seccomp_version` says.
     pub fn version() -> String {
-        let out = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Version}", "libseccomp2"])
-            .output();
+        let out = Command::new("dpkg-query").args(["-W", "-f", "${Version}", "libseccomp2"]).output();
         match out {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
             _ => "unknown".into(),
@@ -208,26 +182,13 @@ impl LibSeccomp {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run export_filter");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(spec.to_text().as_bytes())
-            .expect("write spec");
+        child.stdin.take().unwrap().write_all(spec.to_text().as_bytes()).expect("write spec");
         let out = child.wait_with_output().expect("wait for export_filter");
-        assert!(
-            out.status.success(),
-            "libseccomp refused the spec: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "libseccomp refused the spec: {}", String::from_utf8_lossy(&out.stderr));
         let unknown = String::from_utf8(out.stdout)
             .expect("helper output is UTF-8")
             .lines()
-            .map(|l| {
-                l.strip_prefix("unknown ")
-                    .expect("helper prints `unknown NAME` lines")
-                    .to_owned()
-            })
+            .map(|l| l.strip_prefix("unknown ").expect("helper prints `unknown NAME` lines").to_owned())
             .collect();
         let bpf = std::fs::read(&out_path).expect("read exported filter");
         Exported { bpf, unknown }
@@ -273,19 +234,11 @@ pub fn spec_from_oci(
 ) -> Result<Spec, String> {
     let str_list = |v: Option<&serde_json::Value>| -> Vec<String> {
         v.and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
     };
-    let default = oci_action(
-        profile["defaultAction"]
-            .as_str()
-            .ok_or("no defaultAction")?,
-        profile["defaultErrnoRet"].as_u64(),
-    )?;
+    let default =
+        oci_action(profile["defaultAction"].as_str().ok_or("no defaultAction")?, profile["defaultErrnoRet"].as_u64())?;
     let arch = docker_arch(target).to_owned();
     let mut rules = Vec::new();
     for entry in profile["syscalls"].as_array().ok_or("no syscalls")? {
@@ -311,61 +264,33 @@ pub fn spec_from_oci(
                 continue;
             }
         }
-        let action = oci_action(
-            entry["action"].as_str().ok_or("entry without action")?,
-            entry["errnoRet"].as_u64(),
-        )?;
+        let action = oci_action(entry["action"].as_str().ok_or("entry without action")?, entry["errnoRet"].as_u64())?;
         if action == default {
             continue;
         }
         let mut cmps = Vec::new();
-        for arg in entry["args"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let op = arg["op"]
-                .as_str()
-                .and_then(CmpOp::from_oci)
-                .ok_or_else(|| format!("op in {arg}"))?;
-            let index = arg["index"]
-                .as_u64()
-                .filter(|i| *i < 6)
-                .ok_or_else(|| format!("index in {arg}"))?;
+        for arg in entry["args"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let op = arg["op"].as_str().and_then(CmpOp::from_oci).ok_or_else(|| format!("op in {arg}"))?;
+            let index = arg["index"].as_u64().filter(|i| *i < 6).ok_or_else(|| format!("index in {arg}"))?;
             cmps.push(Cmp {
                 arg: index as u8,
                 op,
-                a: arg["value"]
-                    .as_u64()
-                    .ok_or_else(|| format!("value in {arg}"))?,
+                a: arg["value"].as_u64().ok_or_else(|| format!("value in {arg}"))?,
                 b: arg["valueTwo"].as_u64().unwrap_or(0),
             });
         }
         let indices: BTreeSet<u8> = cmps.iter().map(|c| c.arg).collect();
-        let groups: Vec<Vec<Cmp>> = if indices.len() == cmps.len() {
-            vec![cmps]
-        } else {
-            cmps.into_iter().map(|c| vec![c]).collect()
-        };
+        let groups: Vec<Vec<Cmp>> =
+            if indices.len() == cmps.len() { vec![cmps] } else { cmps.into_iter().map(|c| vec![c]).collect() };
         let mut names = str_list(entry.get("names"));
         names.extend(entry["name"].as_str().map(str::to_owned));
         for name in names {
             for cmps in &groups {
-                rules.push(Rule {
-                    action,
-                    syscall: name.clone(),
-                    cmps: cmps.clone(),
-                });
+                rules.push(Rule { action, syscall: name.clone(), cmps: cmps.clone() });
             }
         }
     }
-    Ok(Spec {
-        target,
-        default,
-        badarch,
-        optimize: 1,
-        rules,
-    })
+    Ok(Spec { target, default, badarch, optimize: 1, rules })
 }
 
 // ------------------------------------------------------------------ IR conditions
@@ -393,19 +318,12 @@ pub fn dnf(cond: &Cond, negated: bool) -> Vec<Conj> {
     match (cond, negated) {
         (Cond::True, false) | (Cond::False, true) => vec![vec![]],
         (Cond::True, true) | (Cond::False, false) => vec![],
-        (Cond::Test { arg, test }, _) => vec![vec![(
-            *arg,
-            if negated { negate(test) } else { test.clone() },
-        )]],
+        (Cond::Test { arg, test }, _) => vec![vec![(*arg, if negated { negate(test) } else { test.clone() })]],
         (Cond::Not(c), _) => dnf(c, !negated),
         (Cond::And(cs), false) | (Cond::Or(cs), true) => cs.iter().fold(vec![vec![]], |acc, c| {
             let terms = dnf(c, negated);
-            acc.iter()
-                .flat_map(|a| terms.iter().map(move |t| [a.clone(), t.clone()].concat()))
-                .collect()
+            acc.iter().flat_map(|a| terms.iter().map(move |t| [a.clone(), t.clone()].concat())).collect()
         }),
-        (Cond::Or(cs), false) | (Cond::And(cs), true) => {
-            cs.iter().flat_map(|c| dnf(c, negated)).collect()
-        }
+        (Cond::Or(cs), false) | (Cond::And(cs), true) => cs.iter().flat_map(|c| dnf(c, negated)).collect(),
     }
 }

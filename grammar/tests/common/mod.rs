@@ -15,11 +15,7 @@ pub fn sexp(expr: &Expr) -> String {
             match &test.op {
                 TestOp::Cmp(op, value) => format!("({op} {arg} {})", value_sexp(value)),
                 TestOp::Masked { mask, op, value } => {
-                    format!(
-                        "({op} (& {arg} {}) {})",
-                        value_sexp(mask),
-                        value_sexp(value)
-                    )
+                    format!("({op} (& {arg} {}) {})", value_sexp(mask), value_sexp(value))
                 }
                 TestOp::In(values) => format!("(in {arg} {})", list(values, value_sexp)),
                 TestOp::NotIn(values) => format!("(not-in {arg} {})", list(values, value_sexp)),
@@ -30,9 +26,7 @@ pub fn sexp(expr: &Expr) -> String {
 
 fn value_sexp(value: &Value) -> String {
     match value {
-        Value::Number {
-            value, negative, ..
-        } => format!("{}{value}", if *negative { "-" } else { "" }),
+        Value::Number { value, negative, .. } => format!("{}{value}", if *negative { "-" } else { "" }),
         Value::Constant(ident) => ident.name.clone(),
         Value::BitOr(values, _) => format!("(| {})", list(values, value_sexp)),
     }
@@ -46,20 +40,11 @@ fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
 pub fn erase_spans(expr: &Expr) -> Expr {
     const NONE: Span = Span { start: 0, end: 0 };
     fn ident(ident: &Ident) -> Ident {
-        Ident {
-            name: ident.name.clone(),
-            span: NONE,
-        }
+        Ident { name: ident.name.clone(), span: NONE }
     }
     fn value(v: &Value) -> Value {
         match v {
-            Value::Number {
-                value, negative, ..
-            } => Value::Number {
-                value: *value,
-                negative: *negative,
-                span: NONE,
-            },
+            Value::Number { value, negative, .. } => Value::Number { value: *value, negative: *negative, span: NONE },
             Value::Constant(name) => Value::Constant(ident(name)),
             Value::BitOr(values, _) => Value::BitOr(values.iter().map(value).collect(), NONE),
         }
@@ -72,11 +57,7 @@ pub fn erase_spans(expr: &Expr) -> Expr {
             arg: ident(&test.arg),
             op: match &test.op {
                 TestOp::Cmp(op, v) => TestOp::Cmp(*op, value(v)),
-                TestOp::Masked { mask, op, value: v } => TestOp::Masked {
-                    mask: value(mask),
-                    op: *op,
-                    value: value(v),
-                },
+                TestOp::Masked { mask, op, value: v } => TestOp::Masked { mask: value(mask), op: *op, value: value(v) },
                 TestOp::In(values) => TestOp::In(values.iter().map(value).collect()),
                 TestOp::NotIn(values) => TestOp::NotIn(values.iter().map(value).collect()),
             },
@@ -96,9 +77,7 @@ pub fn all_spans(expr: &Expr) -> Vec<Span> {
     fn walk(expr: &Expr, out: &mut Vec<Span>) {
         out.push(expr.span());
         match expr {
-            Expr::Or(operands, _) | Expr::And(operands, _) => {
-                operands.iter().for_each(|e| walk(e, out))
-            }
+            Expr::Or(operands, _) | Expr::And(operands, _) => operands.iter().for_each(|e| walk(e, out)),
             Expr::Not(operand, _) => walk(operand, out),
             Expr::Test(test) => {
                 out.push(test.arg.span);
@@ -108,9 +87,7 @@ pub fn all_spans(expr: &Expr) -> Vec<Span> {
                         value(mask, out);
                         value(v, out);
                     }
-                    TestOp::In(values) | TestOp::NotIn(values) => {
-                        values.iter().for_each(|v| value(v, out))
-                    }
+                    TestOp::In(values) | TestOp::NotIn(values) => values.iter().for_each(|v| value(v, out)),
                 }
             }
         }
@@ -124,12 +101,7 @@ pub fn all_spans(expr: &Expr) -> Vec<Span> {
 pub fn render_error(src: &str, error: &ParseError) -> String {
     let column = src[..error.span.start].chars().count();
     let width = src[error.span.start..error.span.end].chars().count().max(1);
-    let mut out = format!(
-        "{src}\n{}{} {}\n",
-        " ".repeat(column),
-        "^".repeat(width),
-        error.message
-    );
+    let mut out = format!("{src}\n{}{} {}\n", " ".repeat(column), "^".repeat(width), error.message);
     if let Some(help) = &error.help {
         out += &format!("{}help: {help}\n", " ".repeat(column));
     }

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use capsule_artifacts::launch::LaunchSettings;
-use capsule_artifacts::notify::NotifyTable;
-use capsule_artifacts::manifest::{FORMAT, FileEntry, MANIFEST_FILE, Manifest, PolicyInfo, VERSION};
-use capsule_artifacts::target::AUDIT_ARCH_X86_64;
 use capsule_artifacts::Target;
+use capsule_artifacts::launch::LaunchSettings;
+use capsule_artifacts::manifest::{FORMAT, FileEntry, MANIFEST_FILE, Manifest, PolicyInfo, VERSION};
+use capsule_artifacts::notify::NotifyTable;
+use capsule_artifacts::target::AUDIT_ARCH_X86_64;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,7 +33,8 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
 /// A program that checks the arch (x86_64, else kill), answers `action` for the listed
 /// syscall numbers and allows everything else.
 pub fn program(action: u32, syscalls: &[u32]) -> Vec<u8> {
-    let mut code = vec![insn(LD_W_ABS, 0, 0, 4), insn(JEQ_K, 1, 0, AUDIT_ARCH_X86_64), insn(RET_K, 0, 0, RET_KILL_PROCESS)];
+    let mut code =
+        vec![insn(LD_W_ABS, 0, 0, 4), insn(JEQ_K, 1, 0, AUDIT_ARCH_X86_64), insn(RET_K, 0, 0, RET_KILL_PROCESS)];
     code.push(insn(LD_W_ABS, 0, 0, 0));
     let n = syscalls.len();
     for (i, &nr) in syscalls.iter().enumerate() {

@@ -48,10 +48,7 @@ pub enum AsmError {
 
 impl Asm {
     pub fn new() -> Asm {
-        Asm {
-            acc: Some(None),
-            ..Asm::default()
-        }
+        Asm { acc: Some(None), ..Asm::default() }
     }
 
     pub fn label(&mut self) -> Label {
@@ -77,17 +74,13 @@ impl Asm {
 
     fn jumped_to(&mut self, label: Label) {
         let Some(acc) = self.acc else { return };
-        self.incoming
-            .entry(label)
-            .and_modify(|a| *a = if *a == acc { acc } else { None })
-            .or_insert(acc);
+        self.incoming.entry(label).and_modify(|a| *a = if *a == acc { acc } else { None }).or_insert(acc);
     }
 
     /// `ld [offset]`, unless every path here already loaded it.
     pub fn load(&mut self, offset: u32) {
         if self.acc.is_some() && self.acc != Some(Some(offset)) {
-            self.items
-                .push(Item::Insn(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, offset)));
+            self.items.push(Item::Insn(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, offset)));
             self.acc = Some(Some(offset));
         }
     }
@@ -97,8 +90,7 @@ impl Asm {
         if self.acc.is_none() {
             return;
         }
-        self.items
-            .push(Item::Insn(Insn::stmt(BPF_ALU | BPF_AND | BPF_K, mask)));
+        self.items.push(Item::Insn(Insn::stmt(BPF_ALU | BPF_AND | BPF_K, mask)));
         self.acc = Some(None);
     }
 
@@ -107,8 +99,7 @@ impl Asm {
         if self.acc.is_none() {
             return;
         }
-        self.items
-            .push(Item::Insn(Insn::stmt(BPF_RET | BPF_K, value)));
+        self.items.push(Item::Insn(Insn::stmt(BPF_RET | BPF_K, value)));
         self.acc = None;
     }
 
@@ -166,9 +157,7 @@ impl Asm {
             }
             // From the end, so the indices of the jumps still to patch stay valid.
             for &(at, jt_far, jf_far) in far.iter().rev() {
-                let Item::Jump { op, k, jt, jf } = items[at].clone() else {
-                    unreachable!("found a jump")
-                };
+                let Item::Jump { op, k, jt, jf } = items[at].clone() else { unreachable!("found a jump") };
                 let mut trampolines = Vec::new();
                 let mut via = |target: Label, far: bool| {
                     if !far {
@@ -177,9 +166,7 @@ impl Asm {
                     next_label += 1;
                     let hop = Label(next_label);
                     // A far return is simply repeated; any other target gets a `ja`.
-                    let hop_insn = rets
-                        .get(&target)
-                        .map_or(Item::Ja(target), |&ret| Item::Insn(ret));
+                    let hop_insn = rets.get(&target).map_or(Item::Ja(target), |&ret| Item::Insn(ret));
                     trampolines.extend([Item::Bind(hop), hop_insn]);
                     hop
                 };
@@ -198,9 +185,7 @@ fn returns_at_labels(items: &[Item]) -> BTreeMap<Label, Insn> {
     for item in items {
         match item {
             Item::Bind(l) => pending.push(*l),
-            Item::Insn(insn) if insn.code == BPF_RET | BPF_K => {
-                rets.extend(pending.drain(..).map(|l| (l, *insn)))
-            }
+            Item::Insn(insn) if insn.code == BPF_RET | BPF_K => rets.extend(pending.drain(..).map(|l| (l, *insn))),
             _ => pending.clear(),
         }
     }
@@ -342,10 +327,7 @@ mod tests {
         asm.bind(out);
         asm.ret(0);
         let program = asm.finish().expect("assembles");
-        let loads = program
-            .iter()
-            .filter(|i| i.code == BPF_LD | BPF_W | BPF_ABS)
-            .count();
+        let loads = program.iter().filter(|i| i.code == BPF_LD | BPF_W | BPF_ABS).count();
         assert_eq!(loads, 1);
     }
 }

@@ -29,9 +29,7 @@ pub use paths::longest_path;
 pub use ranges::{Fallbacks, Leaf, NrRange, action_ret, ranges, ret_value};
 
 use crate::bpf::interp::Program;
-use crate::bpf::{
-    self, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET, Insn, MAX_INSNS, OFFSET_ARCH, OFFSET_NR,
-};
+use crate::bpf::{self, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET, Insn, MAX_INSNS, OFFSET_ARCH, OFFSET_NR};
 use crate::ir::{Action, Arg, Cond, Policy, Rule, RuleKind, Test, Width};
 use crate::valid::{PolicyInfo, TargetInfo, visit_tests};
 use asm::{Asm, AsmError, Label};
@@ -51,39 +49,20 @@ pub enum CodegenError {
          the syscalls with the most argument tests are {heaviest}: merge their conditions \
          (fewer distinct values, ranges instead of lists)"
     )]
-    TooLong {
-        target: Target,
-        len: usize,
-        heaviest: String,
-    },
+    TooLong { target: Target, len: usize, heaviest: String },
     #[error("internal error in the BPF assembler: {0}")]
     Assembler(#[from] AsmError),
 }
 
 /// Compile one Linux target's syscall policy to a seccomp filter.
-pub fn compile(
-    policy: &Policy,
-    info: &PolicyInfo,
-    target: Target,
-) -> Result<Vec<Insn>, CodegenError> {
+pub fn compile(policy: &Policy, info: &PolicyInfo, target: Target) -> Result<Vec<Insn>, CodegenError> {
     let arch = target.audit_arch().ok_or(CodegenError::NotLinux(target))?;
-    let syscalls = policy
-        .syscalls_for(target)
-        .ok_or(CodegenError::NoSuchTarget(target))?;
-    let info = info
-        .target(target)
-        .ok_or(CodegenError::NoSuchTarget(target))?;
-    let fallbacks = Fallbacks {
-        default: policy.default,
-        newer: policy.newer_syscalls,
-        foreign: policy.foreign_arch,
-    };
+    let syscalls = policy.syscalls_for(target).ok_or(CodegenError::NoSuchTarget(target))?;
+    let info = info.target(target).ok_or(CodegenError::NoSuchTarget(target))?;
+    let fallbacks = Fallbacks { default: policy.default, newer: policy.newer_syscalls, foreign: policy.foreign_arch };
     let ranges = ranges(syscalls, info, fallbacks);
 
-    let mut code = Gen {
-        asm: Asm::new(),
-        rets: BTreeMap::new(),
-    };
+    let mut code = Gen { asm: Asm::new(), rets: BTreeMap::new() };
     // The notify table answers native calls only: a foreign call is never notified.
     let foreign = code.ret_label(ranges::action_ret(policy.foreign_arch));
     let native = code.asm.label();
@@ -97,10 +76,8 @@ pub fn compile(
     // large enough budget the unbounded optimum does), and the cheapest tree for it.
     let tree = (MAX_ALLOWED_PATH..)
         .find_map(|budget| {
-            let bounds: Vec<Option<usize>> = tails
-                .iter()
-                .map(|tail| tail.map(|t| budget.saturating_sub(PROLOGUE + t)))
-                .collect();
+            let bounds: Vec<Option<usize>> =
+                tails.iter().map(|tail| tail.map(|t| budget.saturating_sub(PROLOGUE + t))).collect();
             tree::bounded(&weights, &bounds)
         })
         .expect("a budget past the unbounded tree's depth is kept");
@@ -109,21 +86,13 @@ pub fn compile(
 
     let program = code.asm.finish()?;
     if program.len() > MAX_INSNS {
-        return Err(CodegenError::TooLong {
-            target,
-            len: program.len(),
-            heaviest: heaviest(syscalls),
-        });
+        return Err(CodegenError::TooLong { target, len: program.len(), heaviest: heaviest(syscalls) });
     }
     Ok(program)
 }
 
 /// The filter as the kernel's `struct sock_filter[]`.
-pub fn compile_bytes(
-    policy: &Policy,
-    info: &PolicyInfo,
-    target: Target,
-) -> Result<Vec<u8>, CodegenError> {
+pub fn compile_bytes(policy: &Policy, info: &PolicyInfo, target: Target) -> Result<Vec<u8>, CodegenError> {
     compile(policy, info, target).map(|program| bpf::encode(&program))
 }
 
@@ -160,16 +129,8 @@ fn tails(
 
 /// The longest allowed path through one syscall's rules, its `ret` included, with
 /// the number already loaded; `None` when the rules allow nothing.
-fn rules_path(
-    rules: &[Rule],
-    nr: u32,
-    policy: &Policy,
-    info: &TargetInfo,
-) -> Result<Option<usize>, CodegenError> {
-    let mut alone = Gen {
-        asm: Asm::new(),
-        rets: BTreeMap::new(),
-    };
+fn rules_path(rules: &[Rule], nr: u32, policy: &Policy, info: &TargetInfo) -> Result<Option<usize>, CodegenError> {
+    let mut alone = Gen { asm: Asm::new(), rets: BTreeMap::new() };
     alone.asm.load(OFFSET_NR);
     alone.rules(rules, nr, policy, info);
     alone.emit_returns();
@@ -202,20 +163,13 @@ fn heaviest(syscalls: &crate::ir::SyscallPolicy) -> String {
         .values()
         .map(|s| {
             let mut n = 0;
-            s.rules
-                .iter()
-                .for_each(|r| visit_tests(&r.cond, &mut |_, t| n += test_weight(t)));
+            s.rules.iter().for_each(|r| visit_tests(&r.cond, &mut |_, t| n += test_weight(t)));
             (n, s.name)
         })
         .filter(|&(n, _)| n > 0)
         .collect();
     counts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    counts
-        .iter()
-        .take(5)
-        .map(|(n, name)| format!("{name} ({n} tests)"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    counts.iter().take(5).map(|(n, name)| format!("{name} ({n} tests)")).collect::<Vec<_>>().join(", ")
 }
 
 fn test_weight(test: &Test) -> usize {
@@ -273,8 +227,7 @@ impl Gen {
             Tree::Node { split, left, right } => {
                 let right_label = self.subtree_label(right, ranges);
                 let left_label = self.subtree_label(left, ranges);
-                self.asm
-                    .jump(BPF_JGE, ranges[*split].lo, right_label, left_label);
+                self.asm.jump(BPF_JGE, ranges[*split].lo, right_label, left_label);
                 for (sub, label) in [(left, left_label), (right, right_label)] {
                     if !matches!(**sub, Tree::Leaf(i) if matches!(ranges[i].leaf, Leaf::Ret(_))) {
                         self.asm.bind(label);
@@ -425,11 +378,7 @@ impl Gen {
         let lo = |v: u64| v as u32;
         match test {
             Test::Eq(x) | Test::Ne(x) => {
-                let (t, f) = if matches!(test, Test::Eq(_)) {
-                    (t, f)
-                } else {
-                    (f, t)
-                };
+                let (t, f) = if matches!(test, Test::Eq(_)) { (t, f) } else { (f, t) };
                 let low = self.asm.label();
                 self.asm.load(hi_off);
                 self.asm.jump(BPF_JEQ, hi(*x), low, f);
@@ -455,11 +404,7 @@ impl Gen {
                 self.asm.jump(low_op, lo(*x), t, f);
             }
             Test::MaskedEq { mask, value } | Test::MaskedNe { mask, value } => {
-                let (t, f) = if matches!(test, Test::MaskedEq { .. }) {
-                    (t, f)
-                } else {
-                    (f, t)
-                };
+                let (t, f) = if matches!(test, Test::MaskedEq { .. }) { (t, f) } else { (f, t) };
                 let low = self.asm.label();
                 if hi(*mask) == 0 {
                     if hi(*value) != 0 {
@@ -472,21 +417,13 @@ impl Gen {
                 }
                 self.asm.bind(low);
                 if lo(*mask) == 0 {
-                    return if lo(*value) == 0 {
-                        self.asm.ja(t)
-                    } else {
-                        self.asm.ja(f)
-                    };
+                    return if lo(*value) == 0 { self.asm.ja(t) } else { self.asm.ja(f) };
                 }
                 self.asm.load(lo_off);
                 self.masked32(lo(*mask), lo(*value), t, f);
             }
             Test::In(xs) | Test::NotIn(xs) => {
-                let (t, f) = if matches!(test, Test::In(_)) {
-                    (t, f)
-                } else {
-                    (f, t)
-                };
+                let (t, f) = if matches!(test, Test::In(_)) { (t, f) } else { (f, t) };
                 // The sorted values grouped by high word.
                 let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
                 for &x in xs {
@@ -547,11 +484,7 @@ mod tests {
     use capsule_artifacts::launch::Record;
 
     fn compile_and_validate(original: &Policy, optimise: bool) {
-        let optimised = if optimise {
-            crate::passes::run_all(original)
-        } else {
-            original.clone()
-        };
+        let optimised = if optimise { crate::passes::run_all(original) } else { original.clone() };
         let info = crate::valid::verify(&optimised).expect("valid IR");
         let program = compile(&optimised, &info, X86).expect("compiles");
         if let Err(e) = validate(original, &info, X86, &program) {

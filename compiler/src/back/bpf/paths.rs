@@ -13,12 +13,7 @@ use std::collections::BTreeMap;
 /// (arguments, the instruction pointer, X) they may go either way, so this is an
 /// upper bound: it may count a path that no argument vector takes. A `ret a` counts
 /// as a return of interest.
-pub fn longest_path(
-    program: &Program,
-    arch: u32,
-    nr: u32,
-    ends: impl Fn(u32) -> bool,
-) -> Option<usize> {
+pub fn longest_path(program: &Program, arch: u32, nr: u32, ends: impl Fn(u32) -> bool) -> Option<usize> {
     let ops = program.ops();
     // For each instruction, the accumulator values it can be reached with (`None`:
     // unknown), each with the most instructions executed before it. Jumps only go
@@ -66,12 +61,8 @@ pub fn longest_path(
                 Op::LdImm(k) => go(pc + 1, Some(k)),
                 Op::Alu(AluOp::And, Src::K(k)) => go(pc + 1, acc.map(|a| a & k)),
                 // Stores and X leave A alone.
-                Op::LdxLen | Op::LdxImm(_) | Op::LdxMem(_) | Op::St(_) | Op::Stx(_) | Op::Tax => {
-                    go(pc + 1, acc)
-                }
-                Op::LdAbs(_) | Op::LdLen | Op::LdMem(_) | Op::Alu(..) | Op::Neg | Op::Txa => {
-                    go(pc + 1, None)
-                }
+                Op::LdxLen | Op::LdxImm(_) | Op::LdxMem(_) | Op::St(_) | Op::Stx(_) | Op::Tax => go(pc + 1, acc),
+                Op::LdAbs(_) | Op::LdLen | Op::LdMem(_) | Op::Alu(..) | Op::Neg | Op::Txa => go(pc + 1, None),
             }
         }
     }
@@ -82,8 +73,7 @@ pub fn longest_path(
 mod tests {
     use super::*;
     use crate::bpf::{
-        BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, Insn, SECCOMP_RET_ALLOW,
-        offset_arg_lo,
+        BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, Insn, SECCOMP_RET_ALLOW, offset_arg_lo,
     };
 
     fn ld(offset: u32) -> Insn {

@@ -40,11 +40,7 @@ pub fn ret_value(info: &TargetInfo, nr: u32, action: Action, audited: bool) -> u
         (Some(NotifyAnswer::Errno(e)), Action::Errno(a)) => e == a,
         _ => false,
     };
-    if notified {
-        crate::bpf::SECCOMP_RET_USER_NOTIF
-    } else {
-        action_ret(action)
-    }
+    if notified { crate::bpf::SECCOMP_RET_USER_NOTIF } else { action_ret(action) }
 }
 
 /// The seccomp return value of an action, never notified.
@@ -74,11 +70,7 @@ pub struct Fallbacks {
 /// The ranges covering `0..=u32::MAX`, in order, with no two neighbours returning the
 /// same value.
 pub fn ranges(syscalls: &SyscallPolicy, info: &TargetInfo, fallbacks: Fallbacks) -> Vec<NrRange> {
-    let Fallbacks {
-        default,
-        newer,
-        foreign,
-    } = fallbacks;
+    let Fallbacks { default, newer, foreign } = fallbacks;
     let leaf_of = |nr: u32| match syscalls.syscalls.get(&nr) {
         None => Leaf::Ret(ret_value(info, nr, default, false)),
         Some(rules) if rules.rules.iter().all(|r| r.cond == Cond::True) => {
@@ -103,10 +95,7 @@ pub fn ranges(syscalls: &SyscallPolicy, info: &TargetInfo, fallbacks: Fallbacks)
         // above the table.
         debug_assert!(info.max_nr < X32_SYSCALL_BIT);
         let leaf = if info.target == Target::LinuxX86_64 && newer != foreign {
-            Leaf::X32Split {
-                native: newer,
-                x32: foreign,
-            }
+            Leaf::X32Split { native: newer, x32: foreign }
         } else {
             Leaf::Ret(newer)
         };

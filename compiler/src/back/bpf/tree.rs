@@ -106,12 +106,7 @@ pub fn bounded(weights: &[u64], bounds: &[Option<usize>]) -> Option<Tree> {
     if child[at(0, n - 1)] == INFEASIBLE {
         return None;
     }
-    let build = Rebuild {
-        free: &free,
-        slack: &slack,
-        splits: &splits,
-        n,
-    };
+    let build = Rebuild { free: &free, slack: &slack, splits: &splits, n };
     Some(build.tree(0, 0, n - 1))
 }
 
@@ -146,9 +141,7 @@ impl Kraft {
     }
 
     fn fits(&self, i: usize, j: usize, depth: usize) -> bool {
-        self.before
-            .as_ref()
-            .is_none_or(|before| before[j + 1] - before[i] <= self.room(depth))
+        self.before.as_ref().is_none_or(|before| before[j + 1] - before[i] <= self.room(depth))
     }
 
     /// For the subtrees one level below `depth`: for each i, the last split k
@@ -243,11 +236,8 @@ impl Unbounded {
                 let j = i + len - 1;
                 // The split `k` puts i..k left and k..=j right; Knuth: root[i][j-1] <=
                 // root[i][j] <= root[i+1][j] (with the root stored as the split).
-                let (lo, hi) = if len == 2 {
-                    (i + 1, j)
-                } else {
-                    (root[at(i, j - 1)].max(i + 1), root[at(i + 1, j)].min(j))
-                };
+                let (lo, hi) =
+                    if len == 2 { (i + 1, j) } else { (root[at(i, j - 1)].max(i + 1), root[at(i + 1, j)].min(j)) };
                 let mut best = (u64::MAX, 0);
                 for k in lo..=hi {
                     let c = cost[at(i, k - 1)] + cost[at(k, j)];
@@ -259,12 +249,7 @@ impl Unbounded {
                 root[at(i, j)] = best.1;
             }
         }
-        Unbounded {
-            n,
-            prefix,
-            cost,
-            root,
-        }
+        Unbounded { n, prefix, cost, root }
     }
 
     /// The weight of the ranges i..=j.
@@ -277,11 +262,7 @@ impl Unbounded {
             return Tree::Leaf(i);
         }
         let split = self.root[i * self.n + j];
-        Tree::Node {
-            split,
-            left: Box::new(self.tree(i, split - 1)),
-            right: Box::new(self.tree(split, j)),
-        }
+        Tree::Node { split, left: Box::new(self.tree(i, split - 1)), right: Box::new(self.tree(split, j)) }
     }
 }
 
@@ -310,32 +291,19 @@ mod tests {
     }
 
     fn cost(weights: &[u64], tree: &Tree) -> u64 {
-        depths(tree)
-            .iter()
-            .zip(weights)
-            .map(|(&d, &w)| w * d as u64)
-            .sum()
+        depths(tree).iter().zip(weights).map(|(&d, &w)| w * d as u64).sum()
     }
 
     /// The exhaustive optimum over every tree keeping the bounds, for checking the
     /// fast one.
-    fn brute(
-        weights: &[u64],
-        bounds: &[Option<usize>],
-        i: usize,
-        j: usize,
-        depth: usize,
-    ) -> Option<u64> {
+    fn brute(weights: &[u64], bounds: &[Option<usize>], i: usize, j: usize, depth: usize) -> Option<u64> {
         if i == j {
             return bounds[i].is_none_or(|b| depth <= b).then_some(0);
         }
         let total: u64 = weights[i..=j].iter().sum();
         (i + 1..=j)
             .filter_map(|k| {
-                Some(
-                    brute(weights, bounds, i, k - 1, depth + 1)?
-                        + brute(weights, bounds, k, j, depth + 1)?,
-                )
+                Some(brute(weights, bounds, i, k - 1, depth + 1)? + brute(weights, bounds, k, j, depth + 1)?)
             })
             .min()
             .map(|c| c + total)
@@ -353,12 +321,8 @@ mod tests {
         (0..1000)
             .map(|_| {
                 let n = 1 + next(10) as usize;
-                let weights = (0..n)
-                    .map(|_| [1, 1, 1, 5, 21, 90][next(6) as usize])
-                    .collect();
-                let bounds = (0..n)
-                    .map(|_| (next(3) == 0).then(|| next(5) as usize))
-                    .collect();
+                let weights = (0..n).map(|_| [1, 1, 1, 5, 21, 90][next(6) as usize]).collect();
+                let bounds = (0..n).map(|_| (next(3) == 0).then(|| next(5) as usize)).collect();
                 (weights, bounds)
             })
             .collect()
@@ -372,18 +336,10 @@ mod tests {
 
     #[test]
     fn the_fast_optimum_is_the_optimum() {
-        for weights in [
-            vec![1, 50, 1, 1, 9, 1, 1],
-            vec![5, 1, 1, 1, 1, 1, 1, 30],
-            vec![3, 3, 1, 7, 1, 2, 8, 1, 1],
-        ] {
+        for weights in [vec![1, 50, 1, 1, 9, 1, 1], vec![5, 1, 1, 1, 1, 1, 1, 30], vec![3, 3, 1, 7, 1, 2, 8, 1, 1]] {
             let none = vec![None; weights.len()];
             let brute = brute(&weights, &none, 0, weights.len() - 1, 0);
-            assert_eq!(
-                Some(cost(&weights, &optimal(&weights))),
-                brute,
-                "{weights:?}"
-            );
+            assert_eq!(Some(cost(&weights, &optimal(&weights))), brute, "{weights:?}");
         }
     }
 
@@ -399,9 +355,7 @@ mod tests {
                     let d = depths(tree);
                     assert_eq!(d.len(), n);
                     assert!(
-                        d.iter()
-                            .zip(&bounds)
-                            .all(|(&d, b)| b.is_none_or(|b| d <= b)),
+                        d.iter().zip(&bounds).all(|(&d, b)| b.is_none_or(|b| d <= b)),
                         "{weights:?} {bounds:?}: {d:?}"
                     );
                     assert_eq!(cost(&weights, tree), least, "{weights:?} {bounds:?}");
@@ -411,16 +365,11 @@ mod tests {
                     }
                 }
                 (None, None) => infeasible += 1,
-                _ => panic!(
-                    "{weights:?} {bounds:?}: found {found:?}, the optimum costs {expected:?}"
-                ),
+                _ => panic!("{weights:?} {bounds:?}: found {found:?}, the optimum costs {expected:?}"),
             }
         }
         // The cases exercise all three outcomes.
-        assert!(
-            feasible > 50 && infeasible > 10 && binding > 10,
-            "{feasible} {infeasible} {binding}"
-        );
+        assert!(feasible > 50 && infeasible > 10 && binding > 10, "{feasible} {infeasible} {binding}");
     }
 
     #[test]
