@@ -40,7 +40,7 @@ impl Action {
     }
 
     /// The kernel's precedence rank: lower wins when several deny rules match.
-    fn rank(self) -> u8 {
+    pub fn precedence(self) -> u8 {
         match self {
             Action::KillProcess => 0,
             Action::KillThread => 1,
@@ -54,7 +54,7 @@ impl Action {
     /// The more restrictive of two deny actions; between two errnos, `self` (the
     /// one written first) wins.
     pub fn most_restrictive(self, other: Action) -> Action {
-        if other.rank() < self.rank() { other } else { self }
+        if other.precedence() < self.precedence() { other } else { self }
     }
 }
 

@@ -155,7 +155,7 @@ fn syscall_rules(rules: &SyscallRules, default: Action, target: Target, warnings
             RuleKind::Allow | RuleKind::Audit => allow.push(rule.cond.clone()),
         }
     }
-    deny.sort_by_key(|(action, _)| precedence(*action)); // stable: errnos keep source order
+    deny.sort_by_key(|(action, _)| action.precedence()); // stable: errnos keep source order
 
     let mut out = Vec::new();
     let mut covered: Vec<Cond> = Vec::new();
@@ -222,17 +222,6 @@ fn syscall_rules(rules: &SyscallRules, default: Action, target: Target, warnings
         }
     }
     out
-}
-
-fn precedence(action: Action) -> u8 {
-    match action {
-        Action::KillProcess => 0,
-        Action::KillThread => 1,
-        Action::Trap => 2,
-        Action::Errno(_) => 3,
-        Action::Log => 4,
-        Action::Allow => 5,
-    }
 }
 
 /// `arg0 & 0 == 0`: true for every call, yet a conditional rule for libseccomp.
