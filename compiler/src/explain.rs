@@ -2,10 +2,11 @@
 //! policy, or the path through a compiled filter.
 
 use crate::bpf::disasm::{DisasmContext, disassemble};
-use crate::bpf::interp::{Program, SeccompData};
+use crate::bpf::interp::{Program, RetAction, SeccompData};
 use crate::diagnostic::line_col;
-use crate::ir::{self, Call, Policy, Reason};
+use crate::ir::{self, Action, Call, Policy, Reason};
 use capsule_artifacts::Target;
+use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 use std::fmt::Write;
 
 /// Explain a call against a policy's IR (before the passes: the rules as written).
@@ -40,14 +41,23 @@ pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call
 }
 
 /// Explain a call against a compiled filter: its return value and the instructions it
-/// executed, and whether the kernel's action cache would skip the filter.
-pub fn explain_program(program: &Program, target: Target, call: &Call) -> String {
+/// executed, whether the kernel's action cache would skip the filter, and for a
+/// notified call what the launcher's supervisor answers (from the manifest's table).
+pub fn explain_program(program: &Program, notify: Option<&NotifyTable>, target: Target, call: &Call) -> String {
     let data = SeccompData { nr: call.nr, arch: call.arch, instruction_pointer: 0, args: call.args };
     let outcome = program.run(&data);
     let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
     let mut out = String::new();
     let _ =
         writeln!(out, "{target} {name}({}) => {} (ret {:#010x})", args_text(&call.args), outcome.action(), outcome.ret);
+    if outcome.action() == RetAction::UserNotif {
+        let answer = match notify.and_then(|t| t.answer(call.nr)) {
+            Some(NotifyAnswer::Continue) => "let the call run and record it (an audited call)".to_owned(),
+            Some(NotifyAnswer::Errno(e)) => format!("record the denial and fail the call with {}", Action::Errno(e)),
+            None => "deny with EPERM: the manifest has no answer for this number".to_owned(),
+        };
+        let _ = writeln!(out, "  supervisor: {answer}");
+    }
     let cached = crate::bpf::cache::kernel_would_cache(program, call.arch, call.nr);
     let _ = writeln!(
         out,

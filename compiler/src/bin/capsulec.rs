@@ -256,7 +256,10 @@ fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyh
             .with_context(|| format!("cannot load the {target} filter from {}", input.display()))?;
         let program =
             Program::from_bytes(&artifact.blob).map_err(|e| anyhow::anyhow!("the filter is not valid: {e}"))?;
-        print!("{}", capsule_compiler::explain::explain_program(&program, target, &call));
+        print!(
+            "{}",
+            capsule_compiler::explain::explain_program(&program, artifact.entry.notify.as_ref(), target, &call)
+        );
     } else {
         let bytes = read_policy(input)?;
         let checked = front::check_bytes(&bytes);
