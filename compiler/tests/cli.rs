@@ -103,7 +103,8 @@ fn explain_names_the_rule_or_the_bpf_path() {
     assert!(text.contains("=> allow") && text.contains("skips the filter"), "{text}");
     assert!(text.contains("ld   [4]"), "{text}");
     // A recorded denial goes to the supervisor, which answers from the manifest.
-    let out = capsulec(&["explain", out_dir.to_str().unwrap(), "--target", "linux-x86_64", "socket", "AF_NETLINK"], &[]);
+    let out =
+        capsulec(&["explain", out_dir.to_str().unwrap(), "--target", "linux-x86_64", "socket", "AF_NETLINK"], &[]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("user-notif") && text.contains("fail the call with errno(EPERM)"), "{text}");
 }

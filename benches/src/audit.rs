@@ -8,9 +8,9 @@
 //!    filter verdict besides allow), denied by the filter's errno, and denied through
 //!    the supervisor (seccomp user notification) with the denial logged.
 //!
-//! Run: `cargo build --release -p capsule-cli && cargo run --release -p capsule-launch
-//! --example audit_bench` (prints Markdown). Needs `cc`; the log files go under
-//! /var/tmp (a disk, not tmpfs) unless `AUDIT_BENCH_DIR` says otherwise.
+//! Run: `cargo build --release && ./target/release/capsule-bench audit` (prints
+//! Markdown). Needs `cc`; the log files go under /var/tmp (a disk, not tmpfs) unless
+//! `AUDIT_BENCH_DIR` says otherwise.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -181,7 +181,7 @@ fn artifact(dir: &Path, action: u32, notify: Option<NotifyTable>, writable: &Pat
             name: "audit-bench".to_owned(),
             source_blake3: blake3::hash(b"audit-bench").to_hex().to_string(),
         },
-        compiler: "audit_bench".to_owned(),
+        compiler: "capsule-bench audit".to_owned(),
         files: vec![FileEntry {
             name: name.to_owned(),
             target: Some(Target::LinuxX86_64),
@@ -282,13 +282,13 @@ fn table(title: &str, rows: &[(String, String)]) {
     println!();
 }
 
-fn main() {
+pub fn run() -> anyhow::Result<()> {
     let base = std::env::var_os("AUDIT_BENCH_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
     let dir = tempfile::Builder::new().prefix("capsule-audit-bench-").tempdir_in(&base).expect("a scratch directory");
     let capsule = std::env::var_os("CAPSULE_BIN").map(PathBuf::from).unwrap_or_else(|| {
         let exe = std::env::current_exe().expect("own path");
-        // target/<profile>/examples/audit_bench -> target/<profile>/capsule
-        exe.parent().and_then(Path::parent).expect("target/<profile>").join("capsule")
+        // target/<profile>/capsule-bench -> target/<profile>/capsule
+        exe.parent().expect("target/<profile>").join("capsule")
     });
     assert!(
         capsule.is_file(),
@@ -299,4 +299,5 @@ fn main() {
     table("Appends per second", &appends(dir.path()));
     table("`capsule verify` on a 1,000,000-record log", &verify_million(dir.path(), &capsule));
     table("A command looping on a denied syscall (getppid)", &denial_cost(dir.path()));
+    Ok(())
 }
