@@ -134,19 +134,37 @@ pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
 /// Whether `dir` lies beneath one of the policy's writable paths (`None`: writes are
 /// not restricted, so everything is writable).
 fn writable_by_command(dir: &Path, write: &Option<Vec<String>>, workspace: &Path) -> bool {
-    let Some(paths) = write else { return true };
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let tmpdir = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    paths.iter().any(|p| {
-        let resolved = if let Some(rest) = p.strip_prefix("${WORKSPACE}") {
-            Some(workspace.join(rest.trim_start_matches('/')))
-        } else if let Some(rest) = p.strip_prefix("${HOME}") {
-            home.as_ref().map(|h| h.join(rest.trim_start_matches('/')))
-        } else if let Some(rest) = p.strip_prefix("${TMPDIR}") {
-            Some(tmpdir.join(rest.trim_start_matches('/')))
-        } else {
-            Some(PathBuf::from(p))
-        };
-        resolved.is_some_and(|r| dir.starts_with(&r))
+    use capsule_launch::paths::{PathVars, resolve_existing};
+    let Some(rules) = write else { return true };
+    // Resolved as the launcher resolves Landlock's paths (variables, symlinks, `..`);
+    // whatever cannot be resolved counts as writable.
+    let (Ok(vars), Ok(dir)) = (PathVars::from_env(Some(workspace)), resolve_existing(dir)) else { return true };
+    rules.iter().any(|rule| match vars.resolve(rule) {
+        Ok(granted) => dir.starts_with(granted.canonicalize().unwrap_or(granted)),
+        Err(_) => true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_beneath_a_writable_path_is_seen_through_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let write = Some(vec!["${WORKSPACE}".to_owned()]);
+        // The workspace given through a symlink still covers the real directory's cache,
+        // including a cache directory that does not exist yet.
+        assert!(writable_by_command(&real.join(".cache/capsule/key"), &write, &link));
+        assert!(writable_by_command(&link.join(".cache"), &write, &real));
+        assert!(!writable_by_command(&outside.join("cache"), &write, &link));
+        // No write rules: everything is writable.
+        assert!(writable_by_command(&outside, &None, &link));
+    }
 }

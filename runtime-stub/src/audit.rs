@@ -18,10 +18,9 @@
 //! implied. `denials` and `audited-syscalls` select the syscall records.
 
 use std::ffi::OsString;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capsule_artifacts::launch::{LaunchSettings, Record as RecordClass};
@@ -91,43 +90,11 @@ fn is_state_relative(rule: &str) -> bool {
     !rule.contains("${") && !Path::new(rule).is_absolute()
 }
 
-/// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
-/// be compared with the paths Landlock grants; the missing tail is kept as written.
-fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
-    };
-    let mut missing = Vec::new();
-    let mut existing = absolute.as_path();
-    loop {
-        match existing.canonicalize() {
-            Ok(mut resolved) => {
-                resolved.extend(missing.iter().rev());
-                return Ok(resolved);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let (Some(parent), Some(Component::Normal(name))) =
-                    (existing.parent(), existing.components().next_back())
-                else {
-                    return Err(format!("the audit log path {} cannot be resolved", path.display()));
-                };
-                missing.push(name.to_owned());
-                existing = parent;
-            }
-            Err(e) => {
-                return Err(format!("the audit log path {} cannot be resolved: {e}", path.display()));
-            }
-        }
-    }
-}
-
 /// Refuses a log the command could write: beneath a path of the policy's `write`
 /// class, or anywhere when writes are not restricted (no `filesystem: write:`, or
 /// Landlock missing in best-effort mode). Returns the resolved log path.
 pub(crate) fn protected_log_path(log: &Path, landlock: &LandlockPlan) -> Result<PathBuf, String> {
-    let resolved = resolve_existing(log)?;
+    let resolved = crate::paths::resolve_existing(log).map_err(|e| format!("the audit log path {e}"))?;
     let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else {
         return Err(format!(
             "the policy does not restrict writes (no `filesystem: write:`), so the command could rewrite the audit log {}; \

@@ -26,7 +26,7 @@ pub mod audit;
 mod child;
 pub mod cli;
 mod command;
-mod paths;
+pub mod paths;
 mod sandbox;
 mod seccomp;
 pub mod supervisor;

@@ -1,6 +1,7 @@
 //! `${WORKSPACE}`, `${HOME}` and `${TMPDIR}` in filesystem rules, resolved at launch.
 
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::{Component, Path, PathBuf};
 
 /// The values the variables take for one launch.
 #[derive(Debug, Clone)]
@@ -59,6 +60,38 @@ impl PathVars {
     /// Whether a rule names the workspace itself, which must exist.
     pub fn is_workspace_rule(rule: &str) -> bool {
         rule.trim_end_matches('/') == "${WORKSPACE}"
+    }
+}
+
+/// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
+/// be compared with the paths Landlock grants; the missing tail is kept as written.
+pub fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
+    };
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut resolved) => {
+                resolved.extend(missing.iter().rev());
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let (Some(parent), Some(Component::Normal(name))) =
+                    (existing.parent(), existing.components().next_back())
+                else {
+                    return Err(format!("{} cannot be resolved", path.display()));
+                };
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            Err(e) => {
+                return Err(format!("{} cannot be resolved: {e}", path.display()));
+            }
+        }
     }
 }
 
