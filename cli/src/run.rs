@@ -76,22 +76,25 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
 
     // A cache the command could write is a cache it could poison for the next run.
     let cache_dir = cache::cache_root().map(|root| root.join(cache::key(&source)));
-    // Deleted when dropped, after the command has run.
+    // A private directory (mode 0700, deleted after the command has run) is used when
+    // the cache could be poisoned by the command, or cannot be written (read-only HOME).
+    let private_dir = || {
+        tempfile::Builder::new().prefix("capsule-build-").tempdir().context("cannot create a private build directory")
+    };
     let mut private: Option<tempfile::TempDir> = None;
-    let dir = match cache_dir.filter(|d| !writable_by_command(d, &policy.launch.filesystem.write, &workspace)) {
-        Some(dir) => dir,
+    let cached = cache_dir
+        .filter(|d| !writable_by_command(d, &policy.launch.filesystem.write, &workspace))
+        .and_then(|dir| cache::load_or_build(&source, &dir, target).ok().map(|loaded| (dir, loaded)));
+    let (dir, (artifact, origin)) = match cached {
+        Some(found) => found,
         None => {
-            // tempfile creates the directory with mode 0700.
-            let made = tempfile::Builder::new()
-                .prefix("capsule-build-")
-                .tempdir()
-                .context("cannot create a private build directory")?;
-            let path = made.path().to_path_buf();
+            let made = private_dir()?;
+            let dir = made.path().to_path_buf();
+            let loaded = cache::load_or_build(&source, &dir, target)?;
             private = Some(made);
-            path
+            (dir, loaded)
         }
     };
-    let (artifact, origin) = cache::load_or_build(&source, &dir, target)?;
     if args.verbose {
         let how = match origin {
             cache::Origin::Hit => "cached",
