@@ -186,6 +186,19 @@ pub enum RuleKind {
     Allow,
 }
 
+impl RuleKind {
+    /// The order rules decide in: deny rules by the kernel's precedence (between two
+    /// errnos the caller keeps source order), then audit, then allow.
+    pub fn precedence(self) -> u8 {
+        match self {
+            // 0..=4; verified IR has no allowing deny rule.
+            RuleKind::Deny(action) => action.precedence(),
+            RuleKind::Audit => 5,
+            RuleKind::Allow => 6,
+        }
+    }
+}
+
 /// Where a rule was written, for `explain` and diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {

@@ -10,7 +10,7 @@
 //! - an unconditional allow removes every other allow rule;
 //! - a rule identical to an earlier one (same kind, same condition) is dropped.
 
-use crate::ir::{Action, Cond, Policy, Rule, RuleKind};
+use crate::ir::{Cond, Policy, Rule, RuleKind};
 
 pub fn run(policy: &mut Policy) {
     super::for_each_syscall(policy, |syscall| syscall.rules = resolve(std::mem::take(&mut syscall.rules)));
@@ -28,7 +28,7 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
         .iter()
         .enumerate()
         .filter(|(_, r)| r.cond == Cond::True && matches!(r.kind, RuleKind::Deny(_)))
-        .min_by_key(|(i, r)| (rank(r.kind), *i))
+        .min_by_key(|(i, r)| (r.kind.precedence(), *i))
         .map(|(i, _)| i)
     {
         let RuleKind::Deny(best) = kept[winner].kind else { unreachable!("filtered on deny") };
@@ -37,8 +37,8 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
             RuleKind::Deny(action) => {
                 i != winner
                     && (action == best
-                        || rank(rule.kind) > rank(kept[winner].kind)
-                        || (rank(rule.kind) == rank(kept[winner].kind) && i > winner))
+                        || rule.kind.precedence() > kept[winner].kind.precedence()
+                        || (rule.kind.precedence() == kept[winner].kind.precedence() && i > winner))
             }
         };
         let beaten: Vec<bool> = kept.iter().enumerate().map(|(i, r)| beaten(i, r)).collect();
@@ -55,19 +55,6 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
 
 fn drop_where(rules: Vec<Rule>, dropped: impl Fn(usize, &Rule) -> bool) -> Vec<Rule> {
     rules.into_iter().enumerate().filter(|(i, r)| !dropped(*i, r)).map(|(_, r)| r).collect()
-}
-
-/// Lower is more restrictive; the IR's own order (`Action`'s `Ord` ranks all errnos
-/// by value, so it is not used here).
-fn rank(kind: RuleKind) -> u8 {
-    match kind {
-        RuleKind::Deny(Action::KillProcess) => 0,
-        RuleKind::Deny(Action::KillThread) => 1,
-        RuleKind::Deny(Action::Trap) => 2,
-        RuleKind::Deny(Action::Errno(_)) => 3,
-        RuleKind::Deny(Action::Log) => 4,
-        RuleKind::Deny(Action::Allow) | RuleKind::Audit | RuleKind::Allow => 5,
-    }
 }
 
 #[cfg(test)]

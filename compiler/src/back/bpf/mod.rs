@@ -254,7 +254,7 @@ impl Gen {
     /// then the default.
     fn rules(&mut self, rules: &[Rule], nr: u32, policy: &Policy, info: &TargetInfo) {
         let mut ordered: Vec<&Rule> = rules.iter().collect();
-        ordered.sort_by_key(|r| precedence(r.kind));
+        ordered.sort_by_key(|r| r.kind.precedence());
         for rule in ordered {
             let (action, audited) = match rule.kind {
                 RuleKind::Deny(action) => (action, false),
@@ -457,22 +457,6 @@ impl Gen {
                 self.asm.bind(next);
             }
         }
-    }
-}
-
-/// The order rules are tried in: deny rules by the kernel's precedence (a stable sort
-/// keeps the first written first among equals), then audit, then allow.
-fn precedence(kind: RuleKind) -> u8 {
-    match kind {
-        RuleKind::Deny(Action::KillProcess) => 0,
-        RuleKind::Deny(Action::KillThread) => 1,
-        RuleKind::Deny(Action::Trap) => 2,
-        RuleKind::Deny(Action::Errno(_)) => 3,
-        RuleKind::Deny(Action::Log) => 4,
-        // Verified IR has no allowing deny rule; were there one, it would allow.
-        RuleKind::Deny(Action::Allow) => 6,
-        RuleKind::Audit => 5,
-        RuleKind::Allow => 6,
     }
 }
 
