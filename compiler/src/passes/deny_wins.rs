@@ -60,7 +60,7 @@ fn drop_where(rules: Vec<Rule>, dropped: impl Fn(usize, &Rule) -> bool) -> Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::Test;
+    use crate::ir::{Action, Test};
     use crate::passes::testing::*;
 
     fn kinds(rules: &[Rule]) -> Vec<RuleKind> {
