@@ -2,6 +2,7 @@
 //! notes. Rendering (codespan-reporting for people, JSON for programs) is separate.
 
 use crate::ir::Span;
+use codespan_reporting::term::termcolor::{Buffer, WriteColor};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -221,20 +222,17 @@ pub fn render_plain(diags: &[Diagnostic], src: &SourceFile) -> String {
 }
 
 /// Render diagnostics to a terminal-aware writer (colour when it supports it).
-pub fn render_to(
-    writer: &mut dyn codespan_reporting::term::termcolor::WriteColor,
-    diags: &[Diagnostic],
-    src: &SourceFile,
-) -> std::io::Result<()> {
+pub fn render_to(writer: &mut dyn WriteColor, diags: &[Diagnostic], src: &SourceFile) -> std::io::Result<()> {
     let files = codespan_reporting::files::SimpleFile::new(src.name, src.text);
     let config = codespan_reporting::term::Config::default();
     let rest = render_budgeted(diags, |d| {
-        let mut text = String::new();
-        codespan_reporting::term::emit_to_string(&mut text, &config, &files, &to_codespan(d, src))
+        // Rendered once into a buffer with the writer's colour support, so its size
+        // counts against the budget and the same bytes are written.
+        let mut buffer = if writer.supports_color() { Buffer::ansi() } else { Buffer::no_color() };
+        codespan_reporting::term::emit_to_write_style(&mut buffer, &config, &files, &to_codespan(d, src))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        codespan_reporting::term::emit_to_write_style(writer, &config, &files, &to_codespan(d, src))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(text.len())
+        writer.write_all(buffer.as_slice())?;
+        Ok(buffer.len())
     })?;
     if let Some(line) = rest {
         writer.write_all(line.as_bytes())?;
