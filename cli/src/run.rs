@@ -78,9 +78,6 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     let cache_dir = cache::cache_root().map(|root| root.join(cache::key(&source)));
     // A private directory (mode 0700, deleted after the command has run) is used when
     // the cache could be poisoned by the command, or cannot be written (read-only HOME).
-    let private_dir = || {
-        tempfile::Builder::new().prefix("capsule-build-").tempdir().context("cannot create a private build directory")
-    };
     let mut private: Option<tempfile::TempDir> = None;
     let cached = cache_dir
         .filter(|d| !writable_by_command(d, &policy.launch.filesystem.write, &workspace))
@@ -88,7 +85,10 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     let (dir, (artifact, origin)) = match cached {
         Some(found) => found,
         None => {
-            let made = private_dir()?;
+            let made = tempfile::Builder::new()
+                .prefix("capsule-build-")
+                .tempdir()
+                .context("cannot create a private build directory")?;
             let dir = made.path().to_path_buf();
             let loaded = cache::load_or_build(&source, &dir, target)?;
             private = Some(made);
