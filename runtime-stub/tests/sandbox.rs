@@ -196,8 +196,11 @@ fn the_command_leads_its_own_session() {
     let fields: Vec<&str> = stdout.split_whitespace().collect();
     assert_eq!(fields.len(), 2, "{stdout}");
     assert_eq!(fields[0], fields[1]);
-    let own_sid = rustix::process::getsid(None).unwrap().as_raw_pid();
-    assert_ne!(fields[1], own_sid.to_string());
+    // Read from /proc rather than getsid(2): in a container whose session leader is outside
+    // the PID namespace the session id is 0, which rustix's Pid cannot hold.
+    let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let own_sid = own_stat.rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap().to_owned();
+    assert_ne!(fields[1], own_sid);
 }
 
 /// The launcher needs no privilege: as `nobody`, Landlock and seccomp still apply.
