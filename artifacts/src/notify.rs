@@ -22,24 +22,145 @@ pub enum NotifyAnswer {
 /// answer this table gives for it; every other outcome of that number is returned by
 /// the filter itself (enforced, but not recorded by the supervisor).
 ///
-/// The answer for a number: `newer` above `max_nr`, else the `syscalls` entry, else
-/// `default` (numbers no rule names, and the gaps of the table).
+/// The answer for a number: `newer` above `max_nr`, else the answer of the run holding
+/// it, else `default` (numbers no rule names, and the gaps of the table).
+///
+/// Numbers are kept as runs of consecutive numbers with one answer, in ascending order:
+/// the launcher parses this table on every launch, and runs keep it a few dozen
+/// entries instead of one per allowed syscall.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedTable")]
 pub struct NotifyTable {
     pub max_nr: u32,
     pub default: Option<NotifyAnswer>,
     pub newer: Option<NotifyAnswer>,
-    /// Numbers whose notified answer differs from `default`. `None`: that number is
-    /// never notified.
-    pub syscalls: BTreeMap<u32, Option<NotifyAnswer>>,
+    /// Ascending, disjoint runs whose answer differs from `default`.
+    runs: Vec<NotifyRun>,
 }
 
+/// The numbers `first..=last`, all answered alike; `None`: never notified. Written as
+/// the JSON array `[first, last, answer]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyRun(pub u32, pub u32, pub Option<NotifyAnswer>);
+
 impl NotifyTable {
+    /// The table for `answers` (number → answer, where it differs from `default`);
+    /// consecutive numbers with one answer become one run.
+    pub fn new(
+        max_nr: u32,
+        default: Option<NotifyAnswer>,
+        newer: Option<NotifyAnswer>,
+        answers: &BTreeMap<u32, Option<NotifyAnswer>>,
+    ) -> Self {
+        let mut runs: Vec<NotifyRun> = Vec::new();
+        for (&nr, &answer) in answers {
+            match runs.last_mut() {
+                Some(NotifyRun(_, last, a)) if *a == answer && last.checked_add(1) == Some(nr) => *last = nr,
+                _ => runs.push(NotifyRun(nr, nr, answer)),
+            }
+        }
+        NotifyTable { max_nr, default, newer, runs }
+    }
+
     pub fn answer(&self, nr: u32) -> Option<NotifyAnswer> {
-        if nr > self.max_nr { self.newer } else { self.syscalls.get(&nr).copied().unwrap_or(self.default) }
+        if nr > self.max_nr {
+            return self.newer;
+        }
+        // The last run starting at or below `nr` is the only one that can hold it.
+        let i = self.runs.partition_point(|run| run.0 <= nr);
+        match i.checked_sub(1).map(|i| self.runs[i]) {
+            Some(NotifyRun(_, last, answer)) if nr <= last => answer,
+            _ => self.default,
+        }
+    }
+
+    pub fn runs(&self) -> &[NotifyRun] {
+        &self.runs
     }
 
     pub fn is_empty(&self) -> bool {
-        self.default.is_none() && self.newer.is_none() && self.syscalls.values().all(Option::is_none)
+        self.default.is_none() && self.newer.is_none() && self.runs.iter().all(|run| run.2.is_none())
+    }
+}
+
+/// The table as written, before its runs are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UncheckedTable {
+    max_nr: u32,
+    default: Option<NotifyAnswer>,
+    newer: Option<NotifyAnswer>,
+    runs: Vec<NotifyRun>,
+}
+
+impl TryFrom<UncheckedTable> for NotifyTable {
+    type Error = String;
+
+    /// Overlapping or unordered runs would make a number's answer depend on the
+    /// search: refused rather than guessed.
+    fn try_from(table: UncheckedTable) -> Result<Self, String> {
+        let mut next = 0u32;
+        for (i, &NotifyRun(first, last, _)) in table.runs.iter().enumerate() {
+            if first > last || last > table.max_nr || (i > 0 && first < next) {
+                return Err(format!(
+                    "notify run {i} ([{first}, {last}]) is not an ascending, disjoint run within 0..={}",
+                    table.max_nr
+                ));
+            }
+            next = last.saturating_add(1);
+        }
+        Ok(NotifyTable { max_nr: table.max_nr, default: table.default, newer: table.newer, runs: table.runs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(entries: &[(u32, Option<NotifyAnswer>)]) -> NotifyTable {
+        NotifyTable::new(
+            20,
+            Some(NotifyAnswer::Errno(1)),
+            Some(NotifyAnswer::Errno(38)),
+            &entries.iter().copied().collect(),
+        )
+    }
+
+    #[test]
+    fn consecutive_numbers_with_one_answer_share_a_run() {
+        let t = table(&[(1, None), (2, None), (3, None), (5, None), (6, Some(NotifyAnswer::Continue))]);
+        assert_eq!(
+            t.runs(),
+            [NotifyRun(1, 3, None), NotifyRun(5, 5, None), NotifyRun(6, 6, Some(NotifyAnswer::Continue))]
+        );
+        let answers: Vec<_> = (0..=22).map(|nr| t.answer(nr)).collect();
+        let e1 = Some(NotifyAnswer::Errno(1));
+        let mut expected = vec![e1; 21];
+        expected[1..4].fill(None);
+        expected[5] = None;
+        expected[6] = Some(NotifyAnswer::Continue);
+        expected.extend([Some(NotifyAnswer::Errno(38)); 2]);
+        assert_eq!(answers, expected);
+    }
+
+    #[test]
+    fn round_trips_as_compact_runs() {
+        let t = table(&[(1, None), (2, None), (9, Some(NotifyAnswer::Errno(38)))]);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            json,
+            r#"{"max_nr":20,"default":{"errno":1},"newer":{"errno":38},"runs":[[1,2,null],[9,9,{"errno":38}]]}"#
+        );
+        assert_eq!(serde_json::from_str::<NotifyTable>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn overlapping_unordered_or_out_of_range_runs_are_refused() {
+        let head = r#"{"max_nr":20,"default":null,"newer":null,"runs":"#;
+        for runs in ["[[3,5,null],[5,6,null]]", "[[6,7,null],[1,2,null]]", "[[4,3,null]]", "[[1,21,null]]"] {
+            let err = serde_json::from_str::<NotifyTable>(&format!("{head}{runs}}}")).unwrap_err();
+            assert!(err.to_string().contains("ascending, disjoint"), "{runs}: {err}");
+        }
+        assert!(serde_json::from_str::<NotifyTable>(&format!("{head}[[1,2,null],[3,20,null]]}}")).is_ok());
     }
 }

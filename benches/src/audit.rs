@@ -206,12 +206,7 @@ fn denial_cost(dir: &Path) -> Vec<(String, String)> {
     let log = dir.join("denials.log");
     let calls: u64 = 200_000;
 
-    let notify_table = NotifyTable {
-        max_nr: 1000,
-        default: None,
-        newer: None,
-        syscalls: BTreeMap::from([(GETPPID, Some(NotifyAnswer::Errno(1)))]),
-    };
+    let notify_table = NotifyTable::new(1000, None, None, &BTreeMap::from([(GETPPID, Some(NotifyAnswer::Errno(1)))]));
     let variants: [(&str, u32, Option<NotifyTable>, Option<&Path>); 4] = [
         ("allowed (filter returns ALLOW)", 0x7fff_0000, None, None),
         ("denied by the filter (ERRNO, not logged)", 0x0005_0001, None, None),

@@ -81,7 +81,7 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
         _ => None,
     };
     let default = denial(policy.default);
-    let mut table = NotifyTable { max_nr, default, newer: denial(policy.newer_syscalls), syscalls: BTreeMap::new() };
+    let mut answers = BTreeMap::new();
     for (&nr, rules) in &syscalls.syscalls {
         // Every outcome the syscall may reach (an over-approximation is safe: it
         // only makes a conflict, and so a direct return, more likely).
@@ -111,10 +111,10 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
             candidates.first().copied()
         };
         if answer != default {
-            table.syscalls.insert(nr, answer);
+            answers.insert(nr, answer);
         }
     }
-    table
+    NotifyTable::new(max_nr, default, denial(policy.newer_syscalls), &answers)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
