@@ -56,8 +56,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let cache = dir.path().join("cache");
     let state = dir.path().join("state");
 
-    let launch = |with_log: bool| {
-        let mut c = Command::new(&launcher);
+    let launch = |binary: &Path, with_log: bool| {
+        let mut c = Command::new(binary);
         c.current_dir(&work).arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
         if with_log {
             c.arg("--log").arg(&log);
@@ -76,39 +76,56 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .args(["--", "/bin/true"]);
         c
     };
-    wall(&mut run())?; // warm the cache
+    let spawn_floor = build_spawn_floor(dir.path())?;
+    let static_launcher = static_launcher()?;
     let bwrap = Path::new("/usr/bin/bwrap").exists();
-    let mut rows: Vec<(&str, Vec<Duration>)> = vec![
-        ("/bin/true (direct)", vec![]),
-        ("capsule-launch, no log", vec![]),
-        ("capsule-launch --log", vec![]),
-        ("capsule run (warm cache)", vec![]),
+
+    type Make<'a> = Box<dyn Fn() -> Command + 'a>;
+    let mut rows: Vec<(&str, Make, Vec<Duration>)> = vec![
+        ("/bin/true (direct)", Box::new(|| Command::new("/bin/true")), vec![]),
+        (
+            "floor: C posix_spawn + wait",
+            Box::new(|| {
+                let mut c = Command::new(&spawn_floor);
+                c.arg("/bin/true");
+                c
+            }),
+            vec![],
+        ),
+        ("capsule-launch, no log", Box::new(|| launch(&launcher, false)), vec![]),
+        ("capsule-launch --log", Box::new(|| launch(&launcher, true)), vec![]),
+        ("capsule run (warm cache)", Box::new(run), vec![]),
     ];
-    if bwrap {
-        rows.push(("bwrap --ro-bind / / --dev /dev", vec![]));
+    if let Some(path) = &static_launcher {
+        rows.insert(3, ("capsule-launch (static), no log", Box::new(|| launch(path, false)), vec![]));
     }
+    if bwrap {
+        rows.push((
+            "bwrap --ro-bind / / --dev /dev",
+            Box::new(|| {
+                let mut c = Command::new("/usr/bin/bwrap");
+                c.args(["--ro-bind", "/", "/", "--dev", "/dev", "/bin/true"]);
+                c
+            }),
+            vec![],
+        ));
+    }
+    wall(&mut run())?; // warm the cache
     for _ in 0..options.runs {
-        rows[0].1.push(wall(&mut Command::new("/bin/true"))?);
-        rows[1].1.push(wall(&mut launch(false))?);
-        rows[2].1.push(wall(&mut launch(true))?);
-        rows[3].1.push(wall(&mut run())?);
-        if bwrap {
-            rows[4].1.push(wall(Command::new("/usr/bin/bwrap").args([
-                "--ro-bind",
-                "/",
-                "/",
-                "--dev",
-                "/dev",
-                "/bin/true",
-            ]))?);
+        for (_, make, times) in &mut rows {
+            times.push(wall(&mut make())?);
         }
     }
-    let direct = summary(rows[0].1.clone()).0;
+    let medians: Vec<f64> = rows.iter().map(|(_, _, times)| summary(times.clone()).0).collect();
+    let (direct, floor) = (medians[0], medians[1]);
     println!("launch cost, {} runs each, interleaved; wall time per run", options.runs);
-    println!("{:<34} {:>9} {:>9} {:>8}", "command", "median", "mean", "x direct");
-    for (name, times) in rows {
+    println!("{:<34} {:>9} {:>9} {:>9} {:>8}", "command", "median", "mean", "x direct", "x floor");
+    for (name, _, times) in rows {
         let (median, mean) = summary(times);
-        println!("{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>7.2}x", median / direct);
+        println!("{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>8.2}x {:>7.2}x", median / direct, median / floor);
+    }
+    if static_launcher.is_none() {
+        println!("(no static launcher: `make launcher-static` builds one)");
     }
     if !bwrap {
         println!("(bwrap not installed: apt-get install bubblewrap)");
@@ -117,6 +134,29 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let install = filter_install_time(&blob, options.runs)?;
     println!("filter install (default policy, {} instructions): median {:.1} us", blob.len() / 8, install * 1e6);
     Ok(())
+}
+
+/// The least any launcher that stays the parent can cost: a C program that
+/// posix_spawns its argument and waits for it.
+fn build_spawn_floor(dir: &Path) -> anyhow::Result<PathBuf> {
+    const SOURCE: &str = "#include <spawn.h>\n#include <sys/wait.h>\nextern char **environ;\n\
+        int main(int argc, char **argv) { pid_t pid; int status;\n\
+        if (argc < 2 || posix_spawn(&pid, argv[1], 0, 0, argv + 1, environ)) return 127;\n\
+        waitpid(pid, &status, 0); return WEXITSTATUS(status); }\n";
+    let source = dir.join("spawn-floor.c");
+    let binary = dir.join("spawn-floor");
+    std::fs::write(&source, SOURCE)?;
+    let cc = Command::new("cc").args(["-O2", "-o"]).arg(&binary).arg(&source).status().context("run cc")?;
+    ensure!(cc.success(), "cc failed on {}", source.display());
+    Ok(binary)
+}
+
+/// The launcher built by `make launcher-static`, if it was.
+fn static_launcher() -> anyhow::Result<Option<PathBuf>> {
+    let release = std::env::current_exe()?.parent().context("no parent")?.to_path_buf();
+    let target = release.parent().context("no target dir")?;
+    let path = target.join("x86_64-unknown-linux-gnu").join("release").join("capsule-launch");
+    Ok(path.exists().then_some(path))
 }
 
 /// Median time of the seccomp(2) call that installs `blob`, each in a fresh child.
