@@ -279,7 +279,11 @@ fn read_listed(dir: &Path, file: &FileEntry) -> Result<Vec<u8>, ArtifactError> {
 fn read_capped(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, ArtifactError> {
     let io_error = |source| ArtifactError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io_error)?;
-    let mut bytes = Vec::new();
+    // Sized from fstat so the file comes in one read rather than a doubling series of
+    // them (the launcher reads every pinned file on every launch); the cap still holds
+    // if the file grows meanwhile.
+    let hint = file.metadata().map(|m| m.len().min(limit) + 1).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     file.take(limit + 1).read_to_end(&mut bytes).map_err(io_error)?;
     let size = bytes.len() as u64;
     if size > limit {
