@@ -216,3 +216,56 @@ fn allowed_calls_work_and_unnamed_ones_get_the_default() {
         Ended::Exited(libc::EPERM),
     );
 }
+
+/// The file the mode checks chmod, and the mode they pass: set before each child forks
+/// (the child's body is a plain `fn`).
+static MODE_TARGET: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+static MODE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn fchmodat_mode_target() -> i32 {
+    let path = MODE_TARGET.get().expect("set before the fork");
+    let mode = MODE.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: fchmodat(2) on a live C string; the mode register carries bits above the
+    // 16 the kernel reads, on purpose.
+    errno_of(unsafe { libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, path.as_ptr(), mode, 0) })
+}
+
+/// A `umode_t` is 16 bits to the kernel, so `fchmodat(path, 0o777 | 0x10000)` is a
+/// chmod 0777: shown first without a filter, then refused by a policy that denies
+/// mode 0777 whatever bits 16 to 63 hold, while an allowed mode still works with them.
+#[test]
+fn a_denied_mode_is_denied_whatever_bits_16_and_up_hold() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("target");
+    std::fs::write(&file, b"x").unwrap();
+    MODE_TARGET.set(std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap()).unwrap();
+    let set_mode = |mode| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let mode_now = || std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+
+    set_mode(0o600);
+    MODE.store(0o777 | 0x1_0000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fchmodat_mode_target(), 0, "without a filter the call succeeds");
+    assert_eq!(mode_now(), 0o777, "and the kernel ignored bit 16: the attack works");
+
+    let source = "version: 1\nname: modes\ndefault: allow\nsyscalls:\n  deny:\n    \
+                  - fchmodat: { when: \"mode == 0o777\", action: errno(EACCES) }\n";
+    let built = capsule_compiler::build::build(
+        source.as_bytes(),
+        &capsule_compiler::build::BuildOptions { targets: vec![X86] },
+    )
+    .expect("the policy builds");
+    let program = capsule_compiler::bpf::decode(&built.files["linux-x86_64.bpf"]).expect("a BPF program");
+    for (mode, errno, mode_after) in [
+        (0o777, libc::EACCES, 0o600),
+        (0o777 | 0x1_0000, libc::EACCES, 0o600),
+        (0o777 | 0xffff_ffff_0000_0000, libc::EACCES, 0o600),
+        (0o640 | 0x1_0000, 0, 0o640),
+    ] {
+        set_mode(0o600);
+        MODE.store(mode, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(in_filtered_child(&program, fchmodat_mode_target), Ended::Exited(errno), "mode {mode:#x}");
+        assert_eq!(mode_now(), mode_after, "mode {mode:#x}");
+    }
+}

@@ -8,6 +8,7 @@ use super::suggest::did_you_mean;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test, Width};
 use crate::tables::{self, SyscallDef, Table};
+use crate::valid::width_of_bits;
 use capsule_artifacts::launch::{self, LandlockMode, Record};
 use capsule_artifacts::{LaunchSettings, Target};
 use capsule_grammar as g;
@@ -277,8 +278,8 @@ impl Lower {
     }
 
     fn test(&mut self, t: &g::Test, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
-        let arg = self.argument(&t.arg, when, def)?;
-        let value = |v: &g::Value, this: &mut Self| this.value(v, arg.width, when, table);
+        let (arg, bits) = self.argument(&t.arg, when, def)?;
+        let value = |v: &g::Value, this: &mut Self| this.value(v, bits, when, table);
         let test = match &t.op {
             g::TestOp::Cmp(op, v) => {
                 let v = value(v, self)?;
@@ -309,23 +310,24 @@ impl Lower {
             }
         };
         let span = when.file_span(t.span);
-        if let Some(always) = triviality(&test, arg.width) {
+        if let Some(always) = triviality(&test, bits_mask(bits)) {
             let (code, what) =
                 if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
             self.push(
-                Diagnostic::new(code, span, format!("this test is {what} for a {}-bit argument", arg.width.bits()))
-                    .label(what)
-                    .help(if always {
+                Diagnostic::new(code, span, format!("this test is {what} for a {bits}-bit argument")).label(what).help(
+                    if always {
                         "drop the condition, or fix the value"
                     } else {
                         "the rule can never apply: fix the value or remove the rule"
-                    }),
+                    },
+                ),
             );
         }
-        Some(Cond::Test { arg, test })
+        Some(if bits < arg.width.bits() { on_low_bits(arg, bits_mask(bits), test) } else { Cond::Test { arg, test } })
     }
 
-    fn argument(&mut self, ident: &g::Ident, when: &CondAst, def: &SyscallDef) -> Option<Arg> {
+    /// The argument, and how many of its bits the kernel reads: 16 (`umode_t`), 32 or 64.
+    fn argument(&mut self, ident: &g::Ident, when: &CondAst, def: &SyscallDef) -> Option<(Arg, u32)> {
         let span = when.file_span(ident.span);
         let index = match ident.name.strip_prefix("arg").and_then(|n| n.parse::<u8>().ok()) {
             Some(i) if i < 6 => Some(i as usize),
@@ -356,7 +358,7 @@ impl Lower {
         let Some(arg) = def.args.get(index) else {
             if def.args.is_empty() && !has_signature(def) {
                 // No kernel signature known: every register is a full-width argument.
-                return Some(Arg { index: index as u8, width: Width::W64 });
+                return Some((Arg { index: index as u8, width: Width::W64 }, 64));
             }
             self.push(
                 Diagnostic::new(
@@ -379,62 +381,61 @@ impl Lower {
                 .help("to restrict paths, use `filesystem:`; a pointer test is only useful against 0 (NULL)"),
             );
         }
-        let width = if arg.bits <= 32 { Width::W32 } else { Width::W64 };
-        Some(Arg { index: index as u8, width })
+        Some((Arg { index: index as u8, width: width_of_bits(arg.bits) }, u32::from(arg.bits)))
     }
 
-    fn value(&mut self, v: &g::Value, width: Width, when: &CondAst, table: &Table) -> Option<u64> {
+    /// `bits`: how many bits of the argument the kernel reads.
+    fn value(&mut self, v: &g::Value, bits: u32, when: &CondAst, table: &Table) -> Option<u64> {
+        let mask = bits_mask(bits);
         let span = when.file_span(v.span());
         let raw = match v {
             g::Value::Number { value, negative: false, .. } => *value,
             g::Value::Number { value, negative: true, .. } => {
-                let limit = 1u64 << (width.bits() - 1);
+                let limit = 1u64 << (bits - 1);
                 if *value > limit {
                     self.push(
                         Diagnostic::new(
                             Code::ConstantTooWide,
                             span,
-                            format!("-{value} does not fit in a {}-bit argument", width.bits()),
+                            format!("-{value} does not fit in a {bits}-bit argument"),
                         )
                         .label("out of range")
                         .help(format!("negative values go down to -{limit}")),
                     );
                     return None;
                 }
-                value.wrapping_neg() & width.mask()
+                value.wrapping_neg() & mask
             }
-            g::Value::Constant(ident) => self.constant(ident, width, when, table)?,
+            g::Value::Constant(ident) => self.constant(ident, bits, when, table)?,
             g::Value::BitOr(items, _) => {
                 let mut acc = 0;
                 for item in items {
-                    acc |= self.value(item, width, when, table)?;
+                    acc |= self.value(item, bits, when, table)?;
                 }
                 acc
             }
         };
-        if raw & !width.mask() != 0 {
+        if raw & !mask != 0 {
             self.push(
                 Diagnostic::new(
                     Code::ConstantTooWide,
                     span,
-                    format!("{raw:#x} is wider than this {}-bit argument", width.bits()),
+                    format!("{raw:#x} is wider than this {bits}-bit argument"),
                 )
-                .label(format!("the kernel reads only the low {} bits", width.bits()))
-                .help(format!("the kernel would see {:#x}; write that if it is what you mean", raw & width.mask())),
+                .label(format!("the kernel reads only the low {bits} bits"))
+                .help(format!("the kernel would see {:#x}; write that if it is what you mean", raw & mask)),
             );
             return None;
         }
         Some(raw)
     }
 
-    fn constant(&mut self, ident: &g::Ident, width: Width, when: &CondAst, table: &Table) -> Option<u64> {
+    fn constant(&mut self, ident: &g::Ident, bits: u32, when: &CondAst, table: &Table) -> Option<u64> {
         let span = when.file_span(ident.span);
         match table.constant(&ident.name) {
             // C constants of type int that are negative (AT_FDCWD) arrive sign-extended.
-            Some(v)
-                if width == Width::W32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 =>
-            {
-                Some(v & width.mask())
+            Some(v) if bits == 32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 => {
+                Some(v & bits_mask(bits))
             }
             Some(v) => Some(v),
             None => {
@@ -571,10 +572,57 @@ pub fn lower_action(a: &ActionAst) -> Action {
     }
 }
 
-/// `Some(true)` when the test holds for every value of the width, `Some(false)` when
+/// The values an argument the kernel reads `bits` bits of can take: `0..=bits_mask(bits)`.
+fn bits_mask(bits: u32) -> u64 {
+    u64::MAX >> (64 - bits)
+}
+
+/// `test` on an argument the kernel truncates to the bits of `mask` (a `umode_t` is
+/// read as 16 bits of a 32-bit word), written as tests on the word that ignore the
+/// bits above: garbage there must neither bypass a test nor fail an allowed call. The
+/// IR compares at 32 or 64 bits only, so equalities become masked equalities and a
+/// range becomes the aligned blocks below its bound (at most one per bit).
+fn on_low_bits(arg: Arg, mask: u64, test: Test) -> Cond {
+    let masked_eq = |value| Cond::Test { arg, test: Test::MaskedEq { mask, value } };
+    let masked_ne = |value| Cond::Test { arg, test: Test::MaskedNe { mask, value } };
+    // `arg & mask < bound`, for 0 <= bound <= mask + 1.
+    let below = |bound: u64| {
+        if bound > mask {
+            return Cond::True;
+        }
+        let blocks: Vec<Cond> = (0..mask.count_ones())
+            .rev()
+            .filter(|bit| bound & (1 << bit) != 0)
+            .map(|bit| {
+                // Same bits as `bound` above `bit`, a 0 at `bit`, anything below.
+                let block_mask = mask & !((1u64 << bit) - 1);
+                Cond::Test { arg, test: Test::MaskedEq { mask: block_mask, value: bound & block_mask & !(1 << bit) } }
+            })
+            .collect();
+        match blocks.len() {
+            0 => Cond::False,
+            1 => blocks.into_iter().next().expect("one block"),
+            _ => Cond::Or(blocks),
+        }
+    };
+    let not = |c: Cond| Cond::Not(Box::new(c));
+    match test {
+        Test::Eq(v) => masked_eq(v),
+        Test::Ne(v) => masked_ne(v),
+        Test::Lt(v) => below(v),
+        Test::Le(v) => below(v + 1),
+        Test::Gt(v) => not(below(v + 1)),
+        Test::Ge(v) => not(below(v)),
+        Test::In(vs) => Cond::Or(vs.into_iter().map(masked_eq).collect()),
+        Test::NotIn(vs) => Cond::And(vs.into_iter().map(masked_ne).collect()),
+        Test::MaskedEq { mask: m, value } => Cond::Test { arg, test: Test::MaskedEq { mask: m & mask, value } },
+        Test::MaskedNe { mask: m, value } => Cond::Test { arg, test: Test::MaskedNe { mask: m & mask, value } },
+    }
+}
+
+/// `Some(true)` when the test holds for every value in `0..=max`, `Some(false)` when
 /// for none.
-pub fn triviality(test: &Test, width: Width) -> Option<bool> {
-    let max = width.mask();
+pub fn triviality(test: &Test, max: u64) -> Option<bool> {
     match test {
         Test::Lt(0) => Some(false),
         Test::Gt(v) if *v == max => Some(false),
@@ -587,5 +635,46 @@ pub fn triviality(test: &Test, width: Width) -> Option<bool> {
         Test::In(xs) if xs.is_empty() => Some(false),
         Test::NotIn(xs) if xs.is_empty() => Some(true),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 16-bit test, rewritten for the 32-bit word, decides as the test does on the
+    /// low 16 bits, whatever bits 16 to 63 hold.
+    #[test]
+    fn tests_on_16_bit_arguments_ignore_the_bits_above() {
+        let arg = Arg { index: 2, width: Width::W32 };
+        let mask = bits_mask(16);
+        let bounds = [0, 1, 2, 0o777, 0x1000, 0x7fff, 0x8000, 0xfffe, 0xffff];
+        let mut tests = vec![Test::In(vec![0, 0o755, 0xffff]), Test::NotIn(vec![1, 0o644])];
+        for &v in &bounds {
+            tests.extend([Test::Eq(v), Test::Ne(v), Test::Lt(v), Test::Le(v), Test::Gt(v), Test::Ge(v)]);
+            tests.extend([Test::MaskedEq { mask: 0o7000, value: v & 0o7000 }, Test::MaskedNe { mask: v, value: 0 }]);
+        }
+        let values = (0..=0x3ff).chain(bounds.iter().flat_map(|&b: &u64| b.saturating_sub(2)..=(b + 2).min(mask)));
+        let values: Vec<u64> = values.chain((0..=mask).step_by(61)).collect();
+        for test in tests {
+            let cond = on_low_bits(arg, mask, test.clone());
+            for &low in &values {
+                for high in [0, 0x1_0000, 0x8000_0000, 0xffff_0000, 0xdead_beef_0000_0000, 0xffff_ffff_ffff_0000] {
+                    let mut args = [0u64; 6];
+                    args[2] = low | high;
+                    assert_eq!(cond.eval(&args), test.eval(low), "{test:?} on {:#x}: {cond:?}", low | high);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_becomes_at_most_one_block_per_bit() {
+        let arg = Arg { index: 0, width: Width::W32 };
+        let blocks = |c: &Cond| if let Cond::Or(items) = c { items.len() } else { 1 };
+        assert_eq!(blocks(&on_low_bits(arg, 0xffff, Test::Lt(0o1000))), 1);
+        assert_eq!(blocks(&on_low_bits(arg, 0xffff, Test::Lt(0xffff))), 16);
+        assert_eq!(on_low_bits(arg, 0xffff, Test::Le(0xffff)), Cond::True);
+        assert_eq!(on_low_bits(arg, 0xffff, Test::Lt(0)), Cond::False);
     }
 }
