@@ -406,27 +406,11 @@ fn a_descriptor_the_caller_left_open_is_not_inherited() {
     }
 }
 
-/// The kernel's Landlock ABI (0: none).
-fn kernel_landlock_abi() -> i64 {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-    // SAFETY: with a null attribute, size 0 and the VERSION flag the call only returns
-    // a number.
-    unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    }
-}
-
 #[test]
-fn connect_to_a_unix_socket_outside_the_paths_needs_landlock_abi_9() {
-    // A known gap, documented in docs/security-model.md: Landlock checks connect() to
-    // a pathname UNIX socket only from ABI 9 (LANDLOCK_ACCESS_FS_RESOLVE_UNIX), and
-    // seccomp cannot read the path. On an older kernel the test shows the gap is what
-    // the docs say; on ABI 9 it requires the connection to be refused.
+fn connect_to_a_unix_socket_outside_the_paths_is_refused() {
+    // Landlock checks connect() to a pathname UNIX socket only from ABI 9
+    // (LANDLOCK_ACCESS_FS_RESOLVE_UNIX) and seccomp cannot read the path, so the
+    // default policy denies connect() itself with EACCES, on every kernel.
     let attack = Attack::new("unix_connect");
     let dir = outside_dir("capsule-unix-");
     let path = dir.path().join("service.sock");
@@ -438,18 +422,10 @@ fn connect_to_a_unix_socket_outside_the_paths_needs_landlock_abi_9() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => false,
         Err(e) => panic!("accept: {e}"),
     };
-    let abi = kernel_landlock_abi();
-    for identity in identities("connect_to_a_unix_socket_outside_the_paths_needs_landlock_abi_9") {
+    for identity in identities("connect_to_a_unix_socket_outside_the_paths_is_refused") {
         attack.unsandboxed(&identity, &[&path]).assert_escaped();
         assert!(accepted());
-        let report = attack.sandboxed(&Sandbox::new(&identity), &[&path]);
-        if abi >= 9 {
-            report.assert_blocked("connect-unix", "EACCES");
-            assert!(!accepted());
-        } else {
-            eprintln!("KNOWN GAP: Landlock ABI {abi} < 9: the sandbox connects to {}", path.display());
-            report.assert_escaped();
-            assert!(accepted());
-        }
+        attack.sandboxed(&Sandbox::new(&identity), &[&path]).assert_blocked("connect-unix", "EACCES");
+        assert!(!accepted());
     }
 }
