@@ -23,8 +23,9 @@
 //! representative when it lies in the cell; when it does not, the class is empty.
 //!
 //! The analysis gives up (`None`) when `U` has more than 12 bits, when one argument is
-//! read with two widths, or when an argument's cells times `2^bits(U)`, or the number
-//! of combinations, exceeds 65,536.
+//! read with two widths, when an argument's cells times `2^bits(U)`, or the number of
+//! combinations, exceeds 65,536, or when the combinations times the condition's tests
+//! exceed the caller's work budget: a hostile policy must not make `check` slow.
 
 use crate::ir::{Cond, Test, Width};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,9 +36,15 @@ const MAX_VECTORS: usize = 1 << 16;
 const MAX_MASK_BITS: u32 = 12;
 
 /// `Some(truth)` when `cond` has that truth for every argument vector; `None` when it
-/// depends on the arguments or the analysis gives up (see the module comment).
-pub fn constant_truth(cond: &Cond) -> Option<bool> {
-    let axes = representatives(cond)?;
+/// depends on the arguments or the analysis gives up (see the module comment),
+/// including when it would cost more than `budget` test evaluations (the cost is taken
+/// off `budget`; nothing is evaluated when it does not fit).
+pub fn constant_truth_within(cond: &Cond, budget: &mut u64) -> Option<bool> {
+    // Bounded before any class is computed: classes cost work too.
+    let tests = count_tests(cond).max(1);
+    let axes = representatives(cond, usize::try_from(*budget / tests).unwrap_or(usize::MAX))?;
+    let vectors: u64 = axes.iter().map(|(_, values)| values.len() as u64).product();
+    *budget = budget.checked_sub(vectors * tests)?;
     let mut position = vec![0usize; axes.len()];
     let mut args = [0u64; 6];
     let mut truth = None;
@@ -66,7 +73,10 @@ pub fn constant_truth(cond: &Cond) -> Option<bool> {
 
 /// For each argument the condition tests, its index and representative values; `None`
 /// when the analysis gives up.
-fn representatives(cond: &Cond) -> Option<Vec<(usize, Vec<u64>)>> {
+/// `limit`: the most combinations the caller can pay for (capped at `MAX_VECTORS`),
+/// checked against an upper bound before the values are computed.
+fn representatives(cond: &Cond, limit: usize) -> Option<Vec<(usize, Vec<u64>)>> {
+    let limit = limit.min(MAX_VECTORS);
     let mut tests = BTreeMap::new();
     collect(cond, &mut tests);
     let keys: Vec<&(u8, Width)> = tests.keys().collect();
@@ -74,18 +84,26 @@ fn representatives(cond: &Cond) -> Option<Vec<(usize, Vec<u64>)>> {
     if keys.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return None;
     }
-    let mut axes = Vec::new();
-    let mut vectors = 1usize;
+    let mut classes = Vec::new();
+    let mut bound = 1usize;
     for (&(index, width), tests) in &tests {
-        let index = usize::from(index);
         if index >= 6 {
             return None;
         }
-        let values = argument_representatives(width.mask(), tests)?;
-        vectors = vectors.checked_mul(values.len()).filter(|&n| n <= MAX_VECTORS)?;
-        axes.push((index, values));
+        let (starts, union) = argument_classes(width.mask(), tests)?;
+        bound = bound.checked_mul(starts.len().checked_shl(union.count_ones())?).filter(|&n| n <= limit)?;
+        classes.push((usize::from(index), width.mask(), starts, union));
     }
-    Some(axes)
+    Some(classes.into_iter().map(|(index, max, starts, union)| (index, class_values(max, &starts, union))).collect())
+}
+
+fn count_tests(cond: &Cond) -> u64 {
+    match cond {
+        Cond::True | Cond::False => 0,
+        Cond::Test { .. } => 1,
+        Cond::Not(inner) => count_tests(inner),
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().map(count_tests).sum(),
+    }
 }
 
 fn collect<'a>(cond: &'a Cond, tests: &mut BTreeMap<(u8, Width), Vec<&'a Test>>) {
@@ -97,8 +115,9 @@ fn collect<'a>(cond: &'a Cond, tests: &mut BTreeMap<(u8, Width), Vec<&'a Test>>)
     }
 }
 
-/// One value of each non-empty class of `0..=max` (see the module comment).
-fn argument_representatives(max: u64, tests: &[&Test]) -> Option<Vec<u64>> {
+/// The cells' starts and the mask union of one argument's tests; `None` when the union
+/// has more than `MAX_MASK_BITS` bits.
+fn argument_classes(max: u64, tests: &[&Test]) -> Option<(Vec<u64>, u64)> {
     let mut union = 0u64;
     let mut starts = BTreeSet::from([0u64]);
     for test in tests {
@@ -121,11 +140,11 @@ fn argument_representatives(max: u64, tests: &[&Test]) -> Option<Vec<u64>> {
         }
     }
     let union = union & max;
-    let bits = union.count_ones();
-    if bits > MAX_MASK_BITS || starts.len().checked_shl(bits).is_none_or(|n| n > MAX_VECTORS) {
-        return None;
-    }
-    let starts: Vec<u64> = starts.into_iter().collect();
+    (union.count_ones() <= MAX_MASK_BITS).then(|| (starts.into_iter().collect(), union))
+}
+
+/// One value of each non-empty class of `0..=max` (see the module comment).
+fn class_values(max: u64, starts: &[u64], union: u64) -> Vec<u64> {
     let subsets = subsets(union);
     let mut values = Vec::new();
     for (k, &start) in starts.iter().enumerate() {
@@ -133,7 +152,7 @@ fn argument_representatives(max: u64, tests: &[&Test]) -> Option<Vec<u64>> {
         let in_cell = subsets.iter().filter_map(|&s| least_at_least(start, union, s)).filter(|&v| v <= end);
         values.extend(in_cell);
     }
-    Some(values)
+    values
 }
 
 /// Every subset of the bits of `set`, in increasing order.
@@ -168,6 +187,25 @@ fn least_at_least(low: u64, mask: u64, bits: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without a work limit: the tests below are about exactness.
+    fn constant_truth(cond: &Cond) -> Option<bool> {
+        let mut unlimited = u64::MAX;
+        constant_truth_within(cond, &mut unlimited)
+    }
+
+    #[test]
+    fn the_work_budget_is_spent_and_respected() {
+        // 3 tests on one argument with constants 1 and 2: cells start at 0, 1, 2, 3.
+        let cond = and([a(Test::Eq(1)), a(Test::Eq(2)), a(Test::Ne(1))]);
+        let mut budget = 12;
+        assert_eq!(constant_truth_within(&cond, &mut budget), Some(false));
+        assert_eq!(budget, 0);
+        assert_eq!(constant_truth_within(&cond, &mut budget), None, "nothing left");
+        let mut budget = 11;
+        assert_eq!(constant_truth_within(&cond, &mut budget), None);
+        assert_eq!(budget, 11, "a condition that does not fit costs nothing");
+    }
     use crate::ir::Arg;
 
     fn on(index: u8, width: Width, test: Test) -> Cond {
@@ -377,7 +415,7 @@ mod tests {
         for _ in 0..2000 {
             let widths = [[Width::W32, Width::W64][rng.below(2)], [Width::W32, Width::W64][rng.below(2)]];
             let t = random_cond(&mut rng, widths, 3);
-            let gave_up = representatives(&t).is_none();
+            let gave_up = representatives(&t, MAX_VECTORS).is_none();
             if !gave_up {
                 decided += 1;
                 // The analysis is exact when it does not give up.

@@ -18,7 +18,7 @@ const EPERM: u16 = 1;
 const ENOSYS: u16 = 38;
 
 pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
-    let mut cx = Lower { diags: Vec::new() };
+    let mut cx = Lower { diags: Vec::new(), constancy_budget: CONSTANCY_BUDGET };
     let policy = cx.policy(ast);
     // The same problem seen on two targets is one diagnostic.
     let mut seen = BTreeSet::new();
@@ -32,7 +32,13 @@ pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
 
 struct Lower {
     diags: Vec<Diagnostic>,
+    /// Test evaluations left for whole-condition constancy over the whole policy, so
+    /// that a hostile file cannot make the check slow; past it the lint is skipped.
+    constancy_budget: u64,
 }
+
+/// About a second of whole-condition analysis per policy at most.
+const CONSTANCY_BUDGET: u64 = 1 << 26;
 
 impl Lower {
     fn push(&mut self, d: Diagnostic) {
@@ -258,8 +264,39 @@ impl Lower {
 
     fn condition(&mut self, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
         let mut ok = true;
+        let before = self.diags.len();
         let cond = self.expr(&when.expr, when, def, table, &mut ok);
+        let a_test_is_constant =
+            self.diags[before..].iter().any(|d| matches!(d.code, Code::AlwaysTrue | Code::AlwaysFalse));
+        // A single test was judged on its own above; a compound condition can be constant
+        // though none of its tests is (`a == 1 && a == 2`).
+        let compound = matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..));
+        if ok && compound && !a_test_is_constant {
+            let budget = &mut self.constancy_budget;
+            if let Some(always) = super::constant_cond::constant_truth_within(&cond, budget) {
+                self.constant_condition(when, always);
+            }
+        }
         ok.then_some(cond)
+    }
+
+    fn constant_condition(&mut self, when: &CondAst, always: bool) {
+        let (code, message, label, help) = if always {
+            (
+                Code::AlwaysTrue,
+                "this condition is always true",
+                "true for every call",
+                "the rule applies to every call: write it without a condition, or fix the tests",
+            )
+        } else {
+            (
+                Code::AlwaysFalse,
+                "this condition is always false: the rule never applies",
+                "no call satisfies it",
+                "the tests contradict each other: fix the values or remove the rule",
+            )
+        };
+        self.push(Diagnostic::new(code, when.file_span(when.expr.span()), message).label(label).help(help));
     }
 
     fn expr(&mut self, e: &g::Expr, when: &CondAst, def: &SyscallDef, table: &Table, ok: &mut bool) -> Cond {

@@ -3,6 +3,7 @@
 //! [`Diagnostic`]s that point into the source.
 
 pub mod ast;
+mod constant_cond;
 pub mod lower;
 pub mod parse;
 mod suggest;
