@@ -247,7 +247,7 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
             continue;
         };
         let invocation = match record.kind() {
-            kind::INVOCATION_START => Some(record.seq),
+            kind::INVOCATION_START | kind::INVOCATION_REFUSED => Some(record.seq),
             _ => record.get("invocation").and_then(Value::as_u64_str),
         };
         if args.kind.as_deref().is_some_and(|k| k != record.kind())

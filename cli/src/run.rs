@@ -67,7 +67,15 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
             &capsule_compiler::diagnostic::SourceFile { name: &source_name, text: &text },
         );
         eprint!("{rendered}");
-        anyhow::bail!("{source_name} has errors");
+        let reason = format!("{source_name} has errors");
+        // Its own `audit: log:` is unknown, so the refusal goes to --log or the default log.
+        let log = args.log.clone().map_or_else(capsule_launch::audit::default_log_path, Ok);
+        if let Err(e) = log.and_then(|log| {
+            capsule_launch::audit::record_refusal(&log, &args.command, &reason, Path::new(&source_name), None)
+        }) {
+            eprintln!("capsule: the refusal is not in the audit log: {e}");
+        }
+        anyhow::bail!("{reason}");
     };
     let workspace = match &args.workspace {
         Some(w) => w.clone(),

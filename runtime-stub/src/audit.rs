@@ -27,8 +27,8 @@ use capsule_artifacts::launch::{LaunchSettings, Record as RecordClass};
 use capsule_artifacts::log::aggregate::DEFAULT_MAX_INDIVIDUAL;
 use capsule_artifacts::log::record::kind;
 use capsule_artifacts::log::{
-    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationStart, LogWriter, Record, SyscallAggregator,
-    SyscallEvent, WriterOptions,
+    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationRefused, InvocationStart, LogWriter, Record,
+    SyscallAggregator, SyscallEvent, WriterOptions,
 };
 use capsule_artifacts::manifest::VerifiedArtifact;
 
@@ -141,6 +141,52 @@ pub struct Resources {
     pub max_rss_kib: u64,
 }
 
+/// Opens (or creates) the log at `path`, with the signing key from the environment.
+fn open_log(path: &Path) -> Result<LogWriter, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        // A new state directory is private: the log's records name commands and paths.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {} for the audit log: {e}", dir.display()))?;
+    }
+    let signer = capsule_artifacts::log::note::signer_from_env()
+        .map_err(|e| format!("the log signing key cannot be used: {e}"))?;
+    LogWriter::open_with(path, WriterOptions { signer, ..WriterOptions::default() })
+        .map_err(|e| format!("cannot open the audit log: {e}"))
+}
+
+/// Records a command that was refused before anything ran (its artifact did not
+/// verify, its policy has errors): `invocation.refused` and a checkpoint, synced.
+/// The log's safety from the command is not checked: there is no command.
+pub fn record_refusal(
+    log: &Path,
+    command: &[OsString],
+    reason: &str,
+    source: &Path,
+    expected_pin: Option<&str>,
+) -> Result<(), String> {
+    let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    let argv = command.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let refused = InvocationRefused::now(
+        argv,
+        cwd,
+        reason.to_owned(),
+        source.as_os_str().as_bytes().to_vec(),
+        expected_pin.map(str::to_owned),
+    );
+    let mut writer = open_log(log)?;
+    writer
+        .append(&Record::from(&refused), Durability::Buffered)
+        .and_then(|_| writer.checkpoint(Durability::Sync))
+        .map(|_| ())
+        .map_err(|e| format!("cannot write to the audit log: {e}"))
+}
+
 /// The open log and what this invocation has recorded so far.
 pub(crate) struct AuditTrail {
     writer: LogWriter,
@@ -163,20 +209,7 @@ impl AuditTrail {
         landlock: &LandlockPlan,
     ) -> Result<AuditTrail, Failure> {
         let path = protected_log_path(log, landlock).map_err(Failure::setup)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            // A new state directory is private: the log's records name commands and paths.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Failure::setup(format!("cannot create {} for the audit log: {e}", dir.display())))?;
-        }
-        let signer = capsule_artifacts::log::note::signer_from_env()
-            .map_err(|e| Failure::setup(format!("the log signing key cannot be used: {e}")))?;
-        let mut writer = LogWriter::open_with(&path, WriterOptions { signer, ..WriterOptions::default() })
-            .map_err(|e| Failure::setup(format!("cannot open the audit log: {e}")))?;
+        let mut writer = open_log(&path).map_err(Failure::setup)?;
 
         let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
         let argv = options.command.iter().map(|a| a.as_bytes().to_vec()).collect();

@@ -1,6 +1,7 @@
 //! The `capsule-launch` binary: parse, verify, launch, exit.
 
 use crate::args::{self, Parsed};
+use crate::audit::record_refusal;
 use crate::{EXIT_SETUP_FAILURE, LaunchOptions, launch};
 use capsule_artifacts::Target;
 use capsule_artifacts::manifest::load_pinned;
@@ -30,7 +31,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let artifact = match load_pinned(&args.manifest, args.pin.as_deref(), target) {
         Ok(artifact) => artifact,
         Err(e) => {
-            eprintln!("capsule-launch: refusing to run: {e}");
+            let reason = format!("refusing to run: {e}");
+            eprintln!("capsule-launch: {reason}");
+            // A tampered or unpinned artifact is evidence too.
+            if let Some(log) = &args.log
+                && let Err(e) = record_refusal(log, &args.command, &reason, &args.manifest, args.pin.as_deref())
+            {
+                eprintln!("capsule-launch: the refusal is not in the audit log: {e}");
+            }
             return EXIT_SETUP_FAILURE;
         }
     };

@@ -189,3 +189,63 @@ fn checkpoints_are_signed_with_the_configured_key_and_proofs_link_them() {
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("signing key"), "{}", text(&output.stderr));
 }
+
+/// A command refused before anything runs (an artifact that does not verify, a policy
+/// with errors) is evidence too: `invocation.refused` says who asked for what and why.
+#[test]
+fn refused_invocations_are_recorded() {
+    let sandbox = AuditSandbox::new();
+    let marker = sandbox.workspace().join("marker");
+    let touch = ["/usr/bin/touch", marker.to_str().unwrap()];
+
+    // capsule-launch with a tampered blob: the pin still matches the manifest, but the
+    // manifest's hash of the blob does not.
+    let artifact = build_default_artifact();
+    let pin = blake3_hex(&std::fs::read(artifact.path().join("manifest.json")).unwrap());
+    let blob = artifact.path().join("linux-x86_64.bpf");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let log = sandbox.state_home().join("launch.log");
+    let output = std::process::Command::new(bin("capsule-launch"))
+        .current_dir(sandbox.workspace())
+        .arg("--manifest")
+        .arg(artifact.path())
+        .args(["--pin", &pin, "--log"])
+        .arg(&log)
+        .arg("--")
+        .args(touch)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(!marker.exists(), "the command ran");
+    let all = records(&log);
+    let kinds: Vec<&str> = all.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["log.genesis", "invocation.refused", "checkpoint"]);
+    let refused = &all[1]["data"];
+    assert_eq!(refused["argv"], serde_json::json!(touch));
+    assert!(refused["reason"].as_str().unwrap().contains("linux-x86_64.bpf hashes to"), "{refused}");
+    assert_eq!(refused["expected_pin"], pin.as_str());
+    assert_eq!(refused["source"], artifact.path().to_str().unwrap());
+    assert_eq!(refused["uid"].as_u64(), Some(u64::from(capsule_tests::current_uid())));
+    let (code, report) = sandbox.verify(&log, &[]);
+    assert_eq!(code, 0, "{report}");
+
+    // capsule run with a policy that has errors: to the default log.
+    std::fs::write(sandbox.workspace().join("capsule.yaml"), "version: 1\nsyscalls:\n  allow: [no_such_call]\n")
+        .unwrap();
+    let output = sandbox.run(&[], &touch);
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(!marker.exists(), "the command ran");
+    let all = records(&sandbox.log());
+    let refused = of_kind(&all, "invocation.refused");
+    assert_eq!(refused.len(), 1, "{all:?}");
+    assert_eq!(refused[0]["data"]["reason"], "./capsule.yaml has errors");
+    assert_eq!(refused[0]["data"]["expected_pin"], serde_json::Value::Null);
+    let (code, report) = sandbox.verify(&sandbox.log(), &[]);
+    assert_eq!(code, 0, "{report}");
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    capsule_artifacts::manifest::Manifest::pin(bytes)
+}

@@ -17,6 +17,7 @@ pub mod kind {
     pub const CHECKPOINT: &str = "checkpoint";
     pub const INVOCATION_START: &str = "invocation.start";
     pub const INVOCATION_END: &str = "invocation.end";
+    pub const INVOCATION_REFUSED: &str = "invocation.refused";
     pub const SYSCALL_DENIED: &str = "syscall.denied";
     pub const SYSCALL_AUDITED: &str = "syscall.audited";
     pub const TOOL_CALL: &str = "tool.call";
@@ -198,6 +199,63 @@ impl From<&InvocationStart> for Record {
             .with("uid", s.uid)
             .with("user", s.user.clone().map_or(Value::Null, Value::Str))
             .with("time_ns", Value::u64(s.time_ns))
+    }
+}
+
+/// `invocation.refused`: a command that was not run because its sandbox could not be
+/// set up as pinned (a tampered or unpinned artifact, a policy with errors). Written in
+/// place of `invocation.start`; no `invocation.end` follows.
+#[derive(Clone, Debug)]
+pub struct InvocationRefused {
+    pub argv: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    /// Why, in the words the launcher printed.
+    pub reason: String,
+    /// What was to be loaded: the manifest or policy path as given.
+    pub source: Vec<u8>,
+    /// The pin the caller required, if any.
+    pub expected_pin: Option<String>,
+    pub pid: u32,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub time_ns: u64,
+}
+
+impl InvocationRefused {
+    /// The current process's identity and time; fill in the rest.
+    pub fn now(
+        argv: Vec<Vec<u8>>,
+        cwd: Vec<u8>,
+        reason: String,
+        source: Vec<u8>,
+        expected_pin: Option<String>,
+    ) -> InvocationRefused {
+        InvocationRefused {
+            argv,
+            cwd,
+            reason,
+            source,
+            expected_pin,
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            user: std::env::var("USER").ok(),
+            time_ns: now_ns(),
+        }
+    }
+}
+
+impl From<&InvocationRefused> for Record {
+    fn from(r: &InvocationRefused) -> Record {
+        Record::new(kind::INVOCATION_REFUSED)
+            .with("argv", Value::Array(r.argv.iter().map(|a| Value::bytes(a)).collect()))
+            .with("cwd", Value::bytes(&r.cwd))
+            .with("reason", r.reason.as_str())
+            .with("source", Value::bytes(&r.source))
+            .with("expected_pin", r.expected_pin.clone().map_or(Value::Null, Value::Str))
+            .with("pid", r.pid)
+            .with("uid", r.uid)
+            .with("user", r.user.clone().map_or(Value::Null, Value::Str))
+            .with("time_ns", Value::u64(r.time_ns))
     }
 }
 
