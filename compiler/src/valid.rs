@@ -141,8 +141,17 @@ pub enum VerifyError {
     WidthMismatch { target: Target, name: &'static str, index: u8, expected: Width, found: Width },
     #[error("{target}: constant {value:#x} does not fit argument {index} of {name} ({width:?})")]
     ValueTooWide { target: Target, name: &'static str, index: u8, value: u64, width: Width },
+    #[error(
+        "{target}: argument {index} of {name} is {bits} bits to the kernel, and a test on it must mask the bits above: {test:?}"
+    )]
+    NarrowArgUnmasked { target: Target, name: &'static str, index: u8, bits: u8, test: Test },
     #[error("{target}: a value list on argument {index} of {name} is empty, unsorted or has duplicates")]
     BadValueList { target: Target, name: &'static str, index: u8 },
+}
+
+/// A masked test whose mask lies within `low`: blind to every bit above.
+fn masks_within(test: &Test, low: u64) -> bool {
+    matches!(test, Test::MaskedEq { mask, .. } | Test::MaskedNe { mask, .. } if mask & !low == 0)
 }
 
 /// The width the kernel reads an argument of `bits` bits with.
@@ -216,13 +225,20 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
                 }
                 let index = arg.index;
                 let count = if def.args_known { def.args.len() } else { 6 };
-                let expected = def.args.get(index as usize).map(|a| width_of_bits(a.bits));
+                let bits = def.args.get(index as usize).map(|a| a.bits);
+                let expected = bits.map(width_of_bits);
                 if index as usize >= count {
                     err = Some(VerifyError::NoSuchArg { target, name, index, count });
                 } else if let Some(expected) = expected.filter(|&w| w != arg.width) {
                     err = Some(VerifyError::WidthMismatch { target, name, index, expected, found: arg.width });
                 } else if let Some(value) = test_values(test).find(|v| v & !arg.width.mask() != 0) {
                     err = Some(VerifyError::ValueTooWide { target, name, index, value, width: arg.width });
+                } else if let Some(bits) = bits.filter(|&b| b < 32)
+                    && !masks_within(test, u64::MAX >> (64 - u32::from(bits)))
+                {
+                    // The kernel truncates the argument; a test that reads the bits above
+                    // could be bypassed by setting them (see `lower::on_low_bits`).
+                    err = Some(VerifyError::NarrowArgUnmasked { target, name, index, bits, test: test.clone() });
                 } else if let Test::In(xs) | Test::NotIn(xs) = test
                     && (xs.is_empty() || xs.windows(2).any(|w| w[0] >= w[1]))
                 {
@@ -257,4 +273,26 @@ pub fn test_values(test: &Test) -> impl Iterator<Item = u64> + '_ {
         Test::In(xs) | Test::NotIn(xs) => ([None, None], xs),
     };
     pair.into_iter().flatten().chain(list.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only lowering's masked form may test a 16-bit argument: a plain comparison on the
+    /// 32-bit word would read bits the kernel ignores.
+    #[test]
+    fn a_narrow_argument_tested_without_its_mask_is_refused() {
+        let source = "version: 1\ntargets: [linux-x86_64]\nsyscalls:\n  allow:\n    - fchmodat: mode == 0o777\n";
+        let mut policy = crate::front::check(source).policy.expect("a valid policy");
+        assert!(verify(&policy).is_ok());
+        let rules = policy.syscalls[0].syscalls.values_mut().next().expect("fchmodat");
+        let Cond::Test { arg, .. } = rules.rules[0].cond else { panic!("one test: {:?}", rules.rules[0].cond) };
+        rules.rules[0].cond = Cond::Test { arg, test: Test::Eq(0o777) };
+        assert!(
+            matches!(verify(&policy), Err(VerifyError::NarrowArgUnmasked { bits: 16, .. })),
+            "{:?}",
+            verify(&policy)
+        );
+    }
 }
