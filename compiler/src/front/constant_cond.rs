@@ -24,8 +24,9 @@
 //!
 //! The analysis gives up (`None`) when `U` has more than 12 bits, when one argument is
 //! read with two widths, when an argument's cells times `2^bits(U)`, or the number of
-//! combinations, exceeds 65,536, or when the combinations times the condition's tests
-//! exceed the caller's work budget: a hostile policy must not make `check` slow.
+//! combinations, exceeds 65,536, or when the combinations times the cost of one
+//! evaluation (its nodes) exceed the caller's work budget: a hostile policy must not
+//! make `check` slow.
 
 use crate::ir::{Cond, Test, Width};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,10 +42,10 @@ const MAX_MASK_BITS: u32 = 12;
 /// off `budget`; nothing is evaluated when it does not fit).
 pub fn constant_truth_within(cond: &Cond, budget: &mut u64) -> Option<bool> {
     // Bounded before any class is computed: classes cost work too.
-    let tests = count_tests(cond).max(1);
-    let axes = representatives(cond, usize::try_from(*budget / tests).unwrap_or(usize::MAX))?;
+    let cost = eval_cost(cond);
+    let axes = representatives(cond, usize::try_from(*budget / cost).unwrap_or(usize::MAX))?;
     let vectors: u64 = axes.iter().map(|(_, values)| values.len() as u64).product();
-    *budget = budget.checked_sub(vectors * tests)?;
+    *budget = budget.checked_sub(vectors * cost)?;
     let mut position = vec![0usize; axes.len()];
     let mut args = [0u64; 6];
     let mut truth = None;
@@ -97,12 +98,15 @@ fn representatives(cond: &Cond, limit: usize) -> Option<Vec<(usize, Vec<u64>)>> 
     Some(classes.into_iter().map(|(index, max, starts, union)| (index, class_values(max, &starts, union))).collect())
 }
 
-fn count_tests(cond: &Cond) -> u64 {
+/// What one evaluation of `cond` costs, in steps: one per node, plus the binary search
+/// of each value list. Charged per combination, so nesting (`!!!!a`) is paid for too.
+fn eval_cost(cond: &Cond) -> u64 {
     match cond {
-        Cond::True | Cond::False => 0,
+        Cond::True | Cond::False => 1,
+        Cond::Test { test: Test::In(xs) | Test::NotIn(xs), .. } => 2 + u64::from(xs.len().max(1).ilog2()),
         Cond::Test { .. } => 1,
-        Cond::Not(inner) => count_tests(inner),
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().map(count_tests).sum(),
+        Cond::Not(inner) => 1 + eval_cost(inner),
+        Cond::And(cs) | Cond::Or(cs) => 1 + cs.iter().map(eval_cost).sum::<u64>(),
     }
 }
 
@@ -196,15 +200,16 @@ mod tests {
 
     #[test]
     fn the_work_budget_is_spent_and_respected() {
-        // 3 tests on one argument with constants 1 and 2: cells start at 0, 1, 2, 3.
+        // 3 tests on one argument with constants 1 and 2: cells start at 0, 1, 2, 3, and
+        // an evaluation visits 4 nodes.
         let cond = and([a(Test::Eq(1)), a(Test::Eq(2)), a(Test::Ne(1))]);
-        let mut budget = 12;
+        let mut budget = 16;
         assert_eq!(constant_truth_within(&cond, &mut budget), Some(false));
         assert_eq!(budget, 0);
         assert_eq!(constant_truth_within(&cond, &mut budget), None, "nothing left");
-        let mut budget = 11;
+        let mut budget = 15;
         assert_eq!(constant_truth_within(&cond, &mut budget), None);
-        assert_eq!(budget, 11, "a condition that does not fit costs nothing");
+        assert_eq!(budget, 15, "a condition that does not fit costs nothing");
     }
     use crate::ir::Arg;
 

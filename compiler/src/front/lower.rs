@@ -18,8 +18,19 @@ const EPERM: u16 = 1;
 const ENOSYS: u16 = 38;
 
 pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
-    let mut cx = Lower { diags: Vec::new(), constancy_budget: CONSTANCY_BUDGET };
+    let mut cx = Lower {
+        diags: Vec::new(),
+        constancy_budget: CONSTANCY_BUDGET,
+        constancy: BTreeMap::new(),
+        constant_test_seen: false,
+    };
     let policy = cx.policy(ast);
+    for verdicts in std::mem::take(&mut cx.constancy).into_values() {
+        let first = verdicts[0].as_ref().map(|d| d.code);
+        if first.is_some() && verdicts.iter().all(|v| v.as_ref().map(|d| d.code) == first) {
+            cx.diags.extend(verdicts.into_iter().next().flatten());
+        }
+    }
     // The same problem seen on two targets is one diagnostic.
     let mut seen = BTreeSet::new();
     for d in cx.diags {
@@ -32,12 +43,18 @@ pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
 
 struct Lower {
     diags: Vec<Diagnostic>,
-    /// Test evaluations left for whole-condition constancy over the whole policy, so
+    /// Evaluation steps left for whole-condition constancy over the whole policy, so
     /// that a hostile file cannot make the check slow; past it the lint is skipped.
     constancy_budget: u64,
+    /// Per span of a test or compound condition, each lowering target's verdict: the
+    /// warning when it is constant there. Constants differ between targets
+    /// (`O_DIRECTORY`), so a warning is given only when every target gives it.
+    constancy: BTreeMap<(usize, usize), Vec<Option<Diagnostic>>>,
+    /// A test of the condition being lowered is constant on this target.
+    constant_test_seen: bool,
 }
 
-/// About a second of whole-condition analysis per policy at most.
+/// A few tenths of a second of whole-condition analysis per policy at most.
 const CONSTANCY_BUDGET: u64 = 1 << 26;
 
 impl Lower {
@@ -264,39 +281,24 @@ impl Lower {
 
     fn condition(&mut self, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
         let mut ok = true;
-        let before = self.diags.len();
+        self.constant_test_seen = false;
         let cond = self.expr(&when.expr, when, def, table, &mut ok);
-        let a_test_is_constant =
-            self.diags[before..].iter().any(|d| matches!(d.code, Code::AlwaysTrue | Code::AlwaysFalse));
-        // A single test was judged on its own above; a compound condition can be constant
+        // A single test was judged on its own; a compound condition can be constant
         // though none of its tests is (`a == 1 && a == 2`).
-        let compound = matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..));
-        if ok && compound && !a_test_is_constant {
-            let budget = &mut self.constancy_budget;
-            if let Some(always) = super::constant_cond::constant_truth_within(&cond, budget) {
-                self.constant_condition(when, always);
-            }
+        if matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..)) {
+            let verdict = if ok && !self.constant_test_seen {
+                super::constant_cond::constant_truth_within(&cond, &mut self.constancy_budget)
+                    .map(|always| constant_condition(when, always))
+            } else {
+                None
+            };
+            self.verdict(&when.file_span(when.expr.span()), verdict);
         }
         ok.then_some(cond)
     }
 
-    fn constant_condition(&mut self, when: &CondAst, always: bool) {
-        let (code, message, label, help) = if always {
-            (
-                Code::AlwaysTrue,
-                "this condition is always true",
-                "true for every call",
-                "the rule applies to every call: write it without a condition, or fix the tests",
-            )
-        } else {
-            (
-                Code::AlwaysFalse,
-                "this condition is always false: the rule never applies",
-                "no call satisfies it",
-                "the tests contradict each other: fix the values or remove the rule",
-            )
-        };
-        self.push(Diagnostic::new(code, when.file_span(when.expr.span()), message).label(label).help(help));
+    fn verdict(&mut self, span: &std::ops::Range<usize>, warning: Option<Diagnostic>) {
+        self.constancy.entry((span.start, span.end)).or_default().push(warning);
     }
 
     fn expr(&mut self, e: &g::Expr, when: &CondAst, def: &SyscallDef, table: &Table, ok: &mut bool) -> Cond {
@@ -347,19 +349,19 @@ impl Lower {
             }
         };
         let span = when.file_span(t.span);
-        if let Some(always) = triviality(&test, bits_mask(bits)) {
+        let verdict = triviality(&test, bits_mask(bits)).map(|always| {
             let (code, what) =
                 if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
-            self.push(
-                Diagnostic::new(code, span, format!("this test is {what} for a {bits}-bit argument")).label(what).help(
-                    if always {
-                        "drop the condition, or fix the value"
-                    } else {
-                        "the rule can never apply: fix the value or remove the rule"
-                    },
-                ),
-            );
-        }
+            Diagnostic::new(code, span.clone(), format!("this test is {what} for a {bits}-bit argument"))
+                .label(what)
+                .help(if always {
+                    "drop the condition, or fix the value"
+                } else {
+                    "the rule can never apply: fix the value or remove the rule"
+                })
+        });
+        self.constant_test_seen |= verdict.is_some();
+        self.verdict(&span, verdict);
         Some(if bits < arg.width.bits() { on_low_bits(arg, bits_mask(bits), test) } else { Cond::Test { arg, test } })
     }
 
@@ -609,6 +611,26 @@ pub fn lower_action(a: &ActionAst) -> Action {
     }
 }
 
+/// The warning for a condition constant as a whole.
+fn constant_condition(when: &CondAst, always: bool) -> Diagnostic {
+    let (code, message, label, help) = if always {
+        (
+            Code::AlwaysTrue,
+            "this condition is always true",
+            "true for every call",
+            "the rule applies to every call: write it without a condition, or fix the tests",
+        )
+    } else {
+        (
+            Code::AlwaysFalse,
+            "this condition is always false: the rule never applies",
+            "no call satisfies it",
+            "the tests contradict each other: fix the values or remove the rule",
+        )
+    };
+    Diagnostic::new(code, when.file_span(when.expr.span()), message).label(label).help(help)
+}
+
 /// The values an argument the kernel reads `bits` bits of can take: `0..=bits_mask(bits)`.
 fn bits_mask(bits: u32) -> u64 {
     u64::MAX >> (64 - bits)
@@ -703,6 +725,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `O_DIRECTORY` is 0o200000 on x86_64 and 0o40000 on aarch64: the condition is
+    /// constant on one target only, so it is not reported unless that is the only one.
+    #[test]
+    fn a_condition_constant_on_one_target_only_is_not_reported() {
+        let rule = "syscalls:\n  allow:\n    - openat: flags & O_DIRECTORY != 0 && flags & 0o200000 == 0\n";
+        let codes = |source: String| -> Vec<&'static str> {
+            crate::front::check(&source).diagnostics.iter().map(|d| d.code.as_str()).collect()
+        };
+        assert_eq!(codes(format!("version: 1\n{rule}")), Vec::<&str>::new());
+        assert_eq!(codes(format!("version: 1\ntargets: [linux-x86_64]\n{rule}")), ["W0302"]);
+        assert_eq!(codes(format!("version: 1\ntargets: [linux-aarch64]\n{rule}")), Vec::<&str>::new());
     }
 
     #[test]
