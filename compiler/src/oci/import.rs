@@ -217,7 +217,7 @@ impl Rule {
     fn new(def: &SyscallDef, action: Action, conjunct: &[Comparison], report: &mut ImportReport) -> Option<Rule> {
         let mut tests = Vec::new();
         for &(index, op, value, value_two) in conjunct {
-            let Some(width) = arg_width(def, index) else {
+            let Some(bits) = arg_bits(def, index) else {
                 // The kernel ignores this register. An allow rule testing it is dropped
                 // (allowing less); a deny rule ignores the test (denying more).
                 let kept = !action.lets_call_run();
@@ -231,14 +231,14 @@ impl Rule {
                 }
                 return None;
             };
-            match capsule_test(op, value, value_two, width) {
+            let width = if bits <= 32 { Width::W32 } else { Width::W64 };
+            match capsule_test(op, value, value_two, bits) {
                 Folded::Test(test) => tests.push((index, width, test)),
                 Folded::Always(true) => {}
                 Folded::Always(false) => {
                     report.notes.push(format!(
-                        "`{}`: a rule whose test can never hold for a {}-bit argument is dropped",
+                        "`{}`: a rule whose test can never hold for a {bits}-bit argument is dropped",
                         def.name,
-                        width.bits()
                     ));
                     return None;
                 }
@@ -255,19 +255,21 @@ pub(crate) enum Folded {
     Always(bool),
 }
 
-/// The Capsule test equivalent to an OCI comparison on a `width` argument.
+/// The Capsule test equivalent to an OCI comparison on an argument the kernel reads
+/// `bits` bits of (16 for `umode_t`, 32, 64).
 ///
-/// libseccomp compares the whole 64-bit register; the kernel reads a 32-bit argument's
-/// low half only. For a 32-bit argument the OCI test is read on a zero-extended register
-/// (what a caller passing that value produces), so a value that does not fit folds to
-/// always-true or always-false. A sign-extended negative constant (`-100` written as
-/// 0xffff_ffff_ffff_ff9c) in `==`/`!=` is read as the 32-bit value it extends.
-pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, width: Width) -> Folded {
-    let max = width.mask();
+/// libseccomp compares the whole 64-bit register; the kernel reads a narrower
+/// argument's low bits only. For such an argument the OCI test is read on a
+/// zero-extended register (what a caller passing that value produces), so a value that
+/// does not fit folds to always-true or always-false. A sign-extended negative constant
+/// (`-100` written as 0xffff_ffff_ffff_ff9c) in `==`/`!=` on an int is read as the
+/// 32-bit value it extends.
+pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, bits: u32) -> Folded {
+    let max = u64::MAX >> (64 - bits);
     let narrow = |v: u64| -> Option<u64> {
         if v <= max {
             Some(v)
-        } else if width == Width::W32 && (i32::MIN as i64..0).contains(&(v as i64)) {
+        } else if bits == 32 && (i32::MIN as i64..0).contains(&(v as i64)) {
             Some(v & max)
         } else {
             None
@@ -308,12 +310,13 @@ pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, width: Width) -> 
     }
 }
 
-/// The IR width of argument `index`, or `None` when the syscall has no such argument.
-fn arg_width(def: &SyscallDef, index: u8) -> Option<Width> {
+/// How many bits of argument `index` the kernel reads, or `None` when the syscall has
+/// no such argument.
+fn arg_bits(def: &SyscallDef, index: u8) -> Option<u32> {
     if !def.args_known {
-        return Some(Width::W64);
+        return Some(64);
     }
-    def.args.get(usize::from(index)).map(|a| if a.bits <= 32 { Width::W32 } else { Width::W64 })
+    def.args.get(usize::from(index)).map(|a| u32::from(a.bits))
 }
 
 fn arg_name(def: &SyscallDef, index: u8) -> String {
@@ -575,7 +578,7 @@ mod tests {
 
     #[test]
     fn ops_on_a_64_bit_argument_are_taken_as_written() {
-        let w = Width::W64;
+        let w = 64;
         assert_eq!(capsule_test(Op::Eq, 7, 0, w), Folded::Test(Test::Eq(7)));
         assert_eq!(capsule_test(Op::Ne, 1 << 40, 0, w), Folded::Test(Test::Ne(1 << 40)));
         assert_eq!(capsule_test(Op::Lt, 38, 0, w), Folded::Test(Test::Lt(38)));
@@ -591,9 +594,23 @@ mod tests {
         assert_eq!(capsule_test(Op::MaskedEq, 0xf0, 0x0f, w), Folded::Always(false));
     }
 
+    /// A `umode_t` is 16 bits to the kernel: what does not fit folds, masks narrow, and
+    /// the result lowers (`mode < 0x10000` would be E0205 in a policy).
+    #[test]
+    fn ops_on_a_16_bit_argument_fold_at_16_bits() {
+        assert_eq!(capsule_test(Op::Lt, 0x1_0000, 0, 16), Folded::Always(true));
+        assert_eq!(capsule_test(Op::Le, 0xffff, 0, 16), Folded::Always(true));
+        assert_eq!(capsule_test(Op::Eq, 0o777 | 0x1_0000, 0, 16), Folded::Always(false));
+        assert_eq!(capsule_test(Op::Lt, 0o1000, 0, 16), Folded::Test(Test::Lt(0o1000)));
+        assert_eq!(
+            capsule_test(Op::MaskedEq, 0xffff_ffff, 0o700, 16),
+            Folded::Test(Test::MaskedEq { mask: 0xffff, value: 0o700 })
+        );
+    }
+
     #[test]
     fn ops_on_a_32_bit_argument_read_a_zero_extended_register() {
-        let w = Width::W32;
+        let w = 32;
         assert_eq!(capsule_test(Op::Eq, 0xffff_ffff, 0, w), Folded::Test(Test::Eq(0xffff_ffff)));
         assert_eq!(capsule_test(Op::Eq, 1 << 32, 0, w), Folded::Always(false));
         assert_eq!(capsule_test(Op::Ne, 1 << 32, 0, w), Folded::Always(true));
