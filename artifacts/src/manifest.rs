@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// The value of the manifest's `format` field.
 pub const FORMAT: &str = "capsule-artifacts";
 /// The one manifest version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The manifest's file name inside an artifact folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// A manifest larger than this is refused before it is parsed.
@@ -416,10 +416,12 @@ mod tests {
     #[test]
     fn unknown_version_and_format_refuse_with_reason() {
         let mut m = manifest(vec![]);
-        m.version = 2;
-        let (dir, _) = folder(&[], &m);
-        let err = load_pinned(dir.path(), None, Target::LinuxX86_64).unwrap_err();
-        assert!(err.to_string().contains("version 2"), "{err}");
+        for version in [VERSION - 1, VERSION + 1] {
+            m.version = version;
+            let (dir, _) = folder(&[], &m);
+            let err = load_pinned(dir.path(), None, Target::LinuxX86_64).unwrap_err();
+            assert!(err.to_string().contains(&format!("is manifest version {version}")), "{err}");
+        }
 
         let mut m = manifest(vec![]);
         m.format = "other".to_owned();

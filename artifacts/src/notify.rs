@@ -99,15 +99,16 @@ impl TryFrom<UncheckedTable> for NotifyTable {
     /// Overlapping or unordered runs would make a number's answer depend on the
     /// search: refused rather than guessed.
     fn try_from(table: UncheckedTable) -> Result<Self, String> {
-        let mut next = 0u32;
+        // The least number the next run may start at; `None` once a run ends at u32::MAX.
+        let mut next = Some(0u32);
         for (i, &NotifyRun(first, last, _)) in table.runs.iter().enumerate() {
-            if first > last || last > table.max_nr || (i > 0 && first < next) {
+            if first > last || last > table.max_nr || next.is_none_or(|next| first < next) {
                 return Err(format!(
                     "notify run {i} ([{first}, {last}]) is not an ascending, disjoint run within 0..={}",
                     table.max_nr
                 ));
             }
-            next = last.saturating_add(1);
+            next = last.checked_add(1);
         }
         Ok(NotifyTable { max_nr: table.max_nr, default: table.default, newer: table.newer, runs: table.runs })
     }
@@ -162,5 +163,7 @@ mod tests {
             assert!(err.to_string().contains("ascending, disjoint"), "{runs}: {err}");
         }
         assert!(serde_json::from_str::<NotifyTable>(&format!("{head}[[1,2,null],[3,20,null]]}}")).is_ok());
+        let top = r#"{"max_nr":4294967295,"default":null,"newer":null,"runs":[[0,4294967295,null],[4294967295,4294967295,null]]}"#;
+        assert!(serde_json::from_str::<NotifyTable>(top).is_err(), "a run after one ending at u32::MAX overlaps it");
     }
 }
