@@ -135,9 +135,12 @@ fn a_wrong_pin_gives_125() {
 fn an_unknown_manifest_version_gives_125() {
     let artifact = artifact(open_settings(), &allow_all(), false);
     let path = artifact.dir.path().join(MANIFEST_FILE);
-    let manifest = std::fs::read_to_string(&path).unwrap().replacen("\"version\": 1", "\"version\": 2", 1);
+    let (current, next) = (capsule_artifacts::manifest::VERSION, capsule_artifacts::manifest::VERSION + 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let manifest = text.replacen(&format!("\"version\": {current}"), &format!("\"version\": {next}"), 1);
+    assert_ne!(manifest, text, "the manifest names its version");
     std::fs::write(&path, manifest).unwrap();
-    refuses_without_running(&artifact, &[], "manifest version 2");
+    refuses_without_running(&artifact, &[], &format!("manifest version {next}"));
 }
 
 #[test]
