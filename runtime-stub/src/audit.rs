@@ -111,9 +111,18 @@ pub(crate) fn protected_log_path(log: &Path, landlock: &LandlockPlan) -> Result<
     for granted in &write.paths {
         let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
         if resolved.starts_with(&granted) {
+            // The usual way here: `capsule run` from the home directory, whose state
+            // directory then lies in the writable workspace.
+            let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
+            let hint = if home.as_deref() == Some(granted.as_path()) {
+                "; the workspace is your home directory, which would let the command rewrite all of it: \
+                 run from a project directory, or pass --workspace DIR"
+            } else {
+                ""
+            };
             return Err(format!(
                 "the audit log {} lies beneath {}, which the policy lets the command write; \
-                 keep the log outside the writable paths (--log FILE, or the policy's `audit: log:`)",
+                 keep the log outside the writable paths (--log FILE, or the policy's `audit: log:`){hint}",
                 resolved.display(),
                 granted.display()
             ));

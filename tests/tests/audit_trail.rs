@@ -249,3 +249,23 @@ fn refused_invocations_are_recorded() {
 fn blake3_hex(bytes: &[u8]) -> String {
     capsule_artifacts::manifest::Manifest::pin(bytes)
 }
+
+/// From the home directory, the default log would lie in the writable workspace: the
+/// refusal says why and what to do instead.
+#[test]
+fn running_from_home_is_refused_with_a_hint() {
+    let home = capsule_tests::outside_dir("capsule-home-");
+    let marker = home.path().join("marker");
+    let output = std::process::Command::new(bin("capsule"))
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("CAPSULE_LOG_SIGNING_KEY")
+        .args(["run", "--", "/usr/bin/touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("the workspace is your home directory"), "{}", text(&output.stderr));
+    assert!(!marker.exists(), "the command ran");
+}
