@@ -152,3 +152,14 @@ fn appenders_killed_at_random_moments_leave_intact_or_incomplete_logs() {
     // A torn line stays unsealed across rounds if the next child dies before its first append.
     assert!(report.recovered.len() <= saw_incomplete && (saw_incomplete == 0 || !report.recovered.is_empty()));
 }
+
+/// A log path that is a dangling symlink is an error, not an endless retry: creating
+/// the log links beside the symlink, which stays dangling.
+#[test]
+fn a_dangling_symlink_as_the_log_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("capsule.log");
+    std::os::unix::fs::symlink(dir.path().join("gone/elsewhere.log"), &log).unwrap();
+    let opened = LogWriter::open(&log);
+    assert!(opened.is_err(), "opened a dangling symlink");
+}

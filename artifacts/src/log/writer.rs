@@ -111,10 +111,17 @@ impl LogWriter {
     pub fn open_with(path: impl AsRef<Path>, options: WriterOptions) -> Result<LogWriter, LogError> {
         let path = path.as_ref().to_path_buf();
         let io_err = |source| LogError::Io { path: path.clone(), source };
+        // Created at most once: a path that is still missing after its creation (a
+        // dangling symlink, which the creating link does not replace) is an error, not
+        // a reason to try again forever.
+        let mut created = false;
         let file = loop {
             match OpenOptions::new().read(true).append(true).open(&path) {
                 Ok(file) => break file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => create_with_genesis(&path).map_err(io_err)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !created => {
+                    create_with_genesis(&path).map_err(io_err)?;
+                    created = true;
+                }
                 Err(e) => return Err(io_err(e)),
             }
         };
