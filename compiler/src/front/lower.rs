@@ -18,19 +18,9 @@ const EPERM: u16 = 1;
 const ENOSYS: u16 = 38;
 
 pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
-    let mut cx = Lower {
-        diags: Vec::new(),
-        constancy_budget: CONSTANCY_BUDGET,
-        constancy: BTreeMap::new(),
-        constant_test_seen: false,
-    };
+    let mut cx = Lower { diags: Vec::new(), constancy_budget: CONSTANCY_BUDGET, constancy: BTreeMap::new() };
     let policy = cx.policy(ast);
-    for verdicts in std::mem::take(&mut cx.constancy).into_values() {
-        let first = verdicts[0].as_ref().map(|d| d.code);
-        if first.is_some() && verdicts.iter().all(|v| v.as_ref().map(|d| d.code) == first) {
-            cx.diags.extend(verdicts.into_iter().next().flatten());
-        }
-    }
+    cx.constancy_warnings();
     // The same problem seen on two targets is one diagnostic.
     let mut seen = BTreeSet::new();
     for d in cx.diags {
@@ -49,9 +39,14 @@ struct Lower {
     /// Per span of a test or compound condition, each lowering target's verdict: the
     /// warning when it is constant there. Constants differ between targets
     /// (`O_DIRECTORY`), so a warning is given only when every target gives it.
-    constancy: BTreeMap<(usize, usize), Vec<Option<Diagnostic>>>,
-    /// A test of the condition being lowered is constant on this target.
-    constant_test_seen: bool,
+    constancy: BTreeMap<(usize, usize), Verdicts>,
+}
+
+#[derive(Default)]
+struct Verdicts {
+    /// A compound condition's, rather than one test's.
+    whole: bool,
+    per_target: Vec<Option<Diagnostic>>,
 }
 
 /// A few tenths of a second of whole-condition analysis per policy at most.
@@ -281,24 +276,46 @@ impl Lower {
 
     fn condition(&mut self, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
         let mut ok = true;
-        self.constant_test_seen = false;
         let cond = self.expr(&when.expr, when, def, table, &mut ok);
         // A single test was judged on its own; a compound condition can be constant
         // though none of its tests is (`a == 1 && a == 2`).
         if matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..)) {
-            let verdict = if ok && !self.constant_test_seen {
-                super::constant_cond::constant_truth_within(&cond, &mut self.constancy_budget)
-                    .map(|always| constant_condition(when, always))
-            } else {
-                None
-            };
-            self.verdict(&when.file_span(when.expr.span()), verdict);
+            let verdict = ok
+                .then(|| super::constant_cond::constant_truth_within(&cond, &mut self.constancy_budget))
+                .flatten()
+                .map(|always| constant_condition(when, always));
+            self.verdict(&when.file_span(when.expr.span()), true, verdict);
         }
         ok.then_some(cond)
     }
 
-    fn verdict(&mut self, span: &std::ops::Range<usize>, warning: Option<Diagnostic>) {
-        self.constancy.entry((span.start, span.end)).or_default().push(warning);
+    fn verdict(&mut self, span: &std::ops::Range<usize>, whole: bool, warning: Option<Diagnostic>) {
+        let verdicts = self.constancy.entry((span.start, span.end)).or_default();
+        verdicts.whole = whole;
+        verdicts.per_target.push(warning);
+    }
+
+    /// The constancy warnings every lowering target agrees on. A whole condition's is
+    /// left out when one of its tests is reported: that test already says why.
+    fn constancy_warnings(&mut self) {
+        let mut tests: Vec<(usize, usize)> = Vec::new();
+        let mut wholes = Vec::new();
+        for (span, verdicts) in std::mem::take(&mut self.constancy) {
+            let first = verdicts.per_target[0].as_ref().map(|d| d.code);
+            let agreed = first.is_some() && verdicts.per_target.iter().all(|v| v.as_ref().map(|d| d.code) == first);
+            let Some(warning) = verdicts.per_target.into_iter().next().flatten().filter(|_| agreed) else { continue };
+            if verdicts.whole {
+                wholes.push((span, warning));
+            } else {
+                tests.push(span);
+                self.push(warning);
+            }
+        }
+        for ((start, end), warning) in wholes {
+            if !tests.iter().any(|&(s, e)| start <= s && e <= end) {
+                self.push(warning);
+            }
+        }
     }
 
     fn expr(&mut self, e: &g::Expr, when: &CondAst, def: &SyscallDef, table: &Table, ok: &mut bool) -> Cond {
@@ -360,8 +377,7 @@ impl Lower {
                     "the rule can never apply: fix the value or remove the rule"
                 })
         });
-        self.constant_test_seen |= verdict.is_some();
-        self.verdict(&span, verdict);
+        self.verdict(&span, false, verdict);
         Some(if bits < arg.width.bits() { on_low_bits(arg, bits_mask(bits), test) } else { Cond::Test { arg, test } })
     }
 
@@ -738,6 +754,13 @@ mod tests {
         assert_eq!(codes(format!("version: 1\n{rule}")), Vec::<&str>::new());
         assert_eq!(codes(format!("version: 1\ntargets: [linux-x86_64]\n{rule}")), ["W0302"]);
         assert_eq!(codes(format!("version: 1\ntargets: [linux-aarch64]\n{rule}")), Vec::<&str>::new());
+
+        // Never true on either target, for a different reason on each: on aarch64 the
+        // first test alone is always false, on x86_64 only the two together are.
+        let rule = "syscalls:\n  allow:\n    - openat: flags & O_DIRECTORY == 0o200000 && flags & 0o200000 == 0\n";
+        assert_eq!(codes(format!("version: 1\n{rule}")), ["W0302"]);
+        assert_eq!(codes(format!("version: 1\ntargets: [linux-aarch64]\n{rule}")), ["W0302"]);
+        assert_eq!(codes(format!("version: 1\ntargets: [linux-x86_64]\n{rule}")), ["W0302"]);
     }
 
     #[test]
