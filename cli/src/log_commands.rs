@@ -55,7 +55,8 @@ pub enum LogCommand {
 pub struct ShowArgs {
     /// The log (default: the per-user log, $XDG_STATE_HOME/capsule/capsule.log).
     pub file: Option<PathBuf>,
-    /// Only the records of this invocation (the record number of its invocation.start).
+    /// Only the records of this invocation (the record number of its invocation.start,
+    /// or of its invocation.refused).
     #[arg(long, value_name = "ID")]
     pub invocation: Option<u64>,
     /// Only records of this kind (e.g. syscall.denied).
@@ -233,7 +234,7 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
         Err(e) => return fail(format!("{}: {e}", path.display())),
     };
     if args.format == Format::Text {
-        println!("{:>7}  {:<20}  {:<16}  {:>5}  DETAILS", "RECORD", "TIME (UTC)", "KIND", "INV");
+        println!("{:>7}  {:<20}  {:<18}  {:>5}  DETAILS", "RECORD", "TIME (UTC)", "KIND", "INV");
     }
     for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = match line {
@@ -260,7 +261,7 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
             Format::Text => {
                 let time = record.get("time_ns").and_then(Value::as_u64_str).map(format_utc).unwrap_or_default();
                 let inv = invocation.map(|i| i.to_string()).unwrap_or_default();
-                println!("{:>7}  {:<20}  {:<16}  {:>5}  {}", record.seq, time, record.kind(), inv, details(&record));
+                println!("{:>7}  {:<20}  {:<18}  {:>5}  {}", record.seq, time, record.kind(), inv, details(&record));
             }
         }
     }

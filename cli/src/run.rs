@@ -33,10 +33,26 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> i32 {
+    let (log, command) = (args.log.clone(), args.command.clone());
+    let source = match &args.policy {
+        Some(path) => path.clone(),
+        None if Path::new("capsule.yaml").exists() => PathBuf::from("./capsule.yaml"),
+        None => PathBuf::from("(the built-in default policy)"),
+    };
     match prepare_and_launch(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("capsule: refusing to run: {e:#}");
+            // Nothing ran: the policy could not be read or compiled, or its log path
+            // resolved. The policy's own `audit: log:` may be what failed, so the
+            // refusal goes to --log, else the default log.
+            let reason = format!("refusing to run: {e:#}");
+            eprintln!("capsule: {reason}");
+            let recorded = log
+                .map_or_else(capsule_launch::audit::default_log_path, Ok)
+                .and_then(|log| capsule_launch::audit::record_refusal(&log, &command, &reason, &source, None));
+            if let Err(e) = recorded {
+                eprintln!("capsule: the refusal is not in the audit log: {e}");
+            }
             EXIT_SETUP_FAILURE
         }
     }
@@ -67,15 +83,7 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
             &capsule_compiler::diagnostic::SourceFile { name: &source_name, text: &text },
         );
         eprint!("{rendered}");
-        let reason = format!("{source_name} has errors");
-        // Its own `audit: log:` is unknown, so the refusal goes to --log or the default log.
-        let log = args.log.clone().map_or_else(capsule_launch::audit::default_log_path, Ok);
-        if let Err(e) = log.and_then(|log| {
-            capsule_launch::audit::record_refusal(&log, &args.command, &reason, Path::new(&source_name), None)
-        }) {
-            eprintln!("capsule: the refusal is not in the audit log: {e}");
-        }
-        anyhow::bail!("{reason}");
+        anyhow::bail!("{source_name} has errors");
     };
     let workspace = match &args.workspace {
         Some(w) => w.clone(),

@@ -93,7 +93,12 @@ fn is_state_relative(rule: &str) -> bool {
 /// Refuses a log the command could write: beneath a path of the policy's `write`
 /// class, or anywhere when writes are not restricted (no `filesystem: write:`, or
 /// Landlock missing in best-effort mode). Returns the resolved log path.
-pub(crate) fn protected_log_path(log: &Path, landlock: &LandlockPlan) -> Result<PathBuf, String> {
+/// `workspace`, when known, only words the refusal.
+pub(crate) fn protected_log_path(
+    log: &Path,
+    landlock: &LandlockPlan,
+    workspace: Option<&Path>,
+) -> Result<PathBuf, String> {
     let resolved = crate::paths::resolve_existing(log).map_err(|e| format!("the audit log path {e}"))?;
     let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else {
         return Err(format!(
@@ -114,7 +119,8 @@ pub(crate) fn protected_log_path(log: &Path, landlock: &LandlockPlan) -> Result<
             // The usual way here: `capsule run` from the home directory, whose state
             // directory then lies in the writable workspace.
             let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
-            let hint = if home.as_deref() == Some(granted.as_path()) {
+            let workspace = workspace.and_then(|w| w.canonicalize().ok());
+            let hint = if home.is_some() && home == workspace && workspace.as_deref() == Some(granted.as_path()) {
                 "; the workspace is your home directory, which would let the command rewrite all of it: \
                  run from a project directory, or pass --workspace DIR"
             } else {
@@ -179,6 +185,8 @@ pub fn record_refusal(
     source: &Path,
     expected_pin: Option<&str>,
 ) -> Result<(), String> {
+    // Opened first, so the record's time follows a new log's genesis.
+    let mut writer = open_log(log)?;
     let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let argv = command.iter().map(|a| a.as_bytes().to_vec()).collect();
     let refused = InvocationRefused::now(
@@ -188,7 +196,6 @@ pub fn record_refusal(
         source.as_os_str().as_bytes().to_vec(),
         expected_pin.map(str::to_owned),
     );
-    let mut writer = open_log(log)?;
     writer
         .append(&Record::from(&refused), Durability::Buffered)
         .and_then(|_| writer.checkpoint(Durability::Sync))
@@ -217,7 +224,8 @@ impl AuditTrail {
         options: &LaunchOptions,
         landlock: &LandlockPlan,
     ) -> Result<AuditTrail, Failure> {
-        let path = protected_log_path(log, landlock).map_err(Failure::setup)?;
+        let workspace = options.workspace.clone().or_else(|| std::env::current_dir().ok());
+        let path = protected_log_path(log, landlock, workspace.as_deref()).map_err(Failure::setup)?;
         let mut writer = open_log(&path).map_err(Failure::setup)?;
 
         let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
@@ -380,15 +388,15 @@ mod tests {
         std::fs::create_dir(&outside).unwrap();
         let plan = plan(Some(vec![writable.clone()]), 7);
 
-        let err = protected_log_path(&writable.join("capsule.log"), &plan).unwrap_err();
+        let err = protected_log_path(&writable.join("capsule.log"), &plan, None).unwrap_err();
         assert!(err.contains("lets the command write"), "{err}");
         // Not yet existing directories, `..` and symlinks are resolved before comparing.
-        assert!(protected_log_path(&writable.join("new/dir/capsule.log"), &plan).is_err());
-        assert!(protected_log_path(&outside.join("../ws/capsule.log"), &plan).is_err());
+        assert!(protected_log_path(&writable.join("new/dir/capsule.log"), &plan, None).is_err());
+        assert!(protected_log_path(&outside.join("../ws/capsule.log"), &plan, None).is_err());
         std::os::unix::fs::symlink(&writable, outside.join("link")).unwrap();
-        assert!(protected_log_path(&outside.join("link/capsule.log"), &plan).is_err());
+        assert!(protected_log_path(&outside.join("link/capsule.log"), &plan, None).is_err());
 
-        let fine = protected_log_path(&outside.join("capsule.log"), &plan).unwrap();
+        let fine = protected_log_path(&outside.join("capsule.log"), &plan, None).unwrap();
         assert_eq!(fine, outside.canonicalize().unwrap().join("capsule.log"));
     }
 
@@ -396,9 +404,9 @@ mod tests {
     fn unrestricted_writes_or_no_landlock_refuse_every_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("capsule.log");
-        assert!(protected_log_path(&log, &plan(None, 7)).unwrap_err().contains("does not restrict writes"));
-        assert!(protected_log_path(&log, &plan(Some(vec![]), 0)).unwrap_err().contains("no Landlock"));
-        assert!(protected_log_path(&log, &plan(Some(vec![]), 7)).is_ok());
+        assert!(protected_log_path(&log, &plan(None, 7), None).unwrap_err().contains("does not restrict writes"));
+        assert!(protected_log_path(&log, &plan(Some(vec![]), 0), None).unwrap_err().contains("no Landlock"));
+        assert!(protected_log_path(&log, &plan(Some(vec![]), 7), None).is_ok());
     }
 
     #[test]

@@ -240,8 +240,18 @@ fn refused_invocations_are_recorded() {
     let all = records(&sandbox.log());
     let refused = of_kind(&all, "invocation.refused");
     assert_eq!(refused.len(), 1, "{all:?}");
-    assert_eq!(refused[0]["data"]["reason"], "./capsule.yaml has errors");
+    assert_eq!(refused[0]["data"]["reason"], "refusing to run: ./capsule.yaml has errors");
+    assert_eq!(refused[0]["data"]["source"], "./capsule.yaml");
     assert_eq!(refused[0]["data"]["expected_pin"], serde_json::Value::Null);
+
+    // A policy that cannot be read at all.
+    let output = sandbox.run(&["--policy", "missing.yaml"], &touch);
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    let all = records(&sandbox.log());
+    let refused = of_kind(&all, "invocation.refused");
+    assert_eq!(refused.len(), 2, "{all:?}");
+    assert!(refused[1]["data"]["reason"].as_str().unwrap().contains("cannot read the policy missing.yaml"));
+    assert!(!marker.exists(), "the command ran");
     let (code, report) = sandbox.verify(&sandbox.log(), &[]);
     assert_eq!(code, 0, "{report}");
 }
