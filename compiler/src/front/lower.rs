@@ -18,7 +18,14 @@ const EPERM: u16 = 1;
 const ENOSYS: u16 = 38;
 
 pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
-    let mut cx = Lower { diags: Vec::new(), constancy_budget: CONSTANCY_BUDGET, constancy: BTreeMap::new() };
+    let mut cx = Lower {
+        diags: Vec::new(),
+        constancy_budget: CONSTANCY_BUDGET,
+        lowered: BTreeMap::new(),
+        condition: (0, 0),
+        constancy: BTreeMap::new(),
+        constancy_memo: BTreeMap::new(),
+    };
     let policy = cx.policy(ast);
     cx.constancy_warnings();
     // The same problem seen on two targets is one diagnostic.
@@ -36,17 +43,24 @@ struct Lower {
     /// Evaluation steps left for whole-condition constancy over the whole policy, so
     /// that a hostile file cannot make the check slow; past it the lint is skipped.
     constancy_budget: u64,
-    /// Per span of a test or compound condition, each lowering target's verdict: the
-    /// warning when it is constant there. Constants differ between targets
-    /// (`O_DIRECTORY`), so a warning is given only when every target gives it.
+    /// Per condition (by span): how many targets lowered it.
+    lowered: BTreeMap<(usize, usize), u32>,
+    /// The span of the condition being lowered.
+    condition: (usize, usize),
+    /// Per span of a test or compound condition: its warning on each target where it is
+    /// constant. Constants differ between targets (`O_DIRECTORY`), so a warning is given
+    /// only when every target that lowered the condition gives it.
     constancy: BTreeMap<(usize, usize), Verdicts>,
+    /// Whole-condition answers by lowered condition: most lower alike on every target.
+    constancy_memo: BTreeMap<Cond, Option<bool>>,
 }
 
-#[derive(Default)]
 struct Verdicts {
+    /// The span of the condition the test is in, or the condition is.
+    condition: (usize, usize),
     /// A compound condition's, rather than one test's.
     whole: bool,
-    per_target: Vec<Option<Diagnostic>>,
+    warnings: Vec<Diagnostic>,
 }
 
 /// A few tenths of a second of whole-condition analysis per policy at most.
@@ -276,23 +290,36 @@ impl Lower {
 
     fn condition(&mut self, when: &CondAst, def: &SyscallDef, table: &Table) -> Option<Cond> {
         let mut ok = true;
+        let span = when.file_span(when.expr.span());
+        self.condition = (span.start, span.end);
+        *self.lowered.entry(self.condition).or_default() += 1;
         let cond = self.expr(&when.expr, when, def, table, &mut ok);
         // A single test was judged on its own; a compound condition can be constant
         // though none of its tests is (`a == 1 && a == 2`).
-        if matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..)) {
-            let verdict = ok
-                .then(|| super::constant_cond::constant_truth_within(&cond, &mut self.constancy_budget))
-                .flatten()
-                .map(|always| constant_condition(when, always));
-            self.verdict(&when.file_span(when.expr.span()), true, verdict);
+        if ok
+            && matches!(when.expr, g::Expr::Or(..) | g::Expr::And(..) | g::Expr::Not(..))
+            && let Some(always) = self.constant_truth(&cond)
+        {
+            self.note_constant(&span, true, constant_condition(when, always));
         }
         ok.then_some(cond)
     }
 
-    fn verdict(&mut self, span: &std::ops::Range<usize>, whole: bool, warning: Option<Diagnostic>) {
-        let verdicts = self.constancy.entry((span.start, span.end)).or_default();
-        verdicts.whole = whole;
-        verdicts.per_target.push(warning);
+    fn constant_truth(&mut self, cond: &Cond) -> Option<bool> {
+        if let Some(&known) = self.constancy_memo.get(cond) {
+            return known;
+        }
+        let truth = super::constant_cond::constant_truth_within(cond, &mut self.constancy_budget);
+        self.constancy_memo.insert(cond.clone(), truth);
+        truth
+    }
+
+    /// Notes that the test or condition at `span` is constant on the target being lowered.
+    fn note_constant(&mut self, span: &std::ops::Range<usize>, whole: bool, warning: Diagnostic) {
+        let condition = self.condition;
+        let verdicts =
+            self.constancy.entry((span.start, span.end)).or_insert(Verdicts { condition, whole, warnings: Vec::new() });
+        verdicts.warnings.push(warning);
     }
 
     /// The constancy warnings every lowering target agrees on. A whole condition's is
@@ -301,9 +328,10 @@ impl Lower {
         let mut tests: Vec<(usize, usize)> = Vec::new();
         let mut wholes = Vec::new();
         for (span, verdicts) in std::mem::take(&mut self.constancy) {
-            let first = verdicts.per_target[0].as_ref().map(|d| d.code);
-            let agreed = first.is_some() && verdicts.per_target.iter().all(|v| v.as_ref().map(|d| d.code) == first);
-            let Some(warning) = verdicts.per_target.into_iter().next().flatten().filter(|_| agreed) else { continue };
+            let targets = self.lowered.get(&verdicts.condition).copied().unwrap_or(0);
+            let first = verdicts.warnings[0].code;
+            let agreed = verdicts.warnings.len() as u32 == targets && verdicts.warnings.iter().all(|d| d.code == first);
+            let Some(warning) = verdicts.warnings.into_iter().next().filter(|_| agreed) else { continue };
             if verdicts.whole {
                 wholes.push((span, warning));
             } else {
@@ -377,7 +405,9 @@ impl Lower {
                     "the rule can never apply: fix the value or remove the rule"
                 })
         });
-        self.verdict(&span, false, verdict);
+        if let Some(warning) = verdict {
+            self.note_constant(&span, false, warning);
+        }
         Some(if bits < arg.width.bits() { on_low_bits(arg, bits_mask(bits), test) } else { Cond::Test { arg, test } })
     }
 
