@@ -34,7 +34,7 @@ fn child_entry_point() {
     let Ok(role) = std::env::var(ROLE) else { return };
     let log = std::env::var(LOG).unwrap();
     let writer_id: i32 = std::env::var(WRITER).unwrap().parse().unwrap();
-    let options = WriterOptions { checkpoint_every: 7, signer: None };
+    let options = WriterOptions { checkpoint_every: 7, ..WriterOptions::default() };
     let mut writer = LogWriter::open_with(&log, options).unwrap();
     match role.as_str() {
         "append-50" => {
@@ -162,4 +162,20 @@ fn a_dangling_symlink_as_the_log_is_an_error() {
     std::os::unix::fs::symlink(dir.path().join("gone/elsewhere.log"), &log).unwrap();
     let opened = LogWriter::open(&log);
     assert!(opened.is_err(), "opened a dangling symlink");
+}
+
+/// Anyone who can open the log for reading can flock it. An append then fails after
+/// the writer's lock wait instead of hanging (the launcher fails closed on it).
+#[test]
+fn a_lock_held_by_someone_else_fails_the_append_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("capsule.log");
+    drop(LogWriter::open(&log).unwrap());
+    let reader = std::fs::File::open(&log).unwrap();
+    rustix::fs::flock(&reader, rustix::fs::FlockOperation::LockShared).unwrap();
+    let options = WriterOptions { lock_wait: Duration::from_millis(200), ..WriterOptions::default() };
+    let err = LogWriter::open_with(&log, options).err().expect("the lock is held");
+    assert!(err.to_string().contains("stayed locked"), "{err}");
+    drop(reader);
+    assert!(LogWriter::open(&log).is_ok(), "free again once released");
 }

@@ -23,7 +23,11 @@ fn signed_log() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("capsule.log");
     let signer = NoteSigner::generate("test-log").unwrap();
-    let options = WriterOptions { checkpoint_every: 4, signer: Some(NoteSigner::parse(&signer.encode()).unwrap()) };
+    let options = WriterOptions {
+        checkpoint_every: 4,
+        signer: Some(NoteSigner::parse(&signer.encode()).unwrap()),
+        ..WriterOptions::default()
+    };
     let mut writer = LogWriter::open_with(&path, options).unwrap();
     for i in 0..12 {
         writer

@@ -113,7 +113,10 @@ pub(crate) fn protected_log_path(
             resolved.display()
         ));
     }
-    for granted in &write.paths {
+    // Readable paths too: a command that can open the log can read every earlier
+    // invocation's record and hold its lock (flock needs only a read descriptor).
+    let readable = landlock.fs.iter().filter(|class| class.name == "read").flat_map(|class| &class.paths);
+    for granted in write.paths.iter().chain(readable) {
         let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
         if resolved.starts_with(&granted) {
             // The usual way here: `capsule run` from the home directory, whose state
@@ -127,8 +130,8 @@ pub(crate) fn protected_log_path(
                 ""
             };
             return Err(format!(
-                "the audit log {} lies beneath {}, which the policy lets the command write; \
-                 keep the log outside the writable paths (--log FILE, or the policy's `audit: log:`){hint}",
+                "the audit log {} lies beneath {}, which the policy lets the command read or write; \
+                 keep the log outside the policy's paths (--log FILE, or the policy's `audit: log:`){hint}",
                 resolved.display(),
                 granted.display()
             ));
@@ -389,7 +392,7 @@ mod tests {
         let plan = plan(Some(vec![writable.clone()]), 7);
 
         let err = protected_log_path(&writable.join("capsule.log"), &plan, None).unwrap_err();
-        assert!(err.contains("lets the command write"), "{err}");
+        assert!(err.contains("lets the command read or write"), "{err}");
         // Not yet existing directories, `..` and symlinks are resolved before comparing.
         assert!(protected_log_path(&writable.join("new/dir/capsule.log"), &plan, None).is_err());
         assert!(protected_log_path(&outside.join("../ws/capsule.log"), &plan, None).is_err());
@@ -398,6 +401,16 @@ mod tests {
 
         let fine = protected_log_path(&outside.join("capsule.log"), &plan, None).unwrap();
         assert_eq!(fine, outside.canonicalize().unwrap().join("capsule.log"));
+
+        // Readable is refused too: the command could read the log and hold its lock.
+        let mut readable = plan.clone();
+        readable.fs.push(FsClass {
+            name: "read",
+            rights: landlock::AccessFs::from_read(landlock::ABI::V1),
+            paths: vec![outside.clone()],
+        });
+        let err = protected_log_path(&outside.join("capsule.log"), &readable, None).unwrap_err();
+        assert!(err.contains("lets the command read or write"), "{err}");
     }
 
     #[test]

@@ -41,11 +41,13 @@ pub struct WriterOptions {
     pub checkpoint_every: u64,
     /// Signs every checkpoint this writer writes.
     pub signer: Option<NoteSigner>,
+    /// How long an append waits for the lock before it fails (see [`LOCK_WAIT`]).
+    pub lock_wait: std::time::Duration,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { checkpoint_every: DEFAULT_CHECKPOINT_EVERY, signer: None }
+        WriterOptions { checkpoint_every: DEFAULT_CHECKPOINT_EVERY, signer: None, lock_wait: LOCK_WAIT }
     }
 }
 
@@ -82,13 +84,31 @@ pub struct LogWriter {
 /// locks belong to the shared open file description); dropping it unlocks.
 struct Locked(File);
 
+/// How long an append waits for the lock. Writers hold it for one read of the tail and
+/// one write, so this only runs out when something holds it on purpose (anyone who can
+/// open the log for reading can flock it): then the append fails rather than hangs,
+/// and the launcher fails closed.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Locked {
-    fn new(file: &File) -> io::Result<Locked> {
+    fn new(file: &File, wait: std::time::Duration) -> io::Result<Locked> {
         let file = file.try_clone()?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_micros(100);
         loop {
-            match flock(&file, FlockOperation::LockExclusive) {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(Locked(file)),
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the log stayed locked for {:?}", wait),
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -125,7 +145,7 @@ impl LogWriter {
                 Err(e) => return Err(io_err(e)),
             }
         };
-        let _lock = Locked::new(&file).map_err(io_err)?;
+        let _lock = Locked::new(&file, options.lock_wait).map_err(io_err)?;
         let mut writer = LogWriter { file, path, options, state: None };
         writer.refresh()?;
         Ok(writer)
@@ -151,7 +171,7 @@ impl LogWriter {
         for record in records {
             validate(record)?;
         }
-        let _lock = Locked::new(&self.file).map_err(|e| self.io_err(e))?;
+        let _lock = Locked::new(&self.file, self.options.lock_wait).map_err(|e| self.io_err(e))?;
         self.refresh()?;
         self.seal_torn_tail()?;
         let mut appended = Vec::with_capacity(records.len());
@@ -171,7 +191,7 @@ impl LogWriter {
     /// Writes a checkpoint over every record so far (signed if the writer has a key)
     /// and returns it; the launcher calls this at the end of each invocation.
     pub fn checkpoint(&mut self, durability: Durability) -> Result<SignedCheckpoint, LogError> {
-        let _lock = Locked::new(&self.file).map_err(|e| self.io_err(e))?;
+        let _lock = Locked::new(&self.file, self.options.lock_wait).map_err(|e| self.io_err(e))?;
         self.refresh()?;
         self.seal_torn_tail()?;
         let checkpoint = self.write_checkpoint()?;
