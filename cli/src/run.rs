@@ -90,13 +90,26 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
 
-    // A cache the command could write is a cache it could poison for the next run.
-    let cache_dir = cache::cache_root().map(|root| root.join(cache::key(&source)));
+    // A cache the command could write is one it could poison for a later run under
+    // another policy (every entry's key is public: the blake3 of the compiler and the
+    // source). Falling back to a private directory would protect this run only, so the
+    // run is refused instead, as a log the command could write is.
+    let cache_root = cache::cache_root();
+    if let Some(root) = &cache_root
+        && writable_by_command(root, &policy.launch.filesystem.write, &workspace)
+    {
+        anyhow::bail!(
+            "the policy lets the command write the compile cache {}, where it could plant an artifact for a later \
+             run; narrow `filesystem: write:`, or set XDG_CACHE_HOME outside the paths it grants{}",
+            root.display(),
+            capsule_launch::audit::home_workspace_hint(&workspace)
+        );
+    }
     // A private directory (mode 0700, deleted after the command has run) is used when
-    // the cache could be poisoned by the command, or cannot be written (read-only HOME).
+    // the cache cannot be written (a read-only HOME).
     let mut private: Option<tempfile::TempDir> = None;
-    let cached = cache_dir
-        .filter(|d| !writable_by_command(d, &policy.launch.filesystem.write, &workspace))
+    let cached = cache_root
+        .map(|root| root.join(cache::key(&source)))
         .and_then(|dir| cache::load_or_build(&source, &dir, target).ok().map(|loaded| (dir, loaded)));
     let (dir, (artifact, origin)) = match cached {
         Some(found) => found,
@@ -158,8 +171,12 @@ fn writable_by_command(dir: &Path, write: &Option<Vec<String>>, workspace: &Path
     // Resolved as the launcher resolves Landlock's paths (variables, symlinks, `..`);
     // whatever cannot be resolved counts as writable.
     let (Ok(vars), Ok(dir)) = (PathVars::from_env(Some(workspace)), resolve_existing(dir)) else { return true };
+    // Either way round: a grant beneath the cache (one entry) is as bad as above it.
     rules.iter().any(|rule| match vars.resolve(rule) {
-        Ok(granted) => dir.starts_with(granted.canonicalize().unwrap_or(granted)),
+        Ok(granted) => {
+            let granted = granted.canonicalize().unwrap_or(granted);
+            dir.starts_with(&granted) || granted.starts_with(&dir)
+        }
         Err(_) => true,
     })
 }
@@ -167,6 +184,17 @@ fn writable_by_command(dir: &Path, write: &Option<Vec<String>>, workspace: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_beneath_the_cache_makes_it_writable_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir_all(cache.join("entry")).unwrap();
+        let grant = Some(vec![cache.join("entry").display().to_string()]);
+        assert!(writable_by_command(&cache, &grant, tmp.path()));
+        let elsewhere = Some(vec![tmp.path().join("other").display().to_string()]);
+        assert!(!writable_by_command(&cache, &elsewhere, tmp.path()));
+    }
 
     #[test]
     fn a_cache_beneath_a_writable_path_is_seen_through_symlinks() {

@@ -121,14 +121,8 @@ pub(crate) fn protected_log_path(
         if resolved.starts_with(&granted) {
             // The usual way here: `capsule run` from the home directory, whose state
             // directory then lies in the writable workspace.
-            let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
-            let workspace = workspace.and_then(|w| w.canonicalize().ok());
-            let hint = if home.is_some() && home == workspace && workspace.as_deref() == Some(granted.as_path()) {
-                "; the workspace is your home directory, which would let the command rewrite all of it: \
-                 run from a project directory, or pass --workspace DIR"
-            } else {
-                ""
-            };
+            let is_workspace = workspace.and_then(|w| w.canonicalize().ok()).as_deref() == Some(granted.as_path());
+            let hint = if is_workspace { home_workspace_hint(&granted) } else { "" };
             return Err(format!(
                 "the audit log {} lies beneath {}, which the policy lets the command read or write; \
                  keep the log outside the policy's paths (--log FILE, or the policy's `audit: log:`){hint}",
@@ -138,6 +132,18 @@ pub(crate) fn protected_log_path(
         }
     }
     Ok(resolved)
+}
+
+/// Words for a refusal caused by a workspace that is the home directory, the usual
+/// way a command is granted the state and cache directories: `capsule run` from `~`.
+pub fn home_workspace_hint(workspace: &Path) -> &'static str {
+    let home = std::env::var_os("HOME").map(PathBuf::from).and_then(|h| h.canonicalize().ok());
+    if home.is_some() && home == workspace.canonicalize().ok() {
+        "; the workspace is your home directory, which would let the command rewrite all of it: \
+         run from a project directory, or pass --workspace DIR"
+    } else {
+        ""
+    }
 }
 
 /// The target name of an `AUDIT_ARCH_*` value, as records store it.

@@ -113,3 +113,29 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// A policy that lets the command write the compile cache is refused: the command could
+/// plant a permissive artifact under another policy's (public) key for a later run.
+/// First shown: with write access, a command can replace a cached entry's files.
+#[test]
+fn a_policy_that_could_write_the_compile_cache_is_refused() {
+    for identity in identities("a_policy_that_could_write_the_compile_cache_is_refused") {
+        let sandbox = Sandbox::new(&identity);
+        assert_exit(&sandbox.run(&[], &["true"]), 0);
+        let cached = find_file(&sandbox.cache_home(), "linux-x86_64.bpf").expect("the cached blob");
+        // Without the sandbox, the user's own processes can write it: the attack's target.
+        assert!(std::fs::OpenOptions::new().append(true).open(&cached).is_ok());
+
+        let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml"))
+            .unwrap()
+            .replace("  write: [\"${WORKSPACE}\", /tmp,", "  write: [\"${WORKSPACE}\", \"${HOME}/cache\", /tmp,");
+        assert!(policy.contains("${HOME}/cache"), "the default policy's write rule changed");
+        let policy_file = sandbox.home.path().join("writes-cache.yaml");
+        std::fs::write(&policy_file, policy).unwrap();
+        identity.own(&policy_file);
+        let output = sandbox.run(&["--policy", policy_file.to_str().unwrap()], &sandbox.touch_marker());
+        assert_exit(&output, EXIT_SETUP_FAILURE);
+        assert!(text(&output.stderr).contains("could plant an artifact"), "{}", text(&output.stderr));
+        assert!(!sandbox.marker().exists(), "the command ran");
+    }
+}
