@@ -174,7 +174,7 @@ fn a_lock_held_by_someone_else_fails_the_append_instead_of_hanging() {
     let reader = std::fs::File::open(&log).unwrap();
     rustix::fs::flock(&reader, rustix::fs::FlockOperation::LockShared).unwrap();
     let options = WriterOptions { lock_wait: Duration::from_millis(200), ..WriterOptions::default() };
-    let err = LogWriter::open_with(&log, options).err().expect("the lock is held");
+    let Err(err) = LogWriter::open_with(&log, options) else { panic!("opened while the lock is held") };
     assert!(err.to_string().contains("stayed locked"), "{err}");
     drop(reader);
     assert!(LogWriter::open(&log).is_ok(), "free again once released");
