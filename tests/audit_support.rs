@@ -47,6 +47,13 @@ impl AuditSandbox {
         cmd
     }
 
+    /// Writes `./capsule.yaml` in the workspace and trusts it (`capsule trust`), so
+    /// `capsule run` without --policy uses it.
+    pub fn use_policy(&self, policy: &str) {
+        std::fs::write(self.workspace().join("capsule.yaml"), policy).expect("write capsule.yaml");
+        assert_ok(&self.capsule().arg("trust").output().expect("run capsule trust"));
+    }
+
     /// `capsule run [extra] --workspace W -- command...`.
     pub fn run(&self, extra: &[&str], command: &[impl AsRef<OsStr>]) -> Output {
         let mut cmd = self.capsule();

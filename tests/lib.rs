@@ -209,6 +209,16 @@ impl Sandbox {
         cmd
     }
 
+    /// Writes `./capsule.yaml` in the workspace and trusts it (`capsule trust`), so
+    /// `capsule run` without --policy uses it.
+    pub fn use_policy(&self, policy: &str) {
+        let path = self.workspace.path().join("capsule.yaml");
+        std::fs::write(&path, policy).expect("write capsule.yaml");
+        self.identity.own(&path);
+        let output = self.capsule().arg("trust").output().expect("run capsule trust");
+        assert!(output.status.success(), "capsule trust: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
     /// `capsule run [extra] --workspace W -- command...` under the built-in default
     /// policy (the workspace has no capsule.yaml).
     pub fn run(&self, extra: &[&str], command: &[impl AsRef<OsStr>]) -> Output {

@@ -3,6 +3,7 @@
 mod cache;
 mod log_commands;
 mod run;
+mod trust;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ struct Cli {
 enum Command {
     /// Compile a policy (cached) and run a command under it.
     ///
-    /// The policy is --policy, else ./capsule.yaml, else the built-in default policy
-    /// (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
+    /// The policy is --policy, else ./capsule.yaml if trusted (`capsule trust`), else the
+    /// built-in default policy (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
     /// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
     /// the command cannot be executed; 127 when it is not found.
     Run(run::RunArgs),
@@ -37,7 +38,16 @@ enum Command {
     /// CAPSULE_LOG_SIGNING_KEY=PREFIX.key for `capsule run`; verify with
     /// `capsule verify --public-key PREFIX.pub`).
     Keygen(log_commands::KeygenArgs),
-    /// Write the built-in default policy to ./capsule.yaml, commented, for editing.
+    /// Trust the current contents of a policy file (default ./capsule.yaml), so that
+    /// `capsule run` uses it without --policy. A sandboxed command may write its
+    /// workspace, so a capsule.yaml found there is used only once its exact bytes are
+    /// trusted; trust it again after each edit.
+    Trust {
+        #[arg(default_value = "capsule.yaml")]
+        file: PathBuf,
+    },
+    /// Write the built-in default policy to ./capsule.yaml, commented, for editing, and
+    /// trust it.
     Init {
         /// Overwrite an existing file.
         #[arg(long)]
@@ -54,9 +64,23 @@ fn main() -> ExitCode {
         Command::Verify(args) => log_commands::run_verify(args),
         Command::Log(command) => log_commands::run_log(command),
         Command::Keygen(args) => log_commands::run_keygen(args),
+        Command::Trust { file } => trust(&file),
         Command::Init { force, out } => init(force, &out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(125))
+}
+
+fn trust(file: &std::path::Path) -> i32 {
+    match trust::trust(file) {
+        Ok(hash) => {
+            eprintln!("capsule: trusted {} (blake3 {hash})", file.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("capsule: {e:#}");
+            1
+        }
+    }
 }
 
 fn init(force: bool, out: &std::path::Path) -> i32 {
@@ -67,7 +91,7 @@ fn init(force: bool, out: &std::path::Path) -> i32 {
     match std::fs::write(out, run::DEFAULT_POLICY) {
         Ok(()) => {
             eprintln!("capsule: wrote the default policy to {}", out.display());
-            0
+            trust(out)
         }
         Err(e) => {
             eprintln!("capsule: cannot write {}: {e}", out.display());

@@ -1,7 +1,7 @@
 //! `capsule run`: pick the policy, compile it through the cache, and launch it with
 //! the launcher library (the same code path as `capsule-launch`, without a second exec).
 
-use crate::cache;
+use crate::{cache, trust};
 use anyhow::Context;
 use capsule_artifacts::Target;
 use capsule_launch::{EXIT_SETUP_FAILURE, LaunchOptions};
@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// The built-in default policy (and what `capsule init` writes).
 pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
+/// The policy `capsule run` looks for in the current directory without --policy.
+const LOCAL_POLICY: &str = "capsule.yaml";
+const LOCAL_POLICY_NAME: &str = "./capsule.yaml";
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -63,8 +66,8 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
         return Ok((bytes, path.display().to_string()));
     }
-    match std::fs::read("capsule.yaml") {
-        Ok(bytes) => Ok((bytes, "./capsule.yaml".to_owned())),
+    match std::fs::read(LOCAL_POLICY) {
+        Ok(bytes) => Ok((bytes, LOCAL_POLICY_NAME.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned()))
         }
@@ -85,6 +88,16 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         eprint!("{rendered}");
         anyhow::bail!("{source_name} has errors");
     };
+    if args.policy.is_none()
+        && source_name == LOCAL_POLICY_NAME
+        && !trust::is_trusted(Path::new(LOCAL_POLICY), &source)?
+    {
+        anyhow::bail!(
+            "{source_name} (blake3 {}) is not trusted: a sandboxed command may write its workspace, so a policy \
+             found there need not be yours; review it and run `capsule trust`, or pass --policy FILE",
+            blake3::hash(&source).to_hex()
+        );
+    }
     let workspace = match &args.workspace {
         Some(w) => w.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,
@@ -94,6 +107,12 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     // another policy (every entry's key is public: the blake3 of the compiler and the
     // source). Falling back to a private directory would protect this run only, so the
     // run is refused instead, as a log the command could write is.
+    if policy.launch.filesystem.write.is_none() {
+        anyhow::bail!(
+            "the policy does not restrict writes (no `filesystem: write:`), so the command could rewrite the compile \
+             cache, the trusted policies and the audit log; list the writable paths in the policy"
+        );
+    }
     let cache_root = cache::cache_root();
     if let Some(root) = &cache_root
         && writable_by_command(root, &policy.launch.filesystem.write, &workspace)
@@ -102,6 +121,16 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
             "the policy lets the command write the compile cache {}, where it could plant an artifact for a later \
              run; narrow `filesystem: write:`, or set XDG_CACHE_HOME outside the paths it grants{}",
             root.display(),
+            capsule_launch::audit::home_workspace_hint(&workspace)
+        );
+    }
+    // The trusted-policy store likewise: a command that could write it could trust a
+    // policy it left in the workspace.
+    let store = trust::store_path()?;
+    if writable_by_command(&store, &policy.launch.filesystem.write, &workspace) {
+        anyhow::bail!(
+            "the policy lets the command write the trusted-policy list {}; narrow `filesystem: write:`{}",
+            store.display(),
             capsule_launch::audit::home_workspace_hint(&workspace)
         );
     }

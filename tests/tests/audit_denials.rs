@@ -93,7 +93,7 @@ fn the_policys_own_errno_is_returned_and_logged() {
     let rule = "    - socket: domain != AF_UNIX\n";
     assert!(policy.contains(rule), "the default policy's socket rule changed");
     let policy = policy.replace(rule, "    - socket: { when: \"domain != AF_UNIX\", action: errno(EACCES) }\n");
-    std::fs::write(sandbox.workspace().join("capsule.yaml"), policy).unwrap();
+    sandbox.use_policy(&policy);
 
     let output = sandbox.run(&[], &Programs::get().command("try_denied", TRY_DENIED, &[]));
     assert_ok(&output);
@@ -109,8 +109,7 @@ fn without_denials_in_record_only_the_invocation_is_logged() {
     let policy = std::fs::read_to_string(capsule_tests::workspace_root().join("cli/src/default-policy.yaml")).unwrap();
     let record = "  record: [invocations, denials]\n";
     assert!(policy.contains(record), "the default policy's audit section changed");
-    std::fs::write(sandbox.workspace().join("capsule.yaml"), policy.replace(record, "  record: [invocations]\n"))
-        .unwrap();
+    sandbox.use_policy(&policy.replace(record, "  record: [invocations]\n"));
 
     let output = sandbox.run(&[], &Programs::get().command("try_denied", TRY_DENIED, &[]));
     assert_ok(&output);

@@ -56,7 +56,7 @@ fn signals_seccomp_kills_and_launch_failures_are_recorded_in_the_end() {
     let kill_rule = "    - bpf\n";
     assert!(policy.contains(kill_rule));
     let policy = policy.replace(kill_rule, "    - bpf\n    - getppid: { action: kill-process }\n");
-    std::fs::write(sandbox.workspace().join("capsule.yaml"), policy).unwrap();
+    sandbox.use_policy(&policy);
     const GETPPID: &str = "#include <unistd.h>\nint main(void) { return getppid() > 0; }\n";
     let sigsys = sandbox.run(&[], &Programs::get().command("getppid", GETPPID, &[]));
     assert_eq!(sigsys.status.code(), Some(159), "{}", text(&sigsys.stderr));
@@ -137,7 +137,7 @@ fn a_log_the_command_could_write_is_refused_and_nothing_runs() {
     let log_rule = "  log: capsule.log ";
     assert!(policy.contains(log_rule), "the default policy's audit section changed");
     let in_policy = policy.replace(log_rule, "  log: ${WORKSPACE}/capsule.log ");
-    std::fs::write(sandbox.workspace().join("capsule.yaml"), in_policy).unwrap();
+    sandbox.use_policy(&in_policy);
     let output = sandbox.run(&[], &touch);
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
     assert!(!marker.exists() && !sandbox.workspace().join("capsule.log").exists());
@@ -145,12 +145,17 @@ fn a_log_the_command_could_write_is_refused_and_nothing_runs() {
     // A policy that does not restrict writes cannot keep the command off the log.
     let write_rule = policy.lines().find(|l| l.trim_start().starts_with("write:")).expect("a write rule");
     let unrestricted = policy.replace(&format!("{write_rule}\n"), "");
-    std::fs::write(sandbox.workspace().join("capsule.yaml"), unrestricted).unwrap();
+    sandbox.use_policy(&unrestricted);
     let output = sandbox.run(&[], &touch);
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("does not restrict writes"), "{}", text(&output.stderr));
     assert!(!marker.exists());
-    assert!(!sandbox.log().exists(), "nothing was logged: nothing ran");
+    // Refused before the launch: recorded as refused, never as started.
+    let all = records(&sandbox.log());
+    assert!(of_kind(&all, "invocation.start").is_empty(), "nothing ran: {all:?}");
+    let refused = of_kind(&all, "invocation.refused");
+    assert_eq!(refused.len(), 1, "{all:?}");
+    assert!(refused[0]["data"]["reason"].as_str().unwrap().contains("does not restrict writes"));
 }
 
 #[test]

@@ -96,8 +96,8 @@ filesystem:
     let artifact = Artifact::build(policy);
     for identity in identities("a_policy_whose_default_is_kill_process_gives_159") {
         let sandbox = Sandbox::new(&identity);
-        std::fs::write(sandbox.workspace.path().join("capsule.yaml"), policy).unwrap();
-        // capsule run picks up ./capsule.yaml.
+        // capsule run picks up a trusted ./capsule.yaml.
+        sandbox.use_policy(policy);
         let output = sandbox.run(&[], &command);
         assert_exit(&output, EXIT_SECCOMP_KILL);
         assert!(!text(&output.stdout).contains("ESCAPED"));

@@ -139,3 +139,32 @@ fn a_policy_that_could_write_the_compile_cache_is_refused() {
         assert!(!sandbox.marker().exists(), "the command ran");
     }
 }
+
+/// The default policy lets the command write its workspace, so it can leave a permissive
+/// `capsule.yaml` there for the next `capsule run` in that directory. First shown: the
+/// command writes it. Then the next run refuses the untrusted file and nothing runs;
+/// once the user trusts it, it is used.
+#[test]
+fn a_policy_left_in_the_workspace_by_a_command_is_not_used_until_trusted() {
+    for identity in identities("a_policy_left_in_the_workspace_by_a_command_is_not_used_until_trusted") {
+        let sandbox = Sandbox::new(&identity);
+        let planted = "version: 1\\nname: planted\\ndefault: allow\\nfilesystem:\\n  write:\\n    - ${WORKSPACE}\\n";
+        let plant = sandbox.run(&[], &["sh", "-c", &format!("printf '{planted}' > capsule.yaml")]);
+        assert_exit(&plant, 0);
+        let policy = sandbox.workspace.path().join("capsule.yaml");
+        assert!(std::fs::read_to_string(&policy).unwrap().contains("default: allow"), "the command wrote it");
+
+        let next = sandbox.run(&[], &sandbox.touch_marker());
+        assert_exit(&next, EXIT_SETUP_FAILURE);
+        assert!(text(&next.stderr).contains("is not trusted"), "{}", text(&next.stderr));
+        assert!(!sandbox.marker().exists(), "the command ran under the planted policy");
+
+        let trust = sandbox.capsule().arg("trust").output().unwrap();
+        assert_exit(&trust, 0);
+        assert_exit(&sandbox.run(&[], &sandbox.touch_marker()), 0);
+        assert!(sandbox.marker().exists(), "a trusted policy is used");
+        // An edit needs trusting again.
+        std::fs::write(&policy, std::fs::read_to_string(&policy).unwrap() + "# edited\n").unwrap();
+        assert_exit(&sandbox.run(&[], &["true"]), EXIT_SETUP_FAILURE);
+    }
+}

@@ -1,0 +1,71 @@
+//! Trusted policies: which `./capsule.yaml` files `capsule run` may use without
+//! `--policy`.
+//!
+//! The built-in default policy lets the command write its workspace, so a sandboxed
+//! command can leave a `capsule.yaml` there, and the next `capsule run` in that
+//! directory would run under it. So a policy found in the current directory is used
+//! only when its exact bytes were trusted by the user: `capsule trust` (or
+//! `capsule init`, which writes it) records the blake3 of the file with its absolute
+//! path, in the per-user state directory; editing the file means trusting it again.
+//!
+//! The store is one line per trusted file, `<blake3 hex>  <absolute path>`, appended.
+//! It lives beside the audit log, and a policy that lets the command write it is
+//! refused like one that lets it write the log (see `run.rs`).
+
+use anyhow::Context;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const STORE_FILE: &str = "trusted-policies";
+
+/// Where the trusted hashes are kept.
+pub fn store_path() -> anyhow::Result<PathBuf> {
+    Ok(capsule_launch::audit::state_dir().map_err(anyhow::Error::msg)?.join(STORE_FILE))
+}
+
+/// The store's line for `source` at `path`.
+fn entry(path: &Path, source: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let absolute = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
+    let mut line = blake3::hash(source).to_hex().as_bytes().to_vec();
+    line.extend_from_slice(b"  ");
+    line.extend_from_slice(absolute.as_os_str().as_bytes());
+    Ok(line)
+}
+
+/// Whether these exact bytes of the file at `path` were trusted.
+pub fn is_trusted(path: &Path, source: &[u8]) -> anyhow::Result<bool> {
+    let wanted = entry(path, source)?;
+    match std::fs::read(store_path()?) {
+        Ok(store) => Ok(store.split(|&b| b == b'\n').any(|line| line == wanted.as_slice())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).context("cannot read the trusted policies"),
+    }
+}
+
+/// Trusts the current bytes of the policy at `path`; returns their blake3.
+pub fn trust(path: &Path) -> anyhow::Result<String> {
+    let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if is_trusted(path, &source)? {
+        return Ok(blake3::hash(&source).to_hex().to_string());
+    }
+    let store = store_path()?;
+    if let Some(dir) = store.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut line = entry(path, &source)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&store)
+        .and_then(|mut file| file.write_all(&line))
+        .with_context(|| format!("cannot write {}", store.display()))?;
+    Ok(blake3::hash(&source).to_hex().to_string())
+}
