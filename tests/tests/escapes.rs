@@ -7,7 +7,7 @@
 //! The sandboxed programs run through the dynamic loader (`capsule_tests::LOADER`):
 //! the default policy lets nothing under /tmp be executed.
 
-use capsule_tests::{Attack, EXIT_SECCOMP_KILL, Sandbox, identities, outside_dir};
+use capsule_tests::{Attack, EXIT_SECCOMP_KILL, Identity, Sandbox, identities, outside_dir, text};
 use std::io::{ErrorKind, Read};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -428,4 +428,38 @@ fn connect_to_a_unix_socket_outside_the_paths_is_refused() {
         attack.sandboxed(&Sandbox::new(&identity), &[&path]).assert_blocked("connect-unix", "EACCES");
         assert!(!accepted());
     }
+}
+
+/// A root command reading a raw block device reads every file on it, past Landlock's
+/// paths. The default policy names device files one by one instead of granting /dev.
+/// Root only (block devices are root's); skipped where no loop device can be made.
+#[test]
+fn a_raw_block_device_is_unreadable() {
+    if !capsule_tests::is_root() {
+        eprintln!("a_raw_block_device_is_unreadable: skipped, needs root to attach a loop device");
+        return;
+    }
+    let attack = Attack::new("read_file");
+    let (dir, _) = secret_file();
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, b"the secret on the disk\n".repeat(512)).unwrap();
+    let attached = std::process::Command::new("losetup").args(["--find", "--show"]).arg(&image).output();
+    let device = match attached {
+        Ok(out) if out.status.success() => String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        Ok(out) => {
+            eprintln!("a_raw_block_device_is_unreadable: skipped, losetup: {}", text(&out.stderr).trim());
+            return;
+        }
+        Err(e) => {
+            eprintln!("a_raw_block_device_is_unreadable: skipped, losetup: {e}");
+            return;
+        }
+    };
+    let root = Identity::Current;
+    let bare = attack.unsandboxed(&root, &[&device]);
+    let sandboxed = attack.sandboxed(&Sandbox::new(&root), &[&device]);
+    let _ = std::process::Command::new("losetup").args(["--detach", &device]).status();
+    bare.assert_escaped();
+    assert!(bare.stdout().contains("the secret on the disk"), "{}", bare.stdout());
+    sandboxed.assert_blocked("open-read", "EACCES");
 }
