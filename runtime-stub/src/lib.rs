@@ -9,6 +9,12 @@
 //! SIGHUP, answers seccomp notifications through a [`Supervisor`], and returns the
 //! command's status as an exit code.
 //!
+//! Nothing the command starts outlives it: for the launch the launcher is the child
+//! subreaper, so descendants whose parent dies become its children, and once the
+//! command has ended (or was stopped) every one still alive is killed with SIGKILL and
+//! reaped before the outcome, and so `invocation.end`, is produced. SIGCHLD is set to
+//! its default action for the launch (an inherited "ignore" would lose the status).
+//!
 //! With a log ([`LaunchOptions::log`]) the launch is audited ([`audit`]): the log path
 //! is checked against the writable paths before anything runs, `invocation.start` is
 //! synced before the command starts, notified calls are recorded before they are
@@ -92,7 +98,8 @@ pub struct LaunchOutcome {
     pub exit_code: i32,
     /// How the command ended, if it ran.
     pub status: Option<ExitStatus>,
-    /// Why the command did not run (or, with a status, why the audit failed after it ran).
+    /// Why the command did not run (or, with a status, why the audit failed after it ran,
+    /// or why its background processes could not be ended).
     pub failure: Option<Failure>,
     /// The command's pid, once started.
     pub pid: Option<u32>,
@@ -352,6 +359,19 @@ impl BlockedSignals {
         }
     }
 
+    /// Sleeps until a blocked signal is pending or `timeout_ms` has passed.
+    fn wait(&self, timeout_ms: libc::c_int) -> io::Result<()> {
+        let mut fds = [libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: `fds` is a live array of one pollfd record.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) } < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
     /// The signals that arrived since the last call.
     fn drain(&self) -> Vec<libc::c_int> {
         let mut signals = Vec::new();
@@ -378,12 +398,206 @@ impl Drop for BlockedSignals {
     }
 }
 
+/// SIGCHLD at its default action for the launch. Inherited as ignored (or with
+/// SA_NOCLDWAIT), it would make the kernel reap the command by itself: no SIGCHLD would
+/// reach the signalfd, the wait would hang, and the status would be lost. The command
+/// inherits the default too: exec keeps an ignored SIGCHLD, and a command that waits for
+/// its own children should not find them reaped by a setting of capsule's caller.
+struct DefaultChildSignal {
+    previous: libc::sigaction,
+}
+
+impl DefaultChildSignal {
+    fn new() -> io::Result<DefaultChildSignal> {
+        // SAFETY: both sigaction values are all-zero (valid) with the mask emptied by
+        // sigemptyset; sigaction reads the first and writes the second, both live locals.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut default.sa_mask);
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGCHLD, &default, &mut previous) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(DefaultChildSignal { previous })
+        }
+    }
+}
+
+impl Drop for DefaultChildSignal {
+    fn drop(&mut self) {
+        // SAFETY: restores the action saved in `new`.
+        unsafe {
+            libc::sigaction(libc::SIGCHLD, &self.previous, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The launcher as child subreaper for the launch: the command's descendants that lose
+/// their parent become the launcher's children instead of init's, so they can be found
+/// and ended with the command. The caller's own setting comes back on drop.
+struct Subreaper {
+    was_set: bool,
+}
+
+impl Subreaper {
+    fn new() -> io::Result<Subreaper> {
+        let was_set = rustix::process::child_subreaper()?.is_some();
+        // rustix passes the flag as an optional pid: any nonzero value sets it.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        Ok(Subreaper { was_set })
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        if !self.was_set {
+            let _ = rustix::process::set_child_subreaper(None);
+        }
+    }
+}
+
+/// The launcher lists its children from /proc (the kernel has no other interface), so
+/// /proc must show this process under its own pid. Checked before the command starts:
+/// a command whose background processes could not be ended must not run.
+fn check_proc_is_ours() -> Result<(), String> {
+    let me = std::process::id().to_string();
+    match std::fs::read_link("/proc/self") {
+        Ok(link) if link.as_os_str() == me.as_str() => Ok(()),
+        Ok(link) => Err(format!(
+            "/proc belongs to another PID namespace (/proc/self is {}, this process is {me}): the launcher could not \
+             find the command's background processes to end them",
+            link.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot read /proc/self ({e}): the launcher needs /proc to find the command's background processes"
+        )),
+    }
+}
+
+/// Whether the launcher has any child, ended or not (nothing is reaped).
+fn has_children() -> io::Result<bool> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    loop {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        match rustix::process::waitid(WaitId::All, options) {
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::CHILD) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The launcher's children, ended ones included, by the parent field of /proc/PID/stat
+/// (which names the process, not the thread, that is the parent). A pid listed here
+/// stays the launcher's child until the launcher reaps it, so it is safe to signal.
+fn launcher_children() -> io::Result<Vec<libc::pid_t>> {
+    let me = std::process::id().to_string();
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<libc::pid_t>().ok()) else {
+            continue;
+        };
+        // A process reaped since the directory was read has no stat any more.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid == Some(me.as_str()) {
+            children.push(pid);
+        }
+    }
+    Ok(children)
+}
+
+/// The caller's own children, which the launch must neither reap nor end. None when the
+/// launcher is the whole process (`capsule-launch`, `capsule run`).
+fn callers_children() -> io::Result<Vec<libc::pid_t>> {
+    if has_children()? { launcher_children() } else { Ok(Vec::new()) }
+}
+
+/// Reaps descendants of the command that were handed to the launcher and have already
+/// ended, so they do not pile up as zombies while the command runs. A peek (WNOWAIT)
+/// names an ended child without reaping it; it is reaped only if it is neither the
+/// command (whose status `try_wait` takes) nor one of the caller's. The peek always
+/// names the same child first, so the loop stops at the first one it must leave: the
+/// orphans behind it are reaped when the command has ended.
+fn reap_ended_orphans(command: libc::pid_t, callers: &[libc::pid_t]) {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid writes into the live local.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let ret = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if ret != 0 {
+            return;
+        }
+        // SAFETY: a successful waitid for WEXITED fills si_pid (0 when no child has ended).
+        let pid = unsafe { info.si_pid() };
+        if pid == 0 || pid == command || callers.contains(&pid) {
+            return;
+        }
+        let Some(orphan) = rustix::process::Pid::from_raw(pid) else { return };
+        if !matches!(rustix::process::waitpid(Some(orphan), rustix::process::WaitOptions::NOHANG), Ok(Some(_))) {
+            return;
+        }
+    }
+}
+
+/// Ends every descendant of the command still alive once the command has ended (or
+/// was stopped), and reaps them, the command too if it was stopped: nothing the command
+/// started may outlive the invocation, keep editing the workspace unsupervised, or race
+/// the next run.
+///
+/// Each round kills the launcher's current children (the caller's excepted) and reaps
+/// those that have ended; their own children are handed to the launcher (the
+/// subreaper) as they die, and a process that is being killed cannot fork any more, so
+/// the rounds run out. No round waits for one particular child: a ptraced child that
+/// has died is not reapable until its tracer, perhaps a grandchild still to be killed
+/// in a later round, lets go of it. Between rounds the launcher sleeps until a SIGCHLD
+/// (or a short timeout, as a safety net).
+fn end_descendants(callers: &[libc::pid_t], signals: &BlockedSignals) -> io::Result<()> {
+    const ROUND_TIMEOUT_MS: libc::c_int = 100;
+    loop {
+        if callers.is_empty() && !has_children()? {
+            return Ok(());
+        }
+        let ours: Vec<libc::pid_t> = launcher_children()?.into_iter().filter(|pid| !callers.contains(pid)).collect();
+        if ours.is_empty() {
+            if callers.is_empty() {
+                return Err(io::Error::other("the kernel reports children of the launcher that /proc does not list"));
+            }
+            return Ok(());
+        }
+        let ours: Vec<rustix::process::Pid> = ours.into_iter().filter_map(rustix::process::Pid::from_raw).collect();
+        for &child in &ours {
+            // An ended child is still ours until reaped: the signal reaches no other process.
+            let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+        }
+        // Drained before the reaping, so a child that ends after its check still wakes the wait.
+        signals.drain();
+        let mut reaped = false;
+        for &child in &ours {
+            reaped |=
+                matches!(rustix::process::waitpid(Some(child), rustix::process::WaitOptions::NOHANG), Ok(Some(_)));
+        }
+        if !reaped {
+            signals.wait(ROUND_TIMEOUT_MS)?;
+        }
+    }
+}
+
 fn run(
     mut plan: child::ChildPlan,
     options: &LaunchOptions,
     supervisor: &mut dyn Supervisor,
 ) -> Result<LaunchOutcome, Failure> {
     let verbose = options.verbose || options.explain;
+    // Declared before `signals`, so it is restored after the mask is.
+    let _default_sigchld =
+        DefaultChildSignal::new().map_err(|e| Failure::setup(format!("cannot reset SIGCHLD to its default: {e}")))?;
     let signals = BlockedSignals::new().map_err(|e| Failure::setup(format!("cannot block signals: {e}")))?;
     plan.signal_mask = signals.previous;
     let mut report =
@@ -399,7 +613,43 @@ fn run(
         )));
     }
 
+    check_proc_is_ours().map_err(Failure::setup)?;
+    let callers =
+        callers_children().map_err(|e| Failure::setup(format!("cannot list the launcher's children: {e}")))?;
+    let subreaper = Subreaper::new().map_err(|e| Failure::setup(format!("cannot become the child subreaper: {e}")))?;
     let pid = child::spawn(&plan, &mut report).map_err(|e| Failure::setup(format!("cannot start the command: {e}")))?;
+    let outcome = supervise(pid, &plan, &mut report, &signals, &callers, verbose, supervisor);
+    // Before the outcome goes back, so the end of the invocation is recorded after it.
+    let ended = end_descendants(&callers, &signals);
+    drop(subreaper);
+    let Err(e) = ended else { return outcome };
+    let problem = format!("the command's background processes could not be ended: {e}");
+    let joined = |failure: Option<Failure>| match failure {
+        Some(failure) => format!("{}; {problem}", failure.message),
+        None => problem.clone(),
+    };
+    match outcome {
+        Ok(mut outcome) => {
+            outcome.exit_code = EXIT_SETUP_FAILURE;
+            outcome.failure = Some(Failure::setup(joined(outcome.failure.take())));
+            Ok(outcome)
+        }
+        Err(failure) => Err(Failure::setup(joined(Some(failure)))),
+    }
+}
+
+/// From the started command to its status: answers notifications, forwards signals,
+/// and reaps the command and the orphans that end meanwhile. On a failure path the
+/// command is killed, and reaped by `end_descendants`.
+fn supervise(
+    pid: libc::pid_t,
+    plan: &child::ChildPlan,
+    report: &mut child::SharedReport,
+    signals: &BlockedSignals,
+    callers: &[libc::pid_t],
+    verbose: bool,
+    supervisor: &mut dyn Supervisor,
+) -> Result<LaunchOutcome, Failure> {
     let result = report.read();
     // SAFETY: the child created this descriptor in the table it shared with us, and
     // nothing else owns it.
@@ -416,20 +666,24 @@ fn run(
         return Ok(LaunchOutcome::failed(failure));
     }
     if plan.user_notif && listener_fd.is_none() {
-        kill_and_reap(pid);
+        kill_command(pid);
         return Err(Failure::setup("the seccomp filter has no notification listener"));
     }
     let mut listener = match listener_fd.map(supervisor::Listener::new).transpose() {
         Ok(listener) => listener,
         Err(e) => {
-            kill_and_reap(pid);
+            kill_command(pid);
             return Err(Failure::setup(format!("cannot use the notification listener: {e}")));
         }
     };
 
     let (status, resources) = loop {
-        if let Some(ended) = try_wait(pid).map_err(|e| Failure::setup(format!("waiting for the command: {e}")))? {
-            break ended;
+        match try_wait(pid) {
+            Ok(Some(ended)) => break ended,
+            Ok(None) => reap_ended_orphans(pid, callers),
+            // Not killed by pid: if it is no longer ours, the pid may be another process's.
+            // If it still is, `end_descendants` finds it among the launcher's children.
+            Err(e) => return Err(Failure::setup(format!("waiting for the command: {e}"))),
         }
         let mut fds = vec![libc::pollfd { fd: signals.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         if let Some(listener) = &listener {
@@ -442,7 +696,7 @@ fn run(
             if error.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            kill_and_reap(pid);
+            kill_command(pid);
             return Err(Failure::setup(format!("poll failed: {error}")));
         }
         for signal in signals.drain() {
@@ -458,11 +712,11 @@ fn run(
                 && let Err(e) = current.answer_one(supervisor)
             {
                 // A notification nobody answers would hang the command: stop it instead.
-                kill_and_reap(pid);
+                kill_command(pid);
                 return Err(Failure::setup(format!("supervising seccomp notifications failed: {e}")));
             }
             if let Some(reason) = supervisor.failure() {
-                kill_and_reap(pid);
+                kill_command(pid);
                 return Err(Failure::setup(format!("the command was stopped: {reason}")));
             }
             if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
@@ -523,10 +777,11 @@ fn wait_blocking(pid: libc::pid_t) -> io::Result<ExitStatus> {
     }
 }
 
-fn kill_and_reap(pid: libc::pid_t) {
+/// Stops the command on a failure path; `end_descendants` reaps it with the rest, as no
+/// blocking wait for this one pid can be trusted to return (a descendant may trace it).
+fn kill_command(pid: libc::pid_t) {
     // SAFETY: kill with the unreaped child's pid.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
-    let _ = wait_blocking(pid);
 }
