@@ -18,11 +18,7 @@ use capsule_compiler::build::{self, BuildOptions};
 use std::path::{Path, PathBuf};
 
 pub fn cache_root() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("capsule").join("artifacts"))
+    capsule_launch::audit::cache_dir().ok().map(|dir| dir.join("artifacts"))
 }
 
 pub fn key(source: &[u8]) -> String {

@@ -66,7 +66,7 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
         return Ok((bytes, path.display().to_string()));
     }
-    match std::fs::read(LOCAL_POLICY) {
+    match trust::read_plain(Path::new(LOCAL_POLICY)) {
         Ok(bytes) => Ok((bytes, LOCAL_POLICY_NAME.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned()))
@@ -113,27 +113,9 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
              cache, the trusted policies and the audit log; list the writable paths in the policy"
         );
     }
+    // A policy that lets the command write the cache or the trusted-policy list is
+    // refused by the launcher (`refuse_writable_capsule_dirs`), for both front doors.
     let cache_root = cache::cache_root();
-    if let Some(root) = &cache_root
-        && writable_by_command(root, &policy.launch.filesystem.write, &workspace)
-    {
-        anyhow::bail!(
-            "the policy lets the command write the compile cache {}, where it could plant an artifact for a later \
-             run; narrow `filesystem: write:`, or set XDG_CACHE_HOME outside the paths it grants{}",
-            root.display(),
-            capsule_launch::audit::home_workspace_hint(&workspace)
-        );
-    }
-    // The trusted-policy store likewise: a command that could write it could trust a
-    // policy it left in the workspace.
-    let store = trust::store_path()?;
-    if writable_by_command(&store, &policy.launch.filesystem.write, &workspace) {
-        anyhow::bail!(
-            "the policy lets the command write the trusted-policy list {}; narrow `filesystem: write:`{}",
-            store.display(),
-            capsule_launch::audit::home_workspace_hint(&workspace)
-        );
-    }
     // A private directory (mode 0700, deleted after the command has run) is used when
     // the cache cannot be written (a read-only HOME).
     let mut private: Option<tempfile::TempDir> = None;
@@ -190,57 +172,4 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
 pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
     let target = Target::LINUX.into_iter().find(|t| t.audit_arch() == Some(arch))?;
     capsule_compiler::tables::table(target).by_nr(nr).map(|s| s.name)
-}
-
-/// Whether `dir` lies beneath one of the policy's writable paths (`None`: writes are
-/// not restricted, so everything is writable).
-fn writable_by_command(dir: &Path, write: &Option<Vec<String>>, workspace: &Path) -> bool {
-    use capsule_launch::paths::{PathVars, resolve_existing};
-    let Some(rules) = write else { return true };
-    // Resolved as the launcher resolves Landlock's paths (variables, symlinks, `..`);
-    // whatever cannot be resolved counts as writable.
-    let (Ok(vars), Ok(dir)) = (PathVars::from_env(Some(workspace)), resolve_existing(dir)) else { return true };
-    // Either way round: a grant beneath the cache (one entry) is as bad as above it.
-    rules.iter().any(|rule| match vars.resolve(rule) {
-        Ok(granted) => {
-            let granted = granted.canonicalize().unwrap_or(granted);
-            dir.starts_with(&granted) || granted.starts_with(&dir)
-        }
-        Err(_) => true,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_grant_beneath_the_cache_makes_it_writable_too() {
-        let tmp = tempfile::tempdir().unwrap();
-        let cache = tmp.path().join("cache");
-        std::fs::create_dir_all(cache.join("entry")).unwrap();
-        let grant = Some(vec![cache.join("entry").display().to_string()]);
-        assert!(writable_by_command(&cache, &grant, tmp.path()));
-        let elsewhere = Some(vec![tmp.path().join("other").display().to_string()]);
-        assert!(!writable_by_command(&cache, &elsewhere, tmp.path()));
-    }
-
-    #[test]
-    fn a_cache_beneath_a_writable_path_is_seen_through_symlinks() {
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real");
-        std::fs::create_dir(&real).unwrap();
-        let link = tmp.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        let write = Some(vec!["${WORKSPACE}".to_owned()]);
-        // The workspace given through a symlink still covers the real directory's cache,
-        // including a cache directory that does not exist yet.
-        assert!(writable_by_command(&real.join(".cache/capsule/key"), &write, &link));
-        assert!(writable_by_command(&link.join(".cache"), &write, &real));
-        assert!(!writable_by_command(&outside.join("cache"), &write, &link));
-        // No write rules: everything is writable.
-        assert!(writable_by_command(&outside, &None, &link));
-    }
 }

@@ -25,9 +25,21 @@ pub fn store_path() -> anyhow::Result<PathBuf> {
     Ok(capsule_launch::audit::state_dir().map_err(anyhow::Error::msg)?.join(STORE_FILE))
 }
 
-/// The store's line for `source` at `path`.
+/// The store's line for `source` at `path`: the file's own absolute path (its directory
+/// resolved, the name itself not followed), which may hold no control character, since
+/// a newline in it would forge a second line.
 fn entry(path: &Path, source: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let absolute = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let absolute = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?.join(name);
+    anyhow::ensure!(
+        !absolute.as_os_str().as_bytes().iter().any(u8::is_ascii_control),
+        "{} has a control character in its path; move the policy to a plain path",
+        absolute.display()
+    );
     let mut line = blake3::hash(source).to_hex().as_bytes().to_vec();
     line.extend_from_slice(b"  ");
     line.extend_from_slice(absolute.as_os_str().as_bytes());
@@ -44,9 +56,25 @@ pub fn is_trusted(path: &Path, source: &[u8]) -> anyhow::Result<bool> {
     }
 }
 
+/// Reads a policy file that must not be a symlink: a link in the workspace could
+/// borrow a policy trusted for another directory (or follow one the command swaps).
+pub fn read_plain(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::new(e.kind(), "it is a symlink; trust and use the file it points to instead")
+        } else {
+            e
+        }
+    })?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Trusts the current bytes of the policy at `path`; returns their blake3.
 pub fn trust(path: &Path) -> anyhow::Result<String> {
-    let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source = read_plain(path).with_context(|| format!("cannot read {}", path.display()))?;
     if is_trusted(path, &source)? {
         return Ok(blake3::hash(&source).to_hex().to_string());
     }

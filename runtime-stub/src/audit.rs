@@ -134,6 +134,62 @@ pub(crate) fn protected_log_path(
     Ok(resolved)
 }
 
+/// The per-user compile cache of `capsule run`: `$XDG_CACHE_HOME/capsule`, else
+/// `~/.cache/capsule`.
+pub fn cache_dir() -> Result<PathBuf, String> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(base.join("capsule"))
+}
+
+/// Refuses a policy that lets the command write capsule's per-user directories, whose
+/// contents decide later runs: the state directory (the trusted policies, the default
+/// log) and the compile cache. A command that could write them could trust a policy it
+/// planted, or plant an artifact under another policy's public cache key. Checked for
+/// every launch, through either front door. A policy that does not restrict writes at
+/// all has made its own choice (the log check refuses it when there is a log).
+pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: Option<&Path>) -> Result<(), String> {
+    let dirs = [
+        ("the capsule state directory (trusted policies, the default log)", state_dir()),
+        ("the compile cache", cache_dir()),
+    ];
+    refuse_writable_dirs(landlock, dirs, workspace)
+}
+
+fn refuse_writable_dirs(
+    landlock: &LandlockPlan,
+    dirs: [(&str, Result<PathBuf, String>); 2],
+    workspace: Option<&Path>,
+) -> Result<(), String> {
+    let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else { return Ok(()) };
+    for (what, dir) in dirs {
+        let Ok(dir) = dir else { continue };
+        let dir = match crate::paths::resolve_existing(&dir) {
+            Ok(dir) => dir,
+            // Where the target appears decides where writes land: refuse.
+            Err(e) if e.contains(crate::paths::DANGLING) => return Err(format!("{what}: {e}")),
+            // Unreachable for this user (a HOME it cannot search), so for the command too.
+            Err(_) => continue,
+        };
+        for granted in &write.paths {
+            let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
+            // Either way round: a grant beneath the directory (one entry) is as bad.
+            if dir.starts_with(&granted) || granted.starts_with(&dir) {
+                let hint = workspace.map_or("", home_workspace_hint);
+                return Err(format!(
+                    "the policy lets the command write {what} {}, where it could plant something for a later \
+                     run; narrow `filesystem: write:`{hint}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Words for a refusal caused by a workspace that is the home directory, the usual
 /// way a command is granted the state and cache directories: `capsule run` from `~`.
 pub fn home_workspace_hint(workspace: &Path) -> &'static str {
@@ -417,6 +473,24 @@ mod tests {
         });
         let err = protected_log_path(&outside.join("capsule.log"), &readable, None).unwrap_err();
         assert!(err.contains("lets the command read or write"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_over_or_beneath_capsules_own_directories_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (state, cache, other) = (tmp.path().join("state"), tmp.path().join("cache"), tmp.path().join("other"));
+        for dir in [&state, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::os::unix::fs::symlink(&state, tmp.path().join("link")).unwrap();
+        let dirs = || [("the state", Ok(state.clone())), ("the cache", Ok(cache.join("capsule")))];
+        let refused = |grant: PathBuf| refuse_writable_dirs(&plan(Some(vec![grant]), 7), dirs(), None);
+        assert!(refused(tmp.path().to_path_buf()).unwrap_err().contains("the state"));
+        assert!(refused(state.join("trusted-policies")).is_err(), "a grant beneath counts");
+        assert!(refused(tmp.path().join("link")).is_err(), "through a symlink");
+        assert!(refused(cache.clone()).unwrap_err().contains("the cache"), "a cache not made yet");
+        assert!(refused(other).is_ok());
+        assert!(refuse_writable_dirs(&plan(None, 7), dirs(), None).is_ok(), "unrestricted: the policy's choice");
     }
 
     #[test]

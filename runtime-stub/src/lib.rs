@@ -155,6 +155,10 @@ pub fn launch_supervised(
         Ok(plan) => plan,
         Err(failure) => return LaunchOutcome::failed(failure),
     };
+    let workspace = options.workspace.clone().or_else(|| std::env::current_dir().ok());
+    if let Err(e) = audit::refuse_writable_capsule_dirs(&landlock, workspace.as_deref()) {
+        return LaunchOutcome::failed(Failure::setup(e));
+    }
     let Some(log) = &options.log else {
         return prepare(artifact, options, vars, landlock)
             .and_then(|plan| run(plan, options, supervisor))

@@ -63,6 +63,9 @@ impl PathVars {
     }
 }
 
+/// What `resolve_existing` says of a path through a dangling symlink.
+pub(crate) const DANGLING: &str = "is a symlink to nothing";
+
 /// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
 /// be compared with the paths Landlock grants; the missing tail is kept as written.
 pub fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
@@ -78,6 +81,11 @@ pub fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
             Ok(mut resolved) => {
                 resolved.extend(missing.iter().rev());
                 return Ok(resolved);
+            }
+            // A dangling symlink is "missing" to canonicalize, but whatever later creates
+            // its target decides where the path lands: it cannot be compared, so refuse.
+            Err(_) if existing.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) => {
+                return Err(format!("{} {DANGLING} ({})", path.display(), existing.display()));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let (Some(parent), Some(Component::Normal(name))) =
@@ -109,6 +117,16 @@ mod tests {
         assert_eq!(vars().resolve("${HOME}/.cargo").unwrap(), Path::new("/home/u/.cargo"));
         assert_eq!(vars().resolve("${TMPDIR}").unwrap(), Path::new("/tmp"));
         assert_eq!(vars().resolve("/usr").unwrap(), Path::new("/usr"));
+    }
+
+    #[test]
+    fn a_dangling_symlink_on_the_way_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("not-yet"), dir.path().join("link")).unwrap();
+        let err = resolve_existing(&dir.path().join("link/cache/x")).unwrap_err();
+        assert!(err.contains("symlink to nothing"), "{err}");
+        let fine = resolve_existing(&dir.path().join("missing/x")).unwrap();
+        assert_eq!(fine, dir.path().canonicalize().unwrap().join("missing/x"));
     }
 
     #[test]

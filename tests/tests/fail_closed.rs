@@ -135,7 +135,7 @@ fn a_policy_that_could_write_the_compile_cache_is_refused() {
         identity.own(&policy_file);
         let output = sandbox.run(&["--policy", policy_file.to_str().unwrap()], &sandbox.touch_marker());
         assert_exit(&output, EXIT_SETUP_FAILURE);
-        assert!(text(&output.stderr).contains("could plant an artifact"), "{}", text(&output.stderr));
+        assert!(text(&output.stderr).contains("write the compile cache"), "{}", text(&output.stderr));
         assert!(!sandbox.marker().exists(), "the command ran");
     }
 }
@@ -166,5 +166,37 @@ fn a_policy_left_in_the_workspace_by_a_command_is_not_used_until_trusted() {
         // An edit needs trusting again.
         std::fs::write(&policy, std::fs::read_to_string(&policy).unwrap() + "# edited\n").unwrap();
         assert_exit(&sandbox.run(&[], &["true"]), EXIT_SETUP_FAILURE);
+    }
+}
+
+/// Trust is for one plain file at one path: a `capsule.yaml` symlink to a policy
+/// trusted elsewhere is refused, and so is trusting a path with a newline (it would
+/// forge a second line in the store).
+#[test]
+fn trust_cannot_be_borrowed_through_a_symlink_or_forged_with_a_newline() {
+    for identity in identities("trust_cannot_be_borrowed_through_a_symlink_or_forged_with_a_newline") {
+        let sandbox = Sandbox::new(&identity);
+        let elsewhere = sandbox.home.path().join("project");
+        std::fs::create_dir(&elsewhere).unwrap();
+        identity.own(&elsewhere);
+        let trusted = elsewhere.join("capsule.yaml");
+        std::fs::write(&trusted, default_policy()).unwrap();
+        identity.own(&trusted);
+        assert_exit(&sandbox.capsule().arg("trust").arg(&trusted).output().unwrap(), 0);
+
+        std::os::unix::fs::symlink(&trusted, sandbox.workspace.path().join("capsule.yaml")).unwrap();
+        let output = sandbox.run(&[], &sandbox.touch_marker());
+        assert_exit(&output, EXIT_SETUP_FAILURE);
+        assert!(text(&output.stderr).contains("symlink"), "{}", text(&output.stderr));
+        assert!(!sandbox.marker().exists());
+
+        let odd = sandbox.home.path().join("odd\nname");
+        std::fs::create_dir(&odd).unwrap();
+        identity.own(&odd);
+        std::fs::write(odd.join("capsule.yaml"), default_policy()).unwrap();
+        identity.own(&odd.join("capsule.yaml"));
+        let output = sandbox.capsule().arg("trust").arg(odd.join("capsule.yaml")).output().unwrap();
+        assert_exit(&output, 1);
+        assert!(text(&output.stderr).contains("control character"), "{}", text(&output.stderr));
     }
 }
