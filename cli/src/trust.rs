@@ -8,7 +8,9 @@
 //! `capsule init`, which writes it) records the blake3 of the file with its absolute
 //! path, in the per-user state directory; editing the file means trusting it again.
 //!
-//! The store is one line per trusted file, `<blake3 hex>  <absolute path>`, appended.
+//! The store is one line per trusted file, `<blake3 hex>  <absolute path>`: trusting a
+//! file replaces its earlier line, so a command cannot roll a tightened policy back to
+//! bytes that were trusted before.
 //! It lives beside the audit log, and a policy that lets the command write it is
 //! refused like one that lets it write the log (see `run.rs`).
 
@@ -60,13 +62,18 @@ pub fn is_trusted(path: &Path, source: &[u8]) -> anyhow::Result<bool> {
 /// borrow a policy trusted for another directory (or follow one the command swaps).
 pub fn read_plain(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| {
+    // Non-blocking, so that a FIFO in its place cannot hang the open.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| {
         if e.raw_os_error() == Some(libc::ELOOP) {
             std::io::Error::new(e.kind(), "it is a symlink; trust and use the file it points to instead")
         } else {
             e
         }
     })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is not a regular file"));
+    }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -79,21 +86,40 @@ pub fn trust(path: &Path) -> anyhow::Result<String> {
         return Ok(blake3::hash(&source).to_hex().to_string());
     }
     let store = store_path()?;
-    if let Some(dir) = store.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = store.parent().context("the store has no directory")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let line = entry(path, &source)?;
+    // The path part of a line starts after the hash and two spaces.
+    let same_path = |other: &[u8]| other.len() > 66 && other[66..] == line[66..];
+    let old = match std::fs::read(&store) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", store.display())),
+    };
+    let mut new: Vec<u8> = Vec::with_capacity(old.len() + line.len() + 1);
+    for kept in old.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !same_path(l)) {
+        new.extend_from_slice(kept);
+        new.push(b'\n');
     }
-    let mut line = entry(path, &source)?;
-    line.push(b'\n');
+    new.extend_from_slice(&line);
+    new.push(b'\n');
+    // Replaced whole (write a temporary, then rename), so a reader sees the old list or
+    // the new one.
+    let temp = dir.join(format!(".{STORE_FILE}.{}.new", std::process::id()));
     std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+        .write(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&store)
-        .and_then(|mut file| file.write_all(&line))
+        .open(&temp)
+        .and_then(|mut file| file.write_all(&new).and_then(|()| file.sync_data()))
+        .and_then(|()| std::fs::rename(&temp, &store))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })
         .with_context(|| format!("cannot write {}", store.display()))?;
     Ok(blake3::hash(&source).to_hex().to_string())
 }

@@ -135,45 +135,69 @@ pub(crate) fn protected_log_path(
 }
 
 /// The per-user compile cache of `capsule run`: `$XDG_CACHE_HOME/capsule`, else
-/// `~/.cache/capsule`.
+/// `$HOME/.cache/capsule` (relative values are ignored, as the XDG spec says).
 pub fn cache_dir() -> Result<PathBuf, String> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
-        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
-    Ok(base.join("capsule"))
+    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    match (absolute("XDG_CACHE_HOME"), absolute("HOME")) {
+        (Some(cache), _) => Ok(cache.join("capsule")),
+        (None, Some(home)) => Ok(home.join(".cache").join("capsule")),
+        (None, None) => Err("neither XDG_CACHE_HOME nor HOME is an absolute path".to_owned()),
+    }
+}
+
+/// The home directory of the user the launcher runs as, from the password database:
+/// where the default state and cache directories are, whatever the environment says.
+fn passwd_home() -> Option<PathBuf> {
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid out-parameter; getpwuid_r writes it and the
+    // strings it points to into `buf`, which outlives every use of `pw` below.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are to live locals of the sizes passed.
+    let rc = unsafe { libc::getpwuid_r(libc::getuid(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pw.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points to a NUL-terminated string inside `buf`.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()))).filter(|p| p.is_absolute())
 }
 
 /// Refuses a policy that lets the command write capsule's per-user directories, whose
 /// contents decide later runs: the state directory (the trusted policies, the default
 /// log) and the compile cache. A command that could write them could trust a policy it
 /// planted, or plant an artifact under another policy's public cache key. Checked for
-/// every launch, through either front door. A policy that does not restrict writes at
-/// all has made its own choice (the log check refuses it when there is a log).
+/// every launch, through either front door, for the directories this environment names
+/// and for the defaults under the home directory of the password database (a later run
+/// with another environment uses those). A policy that does not restrict writes at all
+/// has made its own choice (the log check refuses it when there is a log).
 pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: Option<&Path>) -> Result<(), String> {
-    let dirs = [
-        ("the capsule state directory (trusted policies, the default log)", state_dir()),
-        ("the compile cache", cache_dir()),
-    ];
-    refuse_writable_dirs(landlock, dirs, workspace)
+    const STATE: &str = "the capsule state directory (trusted policies, the default log)";
+    const CACHE: &str = "the compile cache";
+    let mut dirs = vec![(STATE, state_dir()), (CACHE, cache_dir())];
+    match passwd_home() {
+        Some(home) => {
+            dirs.push((STATE, Ok(home.join(".local").join("state").join("capsule"))));
+            dirs.push((CACHE, Ok(home.join(".cache").join("capsule"))));
+        }
+        None => dirs.push((STATE, Err("this user has no home directory in the password database".to_owned()))),
+    }
+    refuse_writable_dirs(landlock, &dirs, workspace)
 }
 
 fn refuse_writable_dirs(
     landlock: &LandlockPlan,
-    dirs: [(&str, Result<PathBuf, String>); 2],
+    dirs: &[(&str, Result<PathBuf, String>)],
     workspace: Option<&Path>,
 ) -> Result<(), String> {
     let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else { return Ok(()) };
     for (what, dir) in dirs {
-        let Ok(dir) = dir else { continue };
-        let dir = match crate::paths::resolve_existing(&dir) {
-            Ok(dir) => dir,
-            // Where the target appears decides where writes land: refuse.
-            Err(e) if e.contains(crate::paths::DANGLING) => return Err(format!("{what}: {e}")),
-            // Unreachable for this user (a HOME it cannot search), so for the command too.
-            Err(_) => continue,
-        };
+        // What cannot be located or resolved cannot be shown safe: a command may have
+        // made a directory unsearchable (Landlock does not govern chmod).
+        let cannot_check =
+            |e: &dyn std::fmt::Display| format!("cannot check that the policy keeps the command out of {what}: {e}");
+        let dir = dir.as_ref().map_err(|e| cannot_check(e))?;
+        let dir = crate::paths::resolve_existing(dir).map_err(|e| cannot_check(&e))?;
         for granted in &write.paths {
             let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
             // Either way round: a grant beneath the directory (one entry) is as bad.
@@ -484,13 +508,18 @@ mod tests {
         }
         std::os::unix::fs::symlink(&state, tmp.path().join("link")).unwrap();
         let dirs = || [("the state", Ok(state.clone())), ("the cache", Ok(cache.join("capsule")))];
-        let refused = |grant: PathBuf| refuse_writable_dirs(&plan(Some(vec![grant]), 7), dirs(), None);
+        let refused = |grant: PathBuf| refuse_writable_dirs(&plan(Some(vec![grant]), 7), &dirs(), None);
         assert!(refused(tmp.path().to_path_buf()).unwrap_err().contains("the state"));
         assert!(refused(state.join("trusted-policies")).is_err(), "a grant beneath counts");
         assert!(refused(tmp.path().join("link")).is_err(), "through a symlink");
         assert!(refused(cache.clone()).unwrap_err().contains("the cache"), "a cache not made yet");
         assert!(refused(other).is_ok());
-        assert!(refuse_writable_dirs(&plan(None, 7), dirs(), None).is_ok(), "unrestricted: the policy's choice");
+        assert!(refuse_writable_dirs(&plan(None, 7), &dirs(), None).is_ok(), "unrestricted: the policy's choice");
+        let unknown = [("the state", Err("no home".to_owned()))];
+        assert!(
+            refuse_writable_dirs(&plan(Some(vec![tmp.path().join("other")]), 7), &unknown, None).is_err(),
+            "fails closed"
+        );
     }
 
     #[test]

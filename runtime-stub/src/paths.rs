@@ -63,29 +63,35 @@ impl PathVars {
     }
 }
 
-/// What `resolve_existing` says of a path through a dangling symlink.
-pub(crate) const DANGLING: &str = "is a symlink to nothing";
-
 /// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
-/// be compared with the paths Landlock grants; the missing tail is kept as written.
+/// be compared with the paths Landlock grants; the missing tail is kept as written. A
+/// dangling symlink on the way is followed to where its target would be made: that is
+/// where writes through it land.
 pub fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(path)
     };
+    // As the kernel does, give up on a chain of links longer than this.
+    let mut links_left = 40;
     let mut missing = Vec::new();
-    let mut existing = absolute.as_path();
+    let mut existing = absolute;
     loop {
         match existing.canonicalize() {
             Ok(mut resolved) => {
                 resolved.extend(missing.iter().rev());
                 return Ok(resolved);
             }
-            // A dangling symlink is "missing" to canonicalize, but whatever later creates
-            // its target decides where the path lands: it cannot be compared, so refuse.
             Err(_) if existing.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) => {
-                return Err(format!("{} {DANGLING} ({})", path.display(), existing.display()));
+                links_left -= 1;
+                let target =
+                    std::fs::read_link(&existing).map_err(|e| format!("{} cannot be resolved: {e}", path.display()))?;
+                if links_left == 0 {
+                    return Err(format!("{} cannot be resolved: too many symlinks", path.display()));
+                }
+                // A relative target is relative to the link's directory.
+                existing = existing.parent().map_or_else(|| target.clone(), |dir| dir.join(&target));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let (Some(parent), Some(Component::Normal(name))) =
@@ -94,7 +100,7 @@ pub fn resolve_existing(path: &Path) -> Result<PathBuf, String> {
                     return Err(format!("{} cannot be resolved", path.display()));
                 };
                 missing.push(name.to_owned());
-                existing = parent;
+                existing = parent.to_path_buf();
             }
             Err(e) => {
                 return Err(format!("{} cannot be resolved: {e}", path.display()));
@@ -120,11 +126,15 @@ mod tests {
     }
 
     #[test]
-    fn a_dangling_symlink_on_the_way_is_refused() {
+    fn a_dangling_symlink_on_the_way_is_followed_to_its_target() {
         let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
         std::os::unix::fs::symlink(dir.path().join("not-yet"), dir.path().join("link")).unwrap();
-        let err = resolve_existing(&dir.path().join("link/cache/x")).unwrap_err();
-        assert!(err.contains("symlink to nothing"), "{err}");
+        assert_eq!(resolve_existing(&dir.path().join("link/cache/x")).unwrap(), real.join("not-yet/cache/x"));
+        std::os::unix::fs::symlink("rel-target", dir.path().join("rel")).unwrap();
+        assert_eq!(resolve_existing(&dir.path().join("rel/x")).unwrap(), real.join("rel-target/x"));
+        std::os::unix::fs::symlink(dir.path().join("loop"), dir.path().join("loop")).unwrap();
+        assert!(resolve_existing(&dir.path().join("loop/x")).is_err(), "a loop is an error");
         let fine = resolve_existing(&dir.path().join("missing/x")).unwrap();
         assert_eq!(fine, dir.path().canonicalize().unwrap().join("missing/x"));
     }

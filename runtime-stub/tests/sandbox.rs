@@ -227,6 +227,9 @@ fn works_unprivileged() {
     }
     let workspace = shared_tempdir();
     let outside = shared_tempdir();
+    // nobody's own HOME: under root's, which nobody cannot search, the launcher cannot
+    // check that the policy keeps the command out of capsule's directories, and refuses.
+    let home = shared_tempdir();
     let mut settings = landlocked(&["${WORKSPACE}"], &["${WORKSPACE}"]);
     settings.limits.open_files = Some(50);
     let artifact = artifact(settings, &program(RET_KILL_PROCESS, &[83, 258]), false);
@@ -237,6 +240,9 @@ fn works_unprivileged() {
             .arg("--manifest")
             .arg(artifact.manifest())
             .args(["--", "sh", "-c", script])
+            .env("HOME", home.path())
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME")
             .current_dir(workspace.path())
             .output()
             .unwrap()

@@ -163,8 +163,14 @@ fn a_policy_left_in_the_workspace_by_a_command_is_not_used_until_trusted() {
         assert_exit(&trust, 0);
         assert_exit(&sandbox.run(&[], &sandbox.touch_marker()), 0);
         assert!(sandbox.marker().exists(), "a trusted policy is used");
-        // An edit needs trusting again.
-        std::fs::write(&policy, std::fs::read_to_string(&policy).unwrap() + "# edited\n").unwrap();
+        // An edit needs trusting again, and trusting it revokes the earlier bytes: the
+        // command cannot roll the policy back to them.
+        let before = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(&policy, before.clone() + "# edited\n").unwrap();
+        assert_exit(&sandbox.run(&[], &["true"]), EXIT_SETUP_FAILURE);
+        assert_exit(&sandbox.capsule().arg("trust").output().unwrap(), 0);
+        assert_exit(&sandbox.run(&[], &["true"]), 0);
+        std::fs::write(&policy, before).unwrap();
         assert_exit(&sandbox.run(&[], &["true"]), EXIT_SETUP_FAILURE);
     }
 }
@@ -189,6 +195,15 @@ fn trust_cannot_be_borrowed_through_a_symlink_or_forged_with_a_newline() {
         assert_exit(&output, EXIT_SETUP_FAILURE);
         assert!(text(&output.stderr).contains("symlink"), "{}", text(&output.stderr));
         assert!(!sandbox.marker().exists());
+
+        // A FIFO in its place is refused, not waited on.
+        std::fs::remove_file(sandbox.workspace.path().join("capsule.yaml")).unwrap();
+        let fifo = std::ffi::CString::new(sandbox.workspace.path().join("capsule.yaml").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a live C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+        let output = sandbox.run(&[], &sandbox.touch_marker());
+        assert_exit(&output, EXIT_SETUP_FAILURE);
+        assert!(text(&output.stderr).contains("not a regular file"), "{}", text(&output.stderr));
 
         let odd = sandbox.home.path().join("odd\nname");
         std::fs::create_dir(&odd).unwrap();
