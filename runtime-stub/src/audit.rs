@@ -175,13 +175,20 @@ pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: O
     const STATE: &str = "the capsule state directory (trusted policies, the default log)";
     const CACHE: &str = "the compile cache";
     let mut dirs = vec![(STATE, state_dir()), (CACHE, cache_dir())];
-    match passwd_home() {
+    // The defaults under the home directory too, which a run with other XDG variables
+    // uses. HOME names it; only without HOME is the password database asked (its
+    // lookup may load NSS modules, a cost every launch would pay).
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()).or_else(passwd_home);
+    match home {
         Some(home) => {
             dirs.push((STATE, Ok(home.join(".local").join("state").join("capsule"))));
             dirs.push((CACHE, Ok(home.join(".cache").join("capsule"))));
         }
         None => dirs.push((STATE, Err("this user has no home directory in the password database".to_owned()))),
     }
+    // Without XDG variables the defaults are the same directories: check each once.
+    let mut seen = std::collections::BTreeSet::new();
+    dirs.retain(|(_, dir)| dir.as_ref().map_or(true, |dir| seen.insert(dir.clone())));
     refuse_writable_dirs(landlock, &dirs, workspace)
 }
 
