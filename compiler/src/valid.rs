@@ -154,6 +154,11 @@ fn masks_within(test: &Test, low: u64) -> bool {
     matches!(test, Test::MaskedEq { mask, .. } | Test::MaskedNe { mask, .. } if mask & !low == 0)
 }
 
+/// The values an argument the kernel reads `bits` bits of can take: `0..=low_bits(bits)`.
+pub fn low_bits(bits: u32) -> u64 {
+    u64::MAX >> (64 - bits)
+}
+
 /// The width the kernel reads an argument of `bits` bits with.
 pub fn width_of_bits(bits: u8) -> Width {
     if bits <= 32 { Width::W32 } else { Width::W64 }
@@ -234,7 +239,7 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
                 } else if let Some(value) = test_values(test).find(|v| v & !arg.width.mask() != 0) {
                     err = Some(VerifyError::ValueTooWide { target, name, index, value, width: arg.width });
                 } else if let Some(bits) = bits.filter(|&b| b < 32)
-                    && !masks_within(test, u64::MAX >> (64 - u32::from(bits)))
+                    && !masks_within(test, low_bits(u32::from(bits)))
                 {
                     // The kernel truncates the argument; a test that reads the bits above
                     // could be bypassed by setting them (see `lower::on_low_bits`).

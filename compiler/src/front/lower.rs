@@ -8,7 +8,7 @@ use super::suggest::did_you_mean;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test, Width};
 use crate::tables::{self, SyscallDef, Table};
-use crate::valid::width_of_bits;
+use crate::valid::{low_bits, width_of_bits};
 use capsule_artifacts::launch::{self, LandlockMode, Record};
 use capsule_artifacts::{LaunchSettings, Target};
 use capsule_grammar as g;
@@ -394,7 +394,7 @@ impl Lower {
             }
         };
         let span = when.file_span(t.span);
-        let verdict = triviality(&test, bits_mask(bits)).map(|always| {
+        let verdict = triviality(&test, low_bits(bits)).map(|always| {
             let (code, what) =
                 if always { (Code::AlwaysTrue, "always true") } else { (Code::AlwaysFalse, "always false") };
             Diagnostic::new(code, span.clone(), format!("this test is {what} for a {bits}-bit argument"))
@@ -408,7 +408,7 @@ impl Lower {
         if let Some(warning) = verdict {
             self.note_constant(&span, false, warning);
         }
-        Some(if bits < arg.width.bits() { on_low_bits(arg, bits_mask(bits), test) } else { Cond::Test { arg, test } })
+        Some(if bits < arg.width.bits() { on_low_bits(arg, low_bits(bits), test) } else { Cond::Test { arg, test } })
     }
 
     /// The argument, and how many of its bits the kernel reads: 16 (`umode_t`), 32 or 64.
@@ -471,7 +471,7 @@ impl Lower {
 
     /// `bits`: how many bits of the argument the kernel reads.
     fn value(&mut self, v: &g::Value, bits: u32, when: &CondAst, table: &Table) -> Option<u64> {
-        let mask = bits_mask(bits);
+        let mask = low_bits(bits);
         let span = when.file_span(v.span());
         let raw = match v {
             g::Value::Number { value, negative: false, .. } => *value,
@@ -520,7 +520,7 @@ impl Lower {
         match table.constant(&ident.name) {
             // C constants of type int that are negative (AT_FDCWD) arrive sign-extended.
             Some(v) if bits == 32 && v > u32::MAX as u64 && (v as i64) < 0 && (v as i64) >= i32::MIN as i64 => {
-                Some(v & bits_mask(bits))
+                Some(v & low_bits(bits))
             }
             Some(v) => Some(v),
             None => {
@@ -677,11 +677,6 @@ fn constant_condition(when: &CondAst, always: bool) -> Diagnostic {
     Diagnostic::new(code, when.file_span(when.expr.span()), message).label(label).help(help)
 }
 
-/// The values an argument the kernel reads `bits` bits of can take: `0..=bits_mask(bits)`.
-fn bits_mask(bits: u32) -> u64 {
-    u64::MAX >> (64 - bits)
-}
-
 /// `test` on an argument the kernel truncates to the bits of `mask` (a `umode_t` is
 /// read as 16 bits of a 32-bit word), written as tests on the word that ignore the
 /// bits above: garbage there must neither bypass a test nor fail an allowed call. The
@@ -752,7 +747,7 @@ mod tests {
     #[test]
     fn tests_on_16_bit_arguments_ignore_the_bits_above() {
         let arg = Arg { index: 2, width: Width::W32 };
-        let mask = bits_mask(16);
+        let mask = low_bits(16);
         let bounds = [0, 1, 2, 0o777, 0x1000, 0x7fff, 0x8000, 0xfffe, 0xffff];
         let mut tests = vec![Test::In(vec![0, 0o755, 0xffff]), Test::NotIn(vec![1, 0o644])];
         for &v in &bounds {

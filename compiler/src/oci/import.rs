@@ -231,8 +231,8 @@ impl Rule {
                 }
                 return None;
             };
-            let width = if bits <= 32 { Width::W32 } else { Width::W64 };
-            match capsule_test(op, value, value_two, bits) {
+            let width = crate::valid::width_of_bits(bits);
+            match capsule_test(op, value, value_two, u32::from(bits)) {
                 Folded::Test(test) => tests.push((index, width, test)),
                 Folded::Always(true) => {}
                 Folded::Always(false) => {
@@ -265,7 +265,7 @@ pub(crate) enum Folded {
 /// (`-100` written as 0xffff_ffff_ffff_ff9c) in `==`/`!=` on an int is read as the
 /// 32-bit value it extends.
 pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, bits: u32) -> Folded {
-    let max = u64::MAX >> (64 - bits);
+    let max = crate::valid::low_bits(bits);
     let narrow = |v: u64| -> Option<u64> {
         if v <= max {
             Some(v)
@@ -312,11 +312,11 @@ pub(crate) fn capsule_test(op: Op, value: u64, value_two: u64, bits: u32) -> Fol
 
 /// How many bits of argument `index` the kernel reads, or `None` when the syscall has
 /// no such argument.
-fn arg_bits(def: &SyscallDef, index: u8) -> Option<u32> {
+fn arg_bits(def: &SyscallDef, index: u8) -> Option<u8> {
     if !def.args_known {
         return Some(64);
     }
-    def.args.get(usize::from(index)).map(|a| u32::from(a.bits))
+    def.args.get(usize::from(index)).map(|a| a.bits)
 }
 
 fn arg_name(def: &SyscallDef, index: u8) -> String {
