@@ -55,17 +55,20 @@ pub fn state_dir() -> Result<PathBuf, String> {
 }
 
 fn state_dir_in(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Result<PathBuf, String> {
+    capsule_dir(xdg_state_home, home, STATE_HOME_DEFAULT).ok_or_else(|| {
+        "no place for the audit log: neither XDG_STATE_HOME nor HOME is an absolute path (pass --log FILE)".to_owned()
+    })
+}
+
+/// What an unset XDG_STATE_HOME and XDG_CACHE_HOME stand for, under HOME.
+const STATE_HOME_DEFAULT: &str = ".local/state";
+const CACHE_HOME_DEFAULT: &str = ".cache";
+
+/// `capsule` in an XDG base directory: the variable's value when absolute (relative
+/// values are ignored, as the XDG spec says), else `default` under an absolute HOME.
+fn capsule_dir(xdg: Option<OsString>, home: Option<OsString>, default: &str) -> Option<PathBuf> {
     let absolute = |value: Option<OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
-    if let Some(state) = absolute(xdg_state_home) {
-        return Ok(state.join("capsule"));
-    }
-    match absolute(home) {
-        Some(home) => Ok(home.join(".local").join("state").join("capsule")),
-        None => {
-            Err("no place for the audit log: neither XDG_STATE_HOME nor HOME is an absolute path (pass --log FILE)"
-                .to_owned())
-        }
-    }
+    absolute(xdg).or_else(|| absolute(home).map(|home| home.join(default))).map(|base| base.join("capsule"))
 }
 
 /// The log `capsule run` writes when neither `--log` nor the policy's `audit: log:`
@@ -137,12 +140,8 @@ pub(crate) fn protected_log_path(
 /// The per-user compile cache of `capsule run`: `$XDG_CACHE_HOME/capsule`, else
 /// `$HOME/.cache/capsule` (relative values are ignored, as the XDG spec says).
 pub fn cache_dir() -> Result<PathBuf, String> {
-    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
-    match (absolute("XDG_CACHE_HOME"), absolute("HOME")) {
-        (Some(cache), _) => Ok(cache.join("capsule")),
-        (None, Some(home)) => Ok(home.join(".cache").join("capsule")),
-        (None, None) => Err("neither XDG_CACHE_HOME nor HOME is an absolute path".to_owned()),
-    }
+    capsule_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"), CACHE_HOME_DEFAULT)
+        .ok_or_else(|| "neither XDG_CACHE_HOME nor HOME is an absolute path".to_owned())
 }
 
 /// The home directory of the user the launcher runs as, from the password database:
@@ -168,8 +167,8 @@ fn passwd_home() -> Option<PathBuf> {
 /// log) and the compile cache. A command that could write them could trust a policy it
 /// planted, or plant an artifact under another policy's public cache key. Checked for
 /// every launch, through either front door, for the directories this environment names
-/// and for the defaults under the home directory of the password database (a later run
-/// with another environment uses those). A policy that does not restrict writes at all
+/// and for the defaults under the home directory (a later run with other XDG variables
+/// uses those). A policy that does not restrict writes at all
 /// has made its own choice (the log check refuses it when there is a log).
 pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: Option<&Path>) -> Result<(), String> {
     const STATE: &str = "the capsule state directory (trusted policies, the default log)";
@@ -179,10 +178,12 @@ pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: O
     // uses. HOME names it; only without HOME is the password database asked (its
     // lookup may load NSS modules, a cost every launch would pay).
     let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute()).or_else(passwd_home);
-    match home {
+    match home.map(PathBuf::into_os_string) {
         Some(home) => {
-            dirs.push((STATE, Ok(home.join(".local").join("state").join("capsule"))));
-            dirs.push((CACHE, Ok(home.join(".cache").join("capsule"))));
+            for (what, default) in [(STATE, STATE_HOME_DEFAULT), (CACHE, CACHE_HOME_DEFAULT)] {
+                let dir = capsule_dir(None, Some(home.clone()), default);
+                dirs.push((what, dir.ok_or_else(|| "HOME is not an absolute path".to_owned())));
+            }
         }
         None => dirs.push((STATE, Err("this user has no home directory in the password database".to_owned()))),
     }
@@ -271,6 +272,12 @@ fn open_log(path: &Path) -> Result<LogWriter, String> {
         .map_err(|e| format!("cannot open the audit log: {e}"))
 }
 
+/// The command line and the current directory as an invocation's record holds them.
+fn argv_and_cwd(command: &[OsString]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
+    (command.iter().map(|a| a.as_bytes().to_vec()).collect(), cwd)
+}
+
 /// Records a command that was refused before anything ran (its artifact did not
 /// verify, its policy has errors): `invocation.refused` and a checkpoint, synced.
 /// The log's safety from the command is not checked: there is no command.
@@ -283,8 +290,7 @@ pub fn record_refusal(
 ) -> Result<(), String> {
     // Opened first, so the record's time follows a new log's genesis.
     let mut writer = open_log(log)?;
-    let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-    let argv = command.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let (argv, cwd) = argv_and_cwd(command);
     let refused = InvocationRefused::now(
         argv,
         cwd,
@@ -319,13 +325,12 @@ impl AuditTrail {
         artifact: &VerifiedArtifact,
         options: &LaunchOptions,
         landlock: &LandlockPlan,
+        workspace: Option<&Path>,
     ) -> Result<AuditTrail, Failure> {
-        let workspace = options.workspace.clone().or_else(|| std::env::current_dir().ok());
-        let path = protected_log_path(log, landlock, workspace.as_deref()).map_err(Failure::setup)?;
+        let path = protected_log_path(log, landlock, workspace).map_err(Failure::setup)?;
         let mut writer = open_log(&path).map_err(Failure::setup)?;
 
-        let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
-        let argv = options.command.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let (argv, cwd) = argv_and_cwd(&options.command);
         let start = InvocationStart::now(argv, cwd, artifact.manifest.policy.name.clone(), artifact.pin.clone());
         let appended = writer
             .append(&Record::from(&start), Durability::Sync)

@@ -165,7 +165,7 @@ pub fn launch_supervised(
             .unwrap_or_else(LaunchOutcome::failed);
     };
     // Nothing runs unless the log is safe from the command and the start is on disk.
-    let mut trail = match audit::AuditTrail::begin(log, artifact, options, &landlock) {
+    let mut trail = match audit::AuditTrail::begin(log, artifact, options, &landlock, workspace.as_deref()) {
         Ok(trail) => trail,
         Err(failure) => return LaunchOutcome::failed(failure),
     };
