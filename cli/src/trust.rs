@@ -48,14 +48,23 @@ fn entry(path: &Path, source: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(line)
 }
 
+/// The store's bytes; empty before anything was trusted.
+fn read_store(store: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(store) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read the trusted policies {}", store.display())),
+    }
+}
+
+fn lines(store: &[u8]) -> impl Iterator<Item = &[u8]> {
+    store.split(|&b| b == b'\n').filter(|line| !line.is_empty())
+}
+
 /// Whether these exact bytes of the file at `path` were trusted.
 pub fn is_trusted(path: &Path, source: &[u8]) -> anyhow::Result<bool> {
     let wanted = entry(path, source)?;
-    match std::fs::read(store_path()?) {
-        Ok(store) => Ok(store.split(|&b| b == b'\n').any(|line| line == wanted.as_slice())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).context("cannot read the trusted policies"),
-    }
+    Ok(lines(&read_store(&store_path()?)?).any(|line| line == wanted.as_slice()))
 }
 
 /// Reads a policy file that must not be a symlink: a link in the workspace could
@@ -82,26 +91,23 @@ pub fn read_plain(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Trusts the current bytes of the policy at `path`; returns their blake3.
 pub fn trust(path: &Path) -> anyhow::Result<String> {
     let source = read_plain(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if is_trusted(path, &source)? {
-        return Ok(blake3::hash(&source).to_hex().to_string());
-    }
+    let hash = blake3::hash(&source).to_hex().to_string();
+    let line = entry(path, &source)?;
     let store = store_path()?;
+    let old = read_store(&store)?;
+    if lines(&old).any(|l| l == line.as_slice()) {
+        return Ok(hash);
+    }
     let dir = store.parent().context("the store has no directory")?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let line = entry(path, &source)?;
     // The path part of a line starts after the hash and two spaces.
     let same_path = |other: &[u8]| other.len() > 66 && other[66..] == line[66..];
-    let old = match std::fs::read(&store) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", store.display())),
-    };
     let mut new: Vec<u8> = Vec::with_capacity(old.len() + line.len() + 1);
-    for kept in old.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !same_path(l)) {
+    for kept in lines(&old).filter(|l| !same_path(l)) {
         new.extend_from_slice(kept);
         new.push(b'\n');
     }
@@ -121,5 +127,5 @@ pub fn trust(path: &Path) -> anyhow::Result<String> {
             let _ = std::fs::remove_file(&temp);
         })
         .with_context(|| format!("cannot write {}", store.display()))?;
-    Ok(blake3::hash(&source).to_hex().to_string())
+    Ok(hash)
 }
