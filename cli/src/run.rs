@@ -13,6 +13,7 @@ pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");
 /// The policy `capsule run` looks for in the current directory without --policy.
 const LOCAL_POLICY: &str = "capsule.yaml";
 const LOCAL_POLICY_NAME: &str = "./capsule.yaml";
+const BUILT_IN_NAME: &str = "the built-in default policy";
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -39,8 +40,8 @@ pub fn run(args: RunArgs) -> i32 {
     let (log, command) = (args.log.clone(), args.command.clone());
     let source = match &args.policy {
         Some(path) => path.clone(),
-        None if Path::new("capsule.yaml").exists() => PathBuf::from("./capsule.yaml"),
-        None => PathBuf::from("(the built-in default policy)"),
+        None if Path::new(LOCAL_POLICY).exists() => PathBuf::from(LOCAL_POLICY_NAME),
+        None => PathBuf::from(format!("({BUILT_IN_NAME})")),
     };
     match prepare_and_launch(args) {
         Ok(code) => code,
@@ -69,7 +70,7 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
     match trust::read_plain(Path::new(LOCAL_POLICY)) {
         Ok(bytes) => Ok((bytes, LOCAL_POLICY_NAME.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((DEFAULT_POLICY.as_bytes().to_vec(), "the built-in default policy".to_owned()))
+            Ok((DEFAULT_POLICY.as_bytes().to_vec(), BUILT_IN_NAME.to_owned()))
         }
         Err(e) => Err(e).context("cannot read ./capsule.yaml"),
     }
