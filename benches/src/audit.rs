@@ -196,11 +196,7 @@ fn artifact(dir: &Path, action: u32, notify: Option<NotifyTable>, writable: &Pat
 }
 
 fn denial_cost(dir: &Path) -> Vec<(String, String)> {
-    let bin = dir.join("loop");
-    let source = dir.join("loop.c");
-    std::fs::write(&source, LOOP).expect("write C");
-    let cc = Command::new("cc").args(["-O2", "-o"]).arg(&bin).arg(&source).status().expect("run cc");
-    assert!(cc.success(), "cc failed");
+    let bin = crate::compile_c(dir, "loop", LOOP).expect("compile the C loop");
     let results = dir.join("results");
     std::fs::create_dir_all(&results).expect("mkdir");
     let log = dir.join("denials.log");

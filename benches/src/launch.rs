@@ -143,12 +143,7 @@ fn build_spawn_floor(dir: &Path) -> anyhow::Result<PathBuf> {
         int main(int argc, char **argv) { pid_t pid; int status;\n\
         if (argc < 2 || posix_spawn(&pid, argv[1], 0, 0, argv + 1, environ)) return 127;\n\
         waitpid(pid, &status, 0); return WEXITSTATUS(status); }\n";
-    let source = dir.join("spawn-floor.c");
-    let binary = dir.join("spawn-floor");
-    std::fs::write(&source, SOURCE)?;
-    let cc = Command::new("cc").args(["-O2", "-o"]).arg(&binary).arg(&source).status().context("run cc")?;
-    ensure!(cc.success(), "cc failed on {}", source.display());
-    Ok(binary)
+    crate::compile_c(dir, "spawn-floor", SOURCE)
 }
 
 /// The launcher built by `make launcher-static`, if it was.

@@ -43,3 +43,12 @@ fn main() -> anyhow::Result<()> {
         Command::Audit => audit::run(),
     }
 }
+
+/// Compiles the C program `source` to `dir/name` with `cc -O2`.
+pub(crate) fn compile_c(dir: &std::path::Path, name: &str, source: &str) -> anyhow::Result<std::path::PathBuf> {
+    let (file, binary) = (dir.join(format!("{name}.c")), dir.join(name));
+    std::fs::write(&file, source)?;
+    let cc = std::process::Command::new("cc").args(["-O2", "-o"]).arg(&binary).arg(&file).status()?;
+    anyhow::ensure!(cc.success(), "cc failed on {}", file.display());
+    Ok(binary)
+}
