@@ -20,44 +20,12 @@ use std::process::{Command, Stdio};
 
 const HELPER_SOURCE: &str = include_str!("export_filter.c");
 
-/// libseccomp's `enum scmp_compare`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum CmpOp {
-    Ne,
-    Lt,
-    Le,
-    Eq,
-    Ge,
-    Gt,
-    /// `arg & a == b`
-    MaskedEq,
-}
+/// libseccomp's `enum scmp_compare`: the OCI format's operators.
+pub use capsule_compiler::oci::Op as CmpOp;
 
-impl CmpOp {
-    fn spec_name(self) -> &'static str {
-        match self {
-            CmpOp::Ne => "NE",
-            CmpOp::Lt => "LT",
-            CmpOp::Le => "LE",
-            CmpOp::Eq => "EQ",
-            CmpOp::Ge => "GE",
-            CmpOp::Gt => "GT",
-            CmpOp::MaskedEq => "MASKED_EQ",
-        }
-    }
-
-    fn from_oci(name: &str) -> Option<CmpOp> {
-        Some(match name {
-            "SCMP_CMP_NE" => CmpOp::Ne,
-            "SCMP_CMP_LT" => CmpOp::Lt,
-            "SCMP_CMP_LE" => CmpOp::Le,
-            "SCMP_CMP_EQ" => CmpOp::Eq,
-            "SCMP_CMP_GE" => CmpOp::Ge,
-            "SCMP_CMP_GT" => CmpOp::Gt,
-            "SCMP_CMP_MASKED_EQ" => CmpOp::MaskedEq,
-            _ => return None,
-        })
-    }
+/// The operator as the helper program's spec names it (`SCMP_CMP_` dropped).
+fn spec_name(op: CmpOp) -> &'static str {
+    op.oci_name().trim_start_matches("SCMP_CMP_")
 }
 
 /// One `struct scmp_arg_cmp`: libseccomp compares all 64 bits of the argument.
@@ -104,7 +72,7 @@ impl Spec {
         for rule in &self.rules {
             write!(text, "rule {:#x} {} {}", rule.action, rule.syscall, rule.cmps.len()).unwrap();
             for c in &rule.cmps {
-                write!(text, " {} {} {:#x} {:#x}", c.arg, c.op.spec_name(), c.a, c.b).unwrap();
+                write!(text, " {} {} {:#x} {:#x}", c.arg, spec_name(c.op), c.a, c.b).unwrap();
             }
             text.push('\n');
         }
@@ -270,7 +238,7 @@ pub fn spec_from_oci(
         }
         let mut cmps = Vec::new();
         for arg in entry["args"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let op = arg["op"].as_str().and_then(CmpOp::from_oci).ok_or_else(|| format!("op in {arg}"))?;
+            let op = arg["op"].as_str().and_then(CmpOp::from_oci_name).ok_or_else(|| format!("op in {arg}"))?;
             let index = arg["index"].as_u64().filter(|i| *i < 6).ok_or_else(|| format!("index in {arg}"))?;
             cmps.push(Cmp {
                 arg: index as u8,
