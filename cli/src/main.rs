@@ -1,9 +1,8 @@
 //! capsule: the user's front door. Thin: each command calls the libraries.
 
-mod cache;
 mod log_commands;
-mod run;
-mod trust;
+
+use capsule_cli::{run, trust};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

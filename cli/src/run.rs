@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// Print what was enforced.
     #[arg(short, long)]
     verbose: bool,
+    /// For the Python SDK: write the invocation's id in the log to this inherited
+    /// descriptor once its start is on disk.
+    #[arg(long, hide = true)]
+    announce_fd: Option<i32>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -160,6 +164,7 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         }),
         verbose: args.verbose,
         explain: false,
+        announce_fd: args.announce_fd,
     };
     let outcome = capsule_launch::launch(&artifact, &options);
     if let Some(failure) = &outcome.failure {

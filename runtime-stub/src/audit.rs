@@ -254,7 +254,7 @@ pub struct Resources {
 }
 
 /// Opens (or creates) the log at `path`, with the signing key from the environment.
-fn open_log(path: &Path) -> Result<LogWriter, String> {
+pub fn open_log(path: &Path) -> Result<LogWriter, String> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
         && !dir.exists()

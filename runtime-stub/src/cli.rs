@@ -57,6 +57,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         names: None,
         verbose: args.verbose,
         explain: args.explain,
+        announce_fd: None,
     };
     let outcome = launch(&artifact, &options);
     if let Some(failure) = &outcome.failure {

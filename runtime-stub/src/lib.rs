@@ -90,6 +90,10 @@ pub struct LaunchOptions {
     pub verbose: bool,
     /// Print every rule as well.
     pub explain: bool,
+    /// A descriptor to which the invocation's id in the log is written, as a decimal
+    /// line, once `invocation.start` is on disk (for the Python SDK, whose records
+    /// name the invocation that ran a tool). Written once; not closed here.
+    pub announce_fd: Option<std::os::fd::RawFd>,
 }
 
 #[derive(Debug)]
@@ -172,8 +176,20 @@ pub fn launch_supervised(
     if options.verbose || options.explain {
         say(&format!("audit log: {} (invocation {})", trail.path().display(), trail.invocation()));
     }
+    let announced = match options.announce_fd {
+        Some(fd) => {
+            // SAFETY: the caller keeps the descriptor open for the whole launch.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let line = format!("{}\n", trail.invocation());
+            rustix::io::write(fd, line.as_bytes())
+                .map(drop)
+                .map_err(|e| Failure::setup(format!("cannot announce the invocation: {e}")))
+        }
+        None => Ok(()),
+    };
     let mut recording = audit::Recording { inner: supervisor, trail: &mut trail };
-    let mut outcome = prepare(artifact, options, vars, landlock)
+    let mut outcome = announced
+        .and_then(|()| prepare(artifact, options, vars, landlock))
         .and_then(|plan| run(plan, options, &mut recording))
         .unwrap_or_else(LaunchOutcome::failed);
     outcome.invocation = Some(trail.invocation());
