@@ -16,7 +16,11 @@ use clap::Parser;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
+use capsule_artifacts::log::writer::LogWriter;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// Diagnostics of one policy source, as `capsulec check --format json` gives them,
 /// each with `rendered`: the text `capsulec check` prints for it.
@@ -134,10 +138,26 @@ fn verify(py: Python<'_>, log: PathBuf) -> PyResult<Py<PyAny>> {
     to_python(py, &json)
 }
 
+/// Open logs, kept between appends: opening re-reads the whole chain, an append only
+/// what other writers added since. A log replaced on disk (another inode) is reopened.
+static WRITERS: Mutex<BTreeMap<PathBuf, (LogWriter, (u64, u64))>> = Mutex::new(BTreeMap::new());
+
+fn file_id(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 /// Appends `tool.call` / `tool.result` records (`(kind, invocation, fields)` each) to
-/// the log at `log`, synced; returns their sequence numbers.
+/// the log at `log` under one lock; with `sync`, one `fdatasync` covers them. Returns
+/// their sequence numbers.
 #[pyfunction]
-fn append_tool_records(py: Python<'_>, log: PathBuf, records: Vec<(String, Option<u64>, Bound<'_, PyDict>)>) -> PyResult<Vec<u64>> {
+#[pyo3(signature = (log, records, sync = false))]
+fn append_tool_records(
+    py: Python<'_>,
+    log: PathBuf,
+    records: Vec<(String, Option<u64>, Bound<'_, PyDict>)>,
+    sync: bool,
+) -> PyResult<Vec<u64>> {
     let records: Vec<Record> = records
         .into_iter()
         .map(|(kind, invocation, fields)| {
@@ -148,12 +168,25 @@ fn append_tool_records(py: Python<'_>, log: PathBuf, records: Vec<(String, Optio
             Ok(tool_record(&kind, invocation, fields))
         })
         .collect::<PyResult<_>>()?;
+    let durability = if sync { Durability::Sync } else { Durability::Buffered };
     py.detach(|| {
-        let mut writer = capsule_launch::audit::open_log(&log).map_err(PyOSError::new_err)?;
-        let appended = writer
-            .append_all(&records, Durability::Sync)
-            .map_err(|e| PyOSError::new_err(format!("cannot append to the audit log: {e}")))?;
-        Ok(appended.into_iter().map(|a| a.seq).collect())
+        let mut writers = WRITERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = file_id(&log).ok();
+        let reuse = matches!((writers.get(&log), current), (Some((_, id)), Some(now)) if *id == now);
+        if !reuse {
+            writers.remove(&log);
+            let writer = capsule_launch::audit::open_log(&log).map_err(PyOSError::new_err)?;
+            let id = file_id(&log).map_err(|e| PyOSError::new_err(format!("{}: {e}", log.display())))?;
+            writers.insert(log.clone(), (writer, id));
+        }
+        let (writer, _) = writers.get_mut(&log).expect("inserted above");
+        match writer.append_all(&records, durability) {
+            Ok(appended) => Ok(appended.into_iter().map(|a| a.seq).collect()),
+            Err(e) => {
+                writers.remove(&log);
+                Err(PyOSError::new_err(format!("cannot append to the audit log: {e}")))
+            }
+        }
     })
 }
 

@@ -199,12 +199,9 @@ class _Worker:
                     pending = self.pending.get(message.get("id"))
                 if pending is None:
                     continue
-                if message["type"] == "started":
-                    pending.messages.append(message)
-                else:
-                    pending.messages.append(message)
-                    pending.payload = payload
-                    pending.event.set()
+                pending.messages.append(message)
+                pending.payload = payload
+                pending.event.set()
         except (OSError, ValueError, _codec.FrameError) as exc:
             reason = f"the sandboxed worker broke the protocol: {exc}"
             self.process.kill()
@@ -386,8 +383,10 @@ class _ToolSpec:
         workspace: Optional[PathLike],
         name: Optional[str],
         max_result_bytes: int,
+        durable: bool,
     ) -> None:
         self.fn = fn
+        self.durable = durable
         self.name = name or fn.__name__
         self.qualname = f"{fn.__module__}:{fn.__qualname__}"
         self.timeout = timeout
@@ -442,7 +441,9 @@ class _ToolSpec:
             "args_bytes": len(payload),
             "worker_pid": worker.process.pid,
         }
-        (record,) = _native.append_tool_records(worker.log, [("tool.call", worker.invocation, call_fields)])
+        (record,) = _native.append_tool_records(
+            worker.log, [("tool.call", worker.invocation, call_fields)], sync=self.durable
+        )
         header = {
             "type": "call",
             "module": self.fn.__module__,
@@ -460,8 +461,7 @@ class _ToolSpec:
             self._result_record(worker, record, started, "failed", {"error": str(exc)})
             raise
         result = messages[-1] if messages and messages[-1]["type"] == "result" else None
-        pids = [m["pid"] for m in messages if m.get("type") == "started"]
-        extra: Dict[str, Any] = {"pid": pids[0]} if pids else {}
+        extra: Dict[str, Any] = {"pid": result["pid"]} if result is not None and "pid" in result else {}
         if result is None:
             reason = worker.dead or "the sandboxed worker did not answer"
             self._result_record(worker, record, started, "failed", dict(extra, error=reason))
@@ -527,7 +527,7 @@ class _ToolSpec:
     def _result_record(self, worker: _Worker, call: int, started: float, outcome: str, extra: Dict[str, Any]) -> None:
         fields: Dict[str, Any] = dict(extra)
         fields.update(call=call, name=self.name, outcome=outcome, duration_us=int((time.monotonic() - started) * 1e6))
-        _native.append_tool_records(worker.log, [("tool.result", worker.invocation, fields)])
+        _native.append_tool_records(worker.log, [("tool.result", worker.invocation, fields)], sync=self.durable)
 
 
 _BUILTIN_EXCEPTIONS = {
@@ -577,6 +577,7 @@ def tool(
     workspace: Optional[PathLike] = None,
     name: Optional[str] = None,
     max_result_bytes: int = _codec.DEFAULT_MAX_RESULT_BYTES,
+    durable: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -589,6 +590,7 @@ def tool(
     workspace: Optional[PathLike] = None,
     name: Optional[str] = None,
     max_result_bytes: int = _codec.DEFAULT_MAX_RESULT_BYTES,
+    durable: bool = False,
 ) -> Any:
     """Run every call of the decorated function in a sandbox under ``policy``.
 
@@ -597,6 +599,11 @@ def tool(
     raises :class:`ToolTimeout`. ``log`` is the audit log (default: the policy's, as for
     ``capsule run``); ``workspace`` is ``${WORKSPACE}`` (default: the current
     directory at call time); ``name`` is the tool's name in the log.
+    ``max_result_bytes`` bounds the encoded result (larger: :class:`ResultError`).
+    ``durable=True`` syncs each call's records to disk (``fdatasync``) before the body
+    runs and after it returns; by default they reach the page cache only, which a crash
+    of the agent does not lose and a power loss may (the worker's own start and end
+    records are always synced).
 
     Put it directly on the ``def``, under any framework decorator. Works on ``def`` and
     ``async def`` functions; the wrapper keeps the name, docstring, signature and
@@ -607,7 +614,7 @@ def tool(
         _check_decoratable(func)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        spec = _ToolSpec(func, policy, timeout, log, workspace, name, max_result_bytes)
+        spec = _ToolSpec(func, policy, timeout, log, workspace, name, max_result_bytes, durable)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

@@ -1,0 +1,8 @@
+"""The tools the benchmark calls."""
+
+import capsule
+
+
+@capsule.tool()
+def noop() -> None:
+    return None

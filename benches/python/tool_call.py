@@ -1,0 +1,85 @@
+"""Benchmark: a trivial @capsule.tool call against subprocess.run(["/bin/true"]), side
+by side in one process, plus the parts of a call (see docs/benchmarks.md).
+
+    python benches/python/tool_call.py [--rounds N]
+
+Run it from a directory capsule accepts as a workspace (not / or $HOME), with the SDK
+installed (`pip install ./sdk/python`). Prints a table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import capsule  # noqa: E402
+from capsule import _codec, _native  # noqa: E402
+import bench_tools  # noqa: E402
+
+
+def timed(fn, rounds):
+    samples = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    bench_tools.noop()  # start the worker (compile, launch, imports): not measured
+    log = Path(_native.default_log_path())
+
+    def fork_only():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    payload = pickle.dumps(((), {}))
+
+    def encoding():
+        pickle.loads(payload)
+        _codec.loads(b'{"outcome":"returned","value":' + _codec.encode_value(None) + b"}")
+        _native.blake3_hex(payload)
+
+    def log_append():
+        _native.append_tool_records(str(log), [("tool.call", None, {"name": "bench"})], sync=True)
+
+    cases = {
+        "subprocess.run(['/bin/true'])": lambda: subprocess.run(["/bin/true"]),
+        "@capsule.tool call (trivial)": bench_tools.noop,
+        "fork + wait in the agent": fork_only,
+        "pickle + JSON + blake3": encoding,
+        "one synced log append": log_append,
+    }
+    results = {name: [] for name in cases}
+    # Interleaved rounds: the machine's noise hits every case alike.
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            results[name].extend(timed(fn, 1))
+    base = statistics.median(results["subprocess.run(['/bin/true'])"])
+    print(f"{'case':40} {'median ms':>10} {'p90 ms':>8} {'ratio':>6}")
+    report = {}
+    for name, samples in results.items():
+        med = statistics.median(samples)
+        p90 = sorted(samples)[int(len(samples) * 0.9)]
+        report[name] = {"median_ms": round(med * 1e3, 3), "p90_ms": round(p90 * 1e3, 3), "ratio": round(med / base, 2)}
+        print(f"{name:40} {med * 1e3:10.3f} {p90 * 1e3:8.3f} {med / base:6.2f}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
