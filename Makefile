@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build launcher-static demo test test-slow bench fuzz snapshots
+.PHONY: build launcher-static demo test test-python test-slow bench fuzz snapshots
 
 build:
 	$(CARGO) build --release --workspace
@@ -25,6 +25,13 @@ demo: build
 test:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	sdk/python/run-tests.sh
+
+# The Python SDK alone: `pip install ./sdk/python` into a fresh venv, then pytest (as
+# root and as CAPSULE_TEST_USER). Needs the binaries `make test` builds first.
+test-python:
+	$(CARGO) build --workspace --bins
+	sdk/python/run-tests.sh
 
 # Slower checks (table freshness against the kernel sources, long property runs).
 test-slow:

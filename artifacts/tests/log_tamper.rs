@@ -466,3 +466,59 @@ fn documented_test_vectors_match_the_implementation() {
     let missing: Vec<&String> = expected.iter().filter(|text| !doc.contains(text.as_str())).collect();
     assert!(missing.is_empty(), "docs/audit-log.md lacks these test vectors:\n{missing:#?}");
 }
+
+/// The Python SDK's records, as documented in docs/audit-log.md ("Tool records"): a
+/// `tool.call` and its `tool.result` after the genesis of the vectors above.
+#[test]
+fn documented_tool_record_vectors_match_the_implementation() {
+    use capsule_artifacts::log::merkle::leaf_hash;
+    use capsule_artifacts::log::record::tool_record;
+    let genesis = Record::new(kind::GENESIS)
+        .with("format", 1)
+        .with("hash", "blake3")
+        .with("log_id", "000102030405060708090a0b0c0d0e0f")
+        .with("time_ns", Value::u64(1_700_000_000_000_000_000));
+    let object = |record: Record| record.data;
+    let call = tool_record(
+        kind::TOOL_CALL,
+        Some(1),
+        object(
+            Record::new("")
+                .with("name", "word_count")
+                .with("qualname", "tools:word_count")
+                .with("policy", "5f0c1b1b6c2e5d0a8d6f4e1a0b3c2d1e0f9a8b7c6d5e4f30211203f4e5d6c7b8")
+                .with("policy_name", "capsule-default.derived.json")
+                .with("args_blake3", blake3::hash(b"args").to_hex().as_str())
+                .with("args_bytes", 44)
+                .with("worker_pid", 4242),
+        ),
+    );
+    let result = tool_record(
+        kind::TOOL_RESULT,
+        Some(1),
+        object(
+            Record::new("")
+                .with("call", 2)
+                .with("name", "word_count")
+                .with("outcome", "returned")
+                .with("duration_us", 1830)
+                .with("pid", 4250)
+                .with("result_blake3", blake3::hash(b"result").to_hex().as_str())
+                .with("result_bytes", 31),
+        ),
+    );
+    let invocation_start = Record::new(kind::INVOCATION_START).with("note", "stands in for the worker's start");
+    let mut chain = Chain::new(None);
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit-log.md")).unwrap();
+    let mut missing = Vec::new();
+    for record in [genesis, invocation_start, call, result] {
+        let line = record.to_line(chain.next_seq, &chain.last_leaf);
+        chain.apply(&line, Position { line: 0, offset: 0 }).unwrap();
+        for text in [String::from_utf8(line.clone()).unwrap(), leaf_hash(&line).to_hex()] {
+            if !doc.contains(&text) {
+                missing.push(text);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/audit-log.md lacks these tool record vectors:\n{}", missing.join("\n"));
+}

@@ -354,6 +354,11 @@ def test_each_call_is_recorded(workspace, log_path, capsule_cli):
     results = records(log_path, "tool.result")
     assert len(calls) == 2 and len(results) == 2
     call, result = calls[0]["data"], results[0]["data"]
+    # Exactly the fields docs/audit-log.md documents ("Tool records").
+    assert set(call) == {"invocation", "name", "qualname", "policy", "policy_name", "args_blake3", "args_bytes",
+                         "worker_pid"}
+    assert set(result) == {"invocation", "call", "name", "outcome", "duration_us", "pid", "result_blake3",
+                           "result_bytes"}
     assert call["name"] == "add" and call["qualname"] == "tools_mod:add"
     assert len(call["policy"]) == 64 and len(call["args_blake3"]) == 64
     starts = records(log_path, "invocation.start")

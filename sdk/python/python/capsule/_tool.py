@@ -88,6 +88,11 @@ def _sandbox_policy(base: Policy, module_paths: Sequence[str]) -> Policy:
 # -- workers ----------------------------------------------------------------------------
 
 
+class _WorkerGone(SandboxError):
+    """The worker was found dead before the call was sent: nothing ran, so the call may
+    go to a new worker."""
+
+
 class _Pending:
     __slots__ = ("event", "messages", "payload")
 
@@ -216,7 +221,7 @@ class _Worker:
         pending = _Pending()
         with self.lock:
             if self.dead is not None:
-                raise SandboxError(self.dead)
+                raise _WorkerGone(self.dead)
             self.next_id += 1
             header = dict(header, id=self.next_id)
             self.pending[self.next_id] = pending
@@ -226,7 +231,7 @@ class _Worker:
             except OSError as exc:
                 del self.pending[self.next_id]
                 self.dead = f"the sandboxed worker is gone: {exc}"
-                raise SandboxError(self.dead) from None
+                raise _WorkerGone(self.dead) from None
         call_id = header["id"]
         wait = None if timeout is None else timeout + _TIMEOUT_MARGIN
         if not pending.event.wait(wait):
@@ -430,36 +435,45 @@ class _ToolSpec:
         # The default log depends on the environment (XDG_STATE_HOME, HOME) at call time.
         env = (os.environ.get("XDG_STATE_HOME"), os.environ.get("HOME"))
         key = (policy.source, workspace, self.log, env, self.max_result_bytes)
-        worker = _POOL.get(key, lambda: _Worker(policy, workspace, self.log, self.max_result_bytes))
-        started = time.monotonic()
-        call_fields = {
-            "name": self.name,
-            "qualname": self.qualname,
-            "policy": worker.pin,
-            "policy_name": policy.name,
-            "args_blake3": _native.blake3_hex(payload),
-            "args_bytes": len(payload),
-            "worker_pid": worker.process.pid,
-        }
-        (record,) = _native.append_tool_records(
-            worker.log, [("tool.call", worker.invocation, call_fields)], sync=self.durable
-        )
-        header = {
-            "type": "call",
-            "module": self.fn.__module__,
-            "qualname": self.fn.__qualname__,
-            "origin": self.origin,
-            "package_dir": self.package_dir,
-            "timeout": self.timeout,
-            "max_result_bytes": self.max_result_bytes,
-            "policy_key": self.key,
-        }
-        try:
-            messages, body = worker.call(header, payload, self.timeout)
-        except CapsuleError as exc:
-            exc.record = record
-            self._result_record(worker, record, started, "failed", {"error": str(exc)})
-            raise
+        make = lambda: _Worker(policy, workspace, self.log, self.max_result_bytes)  # noqa: E731
+        for attempt in range(2):
+            worker = _POOL.get(key, make)
+            started = time.monotonic()
+            call_fields = {
+                "name": self.name,
+                "qualname": self.qualname,
+                "policy": worker.pin,
+                "policy_name": policy.name,
+                "args_blake3": _native.blake3_hex(payload),
+                "args_bytes": len(payload),
+                "worker_pid": worker.process.pid,
+            }
+            (record,) = _native.append_tool_records(
+                worker.log, [("tool.call", worker.invocation, call_fields)], sync=self.durable
+            )
+            header = {
+                "type": "call",
+                "module": self.fn.__module__,
+                "qualname": self.fn.__qualname__,
+                "origin": self.origin,
+                "package_dir": self.package_dir,
+                "timeout": self.timeout,
+                "max_result_bytes": self.max_result_bytes,
+                "policy_key": self.key,
+            }
+            try:
+                messages, body = worker.call(header, payload, self.timeout)
+                break
+            except _WorkerGone as exc:
+                # The worker died between calls: nothing was sent, so a new one takes it.
+                self._result_record(worker, record, started, "failed", {"error": str(exc)})
+                _POOL.retire(worker)
+                if attempt == 1:
+                    raise SandboxError(f"tool {self.name}: {exc}", record=record) from None
+            except CapsuleError as exc:
+                exc.record = record
+                self._result_record(worker, record, started, "failed", {"error": str(exc)})
+                raise
         result = messages[-1] if messages and messages[-1]["type"] == "result" else None
         extra: Dict[str, Any] = {"pid": result["pid"]} if result is not None and "pid" in result else {}
         if result is None:
