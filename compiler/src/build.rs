@@ -26,6 +26,9 @@ pub fn compiler_id() -> String {
 pub struct BuildOptions {
     /// Only these targets (each must be one of the policy's); all of them when empty.
     pub targets: Vec<Target>,
+    /// How the source is written (default: YAML). The JSON and YAML forms of one policy
+    /// give the same filters; the manifest differs only in `source_blake3`.
+    pub format: front::Format,
 }
 
 /// A built artifact folder, in memory.
@@ -66,7 +69,7 @@ pub enum BuildError {
 
 /// Compile a policy into its artifact folder, validated, in memory.
 pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildError> {
-    let checked = front::check_bytes(source);
+    let checked = front::check_source_bytes(source, options.format);
     let diagnostics = checked.diagnostics;
     let Some(mut policy) = checked.policy else { return Err(BuildError::Policy(diagnostics)) };
     if !options.targets.is_empty() {
