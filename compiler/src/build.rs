@@ -26,9 +26,6 @@ pub fn compiler_id() -> String {
 pub struct BuildOptions {
     /// Only these targets (each must be one of the policy's); all of them when empty.
     pub targets: Vec<Target>,
-    /// How the source is written (default: YAML). The JSON and YAML forms of one policy
-    /// give the same filters; the manifest differs only in `source_blake3`.
-    pub format: front::Format,
 }
 
 /// A built artifact folder, in memory.
@@ -67,9 +64,16 @@ pub enum BuildError {
     Validation(#[from] ValidationError),
 }
 
-/// Compile a policy into its artifact folder, validated, in memory.
+/// Compile a YAML policy into its artifact folder, validated, in memory.
 pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildError> {
-    let checked = front::check_source_bytes(source, options.format);
+    build_source(source, front::Format::Yaml, options)
+}
+
+/// Compile a policy written in `format` (YAML or its JSON form). The two forms of one
+/// policy give byte-identical files; the manifests differ only in `source_blake3`,
+/// the hash of the bytes compiled.
+pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions) -> Result<Artifacts, BuildError> {
+    let checked = front::check_source_bytes(source, format);
     let diagnostics = checked.diagnostics;
     let Some(mut policy) = checked.policy else { return Err(BuildError::Policy(diagnostics)) };
     if !options.targets.is_empty() {

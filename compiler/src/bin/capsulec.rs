@@ -184,8 +184,8 @@ fn print_diagnostics(
 
 fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    let options = BuildOptions { targets, format: SourceFormat::from_path(path) };
-    match capsule_compiler::build::build(&bytes, &options) {
+    let options = BuildOptions { targets };
+    match capsule_compiler::build::build_source(&bytes, SourceFormat::from_path(path), &options) {
         Ok(artifacts) => {
             print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
             capsule_compiler::build::write_dir(&artifacts, out)
