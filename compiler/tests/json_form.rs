@@ -99,6 +99,10 @@ fn the_json_and_yaml_forms_of_every_policy_compile_to_byte_identical_filters() {
             }
             assert!(bytes == &from_json.files[file], "{name}: {file} differs between the YAML and JSON forms");
         }
+        // The JSON form read as YAML (which it also is) is the same policy, manifest
+        // and all: `capsule run`'s cache may key on the bytes alone.
+        let as_yaml = build::build(json.as_bytes(), &BuildOptions::default()).unwrap();
+        assert!(as_yaml.files == from_json.files, "{name}: the JSON form read as YAML differs");
         // The manifests differ in the source's hash only.
         let mut a = from_yaml.manifest.clone();
         let b = from_json.manifest.clone();
