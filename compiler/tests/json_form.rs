@@ -117,7 +117,8 @@ fn the_json_and_yaml_forms_of_every_policy_compile_to_byte_identical_filters() {
 #[test]
 fn a_json_file_is_checked_as_strict_json() {
     // Valid YAML, not JSON: refused with E0010 where JSON goes wrong, not guessed.
-    for (src, at) in [("version: 1\n", 0), ("{\"version\": 1,}", 13), ("{\"version\": 1} # c", 15), ("{version: 1}", 1)] {
+    for (src, at) in [("version: 1\n", 0), ("{\"version\": 1,}", 13), ("{\"version\": 1} # c", 15), ("{version: 1}", 1)]
+    {
         let checked = front::check_source(src, Format::Json);
         let d = &checked.diagnostics[0];
         assert_eq!((d.code, d.primary.span.start), (Code::JsonSyntax, at), "{src}: {}", d.message);
@@ -134,7 +135,10 @@ fn a_json_file_is_checked_as_strict_json() {
     let checked = front::check_source("  \n", Format::Json);
     assert_eq!(codes(&checked.diagnostics), ["E0009"]);
     let checked = front::check_source("{\"version\": 1, \"name\": \"a\", \"name\": \"b\"}", Format::Json);
-    assert_eq!((checked.diagnostics[0].code, checked.diagnostics[0].primary.span.clone()), (Code::DuplicateKey, 28..34));
+    assert_eq!(
+        (checked.diagnostics[0].code, checked.diagnostics[0].primary.span.clone()),
+        (Code::DuplicateKey, 28..34)
+    );
     // A number where the language wants a string is that string, as in YAML.
     let checked = front::check_source("{\"version\": 1, \"name\": 7, \"targets\": [\"macos\"]}", Format::Json);
     assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
@@ -195,7 +199,8 @@ fn the_schema_accepts_every_policy_the_checker_accepts_and_rejects_shape_errors(
         let checked = front::check(&yaml);
         let Ok(json) = convert::document_to_json(&yaml, Format::Yaml) else { continue };
         let instance: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
         if !checked.has_errors() {
             assert!(errors.is_empty(), "{name}: the checker accepts it, the schema does not: {errors:#?}");
             accepted += 1;
@@ -229,7 +234,10 @@ fn the_schema_sees_what_the_checker_sees_in_each_value() {
         with("network", serde_json::json!({ "connect": ["tcp/443", "tcp/65535", "tcp/0"] })),
         with("limits", serde_json::json!({ "cpu": 60, "memory": "512 MiB", "file-size": "1_000", "processes": 0 })),
         with("env", serde_json::json!({ "pass": ["PATH", "_X1"], "set": { "A": "b", "N": 1 } })),
-        with("syscalls", serde_json::json!({ "allow": null, "deny": [{ "ptrace": { "when": "request == 1", "action": "kill-process" } }] })),
+        with(
+            "syscalls",
+            serde_json::json!({ "allow": null, "deny": [{ "ptrace": { "when": "request == 1", "action": "kill-process" } }] }),
+        ),
     ] {
         assert!(valid(good.clone()), "{good}");
     }
