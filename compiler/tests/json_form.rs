@@ -216,6 +216,55 @@ fn the_schema_accepts_every_policy_the_checker_accepts_and_rejects_shape_errors(
     assert!(accepted >= 15 && rejected >= 20, "accepted {accepted}, rejected {rejected}");
 }
 
+/// A YAML tree as an editor's YAML 1.2 parser types it (the core schema: plain `1`,
+/// `0x10`, `1.5` are numbers, `true`/`True` booleans, `~`/`null` null), as
+/// yaml-language-server does before it applies the schema.
+fn core_schema_value(node: &front::yaml::Node) -> serde_json::Value {
+    use front::yaml::NodeKind;
+    use serde_json::Value;
+    match &node.kind {
+        NodeKind::Map(entries) => Value::Object(
+            entries.iter().map(|(k, v)| (front::parse::key_name(k).to_owned(), core_schema_value(v))).collect(),
+        ),
+        NodeKind::Seq(items) => Value::Array(items.iter().map(core_schema_value).collect()),
+        NodeKind::Scalar(s) if !s.plain => Value::String(s.value.clone()),
+        NodeKind::Scalar(s) => {
+            let t = s.value.as_str();
+            let int = |digits: &str, radix| i64::from_str_radix(digits, radix).ok().map(Value::from);
+            let number = match t {
+                _ if front::yaml::is_null(t) => Some(Value::Null),
+                "true" | "True" | "TRUE" => Some(Value::Bool(true)),
+                "false" | "False" | "FALSE" => Some(Value::Bool(false)),
+                _ if t.starts_with("0x") => int(&t[2..], 16),
+                _ if t.starts_with("0o") => int(&t[2..], 8),
+                _ if t.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') => int(t, 10),
+                _ if t.bytes().all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b)) => {
+                    t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number)
+                }
+                _ => None,
+            };
+            number.unwrap_or_else(|| Value::String(t.to_owned()))
+        }
+    }
+}
+
+#[test]
+fn the_schema_accepts_every_valid_policy_as_an_editor_reads_its_yaml() {
+    let validator = validator();
+    let mut accepted = 0;
+    for (name, path) in fixtures() {
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        if front::check(&yaml).has_errors() {
+            continue;
+        }
+        let instance = core_schema_value(&front::yaml::parse(&yaml).unwrap().unwrap());
+        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        accepted += 1;
+    }
+    assert!(accepted >= 15);
+}
+
 #[test]
 fn the_schema_sees_what_the_checker_sees_in_each_value() {
     let validator = validator();
