@@ -70,6 +70,10 @@ fn the_json_form_of_every_fixture_checks_with_the_same_codes_and_converts_back_t
         for d in &from_json.diagnostics {
             assert!(d.primary.span.end <= json.len() && json.is_char_boundary(d.primary.span.start), "{name}: {d:?}");
         }
+        // Back to YAML: the same codes, and the same JSON form again.
+        let back = convert::document_to_yaml(&json, Format::Json).unwrap_or_else(|d| panic!("{name}: {d:?}"));
+        assert_eq!(codes(&front::check(&back).diagnostics), codes(&from_yaml.diagnostics), "{name}:\n{back}");
+        assert_eq!(convert::document_to_json(&back, Format::Yaml).unwrap(), json, "{name}");
         // Canonical: converting the JSON form gives it back byte for byte.
         assert_eq!(convert::document_to_json(&json, Format::Json).unwrap(), json, "{name}");
         if !from_yaml.has_errors() {
@@ -103,6 +107,14 @@ fn the_json_and_yaml_forms_of_every_policy_compile_to_byte_identical_filters() {
         // and all: `capsule run`'s cache may key on the bytes alone.
         let as_yaml = build::build(json.as_bytes(), &BuildOptions::default()).unwrap();
         assert!(as_yaml.files == from_json.files, "{name}: the JSON form read as YAML differs");
+        // And the YAML written back from the JSON form builds the same filters.
+        let back = convert::to_yaml(&json, Format::Json).unwrap();
+        let from_back = build::build(back.as_bytes(), &BuildOptions::default()).unwrap();
+        for (file, bytes) in &from_yaml.files {
+            if file != capsule_artifacts::manifest::MANIFEST_FILE {
+                assert!(bytes == &from_back.files[file], "{name}: {file} differs after JSON -> YAML");
+            }
+        }
         // The manifests differ in the source's hash only.
         let mut a = from_yaml.manifest.clone();
         let b = from_json.manifest.clone();
@@ -258,7 +270,8 @@ fn the_schema_accepts_every_valid_policy_as_an_editor_reads_its_yaml() {
             continue;
         }
         let instance = core_schema_value(&front::yaml::parse(&yaml).unwrap().unwrap());
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{name}: {errors:#?}");
         accepted += 1;
     }

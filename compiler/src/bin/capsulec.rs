@@ -103,8 +103,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         caps: Option<Vec<String>>,
     },
-    /// Print a policy's JSON form on stdout: the same document, keys in source order,
-    /// values typed as the policy language reads them. Exit 1 when the policy has errors.
+    /// Print a policy (YAML or JSON) in the other form on stdout: the same document, keys
+    /// in source order, values typed as the policy language reads them; comments are not
+    /// kept. Exit 1 when the policy has errors.
     Convert {
         policy: PathBuf,
         /// The form to write.
@@ -126,6 +127,7 @@ enum Command {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ConvertTo {
     Json,
+    Yaml,
 }
 
 fn main() -> ExitCode {
@@ -133,7 +135,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policy, format } => check(&policy, format, cli.color),
         Command::Groups { name, format } => groups(name.as_deref(), format),
-        Command::Convert { policy, to: ConvertTo::Json } => convert(&policy, cli.color),
+        Command::Convert { policy, to } => convert(&policy, to, cli.color),
         Command::Schema => {
             print!("{}", front::schema::json_schema_string());
             Ok(ExitCode::SUCCESS)
@@ -346,9 +348,14 @@ fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result
     Ok(if checked.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn convert(path: &Path, color: Color) -> anyhow::Result<ExitCode> {
+fn convert(path: &Path, to: ConvertTo, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    match front::convert::to_json_bytes(&bytes, SourceFormat::from_path(path)) {
+    let format = SourceFormat::from_path(path);
+    let converted = match to {
+        ConvertTo::Json => front::convert::to_json_bytes(&bytes, format),
+        ConvertTo::Yaml => front::convert::to_yaml_bytes(&bytes, format),
+    };
+    match converted {
         Ok(json) => {
             print!("{json}");
             Ok(ExitCode::SUCCESS)

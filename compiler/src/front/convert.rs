@@ -169,6 +169,162 @@ fn scalar(s: &Scalar, pos: Pos) -> String {
     }
 }
 
+/// A policy written as block-style YAML (`capsulec convert --to yaml`), from either
+/// form: two-space indentation, keys in source order, strings plain where YAML reads
+/// them back as the same string and double-quoted otherwise (`"@basic-io"`, `"1"` where
+/// it was a string, anything with `: ` or ` #`). A policy with errors gives its
+/// diagnostics. The result is checked before it is returned: its JSON form must equal
+/// the source's, so it means the same policy.
+pub fn to_yaml(src: &str, format: Format) -> Result<String, Vec<Diagnostic>> {
+    let checked = check_source(src, format);
+    if checked.has_errors() {
+        return Err(checked.diagnostics);
+    }
+    document_to_yaml(src, format).map_err(|d| vec![*d])
+}
+
+/// [`to_yaml`] for raw bytes (the size limit and UTF-8 are checked first).
+pub fn to_yaml_bytes(bytes: &[u8], format: Format) -> Result<String, Vec<Diagnostic>> {
+    to_yaml(decode(bytes).map_err(|d| vec![*d])?, format)
+}
+
+/// The YAML of any policy whose document parses (as [`document_to_json`]).
+pub fn document_to_yaml(src: &str, format: Format) -> Result<String, Box<Diagnostic>> {
+    let Some(root) = document(src, format)? else {
+        return Err(Box::new(Diagnostic::new(Code::EmptyPolicy, 0..0, "the policy is empty").label("nothing here")));
+    };
+    let mut out = String::new();
+    match &root.kind {
+        NodeKind::Map(entries) if !entries.is_empty() => yaml_map(&mut out, entries, 0, false),
+        NodeKind::Seq(items) if !items.is_empty() => yaml_seq(&mut out, items, 0, false),
+        _ => {
+            yaml_inline(&mut out, &root);
+            out.push('\n');
+        }
+    }
+    // The emitter's promise, checked: the YAML is the same document.
+    let same = document_to_json(&out, Format::Yaml).ok() == Some(document_to_json(src, format)?);
+    if !same {
+        return Err(Box::new(
+            Diagnostic::new(Code::YamlSyntax, root.span.clone(), "this policy cannot be written as YAML faithfully")
+                .label("converting this")
+                .help("please report it; the JSON form (`--to json`) is exact"),
+        ));
+    }
+    Ok(out)
+}
+
+fn yaml_map(out: &mut String, entries: &[(Node, Node)], indent: usize, mut inline_first: bool) {
+    for (key, value) in entries {
+        if !inline_first {
+            out.extend(std::iter::repeat_n(' ', indent));
+        }
+        inline_first = false;
+        yaml_inline(out, key);
+        out.push(':');
+        yaml_value(out, value, indent);
+    }
+}
+
+fn yaml_seq(out: &mut String, items: &[Node], indent: usize, mut inline_first: bool) {
+    for item in items {
+        if !inline_first {
+            out.extend(std::iter::repeat_n(' ', indent));
+        }
+        inline_first = false;
+        out.push_str("- ");
+        match &item.kind {
+            NodeKind::Map(entries) if !entries.is_empty() => yaml_map(out, entries, indent + 2, true),
+            NodeKind::Seq(inner) if !inner.is_empty() => yaml_seq(out, inner, indent + 2, true),
+            _ => {
+                yaml_inline(out, item);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// After `key:`: a scalar or empty collection on the same line, else the block below.
+fn yaml_value(out: &mut String, value: &Node, indent: usize) {
+    match &value.kind {
+        NodeKind::Map(entries) if !entries.is_empty() => {
+            out.push('\n');
+            yaml_map(out, entries, indent + 2, false);
+        }
+        NodeKind::Seq(items) if !items.is_empty() => {
+            out.push('\n');
+            yaml_seq(out, items, indent + 2, false);
+        }
+        NodeKind::Scalar(s) if s.plain && is_null(&s.value) => out.push('\n'),
+        _ => {
+            out.push(' ');
+            yaml_inline(out, value);
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_inline(out: &mut String, node: &Node) {
+    match &node.kind {
+        NodeKind::Map(_) => out.push_str("{}"),
+        NodeKind::Seq(_) => out.push_str("[]"),
+        // A plain scalar's text is its meaning (a number, a boolean, null, or text the
+        // checker reads as it reads a string): kept plain when YAML reads it back alike.
+        NodeKind::Scalar(s) if s.plain && is_null(&s.value) => out.push_str("null"),
+        NodeKind::Scalar(s) if s.plain && plain_safe(&s.value) => out.push_str(&s.value),
+        // A string: plain only when it cannot be read as anything but that string.
+        NodeKind::Scalar(s) if !s.plain && plain_safe(&s.value) && !looks_typed(&s.value) => out.push_str(&s.value),
+        NodeKind::Scalar(s) => double_quoted(out, &s.value),
+    }
+}
+
+/// Text that YAML reads back, unquoted in block context, as exactly this string.
+fn plain_safe(text: &str) -> bool {
+    let Some(first) = text.chars().next() else { return false };
+    !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+        && !first.is_whitespace()
+        && !text.ends_with(char::is_whitespace)
+        && !text.ends_with(':')
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && text.chars().all(|c| c == ' ' || (!c.is_control() && !c.is_whitespace() && c != '\u{feff}'))
+}
+
+/// Text that a YAML reader (1.2 core, or 1.1's yes/no/on/off) or the checker would
+/// read as something other than a string when unquoted.
+fn looks_typed(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    is_null(text)
+        || matches!(
+            lower.as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".inf" | "-.inf" | "+.inf" | ".nan"
+        )
+        || super::parse::parse_u64(text).is_some()
+        || is_json_number(text)
+        || text.trim_start_matches(['-', '+']).starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            && text.parse::<f64>().is_ok()
+}
+
+/// A YAML double-quoted scalar: every character outside YAML's printable set escaped.
+fn double_quoted(out: &mut String, text: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || matches!(c, '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                write!(out, "\\u{:04x}", c as u32).expect("writing to a String")
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// `0` or a decimal integer without a leading zero: the same text in YAML and JSON.
 fn is_decimal(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'))
@@ -264,6 +420,22 @@ mod tests {
         assert_eq!(to_json_bytes(b"\xff", Format::Json).unwrap_err()[0].code, Code::NotUtf8);
         assert_eq!(document_to_json("", Format::Yaml).unwrap_err().code, Code::EmptyPolicy);
         assert_eq!(document_to_json("a: *x", Format::Yaml).unwrap_err().code, Code::YamlAlias);
+    }
+
+    #[test]
+    fn yaml_is_block_style_quoted_only_where_needed() {
+        let src = r#"{"version": 1, "name": "1", "description": "a: b", "targets": [],
+            "syscalls": {"allow": ["read", "@basic-io", {"socket": "domain in [AF_UNIX, AF_INET]"}, {"kill": null}],
+                         "deny": [{"ptrace": {"action": "errno(EPERM)", "when": "!(request == 1)"}}]},
+            "env": {"set": {"A": "yes", "B": "x\u007fy\n", "C": "${HOME}/x"}}, "filesystem": {}}"#;
+        let yaml = document_to_yaml(src, Format::Json).unwrap();
+        assert_eq!(
+            yaml,
+            "version: 1\nname: \"1\"\ndescription: \"a: b\"\ntargets: []\nsyscalls:\n  allow:\n    - read\n    - \"@basic-io\"\n    - socket: domain in [AF_UNIX, AF_INET]\n    - kill:\n  deny:\n    - ptrace:\n        action: errno(EPERM)\n        when: \"!(request == 1)\"\nenv:\n  set:\n    A: \"yes\"\n    B: \"x\\u007fy\\n\"\n    C: ${HOME}/x\nfilesystem: {}\n"
+        );
+        assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(src, Format::Json).unwrap());
+        // A root that is not a mapping is written as a block too.
+        assert_eq!(document_to_yaml("[1, \"a\", []]", Format::Json).unwrap(), "- 1\n- a\n- []\n");
     }
 
     #[test]
