@@ -15,6 +15,7 @@ use anyhow::Context;
 use capsule_artifacts::Target;
 use capsule_artifacts::manifest::{MANIFEST_FILE, VerifiedArtifact, load_pinned};
 use capsule_compiler::build::{self, BuildOptions};
+use capsule_compiler::front::Format;
 use std::path::{Path, PathBuf};
 
 pub fn cache_root() -> Option<PathBuf> {
@@ -36,15 +37,21 @@ pub enum Origin {
 }
 
 /// Load the artifact for `source` from `dir`, building it there first when missing or
-/// not verifying.
-pub fn load_or_build(source: &[u8], dir: &Path, target: Target) -> anyhow::Result<(VerifiedArtifact, Origin)> {
+/// not verifying. `format` says how the source is written; the key need not: bytes
+/// that are both a YAML and a JSON policy are the same policy either way.
+pub fn load_or_build(
+    source: &[u8],
+    format: Format,
+    dir: &Path,
+    target: Target,
+) -> anyhow::Result<(VerifiedArtifact, Origin)> {
     let pin_file = dir.join("pin");
     if let Ok(pin) = std::fs::read_to_string(&pin_file)
         && let Ok(artifact) = load_pinned(&dir.join(MANIFEST_FILE), Some(pin.trim()), target)
     {
         return Ok((artifact, Origin::Hit));
     }
-    let artifacts = build::build(source, &BuildOptions::default()).map_err(|e| match e {
+    let artifacts = build::build_source(source, format, &BuildOptions::default()).map_err(|e| match e {
         build::BuildError::Policy(_) => anyhow::anyhow!("the policy has errors (run `capsulec check` on it)"),
         other => anyhow::anyhow!(other),
     })?;

@@ -4,6 +4,7 @@
 use crate::{cache, trust};
 use anyhow::Context;
 use capsule_artifacts::Target;
+use capsule_compiler::front::Format;
 use capsule_launch::{EXIT_SETUP_FAILURE, LaunchOptions};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,9 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
 fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     let target = Target::host().context("this host is not a platform capsule supports")?;
     let (source, source_name) = policy_source(&args)?;
-    let checked = capsule_compiler::front::check_bytes(&source);
+    // A `--policy x.json` is the policy's JSON form; ./capsule.yaml and the default are YAML.
+    let format = args.policy.as_deref().map_or(Format::Yaml, Format::from_path);
+    let checked = capsule_compiler::front::check_source_bytes(&source, format);
     let Some(policy) = checked.policy else {
         let text = String::from_utf8_lossy(&source);
         let rendered = capsule_compiler::diagnostic::render_plain(
@@ -126,7 +129,7 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     let mut private: Option<tempfile::TempDir> = None;
     let cached = cache_root
         .map(|root| root.join(cache::key(&source)))
-        .and_then(|dir| cache::load_or_build(&source, &dir, target).ok().map(|loaded| (dir, loaded)));
+        .and_then(|dir| cache::load_or_build(&source, format, &dir, target).ok().map(|loaded| (dir, loaded)));
     let (dir, (artifact, origin)) = match cached {
         Some(found) => found,
         None => {
@@ -135,7 +138,7 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
                 .tempdir()
                 .context("cannot create a private build directory")?;
             let dir = made.path().to_path_buf();
-            let loaded = cache::load_or_build(&source, &dir, target)?;
+            let loaded = cache::load_or_build(&source, format, &dir, target)?;
             private = Some(made);
             (dir, loaded)
         }

@@ -64,9 +64,16 @@ pub enum BuildError {
     Validation(#[from] ValidationError),
 }
 
-/// Compile a policy into its artifact folder, validated, in memory.
+/// Compile a YAML policy into its artifact folder, validated, in memory.
 pub fn build(source: &[u8], options: &BuildOptions) -> Result<Artifacts, BuildError> {
-    let checked = front::check_bytes(source);
+    build_source(source, front::Format::Yaml, options)
+}
+
+/// Compile a policy written in `format` (YAML or its JSON form). The two forms of one
+/// policy give byte-identical files; the manifests differ only in `source_blake3`,
+/// the hash of the bytes compiled.
+pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions) -> Result<Artifacts, BuildError> {
+    let checked = front::check_source_bytes(source, format);
     let diagnostics = checked.diagnostics;
     let Some(mut policy) = checked.policy else { return Err(BuildError::Policy(diagnostics)) };
     if !options.targets.is_empty() {

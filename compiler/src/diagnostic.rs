@@ -98,6 +98,7 @@ codes! {
     DuplicateKey = "E0007", Error, "a mapping has the same key twice";
     TooDeep = "E0008", Error, "the YAML nests deeper than the limit";
     EmptyPolicy = "E0009", Error, "the file holds no policy";
+    JsonSyntax = "E0010", Error, "the JSON does not parse";
     // E01xx: the shape of the policy.
     UnknownKey = "E0101", Error, "a key the policy language does not have";
     WrongType = "E0102", Error, "a value of the wrong type";

@@ -130,3 +130,64 @@ fn diff_reports_what_a_reviewer_needs() {
     let same = capsulec(&["diff", old.to_str().unwrap(), old.to_str().unwrap()], &[]);
     assert_eq!(same.status.code(), Some(0));
 }
+
+/// A policy's JSON form through the binary: `convert` writes it, `check`, `build`,
+/// `explain` and `diff` read a `.json` file as JSON, and `schema` prints the schema.
+#[test]
+fn json_policies_convert_check_build_explain_and_diff_like_their_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = fixture("valid/coding-agent.yaml");
+    let converted = capsulec(&["convert", &yaml, "--to", "json"], &[]);
+    assert_eq!(converted.status.code(), Some(0), "{}", String::from_utf8_lossy(&converted.stderr));
+    let json_path = dir.path().join("coding-agent.json");
+    std::fs::write(&json_path, &converted.stdout).unwrap();
+    let json = json_path.to_str().unwrap();
+    // The same bytes as the library's conversion, and valid JSON.
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let expected = capsule_compiler::front::convert::to_json(&text, capsule_compiler::front::Format::Yaml).unwrap();
+    assert_eq!(String::from_utf8_lossy(&converted.stdout), expected);
+
+    assert_eq!(capsulec(&["check", json], &[]).status.code(), Some(0));
+    let (out_yaml, out_json) = (dir.path().join("from-yaml"), dir.path().join("from-json"));
+    for (policy, out) in [(yaml.as_str(), &out_yaml), (json, &out_json)] {
+        let built = capsulec(&["build", policy, "-o", out.to_str().unwrap()], &[]);
+        assert_eq!(built.status.code(), Some(0), "{}", String::from_utf8_lossy(&built.stderr));
+    }
+    for file in ["linux-x86_64.bpf", "linux-aarch64.bpf", "oci-seccomp.json"] {
+        let (a, b) = (std::fs::read(out_yaml.join(file)).unwrap(), std::fs::read(out_json.join(file)).unwrap());
+        assert!(a == b, "{file} differs between the YAML and JSON builds");
+    }
+    let explained = capsulec(&["explain", json, "--target", "linux-x86_64", "ptrace", "0"], &[]);
+    assert_eq!(explained.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&explained.stdout).contains("ptrace"));
+    let diffed = capsulec(&["diff", &yaml, json], &[]);
+    assert_eq!(diffed.status.code(), Some(0), "{}", String::from_utf8_lossy(&diffed.stdout));
+
+    // Diagnostics on JSON input point into the JSON text, in both output formats.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"version\": 1,\n  \"syscalls\": {\"allow\": [\"sokcet\"]}\n}\n").unwrap();
+    let out = capsulec(&["check", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(text.contains("error[E0201]: unknown syscall `sokcet`") && text.contains("bad.json:3:26"), "{text}");
+    let out = capsulec(&["check", "--format", "json", bad.to_str().unwrap()], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let span = &report["diagnostics"][0]["span"];
+    assert_eq!((span["line"].as_u64(), span["column"].as_u64(), span["start"].as_u64()), (Some(3), Some(26), Some(43)));
+    // Not JSON: E0010 at the offending character; `convert` refuses a policy with errors.
+    std::fs::write(&bad, "{\n  \"version\": 1,\n}\n").unwrap();
+    let out = capsulec(&["check", bad.to_str().unwrap()], &[]);
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(text.contains("error[E0010]: invalid JSON: trailing comma") && text.contains("bad.json:2:15"), "{text}");
+    let out = capsulec(&["convert", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("E0010"));
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let out = capsulec(&["schema"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/capsule.schema.json")).unwrap();
+    assert!(out.stdout == committed, "capsulec schema differs from docs/capsule.schema.json");
+}

@@ -7,6 +7,7 @@ use capsule_compiler::bpf::disasm::DisasmContext;
 use capsule_compiler::bpf::interp::Program;
 use capsule_compiler::build::{BuildError, BuildOptions};
 use capsule_compiler::diagnostic::{self, SourceFile};
+use capsule_compiler::front::Format as SourceFormat;
 use capsule_compiler::{filetest, front, tables};
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
@@ -46,13 +47,15 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Parse and validate a policy; print diagnostics. Exit 0 clean (warnings allowed), 1 on errors.
+    /// Parse and validate a policy (YAML, or its JSON form for a `.json` file); print
+    /// diagnostics. Exit 0 clean (warnings allowed), 1 on errors.
     Check {
         policy: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Compile a policy into an artifact folder; print the manifest's blake3 (the pin).
+    /// Compile a policy (YAML, or JSON for a `.json` file) into an artifact folder; print
+    /// the manifest's blake3 (the pin).
     Build {
         policy: PathBuf,
         /// The artifact folder to write.
@@ -100,6 +103,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         caps: Option<Vec<String>>,
     },
+    /// Print a policy (YAML or JSON) in the other form on stdout: the same document, keys
+    /// in source order, values typed as the policy language reads them; comments are not
+    /// kept. Exit 1 when the policy has errors.
+    Convert {
+        policy: PathBuf,
+        /// The form to write.
+        #[arg(long, value_enum, default_value_t = ConvertTo::Json)]
+        to: ConvertTo,
+    },
+    /// Print the JSON Schema of the policy language (draft-07), for editors.
+    Schema,
     /// List the syscall groups and their members per target.
     Groups {
         /// Only this group (without or with the leading @).
@@ -109,11 +123,23 @@ enum Command {
     },
 }
 
+/// The forms `capsulec convert` writes.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ConvertTo {
+    Json,
+    Yaml,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { policy, format } => check(&policy, format, cli.color),
         Command::Groups { name, format } => groups(name.as_deref(), format),
+        Command::Convert { policy, to } => convert(&policy, to, cli.color),
+        Command::Schema => {
+            print!("{}", front::schema::json_schema_string());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { old, new, format } => diff(&old, &new, format, cli.color),
         Command::ImportOci { profile, arch, caps } => import_oci(&profile, arch, caps),
         Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
@@ -160,7 +186,8 @@ fn print_diagnostics(
 
 fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    match capsule_compiler::build::build(&bytes, &BuildOptions { targets }) {
+    let options = BuildOptions { targets };
+    match capsule_compiler::build::build_source(&bytes, SourceFormat::from_path(path), &options) {
         Ok(artifacts) => {
             print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
             capsule_compiler::build::write_dir(&artifacts, out)
@@ -191,7 +218,7 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
 /// Check and optimise a policy for `diff`; diagnostics go to stderr on failure.
 fn optimised(path: &Path, color: Color) -> anyhow::Result<Option<capsule_compiler::ir::Policy>> {
     let bytes = read_policy(path)?;
-    let checked = front::check_bytes(&bytes);
+    let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(path));
     match checked.policy {
         Some(policy) => Ok(Some(capsule_compiler::passes::run_all(&policy))),
         None => {
@@ -270,7 +297,7 @@ fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyh
         );
     } else {
         let bytes = read_policy(input)?;
-        let checked = front::check_bytes(&bytes);
+        let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(input));
         let Some(policy) = checked.policy else {
             print_diagnostics(input, &bytes, &checked.diagnostics, Color::Auto)?;
             return Ok(ExitCode::from(1));
@@ -297,7 +324,7 @@ fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    let checked = front::check_bytes(&bytes);
+    let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(path));
     let text = String::from_utf8_lossy(&bytes);
     let name = path.display().to_string();
     let src = SourceFile { name: &name, text: &text };
@@ -319,6 +346,25 @@ fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result
         }
     }
     Ok(if checked.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn convert(path: &Path, to: ConvertTo, color: Color) -> anyhow::Result<ExitCode> {
+    let bytes = read_policy(path)?;
+    let format = SourceFormat::from_path(path);
+    let converted = match to {
+        ConvertTo::Json => front::convert::to_json_bytes(&bytes, format),
+        ConvertTo::Yaml => front::convert::to_yaml_bytes(&bytes, format),
+    };
+    match converted {
+        Ok(json) => {
+            print!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            print_diagnostics(path, &bytes, &diags, color)?;
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn groups(name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! Errors are collected, not fatal, so one run reports as much as it can.
 
 use super::ast::*;
+use super::shape::{self, Field};
 use super::suggest::did_you_mean;
 use super::yaml::{Node, NodeKind, Scalar, is_null};
 use crate::diagnostic::{Code, Diagnostic};
@@ -15,23 +16,6 @@ pub const MAX_ERRNO: u64 = 4095;
 pub struct Parser<'d> {
     pub diags: &'d mut Vec<Diagnostic>,
 }
-
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "name",
-    "description",
-    "default",
-    "newer-syscalls",
-    "foreign-arch",
-    "targets",
-    "syscalls",
-    "filesystem",
-    "network",
-    "limits",
-    "env",
-    "audit",
-    "landlock",
-];
 
 impl Parser<'_> {
     fn error(&mut self, d: Diagnostic) {
@@ -58,14 +42,15 @@ impl Parser<'_> {
                 "env" => ast.env = self.env(value),
                 "audit" => ast.audit = self.audit(value),
                 "landlock" => ast.landlock = self.landlock(value),
-                _ => self.unknown_key(key, TOP_KEYS, "a policy"),
+                _ => self.unknown_key(key, shape::POLICY, "a policy"),
             }
         }
         ast
     }
 
-    fn unknown_key(&mut self, key: &Node, known: &[&str], place: &str) {
+    fn unknown_key(&mut self, key: &Node, known: &[Field], place: &str) {
         let name = key_name(key);
+        let known = shape::keys(known);
         let mut d = Diagnostic::new(Code::UnknownKey, key.span.clone(), format!("unknown key `{name}` in {place}"))
             .label("unknown key");
         d = match did_you_mean(name, known.iter().copied()) {
@@ -226,10 +211,10 @@ impl Parser<'_> {
             match Target::from_name(&s.value) {
                 Some(t) => out.push(Spanned { value: t, span: s.span }),
                 None => {
-                    let names = Target::ALL.map(Target::name);
+                    let names = shape::TARGETS;
                     let mut d = Diagnostic::new(Code::BadTarget, s.span, format!("unknown target `{}`", s.value))
                         .label("not a target");
-                    d = match did_you_mean(&s.value, names) {
+                    d = match did_you_mean(&s.value, names.iter().copied()) {
                         Some(m) => d.help(format!("did you mean `{m}`?")),
                         None => d.help(format!("the targets are {}", names.join(", "))),
                     };
@@ -249,7 +234,7 @@ impl Parser<'_> {
                 "deny" => Section::Deny,
                 "audit" => Section::Audit,
                 _ => {
-                    self.unknown_key(key, &["allow", "deny", "audit"], "`syscalls`");
+                    self.unknown_key(key, shape::SYSCALLS, "`syscalls`");
                     continue;
                 }
             };
@@ -326,7 +311,7 @@ impl Parser<'_> {
                                 rule.action = action;
                             }
                         }
-                        _ => self.unknown_key(key, &["when", "action"], "a rule"),
+                        _ => self.unknown_key(key, shape::RULE, "a rule"),
                     }
                 }
             }
@@ -363,7 +348,7 @@ impl Parser<'_> {
                 "write" => &mut ast.write,
                 "execute" => &mut ast.execute,
                 _ => {
-                    self.unknown_key(key, &["read", "write", "execute"], "`filesystem`");
+                    self.unknown_key(key, shape::FILESYSTEM, "`filesystem`");
                     continue;
                 }
             };
@@ -385,7 +370,7 @@ impl Parser<'_> {
                 "connect" => &mut ast.connect,
                 "bind" => &mut ast.bind,
                 _ => {
-                    self.unknown_key(key, &["connect", "bind"], "`network`");
+                    self.unknown_key(key, shape::NETWORK, "`network`");
                     continue;
                 }
             };
@@ -424,7 +409,7 @@ impl Parser<'_> {
                 }
                 "processes" => ast.processes = self.integer(value, "processes"),
                 "open-files" => ast.open_files = self.integer(value, "open-files"),
-                _ => self.unknown_key(key, &["cpu", "memory", "processes", "open-files", "file-size"], "`limits`"),
+                _ => self.unknown_key(key, shape::LIMITS, "`limits`"),
             }
         }
         ast
@@ -475,7 +460,7 @@ impl Parser<'_> {
                         }
                     }
                 }
-                _ => self.unknown_key(key, &["pass", "set"], "`env`"),
+                _ => self.unknown_key(key, shape::ENV, "`env`"),
             }
         }
         ast
@@ -513,7 +498,7 @@ impl Parser<'_> {
                             "denials" => Record::Denials,
                             "audited-syscalls" => Record::AuditedSyscalls,
                             other => {
-                                let known = ["invocations", "denials", "audited-syscalls"];
+                                let known = shape::RECORD_CLASSES.iter().copied();
                                 let mut d = Diagnostic::new(
                                     Code::BadRecord,
                                     item.span.clone(),
@@ -532,7 +517,7 @@ impl Parser<'_> {
                     }
                     ast.record = Some(records);
                 }
-                _ => self.unknown_key(key, &["log", "record"], "`audit`"),
+                _ => self.unknown_key(key, shape::AUDIT, "`audit`"),
             }
         }
         ast
@@ -560,7 +545,7 @@ impl Parser<'_> {
                     };
                     ast.mode = Some(Spanned { value: mode, span: s.span });
                 }
-                _ => self.unknown_key(key, &["abi", "mode", "scope"], "`landlock`"),
+                _ => self.unknown_key(key, shape::LANDLOCK, "`landlock`"),
             }
         }
         ast
@@ -637,7 +622,7 @@ fn parse_port_rule(text: &str) -> Option<PortRule> {
     Some(PortRule { protocol: Protocol::Tcp, port: port.parse().ok()? })
 }
 
-pub const PATH_VARIABLES: &[&str] = &["WORKSPACE", "HOME", "TMPDIR"];
+pub use super::shape::PATH_VARIABLES;
 
 fn check_path(path: &Spanned<String>, diags: &mut Vec<Diagnostic>) {
     let p = &path.value;
