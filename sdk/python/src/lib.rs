@@ -59,7 +59,7 @@ fn build(py: Python<'_>, source: &[u8], name: &str, workspace: PathBuf) -> PyRes
         let root = capsule_cli::cache::cache_root()
             .ok_or_else(|| PyOSError::new_err("capsule's cache directory cannot be located (is HOME set?)"))?;
         let format = Format::from_path(name);
-        let dir = root.join(capsule_cli::cache::key(source, format));
+        let dir = root.join(capsule_cli::cache::key(source));
         let (artifact, _) = capsule_cli::cache::load_or_build(source, format, &dir, target)
             .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
         let log = capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace))

@@ -107,5 +107,25 @@ def test_derive_adds_paths_and_ports():
 def test_schema_is_shipped():
     from importlib import resources
 
-    schema = json.loads(resources.files("capsule").joinpath("capsule.schema.json").read_text())
+    shipped = resources.files("capsule").joinpath("capsule.schema.json").read_text()
+    # The same text the compiler generates (`capsulec schema`) and docs/ carries.
+    assert shipped == capsule._native.schema() == (REPO / "docs" / "capsule.schema.json").read_text()
+    schema = json.loads(shipped)
     assert schema["type"] == "object" and "version" in schema["properties"]
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    missing = []
+    for name in capsule.__all__:
+        obj = getattr(capsule, name)
+        if not inspect.getdoc(obj):
+            missing.append(name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and callable(getattr(member, "__func__", member)):
+                    if not inspect.getdoc(member):
+                        missing.append(f"{name}.{attr}")
+    assert missing == []
+    assert (Path(capsule.__file__).parent / "py.typed").exists()
