@@ -191,6 +191,13 @@ def test_timeout_kills_the_call_and_its_descendants(workspace):
     assert tools_mod.add(2, 2) == 4
 
 
+def test_a_descendant_holding_the_pipe_does_not_hold_the_call(workspace):
+    # The call's process wrote its result and exited: the call returns, without
+    # waiting for the stray (which the launcher ends when the worker stops).
+    assert tools_mod.leaves_a_session_holding_the_pipe() == "ok"
+    assert tools_mod.add(1, 2) == 3
+
+
 def test_refused_setup_raises_sandbox_error_before_the_body(workspace, tmp_path):
     # `capsule run` refuses a workspace of "/": the command never starts.
     marker = tmp_path / "ran"

@@ -197,3 +197,14 @@ def inet_socket() -> int:
         return 0
     except OSError as e:
         return e.errno
+
+
+@capsule.tool(timeout=30)
+def leaves_a_session_holding_the_pipe() -> str:
+    # A descendant in a session of its own keeps the result pipe open and outlives
+    # the call's process group.
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(1000)
+        os._exit(0)
+    return "ok"

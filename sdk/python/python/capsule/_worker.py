@@ -63,8 +63,16 @@ class Worker:
 
     # -- protocol -------------------------------------------------------------------
 
-    def send(self, message: Dict[str, Any]) -> None:
-        _codec.write_frame(self.proto_out, _codec.dumps(message))
+    def send(self, message: Dict[str, Any], body: Optional[bytes] = None) -> None:
+        try:
+            _codec.write_frame(self.proto_out, _codec.dumps(message))
+            if body is not None:
+                _codec.write_frame(self.proto_out, body)
+        except BrokenPipeError:
+            # The agent is gone: end every call, then exit.
+            self.closing = True
+            for c in list(self.calls.values()):
+                self.kill_call(c)
 
     def next_frames(self) -> List[bytes]:
         """Complete frames in the input buffer."""
@@ -161,26 +169,35 @@ class Worker:
             except ProcessLookupError:
                 pass
 
-    def on_result_data(self, call: _Call) -> None:
+    def read_result(self, call: _Call) -> bool:
+        """Reads what the pipe holds now; False once it is closed (end of file or
+        nothing more to wait for)."""
         try:
             chunk = os.read(call.result_fd, _READ_CHUNK)
         except BlockingIOError:
-            return
+            return True
         if not chunk:
+            self.close_result(call)
+            return False
+        if not call.too_large:
+            call.size += len(chunk)
+            if call.size > call.limit:
+                call.too_large = True
+                call.chunks.clear()
+                self.kill_call(call)
+            else:
+                call.chunks.append(chunk)
+        return True
+
+    def close_result(self, call: _Call) -> None:
+        if call.result_fd != -1:
             self.selector.unregister(call.result_fd)
             os.close(call.result_fd)
             call.result_fd = -1
+
+    def on_result_data(self, call: _Call) -> None:
+        if not self.read_result(call):
             self.maybe_finish(call)
-            return
-        if call.too_large:
-            return
-        call.size += len(chunk)
-        if call.size > call.limit:
-            call.too_large = True
-            call.chunks.clear()
-            self.kill_call(call)
-            return
-        call.chunks.append(chunk)
 
     def on_exit(self, call: _Call) -> None:
         self.selector.unregister(call.pidfd)
@@ -193,10 +210,16 @@ class Worker:
             os.killpg(call.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        # The process wrote its whole result before it exited; a descendant that
+        # escaped the group may still hold the pipe, so do not wait for end of file.
+        while call.result_fd != -1:
+            before = call.size
+            if self.read_result(call) and call.size == before:
+                self.close_result(call)
         self.maybe_finish(call)
 
     def maybe_finish(self, call: _Call) -> None:
-        if call.status is None or call.result_fd != -1:
+        if call.status is None or call.result_fd != -1 or call.id not in self.calls:
             return
         del self.calls[call.id]
         message: Dict[str, Any] = {"type": "result", "id": call.id, "pid": call.pid}
@@ -212,8 +235,7 @@ class Worker:
         elif code == 0 and call.chunks:
             body = b"".join(call.chunks)
             message.update(outcome="payload", size=len(body))
-            self.send(message)
-            _codec.write_frame(self.proto_out, body)
+            self.send(message, body)
             return
         else:
             message.update(outcome="crashed", exit_code=code)
