@@ -76,6 +76,23 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, fn in cases.items():
             results[name].extend(timed(fn, 1))
+    # Where a trivial call's time goes: monotonic timestamps from the agent, the worker
+    # and back (one clock for every process).
+    from capsule import _state, _tool
+
+    _state.trace = True
+    phases = {k: [] for k in ("agent: pickle, tool.call record, send", "worker: receive to fork done",
+                              "call process: set-up, body, result, exit", "worker: reap and relay",
+                              "agent: receive", "agent: decode, tool.result record")}
+    for _ in range(args.rounds):
+        start = time.monotonic_ns()
+        bench_tools.noop()
+        end = time.monotonic_ns()
+        t = _tool.last_trace
+        for key, value in zip(phases, (t["received"] - start, t["forked"] - t["received"], t["exited"] - t["forked"],
+                                       t["sent"] - t["exited"], t["returned"] - t["sent"], end - t["returned"])):
+            phases[key].append(value / 1e9)
+    _state.trace = False
     base = statistics.median(results["subprocess.run(['/bin/true'])"])
     print(f"{'case':40} {'median ms':>10} {'p90 ms':>8} {'ratio':>6}")
     report = {}
@@ -84,6 +101,12 @@ def main() -> None:
         p90 = sorted(samples)[int(len(samples) * 0.9)]
         report[name] = {"median_ms": round(med * 1e3, 3), "p90_ms": round(p90 * 1e3, 3), "ratio": round(med / base, 2)}
         print(f"{name:40} {med * 1e3:10.3f} {p90 * 1e3:8.3f} {med / base:6.2f}")
+    print()
+    print(f"{'breakdown of a trivial call':45} {'median ms':>10}")
+    for name, samples in phases.items():
+        med = statistics.median(samples)
+        report["breakdown: " + name] = {"median_ms": round(med * 1e3, 3)}
+        print(f"{name:45} {med * 1e3:10.3f}")
     print(json.dumps(report))
     shutil.rmtree(state, ignore_errors=True)
 

@@ -6,3 +6,5 @@ from typing import Optional
 in_worker: bool = False
 #: In a call's process: the key of the policy that sandbox enforces.
 in_sandbox: Optional[str] = None
+#: The benchmark's switch: calls carry monotonic timestamps (`_tool.last_trace`).
+trace: bool = False

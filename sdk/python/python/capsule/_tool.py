@@ -340,6 +340,8 @@ class _Pool:
 
 
 _POOL = _Pool()
+#: With `_state.trace`: the last call's timestamps (benchmark only).
+last_trace: Dict[str, int] = {}
 atexit.register(_POOL.shutdown)
 
 
@@ -460,6 +462,7 @@ class _ToolSpec:
                 "timeout": self.timeout,
                 "max_result_bytes": self.max_result_bytes,
                 "policy_key": self.key,
+                "trace": _state.trace,
             }
             try:
                 messages, body = worker.call(header, payload, self.timeout)
@@ -475,6 +478,9 @@ class _ToolSpec:
                 self._result_record(worker, record, started, "failed", {"error": str(exc)})
                 raise
         result = messages[-1] if messages and messages[-1]["type"] == "result" else None
+        if _state.trace and result is not None and "trace" in result:
+            global last_trace
+            last_trace = dict(result["trace"], returned=time.monotonic_ns())
         extra: Dict[str, Any] = {"pid": result["pid"]} if result is not None and "pid" in result else {}
         if result is None:
             reason = worker.dead or "the sandboxed worker did not answer"

@@ -33,7 +33,7 @@ _READ_CHUNK = 1 << 16
 
 class _Call:
     __slots__ = ("id", "pid", "pidfd", "result_fd", "chunks", "size", "deadline", "limit", "status", "too_large",
-                 "timed_out", "started")
+                 "timed_out", "started", "trace")
 
     def __init__(self, call_id: int, pid: int, pidfd: int, result_fd: int, deadline: Optional[float], limit: int):
         self.id = call_id
@@ -48,6 +48,8 @@ class _Call:
         self.too_large = False
         self.timed_out = False
         self.started = time.monotonic()
+        #: Monotonic timestamps (ns) for the benchmark's breakdown, when asked for.
+        self.trace: Optional[Dict[str, int]] = None
 
 
 class Worker:
@@ -136,6 +138,7 @@ class Worker:
     # -- calls ------------------------------------------------------------------------
 
     def start_call(self, header: Dict[str, Any], payload: bytes) -> None:
+        received = time.monotonic_ns()
         call_id = header["id"]
         try:
             fn = self.function(header)
@@ -157,6 +160,8 @@ class Worker:
         deadline = time.monotonic() + timeout if timeout is not None else None
         call = _Call(call_id, pid, pidfd, read_end, deadline, header["max_result_bytes"])
         self.calls[call_id] = call
+        if header.get("trace"):
+            call.trace = {"received": received, "forked": time.monotonic_ns()}
         self.selector.register(read_end, selectors.EVENT_READ, ("result", call))
         self.selector.register(pidfd, selectors.EVENT_READ, ("exit", call))
 
@@ -200,6 +205,8 @@ class Worker:
             self.maybe_finish(call)
 
     def on_exit(self, call: _Call) -> None:
+        if call.trace is not None:
+            call.trace["exited"] = time.monotonic_ns()
         self.selector.unregister(call.pidfd)
         os.close(call.pidfd)
         call.pidfd = -1
@@ -223,6 +230,8 @@ class Worker:
             return
         del self.calls[call.id]
         message: Dict[str, Any] = {"type": "result", "id": call.id, "pid": call.pid}
+        if call.trace is not None:
+            message["trace"] = dict(call.trace, sent=time.monotonic_ns())
         status = call.status
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
