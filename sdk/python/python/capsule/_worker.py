@@ -52,6 +52,30 @@ class _Call:
         self.trace: Optional[Dict[str, int]] = None
 
 
+class _Spare:
+    """A forked process waiting for its call."""
+
+    __slots__ = ("pid", "pidfd", "task_fd", "result_fd")
+
+    def __init__(self, pid: int, pidfd: int, task_fd: int, result_fd: int) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.task_fd = task_fd
+        self.result_fd = result_fd
+
+    def discard(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        for fd in (self.pidfd, self.task_fd, self.result_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Worker:
     def __init__(self, proto_in: int, proto_out: int) -> None:
         self.proto_in = proto_in
@@ -62,6 +86,9 @@ class Worker:
         self.functions: Dict[tuple, Any] = {}
         self.main_path: Optional[str] = None
         self.closing = False
+        self.spare: Optional[_Spare] = None
+        #: Calls that have answered and whose process is being reaped (pidfd -> pid).
+        self.reaping: Dict[int, int] = {}
 
     # -- protocol -------------------------------------------------------------------
 
@@ -137,33 +164,68 @@ class Worker:
 
     # -- calls ------------------------------------------------------------------------
 
-    def start_call(self, header: Dict[str, Any], payload: bytes) -> None:
-        received = time.monotonic_ns()
-        call_id = header["id"]
-        try:
-            fn = self.function(header)
-        except BaseException as exc:  # the module or the name is broken: report, stay up
-            self.send({"type": "result", "id": call_id, **_describe_exception(exc)})
-            return
-        read_end, write_end = os.pipe()
+    def make_spare(self) -> Optional[_Spare]:
+        """Forks the process for the next call ahead of time, so a call does not wait
+        for a fork. It waits for its task on a pipe of its own."""
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
         # Objects frozen before the fork are not touched by the child's collector, so
         # their pages stay shared (fewer copy-on-write faults per call).
         gc.freeze()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (task_read, task_write, result_read, result_write):
+                os.close(fd)
+            return None
         if pid == 0:
-            os.close(read_end)
-            _run_child(fn, payload, write_end, header)  # never returns
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        pidfd = os.pidfd_open(pid)
+            os.close(task_write)
+            os.close(result_read)
+            _run_spare(self, task_read, result_write)  # never returns
+        os.close(task_read)
+        os.close(result_write)
+        os.set_blocking(result_read, False)
+        return _Spare(pid, os.pidfd_open(pid), task_write, result_read)
+
+    def start_call(self, header: Dict[str, Any], payload: bytes) -> None:
+        received = time.monotonic_ns()
+        call_id = header["id"]
+        spare, self.spare = self.spare, None
+        task = _codec.dumps(header)
+        for attempt in range(2):
+            if spare is None:
+                spare = self.make_spare()
+            if spare is None:
+                self.send({"type": "result", "id": call_id, "outcome": "crashed", "exit_code": None,
+                           "error": "the worker cannot fork"})
+                return
+            try:
+                _codec.write_frame(spare.task_fd, task)
+                _codec.write_frame(spare.task_fd, payload)
+                break
+            except OSError:
+                # The spare is gone (killed by an earlier call's stray): another one.
+                spare.discard()
+                spare = None
+        else:
+            self.send({"type": "result", "id": call_id, "outcome": "crashed", "exit_code": None})
+            return
+        os.close(spare.task_fd)
         timeout = header.get("timeout")
         deadline = time.monotonic() + timeout if timeout is not None else None
-        call = _Call(call_id, pid, pidfd, read_end, deadline, header["max_result_bytes"])
+        call = _Call(call_id, spare.pid, spare.pidfd, spare.result_fd, deadline, header["max_result_bytes"])
         self.calls[call_id] = call
         if header.get("trace"):
             call.trace = {"received": received, "forked": time.monotonic_ns()}
-        self.selector.register(read_end, selectors.EVENT_READ, ("result", call))
-        self.selector.register(pidfd, selectors.EVENT_READ, ("exit", call))
+        self.selector.register(call.result_fd, selectors.EVENT_READ, ("result", call))
+        self.selector.register(call.pidfd, selectors.EVENT_READ, ("exit", call))
+        # The worker imports the tool's module too, so the next spares have it; then
+        # the next spare is forked while this call runs.
+        try:
+            self.function(header)
+        except BaseException:  # noqa: BLE001 -- the call's own process reports it
+            pass
+        self.spare = self.make_spare()
 
     def kill_call(self, call: _Call) -> None:
         # The child leads its own session and process group: the group holds it and
@@ -201,8 +263,20 @@ class Worker:
             call.result_fd = -1
 
     def on_result_data(self, call: _Call) -> None:
-        if not self.read_result(call):
-            self.maybe_finish(call)
+        if self.read_result(call):
+            return
+        if call.status is None and not (call.timed_out or call.too_large) and _complete(call.chunks):
+            # The process closed its pipe after a whole result: the call is over, so the
+            # answer goes now and whatever is left of the process is ended and reaped
+            # in the background (its exit adds nothing to a complete result).
+            if call.trace is not None:
+                call.trace["exited"] = time.monotonic_ns()
+            self.kill_call(call)
+            self.selector.unregister(call.pidfd)
+            self.reaping[call.pidfd] = call.pid
+            self.selector.register(call.pidfd, selectors.EVENT_READ, ("reap", call))
+            call.status = 0
+        self.maybe_finish(call)
 
     def on_exit(self, call: _Call) -> None:
         if call.trace is not None:
@@ -299,6 +373,20 @@ class Worker:
                     self.on_result_data(call)
                 elif what == "exit":
                     self.on_exit(call)
+                elif what == "reap":
+                    self.selector.unregister(call.pidfd)
+                    os.close(call.pidfd)
+                    os.waitpid(self.reaping.pop(call.pidfd), 0)
+
+
+def _complete(chunks: List[bytes]) -> bool:
+    """Whether the bytes are a whole result object (a cut one does not parse)."""
+    if not chunks:
+        return False
+    try:
+        return isinstance(_codec.loads(b"".join(chunks)), dict)
+    except ValueError:
+        return False
 
 
 def _describe_exception(exc: BaseException) -> Dict[str, Any]:
@@ -324,19 +412,29 @@ def _describe_exception(exc: BaseException) -> Dict[str, Any]:
     return described
 
 
-def _run_child(fn: Any, payload: bytes, result_fd: int, header: Dict[str, Any]) -> None:
-    """The call's process: never returns."""
+def _run_spare(worker: Worker, task_fd: int, result_fd: int) -> None:
+    """A call's process, forked before its call: waits for the task, runs it, writes
+    the result and exits. Never returns."""
     code = 0
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(2, 1)  # the body's prints go to the worker's stderr, never the protocol
-        os.closerange(3, result_fd)
-        os.closerange(result_fd + 1, 1 << 16)
+        low, high = sorted((task_fd, result_fd))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 16)
+        header_frame = _codec.read_frame(task_fd, _codec.MAX_HEADER_BYTES)
+        if header_frame is None:
+            os._exit(0)  # the worker is stopping: no call for this spare
+        payload = _codec.read_frame(task_fd, 1 << 40)
+        os.close(task_fd)
+        header = _codec.loads(header_frame)
         _state.in_sandbox = header["policy_key"]
         try:
-            args, kwargs = pickle.loads(payload)
+            fn = worker.function(header)
+            args, kwargs = pickle.loads(payload or b"")
             value = fn(*args, **kwargs)
             if isinstance(value, types.CoroutineType):
                 import asyncio  # only for async tools: a smaller worker forks faster
@@ -351,16 +449,16 @@ def _run_child(fn: Any, payload: bytes, result_fd: int, header: Dict[str, Any]) 
                 body = _codec.dumps(_describe_exception(exc))
             except BaseException as inner:  # noqa: BLE001
                 body = _codec.dumps({"outcome": "unencodable", "message": repr(inner), "type": type(exc).__qualname__})
+        sys.stdout.flush()
+        sys.stderr.flush()
         view = memoryview(body)
         while view:
             try:
                 view = view[os.write(result_fd, view) :]
-            except OSError as exc:
-                if exc.errno == errno_module.EINTR:
-                    continue
-                raise
-        sys.stdout.flush()
-        sys.stderr.flush()
+            except InterruptedError:
+                continue
+        # Closing the pipe tells the worker the result is complete.
+        os.close(result_fd)
     except BaseException:  # noqa: BLE001
         code = 70
     finally:
@@ -383,5 +481,6 @@ def main() -> None:
     sys.path[:] = hello["sys_path"]
     worker = Worker(proto_in, proto_out)
     worker.main_path = hello.get("main_path")
+    worker.spare = worker.make_spare()
     worker.send({"type": "ready", "pid": os.getpid()})
     worker.serve()
