@@ -15,6 +15,7 @@ import functools
 import inspect
 import os
 import pickle
+import select
 import subprocess
 import sys
 import threading
@@ -113,6 +114,10 @@ class _Worker:
         self.log = log or str(default_log)
         self.policy_file = _policy_file(policy)
         self.lock = threading.Lock()
+        #: The calling threads take turns reading the worker's answers: `reading` says
+        #: one is; the others wait on `turn`, which each answer and each end notifies.
+        self.turn = threading.Condition(threading.Lock())
+        self.reading = False
         self.pending: Dict[int, _Pending] = {}
         self.next_id = 0
         self.dead: Optional[str] = None
@@ -162,8 +167,6 @@ class _Worker:
             ready = None
         if ready is None or _codec.loads(ready).get("type") != "ready":
             self._fail_start("the sandboxed worker did not start")
-        self._reader = threading.Thread(target=self._read_loop, name="capsule-worker", daemon=True)
-        self._reader.start()
 
     def _fail_start(self, what: str) -> None:
         try:
@@ -187,39 +190,52 @@ class _Worker:
             except Exception:  # noqa: BLE001 -- a closed stderr must not stop the relay
                 pass
 
-    def _read_loop(self) -> None:
-        reason = "the sandboxed worker exited"
+    def _read_one(self, timeout: float) -> None:
+        """As the reader (holding `read_lock`): waits up to `timeout` for the worker's
+        next answer and hands it to its call. The calling threads take turns at this,
+        so the one whose answer arrives is usually the one already reading it."""
+        ready, _, _ = select.select([self.stdout_fd], [], [], timeout)
+        if not ready:
+            return
         try:
-            while True:
-                frame = _codec.read_frame(self.stdout_fd, self.max_frame + _codec.MAX_HEADER_BYTES)
-                if frame is None:
-                    break
-                message = _codec.loads(frame)
-                payload = None
-                if message.get("outcome") == "payload":
-                    payload = _codec.read_frame(self.stdout_fd, self.max_frame + 64)
-                    if payload is None:
-                        break
-                with self.lock:
-                    pending = self.pending.get(message.get("id"))
-                if pending is None:
-                    continue
-                pending.messages.append(message)
-                pending.payload = payload
-                pending.event.set()
+            frame = _codec.read_frame(self.stdout_fd, self.max_frame + _codec.MAX_HEADER_BYTES)
+            message = _codec.loads(frame) if frame is not None else None
+            payload = None
+            if message is not None and message.get("outcome") == "payload":
+                payload = _codec.read_frame(self.stdout_fd, self.max_frame + 64)
+                if payload is None:
+                    message = None
         except (OSError, ValueError, _codec.FrameError) as exc:
-            reason = f"the sandboxed worker broke the protocol: {exc}"
             self.process.kill()
+            self._died(f"the sandboxed worker broke the protocol: {exc}")
+            return
+        if message is None:
+            self._died("the sandboxed worker exited")
+            return
         with self.lock:
-            self.dead = reason
+            pending = self.pending.get(message.get("id"))
+        if pending is not None:
+            pending.messages.append(message)
+            pending.payload = payload
+            pending.event.set()
+            with self.turn:
+                self.turn.notify_all()
+
+    def _died(self, reason: str) -> None:
+        with self.lock:
+            if self.dead is None:
+                self.dead = reason
             waiting = list(self.pending.values())
         for pending in waiting:
             pending.event.set()
-        self.process.wait()
+        with self.turn:
+            self.turn.notify_all()
 
     def call(self, header: Dict[str, Any], payload: bytes, timeout: Optional[float]) -> Tuple[List[Dict[str, Any]], Optional[bytes]]:
         pending = _Pending()
         with self.lock:
+            if self.dead is None and self.process.poll() is not None:
+                self.dead = "the sandboxed worker exited"
             if self.dead is not None:
                 raise _WorkerGone(self.dead)
             self.next_id += 1
@@ -233,11 +249,28 @@ class _Worker:
                 self.dead = f"the sandboxed worker is gone: {exc}"
                 raise _WorkerGone(self.dead) from None
         call_id = header["id"]
-        wait = None if timeout is None else timeout + _TIMEOUT_MARGIN
-        if not pending.event.wait(wait):
-            # The worker did not enforce the deadline: it is stuck, so it goes.
-            self.stop(kill=True)
-            pending.event.wait(5)
+        deadline = None if timeout is None else time.monotonic() + timeout + _TIMEOUT_MARGIN
+        while not pending.event.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                # The worker did not enforce the deadline: it is stuck, so it goes.
+                self.stop(kill=True)
+                self._died("the sandboxed worker did not end a call at its deadline")
+                break
+            slice_ = 0.2 if left is None else min(0.2, left)
+            with self.turn:
+                if self.reading:
+                    # Another call's thread is reading; it hands this call its answer.
+                    self.turn.wait(slice_)
+                    continue
+                self.reading = True
+            try:
+                if not pending.event.is_set():
+                    self._read_one(slice_)
+            finally:
+                with self.turn:
+                    self.reading = False
+                    self.turn.notify_all()
         with self.lock:
             self.pending.pop(call_id, None)
         return pending.messages, pending.payload
@@ -263,8 +296,6 @@ class _Worker:
 
 
 def _read_line(fd: int, timeout: float) -> bytes:
-    import select
-
     deadline = time.monotonic() + timeout
     data = b""
     while not data.endswith(b"\n"):
