@@ -190,6 +190,53 @@ fn append_tool_records(
     })
 }
 
+/// The system call the seccomp filter killed process `pid` for, from the kernel's log
+/// of seccomp actions (`/dev/kmsg`, the audit record of type 1326): `(nr, name)`.
+/// `None` when the log cannot be read (it needs CAP_SYSLOG where dmesg_restrict is
+/// set, and auditd, when running, takes the records) or holds no such record. Only
+/// records logged at or after `since_us` (the kernel's clock, microseconds since boot,
+/// as CLOCK_MONOTONIC) count, so a reused pid is not confused with an older process.
+#[pyfunction]
+fn seccomp_kill(py: Python<'_>, pid: u32, since_us: u64) -> Option<(u32, Option<String>)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    py.detach(|| {
+        let mut kmsg = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .ok()?;
+        let needle = format!(" pid={pid} ");
+        let mut found = None;
+        let mut record = vec![0u8; 8192];
+        // One record per read; EAGAIN at the end of the buffer, EPIPE when a record
+        // was overwritten while reading (skip it and go on).
+        loop {
+            let n = match kmsg.read(&mut record) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => break,
+            };
+            let text = String::from_utf8_lossy(&record[..n]);
+            let Some((prefix, message)) = text.split_once(';') else { continue };
+            let at: u64 = prefix.split(',').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+            if at < since_us || !message.contains("type=1326") || !message.contains(&needle) || !message.contains(" sig=31 ") {
+                continue;
+            }
+            let field = |name: &str| {
+                message.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned)
+            };
+            let arch = field("arch=").and_then(|a| u32::from_str_radix(&a, 16).ok());
+            let nr = field("syscall=").and_then(|n| n.parse::<u32>().ok());
+            if let (Some(arch), Some(nr)) = (arch, nr) {
+                found = Some((nr, capsule_cli::run::syscall_name(arch, nr).map(str::to_owned)));
+            }
+        }
+        found
+    })
+}
+
 /// The Blake3 digest of `data`, as hex (what the records hold for arguments and results).
 #[pyfunction]
 fn blake3_hex(data: &[u8]) -> String {
@@ -250,6 +297,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(to_json, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;
     m.add_function(wrap_pyfunction!(cache_root, m)?)?;
+    m.add_function(wrap_pyfunction!(seccomp_kill, m)?)?;
     m.add("COMPILER_ID", capsule_compiler::build::compiler_id())?;
     Ok(())
 }

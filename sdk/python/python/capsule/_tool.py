@@ -547,12 +547,22 @@ class _ToolSpec:
             )
         if outcome == "killed":
             sig = result["signal"]
+            syscall = None
+            if sig == _SIGSYS and "pid" in result:
+                # The kernel logs the killed call (audit type 1326); readable by root.
+                since_us = int((started - 1.0) * 1e6)
+                killed = _native.seccomp_kill(result["pid"], max(since_us, 0))
+                if killed is not None:
+                    nr, name = killed
+                    syscall = name or str(nr)
+                    extra.update(syscall=syscall, nr=nr)
             self._result_record(worker, record, started, "killed", dict(extra, signal=sig))
             if sig == _SIGSYS:
+                what = f"{syscall}()" if syscall else "a system call the policy kills for (see the kernel log)"
                 raise SandboxViolation(
-                    f"tool {self.name} was killed by the seccomp filter (SIGSYS): it made a system call the "
-                    "policy kills for",
+                    f"tool {self.name} was killed by the seccomp filter (SIGSYS): it called {what}",
                     record=record,
+                    syscall=syscall,
                 )
             raise SandboxError(f"tool {self.name} was killed by signal {sig}", record=record, signal=sig)
         self._result_record(worker, record, started, "failed", dict(extra, exit_code=result.get("exit_code")))
