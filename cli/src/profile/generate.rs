@@ -1,0 +1,448 @@
+//! Profiles → policies: the observed syscalls plus a small baseline, argument rules
+//! where few values were seen, and filesystem and network lists generalised with
+//! care (docs/profile.md, "Generalisation rules").
+
+use super::record::{Profile, arg_prefixes, class, constant_name};
+use capsule_artifacts::Target;
+use capsule_compiler::tables::{self, Table};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Allowed even when not observed: the exit path, signal return, restarted calls,
+/// and the calls the vDSO falls back to.
+pub const BASELINE: &[&str] = &[
+    "exit",
+    "exit_group",
+    "rt_sigreturn",
+    "restart_syscall",
+    "clock_gettime",
+    "clock_getres",
+    "clock_nanosleep",
+    "gettimeofday",
+    "time",
+    "getcpu",
+];
+
+/// An argument gets a rule when at most this many values were seen.
+pub const MAX_RULE_VALUES: usize = 8;
+/// A directory replaces its entries in a list once this many were touched.
+pub const COLLAPSE_AT: usize = 4;
+
+/// Argument rules the generator writes: (syscall, argument).
+const RULE_ARGS: &[(&str, &str)] = &[
+    ("socket", "domain"),
+    ("socketpair", "domain"),
+    ("ioctl", "request"),
+    ("prctl", "option"),
+    ("personality", "persona"),
+    ("fcntl", "cmd"),
+    ("arch_prctl", "code"),
+];
+
+const NAMESPACE_FLAGS: &str =
+    "CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP";
+
+/// Where the command ran, for the path variables and the paths never granted.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub workspace: PathBuf,
+    pub home: Option<PathBuf>,
+    pub tmpdir: Option<PathBuf>,
+    /// Capsule's own state and cache directories: never granted.
+    pub capsule_dirs: Vec<PathBuf>,
+    pub target: Target,
+}
+
+impl Context {
+    pub fn from_env(workspace: PathBuf, target: Target) -> Context {
+        let abs = |v: Option<std::ffi::OsString>| {
+            v.map(PathBuf::from).filter(|p| p.is_absolute()).map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        };
+        let mut capsule_dirs = Vec::new();
+        if let Ok(state) = capsule_launch::audit::default_log_path()
+            && let Some(dir) = state.parent()
+        {
+            capsule_dirs.push(dir.to_path_buf());
+        }
+        if let Ok(cache) = capsule_launch::audit::cache_dir() {
+            capsule_dirs.push(cache);
+        }
+        let capsule_dirs = capsule_dirs.into_iter().map(|p| std::fs::canonicalize(&p).unwrap_or(p)).collect();
+        Context {
+            workspace,
+            home: abs(std::env::var_os("HOME")),
+            tmpdir: abs(std::env::var_os("TMPDIR")).filter(|p| p != Path::new("/tmp")),
+            capsule_dirs,
+            target,
+        }
+    }
+
+    /// The workspace stands for itself only when it is not a directory that holds
+    /// the system or the home (then its files are listed like any others).
+    fn workspace_usable(&self) -> bool {
+        let w = &self.workspace;
+        w.components().count() > 2
+            || (w.components().count() == 2 && !is_system_top(w))
+                && self.home.as_ref().is_none_or(|h| !h.starts_with(w))
+    }
+}
+
+fn is_system_top(path: &Path) -> bool {
+    [
+        "/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/dev", "/var", "/run",
+        "/home", "/root", "/tmp",
+    ]
+    .iter()
+    .any(|t| Path::new(t) == path)
+}
+
+/// One filesystem list entry: a path, or a variable with a path under it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Entry {
+    Workspace,
+    Tmpdir,
+    Home(PathBuf),
+    Abs(PathBuf),
+}
+
+impl Entry {
+    fn render(&self) -> String {
+        match self {
+            Entry::Workspace => "\"${WORKSPACE}\"".to_owned(),
+            Entry::Tmpdir => "\"${TMPDIR}\"".to_owned(),
+            Entry::Home(rel) => format!("\"${{HOME}}/{}\"", rel.display()),
+            Entry::Abs(p) => yaml_path(p),
+        }
+    }
+}
+
+fn yaml_path(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+        s.into_owned()
+    } else {
+        serde_json::to_string(&s).unwrap_or_default()
+    }
+}
+
+/// The filesystem lists of one policy, and what was left out and why.
+#[derive(Debug, Default)]
+pub struct FsLists {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub execute: Vec<String>,
+    pub left_out: BTreeSet<String>,
+}
+
+/// Maps observed paths to policy entries and generalises them.
+pub fn filesystem(files: &BTreeMap<PathBuf, u8>, ctx: &Context) -> FsLists {
+    let mut read: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut write: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut execute: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut lists = FsLists::default();
+    for (path, &c) in files {
+        if let Some(dir) = ctx.capsule_dirs.iter().find(|d| path.starts_with(d)) {
+            lists.left_out.insert(format!(
+                "{} (inside capsule's own directory {}: `capsule run` refuses a policy that grants it)",
+                path.display(),
+                dir.display()
+            ));
+            continue;
+        }
+        if c & (class::READ | class::LIST) != 0 {
+            read.insert(path.clone());
+        }
+        if c & class::WRITE != 0 {
+            write.insert(path.clone());
+        }
+        if c & (class::CREATE | class::REMOVE) != 0 {
+            // Making or removing a name is a right on the directory that holds it.
+            let parent = path.parent().unwrap_or(path).to_path_buf();
+            write.insert(parent);
+        }
+        if c & class::EXECUTE != 0 {
+            execute.insert(path.clone());
+        }
+    }
+    lists.read = generalise(read, ctx, &mut lists.left_out);
+    lists.write = generalise(write, ctx, &mut lists.left_out);
+    lists.execute = generalise(execute, ctx, &mut lists.left_out);
+    lists
+}
+
+fn generalise(paths: BTreeSet<PathBuf>, ctx: &Context, left_out: &mut BTreeSet<String>) -> Vec<String> {
+    let mut entries: BTreeSet<Entry> = BTreeSet::new();
+    let mut plain: BTreeSet<PathBuf> = BTreeSet::new();
+    for path in paths {
+        if path == Path::new("/") {
+            left_out.insert("/ (never granted whole)".to_owned());
+            continue;
+        }
+        if ctx.workspace_usable() && path.starts_with(&ctx.workspace) {
+            entries.insert(Entry::Workspace);
+        } else if path.starts_with("/tmp") {
+            entries.insert(Entry::Abs(PathBuf::from("/tmp")));
+        } else if let Some(t) = &ctx.tmpdir
+            && path.starts_with(t)
+        {
+            entries.insert(Entry::Tmpdir);
+        } else if let Some(rest) = proc_pid_path(&path) {
+            let _ = rest;
+            entries.insert(Entry::Abs(PathBuf::from("/proc")));
+        } else if path.starts_with("/dev/pts/") {
+            entries.insert(Entry::Abs(PathBuf::from("/dev/pts")));
+        } else {
+            plain.insert(path);
+        }
+    }
+    // Collapse: a directory with COLLAPSE_AT touched entries replaces them, never
+    // becoming a directory that must not be granted whole.
+    loop {
+        let mut by_parent: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for p in &plain {
+            if let Some(parent) = p.parent() {
+                *by_parent.entry(parent.to_path_buf()).or_default() += 1;
+            }
+        }
+        let Some(dir) = by_parent
+            .into_iter()
+            .filter(|(dir, n)| *n >= COLLAPSE_AT && may_collapse_to(dir, ctx))
+            .map(|(dir, _)| dir)
+            .max_by_key(|d| d.components().count())
+        else {
+            break;
+        };
+        plain.retain(|p| !p.starts_with(&dir));
+        plain.insert(dir);
+    }
+    // A path under another in the list adds nothing.
+    let kept: Vec<PathBuf> =
+        plain.iter().filter(|p| !plain.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+    for path in kept {
+        match &ctx.home {
+            Some(home) if path.starts_with(home) && path != *home => {
+                entries.insert(Entry::Home(path.strip_prefix(home).unwrap_or(&path).to_path_buf()));
+            }
+            Some(home) if path == *home => {
+                left_out.insert(format!("{} (the whole home directory is never granted)", home.display()));
+            }
+            _ => {
+                entries.insert(Entry::Abs(path));
+            }
+        }
+    }
+    let entries: Vec<Entry> = entries.iter().filter(|e| !covered(e, &entries)).cloned().collect();
+    entries.iter().map(Entry::render).collect()
+}
+
+fn covered(entry: &Entry, all: &BTreeSet<Entry>) -> bool {
+    let Entry::Abs(p) = entry else { return false };
+    all.iter().any(|e| matches!(e, Entry::Abs(q) if q != p && p.starts_with(q)))
+}
+
+/// `/proc/<pid>/...`, `/proc/self/...`, `/proc/thread-self/...`: the part after.
+fn proc_pid_path(path: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix("/proc").ok()?;
+    let first = rest.components().next()?.as_os_str().to_str()?;
+    (first.bytes().all(|b| b.is_ascii_digit()) || first == "self" || first == "thread-self").then(|| rest.to_path_buf())
+}
+
+fn may_collapse_to(dir: &Path, ctx: &Context) -> bool {
+    let depth = dir.components().count();
+    if depth <= 1 || dir.starts_with("/dev") {
+        return false;
+    }
+    if depth == 2
+        && !["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/sys"]
+            .iter()
+            .any(|t| Path::new(t) == dir)
+    {
+        return false;
+    }
+    if ctx.home.as_ref().is_some_and(|h| h.starts_with(dir)) {
+        return false;
+    }
+    if ctx.capsule_dirs.iter().any(|c| c.starts_with(dir)) {
+        return false;
+    }
+    !ctx.workspace.starts_with(dir) || dir == ctx.workspace
+}
+
+/// One command (or several, for the merged policy) to write a policy for.
+pub struct Source<'a> {
+    pub label: String,
+    pub profile: &'a Profile,
+}
+
+/// The generated policy's text.
+pub fn policy(name: &str, description: &str, header: &[String], sources: &[Source<'_>], ctx: &Context) -> String {
+    let table = tables::table(ctx.target);
+    let arch = ctx.target.name();
+    let mut merged = Profile::default();
+    for s in sources {
+        merged.merge(s.profile);
+    }
+    // Who needed each syscall.
+    let mut users: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for s in sources {
+        if let Some(calls) = s.profile.syscalls.get(arch) {
+            for (name, counts) in calls {
+                if let Some(def) = table.by_name(name) {
+                    let note = if sources.len() == 1 {
+                        match counts.failed {
+                            0 => format!("{} calls", counts.count),
+                            f => format!("{} calls, {f} failed", counts.count),
+                        }
+                    } else {
+                        s.label.clone()
+                    };
+                    users.entry(def.name).or_default().push(note);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for line in header {
+        let _ = writeln!(out, "# {line}");
+    }
+    out.push_str("#\n# The observed syscalls plus a documented baseline are allowed; every other call fails\n");
+    out.push_str("# with EPERM. Generated by `capsule profile` (docs/profile.md): review it before use.\n");
+    let _ = writeln!(
+        out,
+        "version: 1\nname: {}\ndescription: {}",
+        name,
+        serde_json::to_string(description).unwrap_or_default()
+    );
+    out.push_str("\ndefault: errno(EPERM)         # every call not allowed below\n");
+    out.push_str("newer-syscalls: errno(ENOSYS) # numbers above the compiler's table: libc falls back\n");
+    out.push_str("foreign-arch: kill-process    # i386 int 0x80 and x32 calls: never allowed\n");
+    let _ = writeln!(out, "targets: [{arch}]             # the architecture the profile was taken on");
+
+    out.push_str(
+        "\nsyscalls:\n  allow:\n    # baseline: the exit path, signal return, restarted calls, vDSO fallbacks\n",
+    );
+    for name in BASELINE {
+        if table.by_name(name).is_some() && !users.contains_key(name) {
+            let _ = writeln!(out, "    - {name}");
+        }
+    }
+    out.push_str("    # observed\n");
+    let clone3_flags = merged.args.get("clone3").and_then(|a| a.get("flags"));
+    let clone_flags = merged.args.get("clone").and_then(|a| a.get("flags"));
+    let ns_mask = namespace_mask(table);
+    let no_namespaces = |flags: Option<&BTreeSet<u64>>| flags.is_none_or(|f| f.iter().all(|v| v & ns_mask == 0));
+    // clone3 hides its flags from seccomp: when no namespace was asked for, libc's
+    // fallback to clone (whose flags the filter can test) replaces it.
+    let replace_clone3 = users.contains_key("clone3")
+        && no_namespaces(clone3_flags)
+        && no_namespaces(clone_flags)
+        && table.by_name("clone").is_some();
+    let mut denies: Vec<String> = Vec::new();
+    let mut wrote_clone = false;
+    for (name, notes) in &users {
+        let comment = notes.join(", ");
+        if *name == "clone3" && replace_clone3 {
+            denies.push(format!(
+                "    - clone3: {{ action: errno(ENOSYS) }}   # {comment}: libc falls back to clone, whose flags the filter tests"
+            ));
+            continue;
+        }
+        if *name == "clone" {
+            wrote_clone = true;
+        }
+        let _ = writeln!(out, "    - {}   # {comment}", rule(name, &merged, table, ns_mask));
+    }
+    if replace_clone3 && !wrote_clone {
+        let _ = writeln!(out, "    - clone: flags & ({NAMESPACE_FLAGS}) == 0   # in place of clone3 (libc's fallback)");
+    }
+    if !denies.is_empty() {
+        out.push_str("  deny:\n");
+        for d in denies {
+            let _ = writeln!(out, "{d}");
+        }
+    }
+
+    let fs = filesystem(&merged.files, ctx);
+    out.push_str("\nfilesystem:                   # from the files the command opened, made, removed and ran\n");
+    for (key, list) in [("read", &fs.read), ("write", &fs.write), ("execute", &fs.execute)] {
+        if list.is_empty() {
+            let _ = writeln!(out, "  {key}: []");
+        } else {
+            let _ = writeln!(out, "  {key}:");
+            for e in list {
+                let _ = writeln!(out, "    - {e}");
+            }
+        }
+    }
+    for l in &fs.left_out {
+        let _ = writeln!(out, "  # not granted: {}", l.replace('\n', " "));
+    }
+
+    let tcp = |set: &BTreeSet<(String, u16)>| {
+        let ports: BTreeSet<u16> = set.iter().filter(|(p, _)| p == "tcp").map(|(_, port)| *port).collect();
+        ports.iter().map(|p| format!("tcp/{p}")).collect::<Vec<_>>().join(", ")
+    };
+    out.push_str("\nnetwork:                      # the observed TCP ports only\n");
+    let _ = writeln!(out, "  connect: [{}]", tcp(&merged.connect));
+    let _ = writeln!(out, "  bind: [{}]", tcp(&merged.bind));
+    let others: Vec<String> = merged
+        .connect
+        .iter()
+        .chain(&merged.bind)
+        .filter(|(p, _)| p != "tcp")
+        .map(|(p, port)| format!("{p}/{port}"))
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "  # not expressible (Landlock restricts TCP only): {}", others.join(", "));
+    }
+
+    out.push_str("\nenv:                          # environment reads are not syscalls: a standard list\n");
+    out.push_str(
+        "  pass: [PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ, TMPDIR, SHELL]\n",
+    );
+    out.push_str("\naudit:\n  log: capsule.log\n  record: [invocations, denials]\n");
+    out
+}
+
+fn namespace_mask(table: &Table) -> u64 {
+    NAMESPACE_FLAGS.split(" | ").filter_map(|n| table.constant(n)).fold(0, |a, b| a | b)
+}
+
+/// The allow rule for one observed syscall.
+fn rule(name: &str, profile: &Profile, table: &Table, ns_mask: u64) -> String {
+    let values = |arg: &str| profile.args.get(name).and_then(|a| a.get(arg));
+    if name == "clone" {
+        let flags = values("flags");
+        if flags.is_none_or(|f| f.iter().all(|v| v & ns_mask == 0)) {
+            return format!("clone: flags & ({NAMESPACE_FLAGS}) == 0");
+        }
+        return name.to_owned();
+    }
+    for (sc, arg) in RULE_ARGS {
+        if *sc != name {
+            continue;
+        }
+        let Some(set) = values(arg) else { continue };
+        if set.is_empty()
+            || set.len() > MAX_RULE_VALUES
+            || profile.args_overflow.contains(&(name.to_owned(), arg.to_string()))
+        {
+            continue;
+        }
+        let Some(def) = table.by_name(name) else { continue };
+        let Some(arg_def) = def.args.iter().find(|a| a.answers_to(arg)) else { continue };
+        let mask = if arg_def.bits >= 64 { u64::MAX } else { (1u64 << arg_def.bits) - 1 };
+        let masked: BTreeSet<u64> = set.iter().map(|v| v & mask).collect();
+        let names: Vec<String> = masked
+            .iter()
+            .map(|&v| {
+                constant_name(table, arg_prefixes(name, arg), v)
+                    .filter(|c| table.constant(c).is_some_and(|cv| cv & mask == v))
+                    .map_or_else(|| format!("{v:#x}"), str::to_owned)
+            })
+            .collect();
+        return format!("{name}: {} in [{}]", arg_def.display_name(), names.join(", "));
+    }
+    name.to_owned()
+}
