@@ -24,6 +24,11 @@ pub const BASELINE: &[&str] = &[
     "getcpu",
 ];
 
+/// The environment variables a generated policy passes; the profiler runs the
+/// commands with only these, so that the profile sees what the policy will give.
+pub const ENV_PASS: &[&str] =
+    &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TERM", "TZ", "TMPDIR", "SHELL"];
+
 /// An argument gets a rule when at most this many values were seen.
 pub const MAX_RULE_VALUES: usize = 8;
 /// A directory replaces its entries in a list once this many were touched.
@@ -150,7 +155,9 @@ pub fn filesystem(files: &BTreeMap<PathBuf, u8>, ctx: &Context) -> FsLists {
             ));
             continue;
         }
-        if c & (class::READ | class::LIST) != 0 {
+        // The kernel opens an executable (and its ELF interpreter) for reading as it
+        // execs it, and Landlock checks ReadFile on that open as well as Execute.
+        if c & (class::READ | class::LIST | class::EXECUTE) != 0 {
             read.insert(path.clone());
         }
         if c & class::WRITE != 0 {

@@ -284,6 +284,19 @@ pub fn trace(options: TraceOptions<'_>, recorder: &mut Recorder) -> io::Result<T
     let argv: Vec<CString> = options.argv.iter().map(|a| to_c(a.as_bytes())).collect::<Result<_, _>>()?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
+    // The environment the generated policy will give (`env: pass:`), so that the
+    // profile and the replay see the same command.
+    let env: Vec<CString> = std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(|n| super::generate::ENV_PASS.contains(&n)))
+        .map(|(name, value)| {
+            let mut entry = name.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            to_c(&entry)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
     let native = recorder.native_arch();
     let program_filter = filter(native, options.known);
     let fprog = libc::sock_fprog { len: program_filter.len() as u16, filter: program_filter.as_ptr() as *mut _ };
@@ -291,9 +304,6 @@ pub fn trace(options: TraceOptions<'_>, recorder: &mut Recorder) -> io::Result<T
     let devnull_fd = devnull.as_raw_fd();
     let quiet = options.quiet;
     let set_nnp = !has_cap_sys_admin();
-    unsafe extern "C" {
-        static environ: *const *const libc::c_char;
-    }
 
     let started = Instant::now();
     // SAFETY: the profiler is single-threaded here (the progress bar has no ticking
@@ -325,7 +335,7 @@ pub fn trace(options: TraceOptions<'_>, recorder: &mut Recorder) -> io::Result<T
             {
                 libc::_exit(125);
             }
-            libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), environ);
+            libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
             let code = if *libc::__errno_location() == libc::ENOENT { 127 } else { 126 };
             libc::_exit(code);
         }
