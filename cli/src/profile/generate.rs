@@ -203,29 +203,37 @@ fn generalise(paths: BTreeSet<PathBuf>, ctx: &Context, left_out: &mut BTreeSet<S
             plain.insert(path);
         }
     }
-    // Collapse: a directory with COLLAPSE_AT touched entries replaces them, never
-    // becoming a directory that must not be granted whole.
-    loop {
-        let mut by_parent: BTreeMap<PathBuf, usize> = BTreeMap::new();
-        for p in &plain {
-            if let Some(parent) = p.parent() {
-                *by_parent.entry(parent.to_path_buf()).or_default() += 1;
+    // Collapse, deepest first: a directory with COLLAPSE_AT touched entries (its
+    // distinct children with something recorded beneath) replaces them, unless it is a
+    // directory that must not be granted whole.
+    let depth = |p: &Path| p.components().count();
+    let max_depth = plain.iter().map(|p| depth(p)).max().unwrap_or(0);
+    for d in (3..=max_depth).rev() {
+        let children: BTreeSet<PathBuf> =
+            plain.iter().filter(|p| depth(p) >= d).map(|p| p.components().take(d).collect()).collect();
+        let mut counts: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for child in &children {
+            if let Some(parent) = child.parent() {
+                *counts.entry(parent.to_path_buf()).or_default() += 1;
             }
         }
-        let Some(dir) = by_parent
-            .into_iter()
-            .filter(|(dir, n)| *n >= COLLAPSE_AT && may_collapse_to(dir, ctx))
-            .map(|(dir, _)| dir)
-            .max_by_key(|d| d.components().count())
-        else {
-            break;
-        };
-        plain.retain(|p| !p.starts_with(&dir));
-        plain.insert(dir);
+        for (dir, n) in counts {
+            if n >= COLLAPSE_AT && may_collapse_to(&dir, ctx) {
+                let under: Vec<PathBuf> = plain.range(dir.clone()..).take_while(|p| p.starts_with(&dir)).cloned().collect();
+                for p in under {
+                    plain.remove(&p);
+                }
+                plain.insert(dir);
+            }
+        }
     }
-    // A path under another in the list adds nothing.
-    let kept: Vec<PathBuf> =
-        plain.iter().filter(|p| !plain.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+    // A path under another in the list adds nothing (sorted: descendants follow it).
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in &plain {
+        if kept.last().is_none_or(|k| !p.starts_with(k)) {
+            kept.push(p.clone());
+        }
+    }
     for path in kept {
         match &ctx.home {
             Some(home) if path.starts_with(home) && path != *home => {
