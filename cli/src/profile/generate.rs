@@ -26,8 +26,21 @@ pub const BASELINE: &[&str] = &[
 
 /// The environment variables a generated policy passes; the profiler runs the
 /// commands with only these, so that the profile sees what the policy will give.
-pub const ENV_PASS: &[&str] =
-    &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TERM", "TZ", "TMPDIR", "SHELL"];
+pub const ENV_PASS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+];
 
 /// An argument gets a rule when at most this many values were seen.
 pub const MAX_RULE_VALUES: usize = 8;
@@ -219,7 +232,8 @@ fn generalise(paths: BTreeSet<PathBuf>, ctx: &Context, left_out: &mut BTreeSet<S
         }
         for (dir, n) in counts {
             if n >= COLLAPSE_AT && may_collapse_to(&dir, ctx) {
-                let under: Vec<PathBuf> = plain.range(dir.clone()..).take_while(|p| p.starts_with(&dir)).cloned().collect();
+                let under: Vec<PathBuf> =
+                    plain.range(dir.clone()..).take_while(|p| p.starts_with(&dir)).cloned().collect();
                 for p in under {
                     plain.remove(&p);
                 }
@@ -412,10 +426,8 @@ pub fn policy(name: &str, description: &str, header: &[String], sources: &[Sourc
         let _ = writeln!(out, "  # not expressible (Landlock restricts TCP only): {}", others.join(", "));
     }
 
-    out.push_str("\nenv:                          # environment reads are not syscalls: a standard list\n");
-    out.push_str(
-        "  pass: [PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ, TMPDIR, SHELL]\n",
-    );
+    out.push_str("\nenv:                          # the commands were profiled with these variables only\n");
+    let _ = writeln!(out, "  pass: [{}]", ENV_PASS.join(", "));
     out.push_str("\naudit:\n  log: capsule.log\n  record: [invocations, denials]\n");
     out
 }
@@ -460,4 +472,118 @@ fn rule(name: &str, profile: &Profile, table: &Table, ns_mask: u64) -> String {
         return format!("{name}: {} in [{}]", arg_def.display_name(), names.join(", "));
     }
     name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::record::Counts;
+
+    fn ctx() -> Context {
+        Context {
+            workspace: PathBuf::from("/work/project"),
+            home: Some(PathBuf::from("/home/u")),
+            tmpdir: None,
+            capsule_dirs: vec![PathBuf::from("/home/u/.local/state/capsule"), PathBuf::from("/home/u/.cache/capsule")],
+            target: Target::LinuxX86_64,
+        }
+    }
+
+    fn files(list: &[(&str, u8)]) -> BTreeMap<PathBuf, u8> {
+        list.iter().map(|(p, c)| (PathBuf::from(p), *c)).collect()
+    }
+
+    #[test]
+    fn paths_are_generalised_with_care() {
+        let fs = filesystem(
+            &files(&[
+                ("/usr/lib/x86_64-linux-gnu/libc.so.6", class::READ),
+                ("/usr/lib/x86_64-linux-gnu/libm.so.6", class::READ),
+                ("/usr/lib/x86_64-linux-gnu/libz.so.1", class::READ),
+                ("/usr/lib/x86_64-linux-gnu/libpcre2-8.so.0", class::READ),
+                ("/etc/passwd", class::READ),
+                ("/work/project/src/main.rs", class::READ),
+                ("/work/project/out/new.o", class::CREATE),
+                ("/tmp/tmp.X1b2/scratch", class::WRITE | class::CREATE),
+                ("/home/u/.gitconfig", class::READ),
+                ("/home/u/.bash_history", class::CREATE),
+                ("/home/u/.cache/capsule/artifacts/x", class::READ),
+                ("/proc/4242/status", class::READ),
+                ("/dev/pts/3", class::READ | class::WRITE),
+                ("/dev/null", class::WRITE),
+                ("/usr/bin/git", class::EXECUTE),
+            ]),
+            &ctx(),
+        );
+        assert_eq!(
+            fs.read,
+            [
+                "\"${WORKSPACE}\"",
+                "\"${HOME}/.gitconfig\"",
+                "/dev/pts",
+                "/etc/passwd",
+                "/proc",
+                "/usr/bin/git",
+                "/usr/lib/x86_64-linux-gnu"
+            ]
+        );
+        assert_eq!(fs.write, ["\"${WORKSPACE}\"", "/dev/null", "/dev/pts", "/tmp"]);
+        assert_eq!(fs.execute, ["/usr/bin/git"]);
+        // The home directory's own files make it a parent of a write, never granted whole.
+        assert!(fs.left_out.iter().any(|l| l.contains("/home/u (the whole home directory")), "{:?}", fs.left_out);
+        assert!(fs.left_out.iter().any(|l| l.contains("/home/u/.cache/capsule/artifacts/x")), "{:?}", fs.left_out);
+    }
+
+    #[test]
+    fn never_widened_to_the_root_the_home_or_dev() {
+        let many: Vec<(String, u8)> = ["/a", "/b", "/c", "/d", "/e"]
+            .iter()
+            .map(|d| (format!("{d}/file"), class::READ))
+            .chain((0..6).map(|i| (format!("/home/u/f{i}"), class::READ)))
+            .chain((0..6).map(|i| (format!("/dev/sd{i}"), class::READ)))
+            .collect();
+        let list: Vec<(&str, u8)> = many.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+        let fs = filesystem(&files(&list), &ctx());
+        assert!(
+            !fs.read.iter().any(|e| e == "/" || e == "\"${HOME}\"" || e == "/home" || e == "/dev"),
+            "{:?}",
+            fs.read
+        );
+        assert!(fs.read.contains(&"/a/file".to_owned()) && fs.read.contains(&"\"${HOME}/f0\"".to_owned()));
+        assert!(fs.read.contains(&"/dev/sd0".to_owned()));
+    }
+
+    #[test]
+    fn generated_policies_check_clean() {
+        let mut profile = Profile::default();
+        let calls = profile.syscalls.entry("linux-x86_64".to_owned()).or_default();
+        for name in ["read", "write", "openat", "socket", "ioctl", "clone", "clone3", "prctl", "exit_group", "mmap"] {
+            calls.insert(name.to_owned(), Counts { count: 3, failed: 1, results: true });
+        }
+        let arg = |p: &mut Profile, sc: &str, a: &str, v: &[u64]| {
+            p.args.entry(sc.to_owned()).or_default().insert(a.to_owned(), v.iter().copied().collect());
+        };
+        arg(&mut profile, "socket", "domain", &[1, 2]);
+        arg(&mut profile, "ioctl", "request", &[0x5401, 0xffff_ffff_0000_5413]);
+        arg(&mut profile, "clone", "flags", &[0x1200011]);
+        arg(&mut profile, "clone3", "flags", &[0x3d0f00]);
+        arg(&mut profile, "prctl", "option", &[15, 0x7777]);
+        profile.files = files(&[("/usr/bin/true", class::EXECUTE), ("/work/project/x", class::CREATE)]);
+        profile.connect.insert(("tcp".to_owned(), 443));
+        profile.connect.insert(("udp".to_owned(), 53));
+        let text =
+            policy("p", "d", &["header".to_owned()], &[Source { label: "01-x".to_owned(), profile: &profile }], &ctx());
+        let checked = capsule_compiler::front::check(&text);
+        assert!(checked.policy.is_some() && checked.diagnostics.is_empty(), "{:?}\n{text}", checked.diagnostics);
+        assert!(text.contains("- socket: domain in [AF_UNIX, AF_INET]"), "{text}");
+        assert!(text.contains("- ioctl: request in [TCGETS, TIOCGWINSZ]"), "{text}");
+        assert!(text.contains("- prctl: option in [PR_SET_NAME, 0x7777]"), "{text}");
+        assert!(text.contains("- clone3: { action: errno(ENOSYS) }"), "{text}");
+        assert!(text.contains("- clone: flags & (CLONE_NEWNS"), "{text}");
+        assert!(text.contains("connect: [tcp/443]") && text.contains("not expressible"), "{text}");
+        for name in BASELINE {
+            assert!(text.contains(&format!("- {name}")), "baseline {name}: {text}");
+        }
+        assert!(!text.contains("- ptrace") && !text.contains("- mount"));
+    }
 }

@@ -196,8 +196,17 @@ pub fn profile_json(o: &Outcome, workspace: &Path, runs: u32, target: Target) ->
         .syscalls
         .iter()
         .map(|(arch, calls)| {
-            let calls: serde_json::Map<String, Value> =
-                calls.iter().map(|(n, c)| (n.clone(), json!({"count": c.count, "failed": c.failed}))).collect();
+            let calls: serde_json::Map<String, Value> = calls
+                .iter()
+                .map(|(n, c)| {
+                    let value = if c.results {
+                        json!({"count": c.count, "failed": c.failed})
+                    } else {
+                        json!({"count": c.count})
+                    };
+                    (n.clone(), value)
+                })
+                .collect();
             (arch.clone(), Value::Object(calls))
         })
         .collect();
@@ -386,10 +395,11 @@ fn summary_md(outcomes: &[Outcome], verified: bool) -> String {
             let mut top: Vec<(&String, u64)> = calls.iter().map(|(n, c)| (n, c.count)).collect();
             top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let failed: u64 = calls.values().map(|c| c.failed).sum();
+            let with_results = calls.values().filter(|c| c.results).count();
             let names: Vec<String> = top.iter().take(12).map(|(n, c)| format!("{n} {c}")).collect();
             let _ = writeln!(
                 s,
-                "- syscalls ({arch}): {} distinct, {} calls ({failed} failed); most: {}",
+                "- syscalls ({arch}): {} distinct, {} calls ({failed} failed among the {with_results} whose results are seen); most: {}",
                 calls.len(),
                 calls.values().map(|c| c.count).sum::<u64>(),
                 names.join(", ")

@@ -57,7 +57,10 @@ pub mod class {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub count: u64,
+    /// Calls that returned an error; counted for the calls whose results the profiler
+    /// sees (`results`): those that name paths or addresses, and exec.
     pub failed: u64,
+    pub results: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,7 @@ impl Profile {
                 let e = mine.entry(name.clone()).or_default();
                 e.count += c.count;
                 e.failed += c.failed;
+                e.results |= c.results;
             }
         }
         for (sc, args) in &other.args {
@@ -207,14 +211,16 @@ const ARG_SPECS: &[(&str, &[ArgSpec])] = &[
 /// Aliases that lose to the usual name of the same value.
 const ALIASES: &[&str] = &["AF_FILE", "AF_LOCAL", "AF_ROUTE", "PF_UNIX"];
 
-/// The usual name of `value` among the constants with one of `prefixes`, if any.
+/// The usual name of `value` among the constants with one of `prefixes`, if any: the
+/// shortest (an option's name is shorter than its sub-options': `PR_SET_NAME`, not
+/// `PR_SET_MM_MAP_SIZE`).
 pub fn constant_name(table: &Table, prefixes: &[&str], value: u64) -> Option<&'static str> {
     table
         .constants
         .iter()
         .filter(|c| c.value == value && prefixes.iter().any(|p| c.name.starts_with(p)) && !ALIASES.contains(&c.name))
         .map(|c| c.name)
-        .next()
+        .min_by_key(|name| (name.len(), *name))
 }
 
 /// The prefixes for naming one recorded argument.
@@ -360,6 +366,11 @@ impl Recorder {
                 self.record_value(nr, "flags", u64::from_ne_bytes(raw));
             }
         }
+        // Only the calls whose results make the profile are seen at their exit: one
+        // stop instead of two for everything else (docs/profile.md, "Mechanism").
+        if matches!(kind, Kind::Plain) {
+            return None;
+        }
         let mut pending = Pending { nr, args, existed: false, exec: None };
         match kind {
             Kind::Open { dirfd, path, flags, how } => {
@@ -423,6 +434,7 @@ impl Recorder {
         let args = pending.args;
         let failed =
             is_error && !(rval == -(libc::EINPROGRESS as i64) && matches!(self.kinds[nr as usize], Kind::Connect));
+        self.counts[nr as usize].results = true;
         if is_error {
             self.counts[nr as usize].failed += 1;
         }
@@ -626,7 +638,7 @@ impl Recorder {
                 .syscalls
                 .entry(arch_name.clone())
                 .or_default()
-                .insert(format!("#{nr}"), Counts { count, failed: 0 });
+                .insert(format!("#{nr}"), Counts { count, failed: 0, results: false });
             self.profile.notes.insert(format!(
                 "used the foreign {arch_name} ABI: the generated policy kills such calls (foreign-arch: kill-process)"
             ));
