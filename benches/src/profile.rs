@@ -23,7 +23,6 @@ pub struct Options {
 const MECHANISMS_C: &str = r#"
 #define _GNU_SOURCE
 #include <linux/filter.h>
-#include <linux/ptrace.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <stddef.h>
@@ -32,6 +31,7 @@ const MECHANISMS_C: &str = r#"
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,7 +128,7 @@ static double traced(int with_exit) {
     waitpid(pid, &status, 0);
     ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESECCOMP | PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL);
     ptrace(PTRACE_CONT, pid, 0, 0);
-    struct ptrace_syscall_info info;
+    struct __ptrace_syscall_info info;
     for (;;) {
         if (waitpid(pid, &status, 0) < 0 || WIFEXITED(status) || WIFSIGNALED(status)) break;
         int sig = WSTOPSIG(status), event = status >> 16;
@@ -147,6 +147,7 @@ static double traced(int with_exit) {
 
 int main(int argc, char **argv) {
     n = argc > 1 ? atol(argv[1]) : 100000;
+    setvbuf(stdout, NULL, _IONBF, 0); /* the forked children must not flush a copy */
     printf("direct %.6f\n", loop());
     printf("user-notif %.6f\n", user_notif());
     printf("trace-entry %.6f\n", traced(0));

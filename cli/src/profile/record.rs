@@ -257,6 +257,9 @@ pub struct Recorder {
     parents: BTreeMap<i32, Option<i32>>,
     exec_args: BTreeMap<i32, (PathBuf, Vec<String>)>,
     live: u64,
+    /// Argument values by (number, argument name).
+    values: BTreeMap<(u32, &'static str), BTreeSet<u64>>,
+    clone3: Option<u32>,
     pub profile: Profile,
     parent_paths: usize,
 }
@@ -317,6 +320,8 @@ impl Recorder {
             parents: BTreeMap::new(),
             exec_args: BTreeMap::new(),
             live: 0,
+            values: BTreeMap::new(),
+            clone3: table.by_name("clone3").map(|d| d.nr),
             profile: Profile::default(),
             parent_paths: 0,
         }
@@ -359,7 +364,7 @@ impl Recorder {
                 self.record_value(nr, s.name, args[s.index]);
             }
         }
-        if self.table.by_nr(nr).is_some_and(|d| d.name == "clone3") {
+        if Some(nr) == self.clone3 {
             // clone3's flags are the first field of the struct it points to.
             let bytes = read_memory(pid, args[0], 8);
             if let Ok(raw) = <[u8; 8]>::try_from(bytes.as_slice()) {
@@ -391,12 +396,16 @@ impl Recorder {
         Some(pending)
     }
 
-    fn record_value(&mut self, nr: u32, arg: &str, value: u64) {
-        let Some(def) = self.table.by_nr(nr) else { return };
-        let set = self.profile.args.entry(def.name.to_owned()).or_default().entry(arg.to_owned()).or_default();
-        if set.len() < MAX_VALUES || set.contains(&value) {
+    /// Adds a value to the set of (syscall, argument); no allocation once the value is
+    /// known (the hot path of a loop that calls fcntl or mmap many times).
+    fn record_value(&mut self, nr: u32, arg: &'static str, value: u64) {
+        let set = self.values.entry((nr, arg)).or_default();
+        if set.contains(&value) {
+            return;
+        }
+        if set.len() < MAX_VALUES {
             set.insert(value);
-        } else {
+        } else if let Some(def) = self.table.by_nr(nr) {
             self.profile.args_overflow.insert((def.name.to_owned(), arg.to_owned()));
         }
     }
@@ -612,6 +621,11 @@ impl Recorder {
 
     /// The profile, with the counts by name.
     pub fn finish(mut self) -> Profile {
+        for ((nr, arg), values) in std::mem::take(&mut self.values) {
+            if let Some(def) = self.table.by_nr(nr) {
+                self.profile.args.entry(def.name.to_owned()).or_default().insert(arg.to_owned(), values);
+            }
+        }
         let arch = self.target.name().to_owned();
         let mut native = BTreeMap::new();
         for (nr, c) in self.counts.iter().enumerate() {
