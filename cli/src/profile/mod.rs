@@ -133,15 +133,16 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
     }
     let out_dir = absolute(&args.out_dir)?;
     output::prepare(&out_dir)?;
+    // Read before entering the workspace: relative paths are the caller's.
+    let known = match &args.from {
+        Some(path) => known_syscalls(path, target)?,
+        None => Vec::new(),
+    };
     if let Some(w) = &args.workspace {
         std::env::set_current_dir(w).with_context(|| format!("cannot enter the workspace {}", w.display()))?;
     }
     let workspace = std::env::current_dir().context("cannot read the current directory")?;
     let workspace = std::fs::canonicalize(&workspace).unwrap_or(workspace);
-    let known = match &args.from {
-        Some(path) => known_syscalls(path, target)?,
-        None => Vec::new(),
-    };
     trace::become_subreaper();
     let ctx = generate::Context::from_env(workspace.clone(), target);
     let stems = output::stems(&list);

@@ -346,7 +346,14 @@ pub fn trace(options: TraceOptions<'_>, recorder: &mut Recorder) -> io::Result<T
     // SAFETY: waits for our own child's first stop; `status` is a live local.
     let got = unsafe { libc::waitpid(root, &mut status, libc::__WALL) };
     if got != root || !libc::WIFSTOPPED(status) {
-        return Err(io::Error::other("the command did not stop for the tracer"));
+        let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
+        return Err(io::Error::other(format!(
+            "the command's process could not be traced (PTRACE_TRACEME refused{})",
+            match scope.trim() {
+                "2" | "3" => format!(": kernel.yama.ptrace_scope is {}", scope.trim()),
+                _ => String::new(),
+            }
+        )));
     }
     let options_bits = libc::PTRACE_O_TRACESYSGOOD
         | libc::PTRACE_O_TRACESECCOMP
