@@ -286,51 +286,59 @@ fn processes_with_arg(arg: &str) -> usize {
 
 #[test]
 fn a_hanging_command_and_all_its_descendants_are_killed_at_the_timeout() {
-    let sandbox = Sandbox::new(&Identity::Current);
-    let out = out_dir(&sandbox);
-    // A distinct duration names the sleeps so that the test can look for them.
-    let naps = "4242.5";
-    let started = Instant::now();
-    let output = profile(
-        &sandbox,
-        &[
-            "-q",
-            "--timeout",
-            "1s",
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            &format!("sleep {naps} & setsid sleep {naps} & sleep {naps}"),
-        ],
-    );
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
-    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
-    assert!(text(&output.stderr).contains("timed out"), "{}", explain(&output));
-    let profile = json(&out.join("01-sh.json"));
-    assert_eq!(profile["timed_out"], true);
-    assert!(strings(&profile["notes"]).iter().any(|n| n.contains("timed out")), "{profile}");
-    assert_eq!(processes_with_arg(naps), 0, "a sleep outlived the timeout");
+    for identity in identities("a_hanging_command_and_all_its_descendants_are_killed_at_the_timeout") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        // A distinct duration names the sleeps so that the test can look for them.
+        let naps = "4242.5";
+        let started = Instant::now();
+        let output = profile(
+            &sandbox,
+            &[
+                "-q",
+                "--timeout",
+                "1s",
+                "--out-dir",
+                out.to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                &format!("sleep {naps} & setsid sleep {naps} & sleep {naps}"),
+            ],
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+        assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+        assert!(text(&output.stderr).contains("timed out"), "{}", explain(&output));
+        let profile = json(&out.join("01-sh.json"));
+        assert_eq!(profile["timed_out"], true);
+        assert!(strings(&profile["notes"]).iter().any(|n| n.contains("timed out")), "{profile}");
+        assert_eq!(processes_with_arg(naps), 0, "a sleep outlived the timeout");
+    }
 }
 
 #[test]
 fn a_daemonising_command_is_followed_and_its_stragglers_reaped() {
-    let sandbox = Sandbox::new(&Identity::Current);
-    let out = out_dir(&sandbox);
-    let naps = "4343.5";
-    // The background child writes after its parent has exited; a second one never ends.
-    let script = format!("(sleep 0.3; echo late > daemon.txt) & setsid sleep {naps} & exit 0");
-    let started = Instant::now();
-    let output =
-        profile(&sandbox, &["-q", "--no-verify", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", &script]);
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
-    assert_eq!(std::fs::read_to_string(sandbox.workspace.path().join("daemon.txt")).unwrap(), "late\n");
-    let profile = json(&out.join("01-sh.json"));
-    assert!(strings(&profile["files"]["create"]).iter().any(|p| p.ends_with("/daemon.txt")), "{}", profile["files"]);
-    assert!(profile["killed_background_processes"].as_u64().unwrap() >= 1, "{profile}");
-    assert_eq!(processes_with_arg(naps), 0, "the daemon outlived the profile");
+    for identity in identities("a_daemonising_command_is_followed_and_its_stragglers_reaped") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        let naps = "4343.5";
+        // The background child writes after its parent has exited; a second one never ends.
+        let script = format!("(sleep 0.3; echo late > daemon.txt) & setsid sleep {naps} & exit 0");
+        let started = Instant::now();
+        let output =
+            profile(&sandbox, &["-q", "--no-verify", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", &script]);
+        assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+        assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
+        assert_eq!(std::fs::read_to_string(sandbox.workspace.path().join("daemon.txt")).unwrap(), "late\n");
+        let profile = json(&out.join("01-sh.json"));
+        assert!(
+            strings(&profile["files"]["create"]).iter().any(|p| p.ends_with("/daemon.txt")),
+            "{}",
+            profile["files"]
+        );
+        assert!(profile["killed_background_processes"].as_u64().unwrap() >= 1, "{profile}");
+        assert_eq!(processes_with_arg(naps), 0, "the daemon outlived the profile");
+    }
 }
 
 #[test]
@@ -378,6 +386,7 @@ fn millions_of_calls_keep_memory_bounded() {
     // Run through wait4 to read the peak memory of capsule (and the command).
     let mut cmd = sandbox.capsule();
     cmd.args(["profile", "-q", "--no-verify", "--out-dir", out.to_str().unwrap(), "--", "python3", "-c", &script]);
+    #[allow(clippy::zombie_processes)] // reaped by the wait4 below
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run capsule profile");
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid.

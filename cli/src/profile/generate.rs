@@ -129,7 +129,7 @@ impl Entry {
         match self {
             Entry::Workspace => "\"${WORKSPACE}\"".to_owned(),
             Entry::Tmpdir => "\"${TMPDIR}\"".to_owned(),
-            Entry::Home(rel) => format!("\"${{HOME}}/{}\"", rel.display()),
+            Entry::Home(rel) => serde_json::to_string(&format!("${{HOME}}/{}", rel.display())).unwrap_or_default(),
             Entry::Abs(p) => yaml_path(p),
         }
     }
@@ -195,6 +195,12 @@ fn generalise(paths: BTreeSet<PathBuf>, ctx: &Context, left_out: &mut BTreeSet<S
     let mut entries: BTreeSet<Entry> = BTreeSet::new();
     let mut plain: BTreeSet<PathBuf> = BTreeSet::new();
     for path in paths {
+        // A path the policy language cannot carry as it is (not UTF-8, or a `$` the
+        // launcher would take for a variable) is left out rather than altered.
+        if path.to_str().is_none_or(|p| p.contains('$')) {
+            left_out.insert(format!("{} (not expressible in a policy)", path.display()));
+            continue;
+        }
         if path == Path::new("/") {
             left_out.insert("/ (never granted whole)".to_owned());
             continue;
