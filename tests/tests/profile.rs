@@ -482,3 +482,46 @@ fn help_says_profiling_does_not_confine() {
     let output = Command::new(capsule_tests::bin("capsule")).args(["profile", "--help"]).output().unwrap();
     assert!(text(&output.stdout).contains("Profiling observes; it does not confine"), "{}", explain(&output));
 }
+
+#[test]
+fn within_a_policy_only_the_command_is_recorded_and_what_the_policy_denies_is_not_seen() {
+    for identity in identities("within_a_policy_only_the_command_is_recorded_and_what_the_policy_denies_is_not_seen") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        let outer = sandbox.home.path().join("outer.yaml");
+        std::fs::write(&outer, capsule_tests::default_policy()).unwrap();
+        identity.own(&outer);
+        let script = "echo hi > within.txt; python3 -c 'import socket; socket.socket(socket.AF_INET)'";
+        let output = profile(
+            &sandbox,
+            &[
+                "-q",
+                "--no-verify",
+                "--within",
+                outer.to_str().unwrap(),
+                "--out-dir",
+                out.to_str().unwrap(),
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+        // The outer policy denies AF_INET sockets: Python fails, so the command does.
+        assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+        let recorded = json(&out.join("01-sh.json"));
+        assert_eq!(recorded["exit"], 1, "{recorded}");
+        assert_eq!(sandbox.workspace.path().join("within.txt").metadata().unwrap().len(), 3);
+        // The launcher's own calls (Landlock, the filter) are not the command's...
+        for launcher_call in ["landlock_create_ruleset", "landlock_restrict_self", "seccomp"] {
+            assert_eq!(syscall_count(&recorded, launcher_call), 0, "{launcher_call}: {}", recorded["syscalls"]);
+        }
+        // ...nor is the call the outer policy answered.
+        assert_eq!(syscall_count(&recorded, "socket"), 0, "{}", recorded["syscalls"]);
+        let execs: Vec<String> =
+            recorded["exec"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect();
+        assert!(execs.first().is_some_and(|p| p.ends_with("/dash") || p.ends_with("/sh")), "{execs:?}");
+        assert!(execs.iter().any(|p| p.contains("python3")), "{execs:?}");
+        assert!(!execs.iter().any(|p| p.ends_with("/capsule")), "{execs:?}");
+    }
+}

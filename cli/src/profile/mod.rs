@@ -52,6 +52,10 @@ pub struct ProfileArgs {
     /// its allowed syscalls are kept in the generated policies.
     #[arg(long, value_name = "POLICY")]
     from: Option<PathBuf>,
+    /// Run the commands under this policy at the same time, as `capsule run --policy`
+    /// does (audited to its log); calls it denies are not seen.
+    #[arg(long, value_name = "POLICY")]
+    within: Option<PathBuf>,
     /// `text` (a line per command on stderr) or `json` (the summary on stdout).
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -138,6 +142,19 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
         Some(path) => known_syscalls(path, target)?,
         None => Vec::new(),
     };
+    let within = match &args.within {
+        Some(path) => {
+            let path =
+                std::fs::canonicalize(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+            let source = std::fs::read(&path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+            if capsule_compiler::front::check_bytes(&source).has_errors() {
+                anyhow::bail!("{} has errors (run `capsulec check` on it)", path.display());
+            }
+            let capsule = std::env::current_exe().context("cannot find the capsule binary")?;
+            Some((capsule, path))
+        }
+        None => None,
+    };
     if let Some(w) = &args.workspace {
         std::env::set_current_dir(w).with_context(|| format!("cannot enter the workspace {}", w.display()))?;
     }
@@ -160,7 +177,7 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
     let mut outcomes = Vec::new();
     for (i, (command, stem)) in list.iter().zip(&stems).enumerate() {
         bar.set_prefix(format!("command {} of {}", i + 1, list.len()));
-        let outcome = profile_one(command, stem, &args, &known, target, &ctx, &bar);
+        let outcome = profile_one(command, stem, &args, &known, within.as_ref(), target, &ctx, &bar);
         bar.inc(1);
         if args.format == Format::Text {
             bar.suspend(|| eprintln!("capsule profile: {}", output::status_line(&outcome)));
@@ -205,11 +222,13 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn profile_one(
     command: &commands::Command,
     stem: &str,
     args: &ProfileArgs,
     known: &[u32],
+    within: Option<&(PathBuf, PathBuf)>,
     target: Target,
     ctx: &generate::Context,
     bar: &indicatif::ProgressBar,
@@ -239,17 +258,35 @@ fn profile_one(
         }
     };
     let name = command.argv.join(" ");
+    // --within: the traced root is `capsule run --policy POLICY -- CMD`, and only what
+    // runs from its child's exec of CMD on is recorded.
+    let (program, argv) = match within {
+        Some((capsule, policy)) => {
+            let mut argv: Vec<String> = ["capsule", "run", "--policy"].map(str::to_owned).to_vec();
+            argv.push(policy.to_string_lossy().into_owned());
+            argv.push("--workspace".to_owned());
+            argv.push(ctx.workspace.to_string_lossy().into_owned());
+            argv.push("--".to_owned());
+            argv.extend(command.argv.iter().cloned());
+            (capsule.clone(), argv)
+        }
+        None => (program, command.argv.clone()),
+    };
     for run in 0..args.runs {
         let mut recorder = record::Recorder::new(target);
+        if within.is_some() {
+            recorder.gate_below_root();
+        }
         let mut progress = |calls: u64| bar.set_message(format!("{calls} syscalls: {name}"));
         let traced = trace::trace(
             trace::TraceOptions {
                 program: &program,
-                argv: &command.argv,
+                argv: &argv,
                 cwd: &ctx.workspace,
                 quiet: args.quiet,
                 timeout: args.timeout,
                 known,
+                full_env: within.is_some(),
                 progress: &mut progress,
             },
             &mut recorder,

@@ -399,7 +399,7 @@ fn summary_md(outcomes: &[Outcome], verified: bool) -> String {
             let names: Vec<String> = top.iter().take(12).map(|(n, c)| format!("{n} {c}")).collect();
             let _ = writeln!(
                 s,
-                "- syscalls ({arch}): {} distinct, {} calls ({failed} failed among the {with_results} whose results are seen); most: {}",
+                "- syscalls ({arch}): {} distinct, {} calls ({failed} failed, counted for the {with_results} syscalls whose results are seen); most: {}",
                 calls.len(),
                 calls.values().map(|c| c.count).sum::<u64>(),
                 names.join(", ")

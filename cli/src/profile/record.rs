@@ -257,6 +257,10 @@ pub struct Recorder {
     parents: BTreeMap<i32, Option<i32>>,
     exec_args: BTreeMap<i32, (PathBuf, Vec<String>)>,
     live: u64,
+    root: Option<i32>,
+    /// `--within`: the processes being recorded (`None`: all).
+    gate: Option<BTreeSet<i32>>,
+    gate_exec_nr: BTreeMap<i32, u32>,
     /// Argument values by (number, argument name).
     values: BTreeMap<(u32, &'static str), BTreeSet<u64>>,
     clone3: Option<u32>,
@@ -320,6 +324,9 @@ impl Recorder {
             parents: BTreeMap::new(),
             exec_args: BTreeMap::new(),
             live: 0,
+            root: None,
+            gate: None,
+            gate_exec_nr: BTreeMap::new(),
             values: BTreeMap::new(),
             clone3: table.by_name("clone3").map(|d| d.nr),
             profile: Profile::default(),
@@ -337,17 +344,52 @@ impl Recorder {
 
     pub fn process_started(&mut self, pid: i32, parent: Option<i32>) {
         self.parents.insert(pid, parent);
-        self.profile.processes += 1;
+        if parent.is_none() {
+            self.root = Some(pid);
+        }
+        if let Some(recording) = &mut self.gate
+            && parent.is_some_and(|p| recording.contains(&p))
+        {
+            recording.insert(pid);
+        }
+        if self.is_recorded(pid) {
+            self.profile.processes += 1;
+        }
         self.live += 1;
+    }
+
+    /// `--within`: the traced root is `capsule run`; only the processes from the first
+    /// exec below it on (the command and its descendants) are recorded.
+    pub fn gate_below_root(&mut self) {
+        self.gate = Some(BTreeSet::new());
+    }
+
+    fn is_recorded(&self, pid: i32) -> bool {
+        self.gate.as_ref().is_none_or(|recording| recording.contains(&pid))
     }
 
     pub fn process_ended(&mut self, pid: i32) {
         self.exec_args.remove(&pid);
+        if let Some(recording) = &mut self.gate {
+            recording.remove(&pid);
+        }
         self.live = self.live.saturating_sub(1);
     }
 
     /// A traced call's entry; `Some` when its exit should be seen too.
     pub fn entry(&mut self, pid: i32, arch: u32, nr: u64, args: [u64; 6]) -> Option<Pending> {
+        if !self.is_recorded(pid) {
+            // Not the command (yet): only an exec is noted, for the exec that opens the gate.
+            if arch == self.native_arch
+                && let Some(Kind::Exec { dirfd, path, argv }) = self.kinds.get(nr as usize).copied()
+                && let Some(resolved) = self.resolve(pid, dirfd.map(|i| args[i]), args[path])
+            {
+                let argv = read_argv(pid, args[argv]);
+                self.exec_args.insert(pid, (resolved, argv));
+                self.gate_exec_nr.insert(pid, nr as u32);
+            }
+            return None;
+        }
         self.calls += 1;
         if arch != self.native_arch || nr >= u64::from(capsule_artifacts::target::X32_SYSCALL_BIT) {
             *self.foreign.entry((arch, nr)).or_default() += 1;
@@ -531,6 +573,23 @@ impl Recorder {
 
     /// A successful exec by `pid`.
     pub fn exec(&mut self, pid: i32) {
+        if !self.is_recorded(pid) {
+            if Some(pid) == self.root {
+                return;
+            }
+            // The launcher's child has exec'd the command: record from here on, this
+            // exec included.
+            if let Some(recording) = &mut self.gate {
+                recording.insert(pid);
+            }
+            self.profile.processes += 1;
+            if let Some(nr) = self.gate_exec_nr.remove(&pid) {
+                self.calls += 1;
+                let c = &mut self.counts[nr as usize];
+                c.count += 1;
+                c.results = true;
+            }
+        }
         let exe = proc_link(pid, "exe");
         let (requested, argv) = self.exec_args.remove(&pid).unzip();
         if let Some(exe) = &exe {

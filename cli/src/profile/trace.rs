@@ -40,6 +40,9 @@ pub struct TraceOptions<'a> {
     pub timeout: Duration,
     /// Syscall numbers (native arch) the filter lets through without a stop.
     pub known: &'a [u32],
+    /// Run with the profiler's whole environment (`--within`: `capsule run` filters
+    /// it for the command by the outer policy), not only `ENV_PASS`.
+    pub full_env: bool,
     /// Called about every 100 ms with the number of calls seen so far.
     pub progress: &'a mut dyn FnMut(u64),
 }
@@ -287,7 +290,7 @@ pub fn trace(options: TraceOptions<'_>, recorder: &mut Recorder) -> io::Result<T
     // The environment the generated policy will give (`env: pass:`), so that the
     // profile and the replay see the same command.
     let env: Vec<CString> = std::env::vars_os()
-        .filter(|(name, _)| name.to_str().is_some_and(|n| super::generate::ENV_PASS.contains(&n)))
+        .filter(|(name, _)| options.full_env || name.to_str().is_some_and(|n| super::generate::ENV_PASS.contains(&n)))
         .map(|(name, value)| {
             let mut entry = name.as_bytes().to_vec();
             entry.push(b'=');
