@@ -268,7 +268,24 @@ fn generalise(paths: BTreeSet<PathBuf>, ctx: &Context, left_out: &mut BTreeSet<S
         }
     }
     let entries: Vec<Entry> = entries.iter().filter(|e| !covered(e, &entries)).cloned().collect();
-    entries.iter().map(Entry::render).collect()
+    // An entry that holds capsule's own state or cache directory would make `capsule
+    // run` refuse the policy (the command could rewrite the log or the cache).
+    let mut kept_entries = Vec::new();
+    for e in entries {
+        let path = match &e {
+            Entry::Workspace => Some(ctx.workspace.clone()),
+            Entry::Tmpdir => ctx.tmpdir.clone(),
+            Entry::Home(rel) => ctx.home.as_ref().map(|h| h.join(rel)),
+            Entry::Abs(p) => Some(p.clone()),
+        };
+        match path.and_then(|p| ctx.capsule_dirs.iter().find(|c| c.starts_with(&p)).map(|c| (p, c))) {
+            Some((p, c)) => {
+                left_out.insert(format!("{} (holds capsule's own directory {})", p.display(), c.display()));
+            }
+            None => kept_entries.push(e),
+        }
+    }
+    kept_entries.iter().map(Entry::render).collect()
 }
 
 fn covered(entry: &Entry, all: &BTreeSet<Entry>) -> bool {
@@ -557,6 +574,21 @@ mod tests {
         );
         assert!(fs.read.contains(&"/a/file".to_owned()) && fs.read.contains(&"\"${HOME}/f0\"".to_owned()));
         assert!(fs.read.contains(&"/dev/sd0".to_owned()));
+    }
+
+    #[test]
+    fn never_a_directory_that_holds_capsules_own() {
+        let fs = filesystem(
+            &files(&[("/home/u/.local/newfile", class::CREATE), ("/home/u/.cache/pip/x", class::READ)]),
+            &ctx(),
+        );
+        assert!(fs.write.is_empty(), "{:?}", fs.write);
+        assert!(
+            fs.left_out.iter().any(|l| l.contains("/home/u/.local (holds capsule's own directory")),
+            "{:?}",
+            fs.left_out
+        );
+        assert_eq!(fs.read, ["\"${HOME}/.cache/pip/x\""]);
     }
 
     #[test]
