@@ -525,3 +525,22 @@ fn within_a_policy_only_the_command_is_recorded_and_what_the_policy_denies_is_no
         assert!(!execs.iter().any(|p| p.ends_with("/capsule")), "{execs:?}");
     }
 }
+
+#[test]
+fn the_workspace_option_sets_where_commands_run_and_what_workspace_means() {
+    let sandbox = Sandbox::new(&Identity::Current);
+    let elsewhere = capsule_tests::outside_dir("capsule-profile-ws-");
+    // Run from the home directory; the commands run in --workspace.
+    let mut cmd = sandbox.capsule();
+    cmd.current_dir(sandbox.home.path()).args(["profile", "-q", "--workspace"]).arg(elsewhere.path());
+    cmd.args(["--out-dir", "relative-out", "--", "sh", "-c", "pwd > where.txt"]);
+    let output = cmd.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
+    let written = std::fs::read_to_string(elsewhere.path().join("where.txt")).unwrap();
+    assert_eq!(Path::new(written.trim()).canonicalize().unwrap(), elsewhere.path().canonicalize().unwrap());
+    // The out-dir is relative to where capsule was started, not to the workspace.
+    let out = sandbox.home.path().join("relative-out");
+    assert!(out.join("index.json").is_file() && !elsewhere.path().join("relative-out").exists());
+    let policy = std::fs::read_to_string(out.join("01-sh.capsule.yaml")).unwrap();
+    assert!(policy.contains("\"${WORKSPACE}\""), "{policy}");
+}
