@@ -4,7 +4,8 @@
 //! under `SECCOMP_RET_TRACE` + ptrace with `PTRACE_GET_SYSCALL_INFO` at the entry
 //! only and at the entry and the exit); then a syscall-heavy command, `find /usr/share
 //! -name '*.txt'`, run directly, under `strace -f -o /dev/null` and under `capsule
-//! profile --no-verify`, interleaved so that machine noise hits each alike.
+//! profile --no-verify` (with and without `--all-results`), interleaved so that
+//! machine noise hits each alike.
 
 use anyhow::{Context, ensure};
 use std::process::{Command, Stdio};
@@ -187,12 +188,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     ensure!(strace_ok, "strace is missing (.ci/run installs it)");
     // Warm the page cache once.
     wall(Command::new(find[0]).args(&find[1..]))?;
-    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for _ in 0..options.runs {
         times[0].push(wall(Command::new(find[0]).args(&find[1..]))?);
         times[1].push(wall(Command::new("strace").args(["-f", "-o", "/dev/null"]).args(find))?);
         times[2].push(wall(
             Command::new(&capsule).args(["profile", "-q", "--no-verify", "--out-dir"]).arg(&out).arg("--").args(find),
+        )?);
+        times[3].push(wall(
+            Command::new(&capsule)
+                .args(["profile", "-q", "--no-verify", "--all-results", "--out-dir"])
+                .arg(dir.path().join("out-all"))
+                .arg("--")
+                .args(find),
         )?);
     }
     let calls = std::fs::read_to_string(out.join("01-find.json"))
@@ -217,7 +225,13 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             t[t.len() / 2].as_secs_f64()
         })
         .collect();
-    for (name, m) in ["direct", "`strace -f -o /dev/null`", "`capsule profile --no-verify`"].iter().zip(&medians) {
+    let names = [
+        "direct",
+        "`strace -f -o /dev/null`",
+        "`capsule profile --no-verify`",
+        "`capsule profile --no-verify --all-results`",
+    ];
+    for (name, m) in names.iter().zip(&medians) {
         println!("| {name} | {:.0} ms | {:.2} | {:.2} |", m * 1e3, m / medians[0], m / medians[1]);
     }
     Ok(())

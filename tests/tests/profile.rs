@@ -421,6 +421,10 @@ fn runs_json_format_from_and_rerunning_into_the_same_folder() {
     assert_eq!(summary["commands"].as_array().unwrap().len(), 2);
     let ls = json(&out.join("02-ls.json"));
     assert_eq!(ls["runs"], 2);
+    // By default only the calls whose results make the profile count failures
+    // (with --all-results every call does: below).
+    assert!(ls["syscalls"]["linux-x86_64"]["openat"]["failed"].is_u64(), "{}", ls["syscalls"]);
+    assert!(ls["syscalls"]["linux-x86_64"]["mmap"]["failed"].is_null(), "{}", ls["syscalls"]);
     assert!(out.join("02-ls.capsule.yaml").exists());
 
     // Re-running with one command replaces what profile wrote and nothing else.
@@ -452,6 +456,18 @@ fn runs_json_format_from_and_rerunning_into_the_same_folder() {
     assert!(syscall_count(&ls, "openat") > 0);
     assert_eq!(json(&out.join("index.json"))["commands"][0]["replay"]["ok"], true);
     assert_checks_clean(&out);
+    // --all-results: every call that returns counts its failures.
+    let output = profile(
+        &sandbox,
+        &["-q", "--no-verify", "--all-results", "--out-dir", out.to_str().unwrap(), "--", "ls", "/nonexistent-capsule"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+    let all = json(&out.join("01-ls.json"));
+    for (name, counts) in all["syscalls"]["linux-x86_64"].as_object().unwrap() {
+        // exit_group never returns: it has no result.
+        assert!(counts["failed"].is_u64() || name == "exit_group", "{name}: {counts}");
+    }
+    assert!(all["syscalls"]["linux-x86_64"]["statx"]["failed"].as_u64().unwrap() >= 1, "{}", all["syscalls"]);
 }
 
 #[test]

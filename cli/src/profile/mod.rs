@@ -45,6 +45,10 @@ pub struct ProfileArgs {
     /// (`90s`, `10m`, `1h`, or seconds).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    /// Count the failed calls of every syscall, not only of those whose results make
+    /// the profile (files, sockets, exec): two stops a call instead of one.
+    #[arg(long)]
+    all_results: bool,
     /// Do not replay the commands under their generated policies.
     #[arg(long)]
     no_verify: bool,
@@ -276,6 +280,9 @@ fn profile_one(
         let mut recorder = record::Recorder::new(target);
         if within.is_some() {
             recorder.gate_below_root();
+        }
+        if args.all_results {
+            recorder.see_all_results();
         }
         let mut progress = |calls: u64| bar.set_message(format!("{calls} syscalls: {name}"));
         let traced = trace::trace(

@@ -257,6 +257,7 @@ pub struct Recorder {
     parents: BTreeMap<i32, Option<i32>>,
     exec_args: BTreeMap<i32, (PathBuf, Vec<String>)>,
     live: u64,
+    all_results: bool,
     root: Option<i32>,
     /// `--within`: the processes being recorded (`None`: all).
     gate: Option<BTreeSet<i32>>,
@@ -324,6 +325,7 @@ impl Recorder {
             parents: BTreeMap::new(),
             exec_args: BTreeMap::new(),
             live: 0,
+            all_results: false,
             root: None,
             gate: None,
             gate_exec_nr: BTreeMap::new(),
@@ -360,6 +362,10 @@ impl Recorder {
 
     /// `--within`: the traced root is `capsule run`; only the processes from the first
     /// exec below it on (the command and its descendants) are recorded.
+    pub fn see_all_results(&mut self) {
+        self.all_results = true;
+    }
+
     pub fn gate_below_root(&mut self) {
         self.gate = Some(BTreeSet::new());
     }
@@ -414,8 +420,9 @@ impl Recorder {
             }
         }
         // Only the calls whose results make the profile are seen at their exit: one
-        // stop instead of two for everything else (docs/profile.md, "Mechanism").
-        if matches!(kind, Kind::Plain) {
+        // stop instead of two for everything else (docs/profile.md, "Mechanism"),
+        // unless every result was asked for (`--all-results`).
+        if matches!(kind, Kind::Plain) && !self.all_results {
             return None;
         }
         let mut pending = Pending { nr, args, existed: false, exec: None };
