@@ -1,8 +1,9 @@
 //! capsule: the user's front door. Thin: each command calls the libraries.
 
 mod log_commands;
+mod profile;
 
-use capsule_cli::{run, trust};
+use capsule_cli::{cache, run, trust};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +46,16 @@ enum Command {
         #[arg(default_value = "capsule.yaml")]
         file: PathBuf,
     },
+    /// Run commands traced, record what they do, and write a minimal policy for each
+    /// (and one for all) that replaying them under it proves.
+    ///
+    /// Profiling observes; it does not confine: the commands run with your rights, as
+    /// they would without capsule. Output: DIR/index.json, per command NN-name.json (the
+    /// profile) and NN-name.capsule.yaml (its policy), DIR/capsule.yaml (all commands)
+    /// and DIR/summary.md. Exit: 0 when every command exited 0 and replayed under its
+    /// policies; 1 when some command failed, timed out or did not replay (the others
+    /// are still profiled); 2 for usage errors and inputs refused before anything ran.
+    Profile(profile::ProfileArgs),
     /// Write the built-in default policy to ./capsule.yaml, commented, for editing, and
     /// trust it.
     Init {
@@ -60,6 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Profile(args) => profile::run(args),
         Command::Verify(args) => log_commands::run_verify(args),
         Command::Log(command) => log_commands::run_log(command),
         Command::Keygen(args) => log_commands::run_keygen(args),

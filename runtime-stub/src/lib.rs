@@ -31,7 +31,7 @@ pub mod args;
 pub mod audit;
 mod child;
 pub mod cli;
-mod command;
+pub mod command;
 pub mod paths;
 mod sandbox;
 mod seccomp;
