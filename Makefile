@@ -36,3 +36,13 @@ bench: launcher-static
 # Review snapshot changes after an intended change in output.
 snapshots:
 	INSTA_UPDATE=always $(CARGO) test --workspace --no-fail-fast; git status --short '*.snap'
+
+# Man pages for capsule, capsulec (from their clap definitions) and capsule-launch
+# (hand-written: runtime-stub/man/capsule-launch.1), into target/man/man1.
+MAN_DIR ?= target/man/man1
+.PHONY: man
+man:
+	$(CARGO) build -p capsule-cli -p capsule-compiler --bins
+	./target/debug/capsule man --out $(MAN_DIR)
+	./target/debug/capsulec man --out $(MAN_DIR)
+	cp runtime-stub/man/capsule-launch.1 $(MAN_DIR)/
