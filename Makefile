@@ -46,3 +46,14 @@ man:
 	./target/debug/capsule man --out $(MAN_DIR)
 	./target/debug/capsulec man --out $(MAN_DIR)
 	cp runtime-stub/man/capsule-launch.1 $(MAN_DIR)/
+
+# The container image, tagged `capsule`, from the Dockerfile (docs/containers.md); with
+# no registry reachable, from local stand-ins of its base images.
+.PHONY: docker docker-test
+docker:
+	packaging/docker-build.sh
+
+# Build the image, then run the README's Docker commands, the compose file and the
+# escape attacks inside the container (packaging/docker-test.sh).
+docker-test: docker
+	packaging/docker-test.sh

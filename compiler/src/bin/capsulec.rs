@@ -191,7 +191,7 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
                 );
             }
             for warning in &artifacts.oci_warnings {
-                eprintln!("capsulec: note: oci-seccomp.json: {warning}");
+                eprintln!("capsulec: note: {warning}");
             }
             println!("{}", artifacts.pin);
             Ok(ExitCode::SUCCESS)
