@@ -42,7 +42,11 @@ COPY --from=builder /out/zsh/ /usr/share/zsh/vendor-completions/
 COPY --from=builder /out/fish/ /usr/share/fish/vendor_completions.d/
 # The user's home holds the audit log (~/.local/state/capsule) and the compile cache
 # (~/.cache/capsule), outside the workspace the command may write.
+# The two directories exist in the image so that a named volume mounted on one of them
+# (to keep the log past `--rm`) starts out owned by the user.
 RUN useradd --create-home --uid 1000 --user-group --shell /bin/sh capsule \
+    && install -d -o capsule -g capsule -m 0700 /home/capsule/.local /home/capsule/.local/state \
+        /home/capsule/.local/state/capsule /home/capsule/.cache /home/capsule/.cache/capsule \
     && mkdir -p /workspace
 # `capsule run` refuses to run in /workspace when nothing is mounted there.
 ENV CAPSULE_WORKSPACE_MOUNT=/workspace
