@@ -1,15 +1,16 @@
 #!/bin/sh
-# Runs inside the capsule image (from packaging/docker-test.sh), in /workspace, with
-# the escape programs of tests/escapes/ compiled into /workspace/.escapes. Each attack
+# Runs inside the capsule image (from packaging/docker-test.sh), in /workspace (a
+# folder every user may write), with the escape programs of tests/escapes/ compiled
+# into /opt/escapes (read-only; the default policy lets the command read /opt). Each attack
 # runs first without Capsule (it must escape, unless Docker's own seccomp profile or
 # capabilities already stop it: then that is reported) and then under `capsule run`
 # and the built-in default policy, where it must be refused with the same errno as in
 # tests/tests/escapes.rs. Prints one line per attack; exits 1 if any check failed or
 # if fewer than MIN_PROVEN attacks were shown to work without Capsule.
 set -u
-E=/workspace/.escapes
+E=/opt/escapes
 LOADER=/lib64/ld-linux-x86-64.so.2
-MIN_PROVEN=${MIN_PROVEN:-12}
+MIN_PROVEN=${MIN_PROVEN:-10}
 failed=0 proven=0 docker_blocked=0
 out=$(mktemp -d)
 outside=$HOME/capsule-escape-outside
@@ -17,36 +18,41 @@ mkdir -p "$outside"
 printf 'the secret\n' >"$outside/secret"
 ln -sf "$outside/secret" /workspace/.escapes-innocent-link 2>/dev/null || true
 
+# The program's verdict: its last ESCAPED, BLOCKED or ERROR line (NOTE lines may come
+# first).
+verdict() { grep -E '^(ESCAPED|BLOCKED|ERROR) ' "$1" | tail -n1; }
+
 # bare NAME CMD...: run CMD without Capsule; ESCAPED proves the attack.
 bare() {
     name=$1
     shift
-    "$@" >"$out/bare" 2>&1
-    first=$(head -n1 "$out/bare")
+    "$@" >"$out/bare" 2>"$out/bare.err"
+    first=$(verdict "$out/bare")
     case $first in
         ESCAPED*) proven=$((proven + 1)); bare_result="escapes without capsule" ;;
         BLOCKED*) docker_blocked=$((docker_blocked + 1)); bare_result="already stopped by Docker ($first)" ;;
-        *) failed=1; bare_result="FAILED without capsule: $(cat "$out/bare")" ;;
+        *) failed=1; bare_result="FAILED without capsule: $(cat "$out/bare" "$out/bare.err")" ;;
     esac
 }
 
-# boxed NAME EXPECT CMD...: run CMD under capsule; its first stdout line must be EXPECT
+# boxed NAME EXPECT CMD...: run CMD under capsule; its verdict must be EXPECT
 # (or, for EXPECT=killed, exit status 159: killed by the seccomp filter).
 boxed() {
     name=$1 expect=$2
     shift 2
     capsule run "$@" >"$out/boxed" 2>"$out/boxed.err"
     status=$?
-    first=$(head -n1 "$out/boxed")
+    first=$(verdict "$out/boxed")
     case $expect in
         killed) [ "$status" = 159 ] && ok=1 || ok=0 ;;
         *) [ "$first" = "$expect" ] && ok=1 || ok=0 ;;
     esac
+    case $bare_result in FAILED*) ok=0 ;; esac
     if [ "$ok" = 1 ]; then
         echo "ok      $name: $bare_result; under capsule: ${first:-exit $status}"
     else
         failed=1
-        echo "FAILED  $name: $bare_result; under capsule: exit $status, expected $expect"
+        echo "FAILED  $name: $bare_result; under capsule: exit $status, $first (expected $expect)"
         sed 's/^/        /' "$out/boxed" "$out/boxed.err"
     fi
 }

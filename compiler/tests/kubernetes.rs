@@ -55,7 +55,9 @@ fn text(artifacts: &build::Artifacts, file: &str) -> String {
 /// A YAML node as JSON: plain scalars that are integers become numbers.
 fn to_json(node: &yaml::Node) -> Value {
     match &node.kind {
-        NodeKind::Scalar(s) if s.plain => s.value.parse::<u64>().map_or_else(|_| Value::String(s.value.clone()), Value::from),
+        NodeKind::Scalar(s) if s.plain => {
+            s.value.parse::<u64>().map_or_else(|_| Value::String(s.value.clone()), Value::from)
+        }
         NodeKind::Scalar(s) => Value::String(s.value.clone()),
         NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
         NodeKind::Map(pairs) => Value::Object(
@@ -73,10 +75,7 @@ fn to_json(node: &yaml::Node) -> Value {
 /// The documents of a seccompprofile.yaml, read with the compiler's own YAML reader
 /// (one document at a time: it refuses several).
 fn documents(yaml_text: &str) -> Vec<Value> {
-    yaml_text
-        .split("\n---\n")
-        .map(|doc| to_json(&yaml::parse(doc).expect("valid YAML").expect("a document")))
-        .collect()
+    yaml_text.split("\n---\n").map(|doc| to_json(&yaml::parse(doc).expect("valid YAML").expect("a document"))).collect()
 }
 
 /// A policy's decisions, from an imported capsule.yaml, optimised for `diff`.
@@ -137,7 +136,9 @@ fn validate(file: &Path) -> Option<(bool, String)> {
             std::env::var_os("CI").is_none(),
             "CI: python3-jsonschema and python3-yaml are needed to validate seccompprofile.yaml (.ci/run installs them)"
         );
-        eprintln!("skipped: python3 with jsonschema and yaml is not installed (apt-get install python3-jsonschema python3-yaml)");
+        eprintln!(
+            "skipped: python3 with jsonschema and yaml is not installed (apt-get install python3-jsonschema python3-yaml)"
+        );
         return None;
     }
     let out = Command::new("python3").arg(script).arg(crd).arg(file).output().unwrap();
@@ -165,8 +166,20 @@ fn the_crd_check_refuses_what_the_schema_does_not_allow() {
     let good = text(&built(PER_ARCH), KUBE_FILE);
     let first = good.split("\n---\n").next().unwrap().to_owned();
     for (what, bad) in [
-        ("includes", first.replace("    - action: SCMP_ACT_ALLOW\n", "    - action: SCMP_ACT_ALLOW\n      includes: {arches: [amd64]}\n")),
-        ("defaultErrnoRet", first.replace("  defaultAction: SCMP_ACT_ERRNO\n", "  defaultAction: SCMP_ACT_ERRNO\n  defaultErrnoRet: 13\n")),
+        (
+            "includes",
+            first.replace(
+                "    - action: SCMP_ACT_ALLOW\n",
+                "    - action: SCMP_ACT_ALLOW\n      includes: {arches: [amd64]}\n",
+            ),
+        ),
+        (
+            "defaultErrnoRet",
+            first.replace(
+                "  defaultAction: SCMP_ACT_ERRNO\n",
+                "  defaultAction: SCMP_ACT_ERRNO\n  defaultErrnoRet: 13\n",
+            ),
+        ),
         ("action", first.replace("SCMP_ACT_ALLOW", "SCMP_ACT_PERMIT")),
         ("int64", first.replace("valueTwo: 0\n", "valueTwo: 18446744073709551615\n")),
         ("name", first.replace("name: per-arch-linux-x86-64", "name: Per_Arch")),
@@ -195,10 +208,7 @@ fn seccompprofile_is_pinned_and_deterministic() {
 #[test]
 fn what_the_schema_cannot_carry_is_a_warning() {
     let warnings = built(EACCES_DEFAULT).oci_warnings;
-    assert!(
-        warnings.iter().any(|w| w.starts_with(KUBE_FILE) && w.contains("no defaultErrnoRet")),
-        "{warnings:#?}"
-    );
+    assert!(warnings.iter().any(|w| w.starts_with(KUBE_FILE) && w.contains("no defaultErrnoRet")), "{warnings:#?}");
     let warnings = built(PER_ARCH).oci_warnings;
     assert!(warnings.iter().any(|w| w.starts_with(KUBE_FILE) && w.contains("per architecture")), "{warnings:#?}");
     let per_arch = kubernetes::export_seccomp_profile(&built(PER_ARCH).policy);

@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn man_page_matches_the_parser() {
         let page = include_str!("../man/capsule-launch.1");
-        let options = page.split(".SH OPTIONS").nth(1).and_then(|s| s.split(".SH ").next()).expect("an OPTIONS section");
+        let options =
+            page.split(".SH OPTIONS").nth(1).and_then(|s| s.split(".SH ").next()).expect("an OPTIONS section");
         let page_flags = flags_in(&options.replace("\\fB", " ").replace("\\fR", " ").replace("\\-", "-"));
         let usage_options = USAGE.split("\n\n").find(|p| p.trim_start().starts_with("--manifest")).unwrap();
         let usage_flags = flags_in(usage_options);
