@@ -30,11 +30,11 @@ RUN set -eu; \
 
 # ---- runtime: slim Debian, a non-root user, the workspace mounted on /workspace ----
 FROM debian:bookworm-slim
+# The version is the workspace's (Cargo.toml); make docker-test checks they agree.
 LABEL org.opencontainers.image.title="capsule" \
       org.opencontainers.image.description="Run tools in a sandbox (seccomp-BPF + Landlock), with a Blake3 Merkle-chained audit log" \
       org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="docs/containers.md"
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/bin/ /usr/local/bin/
 COPY --from=builder /out/man/ /usr/local/share/man/
 COPY --from=builder /out/bash/ /usr/share/bash-completion/completions/

@@ -128,6 +128,8 @@ for label in title description version licenses; do
     value=$(docker image inspect capsule --format "{{index .Config.Labels \"org.opencontainers.image.$label\"}}")
     [ -n "$value" ] || fail "no org.opencontainers.image.$label label"
 done
+version=$(docker image inspect capsule --format '{{index .Config.Labels "org.opencontainers.image.version"}}')
+[ "$(docker run --rm capsule --version)" = "capsule $version" ] || fail "the version label $version is not capsule's"
 out=$(docker run --rm --entrypoint sh capsule -c '
     echo "uid $(id -u) home $HOME"; test -d "$HOME" && test -w "$HOME" && echo "home writable"
     for f in capsule capsulec capsule-launch; do test -x /usr/local/bin/$f && echo "bin $f"; done

@@ -223,14 +223,12 @@ fn mount_options(mountinfo: &str, dir: &Path) -> Option<String> {
         }
         String::from_utf8_lossy(&out).into_owned()
     };
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let (point, options) = (fields.get(4)?, fields.get(5)?);
-            (Path::new(&unescape(point)) == dir).then(|| (*options).to_owned())
-        })
-        .last()
+    // The last mount on a folder is the one in effect.
+    mountinfo.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (point, options) = (fields.get(4)?, fields.get(5)?);
+        (Path::new(&unescape(point)) == dir).then(|| (*options).to_owned())
+    })
 }
 
 /// The name of syscall `nr` of the target whose `AUDIT_ARCH_*` is `arch`.

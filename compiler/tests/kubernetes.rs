@@ -24,6 +24,9 @@ fn repo() -> PathBuf {
 const PER_ARCH: &str = "version: 1\nname: per-arch\ndefault: errno(EPERM)\ntargets: [linux-x86_64, linux-aarch64]\nsyscalls:\n  allow:\n    - read\n    - openat: flags & O_DIRECTORY == 0\n";
 const EACCES_DEFAULT: &str = "version: 1\nname: Eacces Default\ndefault: errno(EACCES)\ntargets: [linux-x86_64]\nsyscalls:\n  allow:\n    - read\n    - write: fd == 1\n  deny:\n    - ptrace: { action: kill-process }\n";
 
+/// A 64-bit argument compared with a value above the schema's int64.
+const BIG_VALUE: &str = "version: 1\nname: big\ndefault: errno(EPERM)\ntargets: [linux-x86_64]\nsyscalls:\n  allow:\n    - read\n    - lseek: offset == 0x8000000000000000\n";
+
 /// The policies every check runs on: the built-in default, the valid fixtures and the
 /// two above.
 fn policies() -> Vec<(String, String)> {
@@ -211,6 +214,19 @@ fn what_the_schema_cannot_carry_is_a_warning() {
     assert!(warnings.iter().any(|w| w.starts_with(KUBE_FILE) && w.contains("no defaultErrnoRet")), "{warnings:#?}");
     let warnings = built(PER_ARCH).oci_warnings;
     assert!(warnings.iter().any(|w| w.starts_with(KUBE_FILE) && w.contains("per architecture")), "{warnings:#?}");
+    let warnings = built(BIG_VALUE).oci_warnings;
+    assert_eq!(
+        warnings.iter().filter(|w| w.starts_with(KUBE_FILE) && w.contains("above the schema's int64 range")).count(),
+        1,
+        "{warnings:#?}"
+    );
+    // The API server's schema refuses it, as the warning says.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.yaml");
+    std::fs::write(&file, &built(BIG_VALUE).files[KUBE_FILE]).unwrap();
+    if let Some((valid, report)) = validate(&file) {
+        assert!(!valid && report.contains("out of int64 range"), "{report}");
+    }
     let per_arch = kubernetes::export_seccomp_profile(&built(PER_ARCH).policy);
     assert_eq!(per_arch.names, ["per-arch-linux-x86-64", "per-arch-linux-aarch64"]);
     let one = kubernetes::export_seccomp_profile(&built(EACCES_DEFAULT).policy);

@@ -26,7 +26,9 @@ fn man_pages_cover_every_command() {
         let out = Command::new(bin(binary)).arg("man").arg("--out").arg(dir.path()).output().unwrap();
         assert!(out.status.success(), "{binary} man: {}", text(&out.stderr));
     }
-    for page in ["capsule.1", "capsule-run.1", "capsule-verify.1", "capsule-log-prove.1", "capsulec.1", "capsulec-build.1"] {
+    for page in
+        ["capsule.1", "capsule-run.1", "capsule-verify.1", "capsule-log-prove.1", "capsulec.1", "capsulec-build.1"]
+    {
         let roff = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(roff.starts_with(".ie \\n(.g .ds Aq") || roff.contains(".TH"), "{page} is not a man page");
     }

@@ -109,11 +109,13 @@ fn spec(profile: &Profile, name: &str, warnings: &mut Vec<String>) -> Value {
                 let args: Vec<Value> = args
                     .iter()
                     .map(|a| {
-                        if a.value > i64::MAX as u64 || a.value_two > i64::MAX as u64 {
-                            warnings.push(format!(
-                                "{name}: an argument value of {} is above the schema's int64 range",
-                                e.names.as_deref().unwrap_or_default().join(", ")
-                            ));
+                        let warning = format!(
+                            "{name}: an argument value of {} is above the schema's int64 range",
+                            e.names.as_deref().unwrap_or_default().join(", ")
+                        );
+                        if (a.value > i64::MAX as u64 || a.value_two > i64::MAX as u64) && !warnings.contains(&warning)
+                        {
+                            warnings.push(warning);
                         }
                         json!({ "index": a.index, "op": a.op, "value": a.value, "valueTwo": a.value_two })
                     })
