@@ -43,3 +43,24 @@ bench: launcher-static
 # Review snapshot changes after an intended change in output.
 snapshots:
 	INSTA_UPDATE=always $(CARGO) test --workspace --no-fail-fast; git status --short '*.snap'
+
+# Man pages for capsule, capsulec (from their clap definitions) and capsule-launch
+# (hand-written: runtime-stub/man/capsule-launch.1), into target/man/man1.
+MAN_DIR ?= target/man/man1
+.PHONY: man
+man:
+	$(CARGO) build -p capsule-cli -p capsule-compiler --bins
+	./target/debug/capsule man --out $(MAN_DIR)
+	./target/debug/capsulec man --out $(MAN_DIR)
+	cp runtime-stub/man/capsule-launch.1 $(MAN_DIR)/
+
+# The container image, tagged `capsule`, from the Dockerfile (docs/containers.md); with
+# no registry reachable, from local stand-ins of its base images.
+.PHONY: docker docker-test
+docker:
+	packaging/docker-build.sh
+
+# Build the image, then run the README's Docker commands, the compose file and the
+# escape attacks inside the container (packaging/docker-test.sh).
+docker-test: docker
+	packaging/docker-test.sh

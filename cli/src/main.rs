@@ -5,7 +5,7 @@ mod profile;
 
 use capsule_cli::{cache, run, trust};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,6 +65,18 @@ enum Command {
         #[arg(long, default_value = "capsule.yaml")]
         out: PathBuf,
     },
+    /// Print a shell completion script: `capsule completions bash >
+    /// /usr/share/bash-completion/completions/capsule`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (capsule.1 and one per command) into DIR (`make man`).
+    #[command(hide = true)]
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,8 +89,23 @@ fn main() -> ExitCode {
         Command::Keygen(args) => log_commands::run_keygen(args),
         Command::Trust { file } => trust(&file),
         Command::Init { force, out } => init(force, &out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "capsule", &mut std::io::stdout());
+            0
+        }
+        Command::Man { out } => man(&out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(125))
+}
+
+fn man(out: &std::path::Path) -> i32 {
+    match std::fs::create_dir_all(out).and_then(|()| clap_mangen::generate_to(Cli::command(), out)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("capsule: cannot write the man pages to {}: {e}", out.display());
+            1
+        }
+    }
 }
 
 fn trust(file: &std::path::Path) -> i32 {

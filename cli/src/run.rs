@@ -110,6 +110,7 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
         Some(w) => w.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
+    check_mounted_workspace(&workspace)?;
 
     // A cache the command could write is one it could poison for a later run under
     // another policy (every entry's key is public: the blake3 of the compiler and the
@@ -177,8 +178,88 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     Ok(outcome.exit_code)
 }
 
+/// Set by the container image (docs/containers.md): the folder users are expected to
+/// mount their workspace on.
+const WORKSPACE_MOUNT_ENV: &str = "CAPSULE_WORKSPACE_MOUNT";
+
+/// In a container whose image sets CAPSULE_WORKSPACE_MOUNT, running in that folder
+/// with nothing mounted on it would run the command on the image's empty directory:
+/// refuse, saying how to mount one. A read-only mount is allowed (reading is a fair
+/// use) with a note, so a failed write is not a surprise.
+fn check_mounted_workspace(workspace: &Path) -> anyhow::Result<()> {
+    let Some(expected) = std::env::var_os(WORKSPACE_MOUNT_ENV).filter(|v| !v.is_empty()) else { return Ok(()) };
+    let expected = PathBuf::from(expected);
+    if workspace != expected {
+        return Ok(());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    match mount_options(&mountinfo, workspace) {
+        None => anyhow::bail!(
+            "nothing is mounted on {dir} (this image runs commands on a folder mounted there): \
+             run `docker run --rm -v \"$(pwd)\":{dir} capsule run CMD`, or give `volumes: [\"./:{dir}\"]` in \
+             docker-compose.yml",
+            dir = workspace.display()
+        ),
+        Some(options) if options.split(',').any(|o| o == "ro") => eprintln!(
+            "capsule: note: the workspace {} is mounted read-only: the command can read it but not change it",
+            workspace.display()
+        ),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// The mount options of the last mount on exactly `dir` in a /proc/self/mountinfo
+/// text (fields: id parent major:minor root mount-point options ...; octal escapes).
+fn mount_options(mountinfo: &str, dir: &Path) -> Option<String> {
+    let unescape = |field: &str| -> String {
+        let mut out = Vec::new();
+        let bytes = field.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let octal = bytes.get(i + 1..i + 4).and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+            match (bytes[i], octal) {
+                (b'\\', Some(byte)) => {
+                    out.push(byte);
+                    i += 4;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // The last mount on a folder is the one in effect.
+    mountinfo.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (point, options) = (fields.get(4)?, fields.get(5)?);
+        (Path::new(&unescape(point)) == dir).then(|| (*options).to_owned())
+    })
+}
+
 /// The name of syscall `nr` of the target whose `AUDIT_ARCH_*` is `arch`.
 pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
     let target = Target::LINUX.into_iter().find(|t| t.audit_arch() == Some(arch))?;
     capsule_compiler::tables::table(target).by_nr(nr).map(|s| s.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_last_mount_on_a_folder() {
+        let info = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw
+30 22 8:1 /home/u/proj /workspace ro,relatime - ext4 /dev/sda1 rw
+31 22 8:1 /home/u/proj /workspace rw,relatime - ext4 /dev/sda1 rw
+32 22 8:1 /x /my\\040dir rw - ext4 /dev/sda1 rw
+";
+        assert_eq!(mount_options(info, Path::new("/workspace")).as_deref(), Some("rw,relatime"));
+        assert_eq!(mount_options(info, Path::new("/my dir")).as_deref(), Some("rw"));
+        assert_eq!(mount_options(info, Path::new("/work")), None);
+        assert_eq!(mount_options(info, Path::new("/")).as_deref(), Some("rw,relatime"));
+    }
 }

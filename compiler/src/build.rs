@@ -43,12 +43,15 @@ pub struct Artifacts {
     pub validation: Vec<ValidationReport>,
     /// Warnings and notes from the front-end.
     pub diagnostics: Vec<Diagnostic>,
-    /// Where oci-seccomp.json approximates the policy (always by denying more).
+    /// Where oci-seccomp.json (or seccompprofile.yaml) approximates the policy, each
+    /// prefixed with the file's name.
     pub oci_warnings: Vec<String>,
 }
 
 /// The OCI runtime-spec seccomp profile's file name in the folder.
 pub const OCI_FILE: &str = "oci-seccomp.json";
+/// The Kubernetes SeccompProfile's file name in the folder.
+pub const KUBE_FILE: &str = "seccompprofile.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -105,7 +108,12 @@ pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions
         let bytes = oci.json.into_bytes();
         entries.push(entry(OCI_FILE, None, &bytes, None));
         files.insert(OCI_FILE.to_owned(), bytes);
-        oci_warnings = oci.warnings;
+        oci_warnings = oci.warnings.into_iter().map(|w| format!("{OCI_FILE}: {w}")).collect();
+        // The same decisions as a Kubernetes SeccompProfile (docs/kubernetes.md).
+        let kube = crate::oci::kubernetes::export_seccomp_profile(&policy);
+        entries.push(entry(KUBE_FILE, None, kube.yaml.as_bytes(), None));
+        files.insert(KUBE_FILE.to_owned(), kube.yaml.into_bytes());
+        oci_warnings.extend(kube.warnings.into_iter().map(|w| format!("{KUBE_FILE}: {w}")));
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
 

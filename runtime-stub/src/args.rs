@@ -15,7 +15,7 @@ Landlock rules, no_new_privs and seccomp filter, and runs CMD as its child.
   --log FILE        append this invocation to the audit log FILE (without it,
                     nothing is logged); refused if the policy lets CMD write FILE
   --workspace DIR   the value of ${WORKSPACE} (default: the current directory)
-  --verbose         print what was enforced
+  -v, --verbose     print what was enforced
   --explain         print every rule as well
   -h, --help        print this help
   -V, --version     print the version
@@ -96,6 +96,41 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, UsageEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flags in a text: words that start with `-` and a letter (`--pin`, `-V`).
+    fn flags_in(text: &str) -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with('-') && w.trim_start_matches('-').starts_with(|c: char| c.is_ascii_alphabetic()))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The hand-written man page (runtime-stub/man/capsule-launch.1) names exactly the
+    /// flags of USAGE, each of which the parser accepts, and carries the crate's version.
+    #[test]
+    fn man_page_matches_the_parser() {
+        let page = include_str!("../man/capsule-launch.1");
+        let options =
+            page.split(".SH OPTIONS").nth(1).and_then(|s| s.split(".SH ").next()).expect("an OPTIONS section");
+        let page_flags = flags_in(&options.replace("\\fB", " ").replace("\\fR", " ").replace("\\-", "-"));
+        let usage_options = USAGE.split("\n\n").find(|p| p.trim_start().starts_with("--manifest")).unwrap();
+        let usage_flags = flags_in(usage_options);
+        assert_eq!(page_flags, usage_flags, "the man page's OPTIONS and USAGE list different flags");
+        for flag in &usage_flags {
+            let needs_value = ["--manifest", "--pin", "--log", "--workspace"].contains(&flag.as_str());
+            let mut args = vec![flag.as_str()];
+            if needs_value {
+                args.push("v");
+            }
+            if flag != "--manifest" {
+                args.extend(["--manifest", "m"]);
+            }
+            args.extend(["--", "true"]);
+            assert!(parse_str(&args).is_ok(), "the parser refuses {flag}, which the man page documents");
+        }
+        let title = format!("\"capsule-launch {}\"", env!("CARGO_PKG_VERSION"));
+        assert!(page.contains(&title), "the man page's .TH line should name {title}");
+    }
 
     fn parse_str(args: &[&str]) -> Result<Parsed, UsageError> {
         parse(args.iter().map(OsString::from))

@@ -9,7 +9,7 @@ use capsule_compiler::build::{BuildError, BuildOptions};
 use capsule_compiler::diagnostic::{self, SourceFile};
 use capsule_compiler::front::Format as SourceFormat;
 use capsule_compiler::{filetest, front, tables};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -121,6 +121,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print a shell completion script: `capsulec completions bash >
+    /// /usr/share/bash-completion/completions/capsulec`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (capsulec.1 and one per command) into DIR (`make man`).
+    #[command(hide = true)]
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// The forms `capsulec convert` writes.
@@ -145,6 +157,14 @@ fn main() -> ExitCode {
         Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
         Command::Disasm { file, target } => disasm(&file, target),
         Command::Explain { input, target, syscall, args } => explain(&input, target, &syscall, &args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "capsulec", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => std::fs::create_dir_all(&out)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &out))
+            .with_context(|| format!("cannot write the man pages to {}", out.display()))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -198,7 +218,7 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
                 );
             }
             for warning in &artifacts.oci_warnings {
-                eprintln!("capsulec: note: oci-seccomp.json: {warning}");
+                eprintln!("capsulec: note: {warning}");
             }
             println!("{}", artifacts.pin);
             Ok(ExitCode::SUCCESS)

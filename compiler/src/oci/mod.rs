@@ -5,6 +5,8 @@
 //!   Docker's `includes`/`excludes` for that architecture and capability set.
 //! - [`export_oci`] writes a policy's syscall half as a profile usable with
 //!   `docker run --security-opt seccomp=FILE`.
+//! - [`kubernetes::export_seccomp_profile`] wraps that profile in the Security
+//!   Profiles Operator's `SeccompProfile` resource (`seccompprofile.yaml`).
 //!
 //! The model of how runc and libseccomp evaluate a profile, which both directions rely
 //! on, is written down in docs/oci.md; the parts that matter in code are commented
@@ -12,6 +14,7 @@
 
 mod export;
 mod import;
+pub mod kubernetes;
 
 pub use export::{Exported, export_oci};
 pub use import::{DOCKER_DEFAULT_CAPS, ImportError, ImportOptions, ImportReport, Imported, import_oci};
