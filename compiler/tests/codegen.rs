@@ -40,7 +40,7 @@ fn test(name: &str, index: u8, test: Test) -> Cond {
 }
 
 fn rule(kind: RuleKind, cond: Cond) -> Rule {
-    Rule { kind, cond, origin: Origin { span: 0..1, group: None } }
+    Rule { kind, cond, origin: Origin { span: 0..1, group: None, implied_by: None } }
 }
 fn allow(cond: Cond) -> Rule {
     rule(RuleKind::Allow, cond)

@@ -362,8 +362,14 @@ impl Parser<'_> {
                 "read" => &mut ast.read,
                 "write" => &mut ast.write,
                 "execute" => &mut ast.execute,
+                "setid" => {
+                    if let Some(b) = self.boolean(value, "setid") {
+                        ast.setid = Some(Spanned { value: b.value, span: key.span.start..b.span.end });
+                    }
+                    continue;
+                }
                 _ => {
-                    self.unknown_key(key, &["read", "write", "execute"], "`filesystem`");
+                    self.unknown_key(key, &["read", "write", "execute", "setid"], "`filesystem`");
                     continue;
                 }
             };

@@ -541,6 +541,9 @@ fn render(
             let _ = writeln!(out, "    {line}");
         }
     }
+    // An OCI profile does not restrict set-id modes; without this line the policy
+    // would deny them (docs/policy.md, `setid`).
+    out.push_str("\nfilesystem:\n  setid: true   # as the profile: set-id modes are not restricted\n");
     out
 }
 
