@@ -73,6 +73,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .arg("run")
             .arg("--policy")
             .arg(&policy)
+            .arg("--log")
+            .arg(&log)
             .args(["--", "/bin/true"]);
         c
     };
@@ -94,7 +96,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         ),
         ("capsule-launch, no log", Box::new(|| launch(&launcher, false)), vec![]),
         ("capsule-launch --log", Box::new(|| launch(&launcher, true)), vec![]),
-        ("capsule run (warm cache)", Box::new(run), vec![]),
+        ("capsule run --log (warm cache)", Box::new(run), vec![]),
     ];
     if let Some(path) = &static_launcher {
         rows.insert(3, ("capsule-launch (static), no log", Box::new(|| launch(path, false)), vec![]));
