@@ -108,10 +108,11 @@ fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     // A private directory (mode 0700, deleted after the command has run) is used when
     // the cache cannot be written (a read-only HOME).
     let mut private: Option<tempfile::TempDir> = None;
-    let (dir, artifact, origin) = match cache_dir.as_ref().and_then(|dir| cache::load(dir, target)) {
-        Some(artifact) => {
+    let hit = cache_dir.as_ref().and_then(|dir| cache::load(dir, target).map(|artifact| (dir.clone(), artifact)));
+    let (dir, artifact, origin) = match hit {
+        Some((dir, artifact)) => {
             refuse_untrusted()?;
-            (cache_dir.expect("a hit has a directory"), artifact, cache::Origin::Hit)
+            (dir, artifact, cache::Origin::Hit)
         }
         None => {
             let artifacts = match cache::compile(&source) {
