@@ -1,9 +1,12 @@
 //! `capsule-bench bpf`: the quality of the BPF program each compiler makes of Docker's
-//! default profile (x86_64, Docker's default capabilities), its cost on the real
-//! kernel, and how long `capsulec build` takes. docs/benchmarks.md has the results.
+//! and podman's default profiles (x86_64, each engine's default capabilities), its
+//! cost on the real kernel, and how long `capsulec build` takes. The profiles come
+//! from their Debian packages (`compiler/tests/profiles/mod.rs`). docs/benchmarks.md
+//! has the results.
 
 use crate::kernel::{self, Call, Returned};
 use crate::libseccomp::{LibSeccomp, Spec, spec_from_oci};
+use crate::profiles::{self, Profile};
 use crate::seccompiler_filter;
 use anyhow::{Context, bail, ensure};
 use capsule_artifacts::Target;
@@ -12,9 +15,8 @@ use capsule_compiler::bpf::cache::kernel_would_cache;
 use capsule_compiler::bpf::interp::{Program, SeccompData};
 use capsule_compiler::build::{BuildOptions, build};
 use capsule_compiler::ir::{self, Action, Policy};
-use capsule_compiler::oci::{DOCKER_DEFAULT_CAPS, ImportOptions, import_oci};
+use capsule_compiler::oci::{ImportOptions, import_oci};
 use capsule_compiler::{tables, valid};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,9 +25,11 @@ const TARGET: Target = Target::LinuxX86_64;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The OCI profile (read in place; never copied into the project).
-    #[arg(long, default_value = "/work/shared/data/docker-default.json")]
-    profile: PathBuf,
+    /// The packaged OCI profiles to measure, in order: `docker`, `podman` (read in
+    /// place from their Debian packages, or from the path in CAPSULE_DOCKER_PROFILE /
+    /// CAPSULE_PODMAN_PROFILE; never copied into the project).
+    #[arg(long, value_delimiter = ',', default_value = "docker,podman")]
+    profile: Vec<ProfileName>,
     /// System calls per kernel measurement.
     #[arg(long, default_value_t = 1_000_000)]
     iterations: u64,
@@ -35,6 +39,21 @@ pub struct Options {
     /// `capsulec build` runs (the minimum is reported).
     #[arg(long, default_value_t = 20)]
     compile_runs: u32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ProfileName {
+    Docker,
+    Podman,
+}
+
+impl ProfileName {
+    fn profile(self) -> Profile {
+        match self {
+            ProfileName::Docker => profiles::DOCKER,
+            ProfileName::Podman => profiles::PODMAN,
+        }
+    }
 }
 
 /// One compiler's program and what we measured on it.
@@ -94,14 +113,27 @@ fn syscall_name(nr: u32) -> &'static str {
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
-    let json = match std::fs::read_to_string(&options.profile) {
-        Ok(json) => json,
-        Err(e) => {
-            println!("skipped: cannot read the profile {} ({e})", options.profile.display());
-            return Ok(());
-        }
-    };
-    let imported = import_oci(&json, &ImportOptions::new(TARGET)).context("import the profile")?;
+    println!("# capsule-bench bpf");
+    for name in &options.profile {
+        println!();
+        run_profile(&name.profile(), options)?;
+    }
+    Ok(())
+}
+
+fn run_profile(profile: &Profile, options: &Options) -> anyhow::Result<()> {
+    let path = profile.path();
+    let json = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "read the {} profile {}: install {} or set {}",
+            profile.name,
+            path.display(),
+            profile.package,
+            profile.env
+        )
+    })?;
+    let import_options = ImportOptions { caps: profile.cap_set(), ..ImportOptions::new(TARGET) };
+    let imported = import_oci(&json, &import_options).context("import the profile")?;
     let yaml = imported.yaml.into_bytes();
     let artifacts =
         build(&yaml, &BuildOptions { targets: vec![TARGET] }).map_err(|e| anyhow::anyhow!("capsulec build: {e}"))?;
@@ -109,11 +141,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     let capsule = Program::from_bytes(&artifacts.files[TARGET.artifact_file()])?;
     let helper = LibSeccomp::build().map_err(|reason| anyhow::anyhow!("libseccomp unavailable: {reason}"))?;
-    let profile: serde_json::Value = serde_json::from_str(&json)?;
-    let caps: BTreeSet<String> = DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
-    let kernel_version = ImportOptions::new(TARGET).kernel;
-    let spec = spec_from_oci(&profile, TARGET, &caps, kernel_version, action_ret(reference.policy.foreign_arch))
-        .map_err(|e| anyhow::anyhow!("libseccomp spec: {e}"))?;
+    let oci: serde_json::Value = serde_json::from_str(&json)?;
+    let kernel_version = import_options.kernel;
+    let spec =
+        spec_from_oci(&oci, TARGET, &profile.cap_set(), kernel_version, action_ret(reference.policy.foreign_arch))
+            .map_err(|e| anyhow::anyhow!("libseccomp spec: {e}"))?;
     let linear = helper.export(&spec);
     let tree = helper.export(&Spec { optimize: 2, ..spec });
     let seccompiler = seccompiler_filter::build(&reference.policy, TARGET)?;
@@ -125,12 +157,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         Filter { name: "seccompiler", program: Program::new(seccompiler.program)? },
     ];
 
-    println!("# capsule-bench bpf");
+    println!("## {}", profile.name);
     println!();
     println!(
-        "Profile: {} imported for {} with Docker's default capabilities.",
-        options.profile.display(),
-        TARGET.name()
+        "Profile: {} (Debian package {}) imported for {} with capabilities {}.",
+        path.display(),
+        profile.package,
+        TARGET.name(),
+        profile.caps.join(", ")
     );
     println!(
         "Machine: {} cores, Linux {}; libseccomp {}; seccompiler 0.5.",
@@ -198,26 +232,28 @@ fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("?".into(), |s| s.trim().to_owned())
 }
 
-/// The calls timed on the kernel: none reads or writes user memory.
-fn kernel_calls(reference: &Reference) -> anyhow::Result<Vec<(&'static str, Call, u32)>> {
+/// The calls timed on the kernel: none reads or writes user memory. The denied call
+/// is `reboot` where the profile denies it (Docker's) and else `nfsservctl` (podman's
+/// allows `reboot`); both fail harmlessly unfiltered (EINVAL or EPERM, ENOSYS).
+fn kernel_calls(reference: &Reference) -> anyhow::Result<Vec<(String, Call)>> {
     let table = tables::table(TARGET);
     let nr = |name: &str| table.by_name(name).map(|d| d.nr).with_context(|| format!("{name} not in the table"));
     let personality = nr("personality")?;
-    let reboot = nr("reboot")?;
     let getppid = nr("getppid")?;
+    let denied = ["reboot", "nfsservctl"]
+        .into_iter()
+        .find(|name| nr(name).is_ok_and(|n| reference.denied.contains(&n)))
+        .context("the profile allows both reboot and nfsservctl")?;
     ensure!(reference.arg_checked.contains(&personality), "personality has no argument rule in this profile");
-    ensure!(reference.denied.contains(&reboot), "reboot is not denied by this profile");
     ensure!(reference.arg_free_allowed.contains(&getppid), "getppid is not allowed without conditions");
     Ok(vec![
         // 0xffffffff only queries the persona; the profile allows it after an argument test.
         (
-            "personality(0xffffffff): arg-checked, allowed",
+            "personality(0xffffffff): arg-checked, allowed".into(),
             Call { nr: personality.into(), args: [0xffff_ffff, 0, 0, 0, 0, 0] },
-            personality,
         ),
-        // Unfiltered, a reboot with no magic fails with EINVAL (or EPERM without CAP_SYS_BOOT).
-        ("reboot(0, 0, 0, 0): denied", Call { nr: reboot.into(), args: [0; 6] }, reboot),
-        ("getppid(): allowed, no arguments", Call { nr: getppid.into(), args: [0; 6] }, getppid),
+        (format!("{denied}(0, 0, 0, 0): denied"), Call { nr: nr(denied)?.into(), args: [0; 6] }),
+        ("getppid(): allowed, no arguments".into(), Call { nr: getppid.into(), args: [0; 6] }),
     ])
 }
 
@@ -234,13 +270,13 @@ fn kernel_cost(filters: &[Filter], reference: &Reference, options: &Options) -> 
     println!();
     println!("| call | no filter | capsulec | libseccomp tree | capsulec / no filter | libseccomp tree / no filter |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (label, call, nr) in kernel_calls(reference)? {
+    for (label, call) in kernel_calls(reference)? {
         let mut best = [f64::INFINITY; 3];
         for _ in 0..options.repeats {
             for (i, (name, filter)) in configs.iter().enumerate() {
                 let (ns, returned) = kernel::ns_per_call(*filter, call, options.iterations)?;
                 if filter.is_some() {
-                    check_outcome(name, nr, returned, reference)?;
+                    check_outcome(name, call, returned, reference)?;
                 }
                 best[i] = best[i].min(ns);
             }
@@ -258,16 +294,25 @@ fn kernel_cost(filters: &[Filter], reference: &Reference, options: &Options) -> 
 }
 
 /// The filter really did what the profile says: allowed calls ran, denied ones got
-/// the profile's errno.
-fn check_outcome(filter: &str, nr: u32, returned: Returned, reference: &Reference) -> anyhow::Result<()> {
-    let denied_with = match reference.policy.default {
-        Action::Errno(e) => i32::from(e),
-        other => bail!("the benchmark expects an errno default, not {other}"),
+/// the profile's errno for that call.
+fn check_outcome(filter: &str, call: Call, returned: Returned, reference: &Reference) -> anyhow::Result<()> {
+    let nr = u32::try_from(call.nr)?;
+    let ir_call = ir::Call { arch: TARGET.audit_arch().unwrap(), nr, args: call.args };
+    let ok = match ir::decide(&reference.policy, TARGET, &ir_call).action {
+        Action::Errno(e) => returned == Returned { ret: -1, errno: i32::from(e) },
+        Action::Allow => !(returned.ret == -1 && returned.errno == denied_errno(reference)),
+        other => bail!("the benchmark expects errno or allow, not {other}"),
     };
-    let denied = reference.denied.contains(&nr);
-    let ok = if denied { returned == Returned { ret: -1, errno: denied_with } } else { returned.errno != denied_with };
     ensure!(ok, "{filter}: {} returned {returned:?} under the filter", syscall_name(nr));
     Ok(())
+}
+
+/// The errno the profile denies with by default (what an allowed call must not get).
+fn denied_errno(reference: &Reference) -> i32 {
+    match reference.policy.default {
+        Action::Errno(e) => i32::from(e),
+        _ => 0,
+    }
 }
 
 /// Where `capsulec` is: next to this binary (same profile), else built with cargo.

@@ -13,6 +13,11 @@ pub struct Options {
     /// Runs per command.
     #[arg(long, default_value_t = 200)]
     runs: usize,
+    /// The audit log both `capsule-launch --log` and `capsule run --log` append to
+    /// (default: a file in the benchmark's directory beside the binaries). A log on a
+    /// tmpfs (`/dev/shm/...`) takes the disk's sync latency out of the comparison.
+    #[arg(long)]
+    log: Option<PathBuf>,
 }
 
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
@@ -21,12 +26,27 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn wall(cmd: &mut Command) -> anyhow::Result<Duration> {
+/// The user + system CPU time of every child reaped so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes one rusage into the zeroed local.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Wall time of one run, and the CPU time it and its children used (which the other
+/// loads of a busy machine do not inflate as they inflate the wall time).
+fn wall(cmd: &mut Command) -> anyhow::Result<(Duration, Duration)> {
+    let cpu = children_cpu();
     let start = Instant::now();
     let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
     let elapsed = start.elapsed();
     ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(elapsed)
+    Ok((elapsed, children_cpu() - cpu))
 }
 
 fn summary(mut times: Vec<Duration>) -> (f64, f64) {
@@ -51,8 +71,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     ensure!(build.status.success(), "capsulec build failed: {}", String::from_utf8_lossy(&build.stderr));
     let pin = String::from_utf8(build.stdout)?.trim().to_owned();
     let manifest = artifact.join("manifest.json");
-    let log = dir.path().join("state").join("bench.log");
-    std::fs::create_dir_all(log.parent().unwrap())?;
+    let log = options.log.clone().unwrap_or_else(|| dir.path().join("state").join("bench.log"));
+    std::fs::create_dir_all(log.parent().context("the log has no directory")?)?;
     let cache = dir.path().join("cache");
     let state = dir.path().join("state");
 
@@ -73,6 +93,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .arg("run")
             .arg("--policy")
             .arg(&policy)
+            .arg("--log")
+            .arg(&log)
             .args(["--", "/bin/true"]);
         c
     };
@@ -81,7 +103,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let bwrap = Path::new("/usr/bin/bwrap").exists();
 
     type Make<'a> = Box<dyn Fn() -> Command + 'a>;
-    let mut rows: Vec<(&str, Make, Vec<Duration>)> = vec![
+    let mut rows: Vec<(&str, Make, Vec<(Duration, Duration)>)> = vec![
         ("/bin/true (direct)", Box::new(|| Command::new("/bin/true")), vec![]),
         (
             "floor: C posix_spawn + wait",
@@ -94,7 +116,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         ),
         ("capsule-launch, no log", Box::new(|| launch(&launcher, false)), vec![]),
         ("capsule-launch --log", Box::new(|| launch(&launcher, true)), vec![]),
-        ("capsule run (warm cache)", Box::new(run), vec![]),
+        ("capsule run --log (warm cache)", Box::new(run), vec![]),
     ];
     if let Some(path) = &static_launcher {
         rows.insert(3, ("capsule-launch (static), no log", Box::new(|| launch(path, false)), vec![]));
@@ -116,13 +138,34 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             times.push(wall(&mut make())?);
         }
     }
-    let medians: Vec<f64> = rows.iter().map(|(_, _, times)| summary(times.clone()).0).collect();
+    let walls = |times: &[(Duration, Duration)]| times.iter().map(|t| t.0).collect::<Vec<_>>();
+    let cpu_mean = |times: &[(Duration, Duration)]| {
+        times.iter().map(|t| t.1).sum::<Duration>().as_secs_f64() * 1e3 / times.len() as f64
+    };
+    let medians: Vec<f64> = rows.iter().map(|(_, _, times)| summary(walls(times)).0).collect();
     let (direct, floor) = (medians[0], medians[1]);
-    println!("launch cost, {} runs each, interleaved; wall time per run", options.runs);
-    println!("{:<34} {:>9} {:>9} {:>9} {:>8}", "command", "median", "mean", "x direct", "x floor");
-    for (name, _, times) in rows {
-        let (median, mean) = summary(times);
-        println!("{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>8.2}x {:>7.2}x", median / direct, median / floor);
+    println!(
+        "launch cost, {} runs each, interleaved; wall time per run, and CPU time (user + system, the",
+        options.runs
+    );
+    println!("command's included) per run; log: {}", log.display());
+    println!("{:<34} {:>9} {:>9} {:>9} {:>8} {:>9}", "command", "median", "mean", "x direct", "x floor", "cpu mean");
+    let mut by_name = std::collections::BTreeMap::new();
+    for (name, _, times) in &rows {
+        let (median, mean) = summary(walls(times));
+        let cpu = cpu_mean(times);
+        by_name.insert(*name, (median, cpu));
+        println!(
+            "{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>8.2}x {:>7.2}x {cpu:>7.2}ms",
+            median / direct,
+            median / floor
+        );
+    }
+    let run = by_name["capsule run --log (warm cache)"];
+    let launch = by_name["capsule-launch --log"];
+    println!("capsule run / capsule-launch, same log: wall {:.3}, cpu {:.3}", run.0 / launch.0, run.1 / launch.1);
+    if let Some(bwrap) = by_name.get("bwrap --ro-bind / / --dev /dev") {
+        println!("capsule run / bwrap: wall {:.3}, cpu {:.3}", run.0 / bwrap.0, run.1 / bwrap.1);
     }
     if static_launcher.is_none() {
         println!("(no static launcher: `make launcher-static` builds one)");

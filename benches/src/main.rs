@@ -11,6 +11,8 @@ mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
 mod profile;
+#[path = "../../compiler/tests/profiles/mod.rs"]
+mod profiles;
 mod seccompiler_filter;
 
 #[derive(Parser)]
@@ -22,9 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// BPF program quality on Docker's default profile (x86_64, Docker's default
-    /// capabilities): capsulec against libseccomp (linear and tree) and seccompiler;
-    /// real-kernel cost per call; capsulec build time.
+    /// BPF program quality on Docker's and podman's default profiles (x86_64, each
+    /// engine's default capabilities): capsulec against libseccomp (linear and tree)
+    /// and seccompiler; real-kernel cost per call; capsulec build time.
     Bpf(bpf::Options),
     /// `capsulec check` on a 1,000-rule policy, against process start-up.
     Check(check::Options),

@@ -5,7 +5,8 @@
 //! artifact folder plus `pin`, the blake3 of its manifest. `key` is the blake3 of the
 //! compiler's id and the source bytes, so a new compiler or an edited policy misses.
 //! A hit is loaded through `load_pinned` with that pin, which re-checks every file;
-//! anything that does not verify is rebuilt.
+//! anything that does not verify is rebuilt. A hit reads no YAML: whatever `capsule
+//! run` needs of the policy it takes from the manifest's launch settings.
 //!
 //! Trust: the cache belongs to the user running capsule, like the policy file itself.
 //! A cache that lies inside a path the policy lets the command write could be poisoned
@@ -36,29 +37,40 @@ pub enum Origin {
     Built,
 }
 
-/// Load the artifact for `source` from `dir`, building it there first when missing or
-/// not verifying. `format` says how the source is written; the key need not: bytes
-/// that are both a YAML and a JSON policy are the same policy either way.
-pub fn load_or_build(
-    source: &[u8],
-    format: Format,
-    dir: &Path,
-    target: Target,
-) -> anyhow::Result<(VerifiedArtifact, Origin)> {
-    let pin_file = dir.join("pin");
-    if let Ok(pin) = std::fs::read_to_string(&pin_file)
-        && let Ok(artifact) = load_pinned(&dir.join(MANIFEST_FILE), Some(pin.trim()), target)
-    {
+/// The artifact cached in `dir`, when its pin file is there and every file verifies
+/// against it (`load_pinned`, as `capsule-launch` loads). Nothing is parsed but the
+/// manifest: a warm run neither reads the policy's YAML nor lowers it.
+pub fn load(dir: &Path, target: Target) -> Option<VerifiedArtifact> {
+    let pin = std::fs::read_to_string(dir.join("pin")).ok()?;
+    load_pinned(&dir.join(MANIFEST_FILE), Some(pin.trim()), target).ok()
+}
+
+/// Compile `source`, written as `format` says; a policy with errors gives its
+/// diagnostics back. The key need not name the format: bytes that are both a YAML and
+/// a JSON policy are the same policy either way.
+pub fn compile(source: &[u8], format: Format) -> Result<build::Artifacts, build::BuildError> {
+    build::build_source(source, format, &BuildOptions::default())
+}
+
+/// The artifact for `source` from `dir`, compiled and stored there first when missing
+/// or not verifying (the Python SDK and `capsule profile`'s replay).
+pub fn load_or_build(source: &[u8], format: Format, dir: &Path, target: Target) -> anyhow::Result<(VerifiedArtifact, Origin)> {
+    if let Some(artifact) = load(dir, target) {
         return Ok((artifact, Origin::Hit));
     }
-    let artifacts = build::build_source(source, format, &BuildOptions::default()).map_err(|e| match e {
+    let artifacts = compile(source, format).map_err(|e| match e {
         build::BuildError::Policy(_) => anyhow::anyhow!("the policy has errors (run `capsulec check` on it)"),
         other => anyhow::anyhow!(other),
     })?;
+    Ok((store(&artifacts, dir, target)?, Origin::Built))
+}
+
+/// Write `artifacts` into `dir` with its pin file, and load it back verified.
+pub fn store(artifacts: &build::Artifacts, dir: &Path, target: Target) -> anyhow::Result<VerifiedArtifact> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    build::write_dir(&artifacts, dir).with_context(|| format!("cannot write {}", dir.display()))?;
+    build::write_dir(artifacts, dir).with_context(|| format!("cannot write {}", dir.display()))?;
+    let pin_file = dir.join("pin");
     std::fs::write(&pin_file, format!("{}\n", artifacts.pin))
         .with_context(|| format!("cannot write {}", pin_file.display()))?;
-    let artifact = load_pinned(&dir.join(MANIFEST_FILE), Some(&artifacts.pin), target)?;
-    Ok((artifact, Origin::Built))
+    Ok(load_pinned(&dir.join(MANIFEST_FILE), Some(&artifacts.pin), target)?)
 }

@@ -84,66 +84,84 @@ fn policy_source(args: &RunArgs) -> anyhow::Result<(Vec<u8>, String)> {
 fn prepare_and_launch(args: RunArgs) -> anyhow::Result<i32> {
     let target = Target::host().context("this host is not a platform capsule supports")?;
     let (source, source_name) = policy_source(&args)?;
-    // A `--policy x.json` is the policy's JSON form; ./capsule.yaml and the default are YAML.
-    let format = args.policy.as_deref().map_or(Format::Yaml, Format::from_path);
-    let checked = capsule_compiler::front::check_source_bytes(&source, format);
-    let Some(policy) = checked.policy else {
-        let text = String::from_utf8_lossy(&source);
-        let rendered = capsule_compiler::diagnostic::render_plain(
-            &checked.diagnostics,
-            &capsule_compiler::diagnostic::SourceFile { name: &source_name, text: &text },
-        );
-        eprint!("{rendered}");
-        anyhow::bail!("{source_name} has errors");
+    // Trust is a matter of the bytes alone, so a warm run settles it without parsing; a
+    // cold one reports the policy's errors first, as before.
+    let refuse_untrusted = || -> anyhow::Result<()> {
+        if args.policy.is_none()
+            && source_name == LOCAL_POLICY_NAME
+            && !trust::is_trusted(Path::new(LOCAL_POLICY), &source)?
+        {
+            anyhow::bail!(
+                "{source_name} (blake3 {}) is not trusted: a sandboxed command may write its workspace, so a \
+                 policy found there need not be yours; review it and run `capsule trust`, or pass --policy FILE",
+                blake3::hash(&source).to_hex()
+            );
+        }
+        Ok(())
     };
-    if args.policy.is_none()
-        && source_name == LOCAL_POLICY_NAME
-        && !trust::is_trusted(Path::new(LOCAL_POLICY), &source)?
-    {
-        anyhow::bail!(
-            "{source_name} (blake3 {}) is not trusted: a sandboxed command may write its workspace, so a policy \
-             found there need not be yours; review it and run `capsule trust`, or pass --policy FILE",
-            blake3::hash(&source).to_hex()
-        );
-    }
     let workspace = match &args.workspace {
         Some(w) => w.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     check_mounted_workspace(&workspace)?;
 
+    // A warm run reads the artifact the cache holds for these bytes and this compiler,
+    // verified as `capsule-launch` verifies it, and parses no YAML: every check below
+    // that needs the policy reads the manifest's launch settings.
+    // A policy that lets the command write the cache or the trusted-policy list is
+    // refused by the launcher (`refuse_writable_capsule_dirs`), for both front doors.
+    let cache_dir = cache::cache_root().map(|root| root.join(cache::key(&source)));
+    // A private directory (mode 0700, deleted after the command has run) is used when
+    // the cache cannot be written (a read-only HOME).
+    let mut private: Option<tempfile::TempDir> = None;
+    let hit = cache_dir.as_ref().and_then(|dir| cache::load(dir, target).map(|artifact| (dir.clone(), artifact)));
+    let (dir, artifact, origin) = match hit {
+        Some((dir, artifact)) => {
+            refuse_untrusted()?;
+            (dir, artifact, cache::Origin::Hit)
+        }
+        None => {
+            // A `--policy x.json` is the policy's JSON form; ./capsule.yaml and the default are YAML.
+            let format = args.policy.as_deref().map_or(Format::Yaml, Format::from_path);
+            let artifacts = match cache::compile(&source, format) {
+                Ok(artifacts) => artifacts,
+                Err(capsule_compiler::build::BuildError::Policy(diagnostics)) => {
+                    let text = String::from_utf8_lossy(&source);
+                    let rendered = capsule_compiler::diagnostic::render_plain(
+                        &diagnostics,
+                        &capsule_compiler::diagnostic::SourceFile { name: &source_name, text: &text },
+                    );
+                    eprint!("{rendered}");
+                    anyhow::bail!("{source_name} has errors");
+                }
+                Err(e) => return Err(e.into()),
+            };
+            refuse_untrusted()?;
+            match cache_dir.and_then(|dir| cache::store(&artifacts, &dir, target).ok().map(|a| (dir, a))) {
+                Some((dir, artifact)) => (dir, artifact, cache::Origin::Built),
+                None => {
+                    let made = tempfile::Builder::new()
+                        .prefix("capsule-build-")
+                        .tempdir()
+                        .context("cannot create a private build directory")?;
+                    let dir = made.path().to_path_buf();
+                    let artifact = cache::store(&artifacts, &dir, target)?;
+                    private = Some(made);
+                    (dir, artifact, cache::Origin::Built)
+                }
+            }
+        }
+    };
     // A cache the command could write is one it could poison for a later run under
     // another policy (every entry's key is public: the blake3 of the compiler and the
     // source). Falling back to a private directory would protect this run only, so the
     // run is refused instead, as a log the command could write is.
-    if policy.launch.filesystem.write.is_none() {
+    if artifact.launch().filesystem.write.is_none() {
         anyhow::bail!(
             "the policy does not restrict writes (no `filesystem: write:`), so the command could rewrite the compile \
              cache, the trusted policies and the audit log; list the writable paths in the policy"
         );
     }
-    // A policy that lets the command write the cache or the trusted-policy list is
-    // refused by the launcher (`refuse_writable_capsule_dirs`), for both front doors.
-    let cache_root = cache::cache_root();
-    // A private directory (mode 0700, deleted after the command has run) is used when
-    // the cache cannot be written (a read-only HOME).
-    let mut private: Option<tempfile::TempDir> = None;
-    let cached = cache_root
-        .map(|root| root.join(cache::key(&source)))
-        .and_then(|dir| cache::load_or_build(&source, format, &dir, target).ok().map(|loaded| (dir, loaded)));
-    let (dir, (artifact, origin)) = match cached {
-        Some(found) => found,
-        None => {
-            let made = tempfile::Builder::new()
-                .prefix("capsule-build-")
-                .tempdir()
-                .context("cannot create a private build directory")?;
-            let dir = made.path().to_path_buf();
-            let loaded = cache::load_or_build(&source, format, &dir, target)?;
-            private = Some(made);
-            (dir, loaded)
-        }
-    };
     if args.verbose {
         let how = match origin {
             cache::Origin::Hit => "cached",

@@ -17,6 +17,15 @@ pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call
     let audited = if d.audited { " (audited: recorded in the audit log)" } else { "" };
     let _ = writeln!(out, "{target} {name}({}) => {}{audited}", args_text(&call.args), d.action);
     match &d.reason {
+        Reason::Rule(origin) if let Some(setting) = origin.implied_by => {
+            if origin.span.is_empty() {
+                let _ = writeln!(out, "  by `{setting}`, not written: its default, false, denies this call");
+            } else {
+                let (line, col) = line_col(source, origin.span.start);
+                let text = source.get(origin.span.clone()).unwrap_or("").trim();
+                let _ = writeln!(out, "  by `{setting}` at line {line}, column {col}: {text}");
+            }
+        }
         Reason::Rule(origin) => {
             let (line, col) = line_col(source, origin.span.start);
             let text = source.get(origin.span.clone()).unwrap_or("").lines().next().unwrap_or("").trim();

@@ -206,6 +206,10 @@ pub struct Origin {
     pub span: Span,
     /// The group the syscall came from, when the rule named a group.
     pub group: Option<String>,
+    /// The setting that implies the rule, for a rule the policy does not write as one
+    /// (`filesystem: setid: false`); `span` is then the setting's, or empty when the
+    /// setting is not written and its default applies.
+    pub implied_by: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -19,7 +19,7 @@ const AF_NETLINK: u64 = 16;
 const NEWER_ERRNO: u16 = libc::EXDEV as u16;
 
 fn rule(kind: RuleKind, cond: Cond) -> Rule {
-    Rule { kind, cond, origin: Origin { span: 0..1, group: None } }
+    Rule { kind, cond, origin: Origin { span: 0..1, group: None, implied_by: None } }
 }
 
 fn domain(test: Test) -> Cond {

@@ -199,6 +199,9 @@ fn refuse_writable_dirs(
     workspace: Option<&Path>,
 ) -> Result<(), String> {
     let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else { return Ok(()) };
+    // Resolved once for every directory (each resolution is a readlink per component).
+    let granted: Vec<PathBuf> =
+        write.paths.iter().map(|granted| granted.canonicalize().unwrap_or_else(|_| granted.clone())).collect();
     for (what, dir) in dirs {
         // What cannot be located or resolved cannot be shown safe: a command may have
         // made a directory unsearchable (Landlock does not govern chmod).
@@ -206,10 +209,9 @@ fn refuse_writable_dirs(
             |e: &dyn std::fmt::Display| format!("cannot check that the policy keeps the command out of {what}: {e}");
         let dir = dir.as_ref().map_err(|e| cannot_check(e))?;
         let dir = crate::paths::resolve_existing(dir).map_err(|e| cannot_check(&e))?;
-        for granted in &write.paths {
-            let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
+        for granted in &granted {
             // Either way round: a grant beneath the directory (one entry) is as bad.
-            if dir.starts_with(&granted) || granted.starts_with(&dir) {
+            if dir.starts_with(granted) || granted.starts_with(&dir) {
                 let hint = workspace.map_or("", home_workspace_hint);
                 return Err(format!(
                     "the policy lets the command write {what} {}, where it could plant something for a later \

@@ -463,3 +463,60 @@ fn a_raw_block_device_is_unreadable() {
     assert!(bare.stdout().contains("the secret on the disk"), "{}", bare.stdout());
     sandboxed.assert_blocked("open-read", "EACCES");
 }
+
+/// The files under `dir` (not below) that carry a set-user-ID or set-group-ID bit.
+fn setid_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.metadata().unwrap().permissions().mode() & 0o6000 != 0)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A set-id file left behind runs as its owner for whoever runs it later (systemd's
+/// `RestrictSUIDSGID=`). Every way to make one works unsandboxed, in a directory of
+/// the user's own, and fails with EPERM under the default policy (`setid: false`),
+/// where the workspace is writable and ordinary files are made alike; `openat2`, whose
+/// mode the filter cannot read, fails with ENOSYS so that libc falls back to `openat`.
+#[test]
+fn set_id_files_cannot_be_made() {
+    let attack = Attack::new("setid");
+    let cases: &[(&str, &str, &str)] = &[
+        ("chmod", "4755", "EPERM"),
+        ("chmod", "2755", "EPERM"),
+        ("fchmod", "6755", "EPERM"),
+        ("fchmodat", "4755", "EPERM"),
+        ("fchmodat2", "2711", "EPERM"),
+        ("creat", "4755", "EPERM"),
+        ("open", "4755", "EPERM"),
+        ("openat", "2755", "EPERM"),
+        ("tmpfile", "4755", "EPERM"),
+        ("mknod", "4755", "EPERM"),
+        ("mknodat", "2755", "EPERM"),
+        ("openat2", "4755", "ENOSYS"),
+    ];
+    for identity in identities("set_id_files_cannot_be_made") {
+        let own = outside_dir("capsule-setid-");
+        identity.own(own.path());
+        let sandbox = Sandbox::new(&identity);
+        let workspace = sandbox.workspace.path().to_str().unwrap().to_owned();
+        for &(method, mode, errno) in cases {
+            let bare = attack.unsandboxed(&identity, &[method, own.path().to_str().unwrap(), mode]);
+            bare.assert_escaped();
+            let made = own.path().join(format!("setid-{method}"));
+            let bits = std::fs::metadata(&made).unwrap().permissions().mode() & 0o6000;
+            assert_eq!(
+                bits,
+                u32::from_str_radix(mode, 8).unwrap() & 0o6000,
+                "{method} {mode}: {}",
+                identity.describe()
+            );
+
+            attack.sandboxed(&sandbox, &[method, &workspace, mode]).assert_blocked(method, errno);
+            assert_eq!(setid_files(sandbox.workspace.path()), Vec::<String>::new(), "{method} {mode}");
+        }
+        // The methods that chmod an ordinary file made it first: creating files works.
+        assert!(sandbox.workspace.path().join("setid-chmod").is_file());
+    }
+}

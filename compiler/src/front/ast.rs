@@ -105,6 +105,9 @@ pub struct FilesystemAst {
     pub read: Option<Vec<Spanned<String>>>,
     pub write: Option<Vec<Spanned<String>>>,
     pub execute: Option<Vec<Spanned<String>>>,
+    /// `setid: true` lets the command set the set-user-ID and set-group-ID bits; the
+    /// span covers the whole `setid: VALUE` entry.
+    pub setid: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Default)]

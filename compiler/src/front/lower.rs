@@ -6,7 +6,7 @@
 use super::ast::*;
 use super::suggest::did_you_mean;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, SyscallPolicy, SyscallRules, Test, Width};
+use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, Span, SyscallPolicy, SyscallRules, Test, Width};
 use crate::tables::{self, SyscallDef, Table};
 use crate::valid::{low_bits, width_of_bits};
 use capsule_artifacts::launch::{self, LandlockMode, Record};
@@ -196,8 +196,16 @@ impl Lower {
                     nr: def.nr,
                     rules: Vec::new(),
                 });
-                entry.rules.push(Rule { kind, cond, origin: Origin { span: rule.span.clone(), group: group.clone() } });
+                entry.rules.push(Rule {
+                    kind,
+                    cond,
+                    origin: Origin { span: rule.span.clone(), group: group.clone(), implied_by: None },
+                });
             }
+        }
+        match &ast.filesystem.setid {
+            Some(setid) if setid.value => {}
+            written => deny_setid(table, default, written.as_ref().map_or(0..0, |s| s.span.clone()), &mut syscalls),
         }
         SyscallPolicy { target, syscalls }
     }
@@ -640,6 +648,62 @@ impl Lower {
         };
         LaunchSettings { filesystem, network, limits, env, audit, landlock }
     }
+}
+
+/// The setting behind the rules [`deny_setid`] adds.
+pub const SETID_SETTING: &str = "filesystem: setid";
+
+/// `filesystem: setid: false`, the default: no call may give a file the set-user-ID or
+/// set-group-ID bit, as systemd's `RestrictSUIDSGID=` (a file the command leaves
+/// behind would run as its owner for whoever runs it later). EPERM for `chmod`,
+/// `fchmod`, `fchmodat`, `fchmodat2`, `creat`, `mknod` and `mknodat` with such a mode,
+/// and for `open` and `openat` when they create (`O_CREAT`, or `O_TMPFILE`, whose bits
+/// include `O_DIRECTORY`'s) with one; ENOSYS for `openat2`, whose mode is in a struct
+/// the filter cannot read, so that libc falls back to `openat`. The mode is a 16-bit
+/// `umode_t`, so the test ignores the bits above, as a written `mode & 06000 != 0`
+/// would. Rules are added only for syscalls that can run (an allow or audit rule, or
+/// a default that lets calls run): elsewhere the call is denied already.
+fn deny_setid(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMap<u32, SyscallRules>) {
+    const S_ISUID: u64 = 0o4000;
+    const S_ISGID: u64 = 0o2000;
+    let origin = Origin { span, group: None, implied_by: Some(SETID_SETTING) };
+    let constant = |name: &str| table.constant(name).unwrap_or_else(|| panic!("{name} on {}", table.target));
+    let (o_creat, o_tmpfile) = (constant("O_CREAT"), constant("O_TMPFILE"));
+    let mut deny = |name: &str, action: Action, cond: &dyn Fn(&SyscallDef) -> Cond| {
+        let Some(def) = table.by_name(name) else { return };
+        let entry =
+            syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name, nr: def.nr, rules: Vec::new() });
+        let may_run =
+            default.lets_call_run() || entry.rules.iter().any(|r| matches!(r.kind, RuleKind::Allow | RuleKind::Audit));
+        if may_run {
+            entry.rules.push(Rule { kind: RuleKind::Deny(action), cond: cond(def), origin: origin.clone() });
+        } else if entry.rules.is_empty() {
+            syscalls.remove(&def.nr);
+        }
+    };
+    let setid_mode = |def: &SyscallDef| arg_test(def, "mode", Test::MaskedNe { mask: S_ISUID | S_ISGID, value: 0 });
+    for name in ["chmod", "fchmod", "fchmodat", "fchmodat2", "creat", "mknod", "mknodat"] {
+        deny(name, Action::Errno(EPERM), &setid_mode);
+    }
+    let creating_setid = |def: &SyscallDef| {
+        let creates = Cond::Or(vec![
+            arg_test(def, "flags", Test::MaskedNe { mask: o_creat, value: 0 }),
+            arg_test(def, "flags", Test::MaskedEq { mask: o_tmpfile, value: o_tmpfile }),
+        ]);
+        Cond::And(vec![creates, setid_mode(def)])
+    };
+    for name in ["open", "openat"] {
+        deny(name, Action::Errno(EPERM), &creating_setid);
+    }
+    deny("openat2", Action::Errno(ENOSYS), &|_| Cond::True);
+}
+
+/// `test` on the argument the kernel calls `name`, at the width the kernel reads.
+fn arg_test(def: &SyscallDef, name: &str, test: Test) -> Cond {
+    let index = def.args.iter().position(|a| a.kernel_name == name).unwrap_or_else(|| panic!("{}({name})", def.name));
+    let bits = u32::from(def.args[index].bits);
+    let arg = Arg { index: index as u8, width: width_of_bits(def.args[index].bits) };
+    if bits < arg.width.bits() { on_low_bits(arg, low_bits(bits), test) } else { Cond::Test { arg, test } }
 }
 
 fn has_signature(def: &SyscallDef) -> bool {

@@ -347,6 +347,12 @@ impl Parser<'_> {
                 "read" => &mut ast.read,
                 "write" => &mut ast.write,
                 "execute" => &mut ast.execute,
+                "setid" => {
+                    if let Some(b) = self.boolean(value, "setid") {
+                        ast.setid = Some(Spanned { value: b.value, span: key.span.start..b.span.end });
+                    }
+                    continue;
+                }
                 _ => {
                     self.unknown_key(key, shape::FILESYSTEM, "`filesystem`");
                     continue;

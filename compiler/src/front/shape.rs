@@ -166,6 +166,11 @@ pub const FILESYSTEM: &[Field] = &[
     Field { key: "read", ty: PATHS, doc: "Paths that may be read (everything beneath them)." },
     Field { key: "write", ty: PATHS, doc: "Paths that may be written (everything beneath them)." },
     Field { key: "execute", ty: PATHS, doc: "Paths whose files may be executed (everything beneath them)." },
+    Field {
+        key: "setid",
+        ty: Ty::Bool,
+        doc: "Whether the command may make set-user-ID and set-group-ID files (default: false).",
+    },
 ];
 
 pub const NETWORK: &[Field] = &[

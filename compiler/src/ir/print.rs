@@ -86,6 +86,9 @@ impl fmt::Display for Policy {
                     if let Some(g) = &r.origin.group {
                         write!(f, "  (via @{g})")?;
                     }
+                    if let Some(setting) = r.origin.implied_by {
+                        write!(f, "  (by {setting})")?;
+                    }
                 }
                 writeln!(f)?;
             }

@@ -104,6 +104,10 @@ pub enum ImportError {
     DelegatedAction { place: String, action: String },
     #[error("{place}: errnoRet {errno} is above the kernel's largest errno (4095)")]
     ErrnoOutOfRange { place: String, errno: u32 },
+    #[error("{place}: unknown errno name `{name}`")]
+    UnknownErrno { place: String, name: String },
+    #[error("{place}: errnoRet {number} and errno `{name}` disagree")]
+    ErrnoDisagrees { place: String, number: u32, name: String },
     #[error("{place}: unknown comparison `{op}`")]
     UnknownOp { place: String, op: String },
     #[error("{place}: argument index {index} is out of range (0..=5)")]
@@ -123,7 +127,8 @@ pub fn import_oci(json: &str, opts: &ImportOptions) -> Result<Imported, ImportEr
     let table = tables::table(opts.arch);
     let mut report = ImportReport::default();
 
-    let default = action(&profile.default_action, profile.default_errno_ret, "defaultAction")?;
+    let default_errno = errno_ret(profile.default_errno_ret, profile.default_errno.as_deref(), "defaultAction")?;
+    let default = action(&profile.default_action, default_errno, "defaultAction")?;
     let mut dropped = BTreeSet::new();
     // Per syscall, the rules in profile order.
     let mut rules: BTreeMap<&'static str, Vec<Rule>> = BTreeMap::new();
@@ -133,7 +138,7 @@ pub fn import_oci(json: &str, opts: &ImportOptions) -> Result<Imported, ImportEr
             report.filtered_entries += 1;
             continue;
         }
-        let entry_action = action(&entry.action, entry.errno_ret, &place)?;
+        let entry_action = action(&entry.action, errno_ret(entry.errno_ret, entry.errno.as_deref(), &place)?, &place)?;
         let conditions = conditions(entry, &place)?;
         let names: Vec<&String> = entry.names.iter().flatten().chain(&entry.name).collect();
         if names.is_empty() {
@@ -326,6 +331,21 @@ fn arg_name(def: &SyscallDef, index: u8) -> String {
     }
 }
 
+/// The errno an entry gives: `errnoRet`, or containers/common's `errno` name; when a
+/// profile gives both (podman's does), they must agree.
+fn errno_ret(number: Option<u32>, name: Option<&str>, place: &str) -> Result<Option<u32>, ImportError> {
+    let Some(name) = name else { return Ok(number) };
+    let Some(value) = tables::errno_value(name) else {
+        return Err(ImportError::UnknownErrno { place: place.into(), name: name.into() });
+    };
+    match number {
+        Some(number) if number != u32::from(value) => {
+            Err(ImportError::ErrnoDisagrees { place: place.into(), number, name: name.into() })
+        }
+        _ => Ok(Some(u32::from(value))),
+    }
+}
+
 fn action(name: &str, errno_ret: Option<u32>, place: &str) -> Result<Action, ImportError> {
     action_from_oci(name, errno_ret).map_err(|problem| match problem {
         ActionProblem::Unknown => ImportError::UnknownAction { place: place.into(), action: name.into() },
@@ -456,7 +476,11 @@ fn render(
     comment(&format!(
         "Profile default: {}{}. Entries left out by includes/excludes: {}; entries with the default's action (runc skips them): {}.",
         profile.default_action,
-        profile.default_errno_ret.map_or(String::new(), |e| format!(" (errnoRet {e})")),
+        match (profile.default_errno_ret, profile.default_errno.as_deref()) {
+            (Some(e), _) => format!(" (errnoRet {e})"),
+            (None, Some(name)) => format!(" (errno {name})"),
+            (None, None) => String::new(),
+        },
         report.filtered_entries,
         report.redundant_entries
     ));
@@ -517,6 +541,9 @@ fn render(
             let _ = writeln!(out, "    {line}");
         }
     }
+    // An OCI profile does not restrict set-id modes; without this line the policy
+    // would deny them (docs/policy.md, `setid`).
+    out.push_str("\nfilesystem:\n  setid: true   # as the profile: set-id modes are not restricted\n");
     out
 }
 
@@ -649,6 +676,24 @@ mod tests {
             conditions(&entry(vec![arg(0, "SCMP_CMP_MASKED_NE")]), "t"),
             Err(ImportError::UnknownOp { .. })
         ));
+    }
+
+    /// containers/common (podman) names the errno beside or instead of the number;
+    /// a name that is unknown, or that disagrees with the number, is refused.
+    #[test]
+    fn errno_names_are_read_and_checked_against_errno_ret() {
+        assert_eq!(errno_ret(Some(38), Some("ENOSYS"), "t").unwrap(), Some(38));
+        assert_eq!(errno_ret(None, Some("EPERM"), "t").unwrap(), Some(1));
+        assert_eq!(errno_ret(Some(22), None, "t").unwrap(), Some(22));
+        assert_eq!(errno_ret(None, None, "t").unwrap(), None);
+        assert!(matches!(errno_ret(Some(1), Some("ENOSYS"), "t"), Err(ImportError::ErrnoDisagrees { number: 1, .. })));
+        assert!(matches!(errno_ret(None, Some("EWHATEVER"), "t"), Err(ImportError::UnknownErrno { .. })));
+        let json = r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "ENOSYS",
+            "syscalls": [{"names": ["reboot"], "action": "SCMP_ACT_ERRNO", "errno": "EACCES"},
+                         {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}"#;
+        let yaml = import_oci(json, &ImportOptions::new(Target::LinuxX86_64)).unwrap().yaml;
+        assert!(yaml.contains("default: errno(ENOSYS)"), "{yaml}");
+        assert!(yaml.contains("errno(EACCES)"), "{yaml}");
     }
 
     #[test]

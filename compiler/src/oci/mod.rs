@@ -31,6 +31,10 @@ pub struct Profile {
     pub default_action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
+    /// containers/common's spelling of `defaultErrnoRet` as a name (`"ENOSYS"`);
+    /// podman's profile gives both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architectures: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +71,9 @@ pub struct SyscallEntry {
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
+    /// containers/common's spelling of `errnoRet` as a name (`"EPERM"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<ArgCondition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

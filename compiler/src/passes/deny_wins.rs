@@ -32,13 +32,19 @@ fn resolve(rules: Vec<Rule>) -> Vec<Rule> {
         .map(|(i, _)| i)
     {
         let RuleKind::Deny(best) = kept[winner].kind else { unreachable!("filtered on deny") };
+        let precedence = kept[winner].kind.precedence();
+        // An equally restrictive deny with another action between `i` and the winner
+        // is what `i`, written first, beats: dropping `i` would let it decide.
+        let shields = |i: usize| {
+            kept[i + 1..winner].iter().any(|r| r.kind.precedence() == precedence && r.kind != RuleKind::Deny(best))
+        };
         let beaten = |i: usize, rule: &Rule| match rule.kind {
             RuleKind::Allow | RuleKind::Audit => true,
             RuleKind::Deny(action) => {
                 i != winner
-                    && (action == best
-                        || rule.kind.precedence() > kept[winner].kind.precedence()
-                        || (rule.kind.precedence() == kept[winner].kind.precedence() && i > winner))
+                    && ((action == best && (i > winner || !shields(i)))
+                        || rule.kind.precedence() > precedence
+                        || (rule.kind.precedence() == precedence && i > winner))
             }
         };
         let beaten: Vec<bool> = kept.iter().enumerate().map(|(i, r)| beaten(i, r)).collect();
@@ -83,6 +89,15 @@ mod tests {
             kinds(&resolve(rules)),
             vec![RuleKind::Deny(EACCES), RuleKind::Deny(Action::KillProcess), RuleKind::Deny(EPERM)]
         );
+    }
+
+    /// Found by `the_filter_decides_like_the_ir`: an earlier conditional deny with the
+    /// winner's errno still decides against an EACCES written between the two.
+    #[test]
+    fn a_same_action_deny_before_another_errno_is_kept() {
+        let zero = test(SOCKET, 0, Test::Eq(0));
+        let rules = vec![deny(EPERM, zero.clone()), deny(EACCES, zero), deny(EPERM, Cond::True)];
+        assert_eq!(kinds(&resolve(rules)), vec![RuleKind::Deny(EPERM), RuleKind::Deny(EACCES), RuleKind::Deny(EPERM)]);
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn rule(kind: RuleKind, cond: Cond) -> Rule {
     // Distinct spans so a test can tell rules apart.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let at = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Rule { kind, cond, origin: Origin { span: at..at + 1, group: None } }
+    Rule { kind, cond, origin: Origin { span: at..at + 1, group: None, implied_by: None } }
 }
 pub fn allow(cond: Cond) -> Rule {
     rule(RuleKind::Allow, cond)
