@@ -165,11 +165,6 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
             print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
             capsule_compiler::build::write_dir(&artifacts, out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            if artifacts.policy.targets.contains(&Target::Macos) {
-                eprintln!(
-                    "capsulec: note: macos.sb (Seatbelt) is not emitted by this version; the folder holds the Linux artifacts"
-                );
-            }
             for warning in &artifacts.oci_warnings {
                 eprintln!("capsulec: note: oci-seccomp.json: {warning}");
             }
