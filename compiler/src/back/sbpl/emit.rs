@@ -78,6 +78,13 @@ pub fn filter(f: &Filter) -> String {
     }
 }
 
+/// One rule's text, its comment lines first, with a final newline.
+pub fn rule_text(r: &Rule) -> String {
+    let mut out = String::new();
+    rule(&mut out, r);
+    out
+}
+
 fn rule(out: &mut String, r: &Rule) {
     for line in &r.comment {
         // Comments are the compiler's own text; a newline in one would end it early.

@@ -354,3 +354,18 @@ impl Regex {
         ok
     }
 }
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |remote: &bool| if *remote { "remote" } else { "local" };
+        match self {
+            Object::None => f.write_str("(no object)"),
+            Object::Path(p) => write!(f, "{p:?}"),
+            Object::Net { proto, remote, host, port } => write!(f, "{} {host}:{port} ({})", proto.name(), side(remote)),
+            Object::UnixSocket { remote, path } => write!(f, "unix-socket {path:?} ({})", side(remote)),
+            Object::Service(s) => write!(f, "service {s:?}"),
+            Object::Sysctl(s) => write!(f, "sysctl {s:?}"),
+            Object::Process(t) => write!(f, "process {}", t.name()),
+        }
+    }
+}

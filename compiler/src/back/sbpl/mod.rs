@@ -61,7 +61,11 @@ pub fn syscall_note(policy: &Policy, source: &str) -> Option<Diagnostic> {
     }
     let unmapped: Vec<(usize, usize)> = rules.into_iter().filter(|(_, m)| !m).map(|(k, _)| k).collect();
     let first = *unmapped.first()?;
-    let text = |(s, e): (usize, usize)| source.get(s..e).unwrap_or("?").lines().next().unwrap_or("").trim().to_owned();
+    let text = |(s, e): (usize, usize)| {
+        let line = source.get(s..e).unwrap_or("?").lines().next().unwrap_or("");
+        // A YAML comment after the rule is not part of it.
+        line.split_once(" #").map_or(line, |(rule, _)| rule).trim().to_owned()
+    };
     let listed: Vec<String> = unmapped.iter().map(|&k| text(k)).collect();
     Some(
         Diagnostic::new(

@@ -185,7 +185,7 @@ pub fn validate(
             if expected != found {
                 return Err(SbplValidationError::Mismatch {
                     op: op.name(),
-                    object: format!("{object:?}"),
+                    object: object.to_string(),
                     workspace: b.workspace.clone(),
                     expected: word(expected),
                     found: word(found),
