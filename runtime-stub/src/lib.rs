@@ -32,6 +32,7 @@ pub mod audit;
 mod child;
 pub mod cli;
 mod command;
+pub mod macos;
 pub mod paths;
 mod sandbox;
 mod seccomp;
