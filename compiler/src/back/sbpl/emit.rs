@@ -88,7 +88,7 @@ pub fn rule_text(r: &Rule) -> String {
 fn rule(out: &mut String, r: &Rule) {
     for line in &r.comment {
         // Comments are the compiler's own text; a newline in one would end it early.
-        let _ = writeln!(out, "; {}", line.replace(['\n', '\r'], " "));
+        let _ = writeln!(out, "; {}", line.replace('\n', " "));
     }
     let verdict = match r.verdict {
         Verdict::Allow => "allow",
