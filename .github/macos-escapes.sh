@@ -1,8 +1,8 @@
 #!/bin/bash
 # The macOS escape checks: each attack is first shown to work without the sandbox,
 # then shown to fail under macos.sb built from the built-in default policy, applied
-# as the launcher applies it (/usr/bin/sandbox-exec by absolute path, the three
-# parameters bound to resolved paths). A positive control shows the profile loads and
+# as the launcher applies it (/usr/bin/sandbox-exec by absolute path, the verified
+# profile text with -p, the three parameters bound to resolved paths). A positive control shows the profile loads and
 # lets the workspace be written, so a failure inside is the sandbox's doing.
 #
 # Usage (on a Mac, from the repository root): .github/macos-escapes.sh
@@ -17,9 +17,11 @@ TMP_REAL=$(cd "${TMPDIR:-/tmp}" && pwd -P)
 WS="$HOME_REAL/capsule-ws-$$"
 mkdir -p "$WS" && WS=$(cd "$WS" && pwd -P)
 
-sandboxed() {
-  (cd "$WS" && /usr/bin/sandbox-exec -f "$PROFILE" -D "WORKSPACE=$WS" -D "HOME=$HOME_REAL" -D "TMPDIR=$TMP_REAL" "$@")
+sandboxed_with() { # PROFILE COMMAND...
+  local profile=$1; shift
+  (cd "$WS" && /usr/bin/sandbox-exec -p "$(cat "$profile")" -D "WORKSPACE=$WS" -D "HOME=$HOME_REAL" -D "TMPDIR=$TMP_REAL" "$@")
 }
+sandboxed() { sandboxed_with "$PROFILE" "$@"; }
 
 failures=0
 check() { # NAME COMMAND...: works outside, fails inside
@@ -40,6 +42,19 @@ if sandboxed /bin/sh -c "echo ok > '$WS/control'" && [ "$(cat "$WS/control")" = 
 else
   echo "CONTROL FAILED: the profile does not load or the workspace is not writable"; exit 1
 fi
+
+# Every valid fixture's profile is accepted by the real Seatbelt: the command either
+# runs or is refused at exec (a policy that does not let /usr/bin/true run), never
+# refused because the profile does not load.
+for policy in fixtures/policies/valid/*.yaml; do
+  dir=$(mktemp -d)/out
+  "$CAPSULEC" build "$policy" --target macos -o "$dir" >/dev/null 2>&1 || continue
+  if err=$(sandboxed_with "$dir/macos.sb" /usr/bin/true 2>&1) || [[ "$err" == *execvp* ]]; then
+    echo "ok: $policy: macos.sb loads"
+  else
+    echo "PROFILE REJECTED: $policy: $err"; failures=$((failures + 1))
+  fi
+done
 
 mkdir -p "$HOME/.ssh" && echo secret > "$HOME/.ssh/capsule-probe"
 check "read ~/.ssh" /bin/cat "$HOME/.ssh/capsule-probe"

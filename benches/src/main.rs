@@ -10,6 +10,7 @@ mod kernel;
 mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
+mod sbpl;
 mod seccompiler_filter;
 
 #[derive(Parser)]
@@ -33,6 +34,9 @@ enum Command {
     /// The audit log: appends per second, `capsule verify` on 1,000,000 records, and
     /// a logged denial against an unlogged one.
     Audit,
+    /// The macOS back-end: build time with and without macos.sb, profile size and the
+    /// number of decisions its validation compares.
+    Sbpl(sbpl::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Check(options) => check::run(&options),
         Command::Launch(options) => launch::run(&options),
         Command::Audit => audit::run(),
+        Command::Sbpl(options) => sbpl::run(&options),
     }
 }
 

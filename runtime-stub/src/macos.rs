@@ -3,6 +3,10 @@
 //! profile parameters bound to resolved paths: Seatbelt compares resolved paths, so
 //! `/var/folders/...` must be passed as `/private/var/folders/...`.
 //!
+//! The profile goes to sandbox-exec as text (`-p`), the very bytes the manifest's pin
+//! was checked against: with `-f PATH`, sandbox-exec would read the file again, after
+//! the check, and a file swapped in between would be applied unchecked.
+//!
 //! The argument vector is built here on every platform (and tested on Linux); only
 //! the spawn is macOS code. This crate links seccompiler and landlock, which build on
 //! Linux only, so nothing here is reachable from `capsule run` or `capsule-launch`
@@ -40,19 +44,28 @@ impl ProfileParams {
     }
 }
 
-/// `sandbox-exec -f PROFILE -D WORKSPACE=... -D HOME=... -D TMPDIR=... COMMAND ARGS...`.
-/// `command` must be absolute (resolved on the clean PATH by the caller), so it can
-/// never be read as an option of sandbox-exec.
+/// The largest profile passed on the command line; far above any compiled profile (a
+/// few KiB) and far below macOS's ARG_MAX (1 MiB).
+pub const MAX_PROFILE_BYTES: usize = 256 << 10;
+
+/// `sandbox-exec -p PROFILE -D WORKSPACE=... -D HOME=... -D TMPDIR=... COMMAND ARGS...`,
+/// `profile` being the pinned macos.sb as verified. `command` must be absolute
+/// (resolved on the clean PATH by the caller), so it can never be read as an option
+/// of sandbox-exec.
 pub fn sandbox_exec_argv(
-    profile: &Path,
+    profile: &[u8],
     params: &ProfileParams,
     command: &Path,
     args: &[OsString],
 ) -> Result<Vec<OsString>, String> {
-    if !command.is_absolute() || !profile.is_absolute() {
-        return Err("sandbox-exec needs an absolute command and profile path".to_owned());
+    if !command.is_absolute() {
+        return Err(format!("{} is not an absolute path", command.display()));
     }
-    let mut argv: Vec<OsString> = vec![SANDBOX_EXEC.into(), "-f".into(), profile.into()];
+    let profile = std::str::from_utf8(profile).map_err(|_| "macos.sb is not UTF-8".to_owned())?;
+    if profile.len() > MAX_PROFILE_BYTES || profile.contains('\0') {
+        return Err(format!("macos.sb is larger than {MAX_PROFILE_BYTES} bytes or holds NUL"));
+    }
+    let mut argv: Vec<OsString> = vec![SANDBOX_EXEC.into(), "-p".into(), profile.into()];
     for (name, value) in [("WORKSPACE", &params.workspace), ("HOME", &params.home), ("TMPDIR", &params.tmpdir)] {
         let mut d = OsString::from(format!("{name}="));
         d.push(value);
@@ -83,14 +96,15 @@ mod tests {
             home: "/Users/u".into(),
             tmpdir: "/private/var/folders/x/T".into(),
         };
-        let argv = sandbox_exec_argv(Path::new("/a/macos.sb"), &params, Path::new("/bin/cat"), &["-n".into()]).unwrap();
+        let profile = b"(version 1)\n(deny default)\n";
+        let argv = sandbox_exec_argv(profile, &params, Path::new("/bin/cat"), &["-n".into()]).unwrap();
         let text: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             text,
             [
                 "/usr/bin/sandbox-exec",
-                "-f",
-                "/a/macos.sb",
+                "-p",
+                "(version 1)\n(deny default)\n",
                 "-D",
                 "WORKSPACE=/Users/u/w s",
                 "-D",
@@ -101,8 +115,11 @@ mod tests {
                 "-n"
             ]
         );
-        assert!(sandbox_exec_argv(Path::new("/a/macos.sb"), &params, Path::new("cat"), &[]).is_err());
-        assert!(sandbox_exec_argv(Path::new("macos.sb"), &params, Path::new("/bin/cat"), &[]).is_err());
+        assert!(sandbox_exec_argv(profile, &params, Path::new("cat"), &[]).is_err());
+        assert!(sandbox_exec_argv(b"\xff", &params, Path::new("/bin/cat"), &[]).is_err());
+        assert!(sandbox_exec_argv(b"(version 1)\0", &params, Path::new("/bin/cat"), &[]).is_err());
+        let huge = vec![b' '; MAX_PROFILE_BYTES + 1];
+        assert!(sandbox_exec_argv(&huge, &params, Path::new("/bin/cat"), &[]).is_err());
     }
 
     #[test]
