@@ -231,16 +231,12 @@ impl Regex {
         if anchored_start {
             chars.remove(0);
         }
-        let mut anchored_end = false;
-        if chars.last() == Some(&'$')
-            && !(chars.len() >= 2 && chars[chars.len() - 2] == '\\' && {
-                // `\$` at the end is a literal dollar unless the backslash is itself escaped.
-                let run = chars[..chars.len() - 1].iter().rev().take_while(|c| **c == '\\').count();
-                run % 2 == 1
-            })
-        {
+        // A final `$` is an anchor unless an odd run of backslashes escapes it.
+        let before = chars.len().saturating_sub(1);
+        let backslashes = chars[..before].iter().rev().take_while(|c| **c == '\\').count();
+        let anchored_end = chars.last() == Some(&'$') && backslashes % 2 == 0;
+        if anchored_end {
             chars.pop();
-            anchored_end = true;
         }
         let mut items: Vec<(Atom, Quant)> = Vec::new();
         let mut i = 0;

@@ -84,8 +84,9 @@ fn lit(s: &str) -> Str {
 }
 
 /// The sysctls libSystem, dyld and common runtimes (Python, Go, Node) read at start:
-/// CPU count and type, page and cache sizes, memory size, the OS version and the
-/// stack address. Read-only and the same for every process on the machine.
+/// CPU count, type, name and performance levels, page and cache sizes, memory size,
+/// the OS version and variant, and the stack address. Read-only, and the same for
+/// every process on the machine.
 pub const BASELINE_SYSCTLS: &[&str] = &[
     "hw.activecpu",
     "hw.byteorder",
@@ -98,6 +99,7 @@ pub const BASELINE_SYSCTLS: &[&str] = &[
     "hw.memsize",
     "hw.model",
     "hw.ncpu",
+    "hw.nperflevels",
     "hw.pagesize",
     "hw.pagesize_compat",
     "hw.physicalcpu",
@@ -108,9 +110,11 @@ pub const BASELINE_SYSCTLS: &[&str] = &[
     "kern.osproductversion",
     "kern.osrelease",
     "kern.ostype",
+    "kern.osvariant_status",
     "kern.osversion",
     "kern.usrstack64",
     "kern.version",
+    "machdep.cpu.brand_string",
     "sysctl.proc_cputype",
 ];
 
