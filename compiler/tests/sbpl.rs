@@ -509,3 +509,24 @@ proptest! {
         prop_assert_eq!(re.is_match(&t), s == t);
     }
 }
+
+#[test]
+fn syscall_facts_read_the_linux_rules_and_fall_back_to_default_without_them() {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/src/default-policy.yaml")).unwrap();
+    let f = SyscallFacts::of(&policy(&src));
+    assert_eq!(
+        (f.fork, f.inet_stream, f.inet_dgram, f.unix, f.connect, f.bind, f.kill),
+        (true, false, false, true, false, true, true),
+        "the default policy: processes, AF_UNIX only, no connect"
+    );
+    // Allowed on x86_64 only: macOS gets the narrower answer.
+    let two = policy("version: 1\ntargets: [linux-x86_64, linux-aarch64, macos]\nsyscalls:\n  allow: [fork]\n");
+    assert!(!SyscallFacts::of(&two).fork, "aarch64 has no fork and does not allow clone");
+    let one = policy("version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [fork]\n");
+    assert!(SyscallFacts::of(&one).fork);
+    let mac_only = policy("version: 1\ntargets: [macos]\ndefault: allow\n");
+    assert!(SyscallFacts::of(&mac_only).connect, "no Linux target: every call gets default");
+    let mac_only = policy("version: 1\ntargets: [macos]\n");
+    assert!(!SyscallFacts::of(&mac_only).fork);
+}
