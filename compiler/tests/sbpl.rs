@@ -530,3 +530,28 @@ fn syscall_facts_read_the_linux_rules_and_fall_back_to_default_without_them() {
     let mac_only = policy("version: 1\ntargets: [macos]\n");
     assert!(!SyscallFacts::of(&mac_only).fork);
 }
+
+#[test]
+fn diff_shows_the_macos_profile_lines_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, connect: &str| {
+        let p = dir.path().join(name);
+        let src = format!(
+            "version: 1\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\nfilesystem:\n  read: [/usr]\nnetwork:\n  connect: [{connect}]\n"
+        );
+        std::fs::write(&p, src).unwrap();
+        p
+    };
+    let (old, new) = (write("old.yaml", "tcp/443"), write("new.yaml", "tcp/443, tcp/22"));
+    let run = |a: &Path, b: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_capsulec")).arg("diff").arg(a).arg(b).output().unwrap()
+    };
+    let out = run(&old, &new);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("macos (macos.sb):\n  + (allow network-outbound (remote tcp \"*:22\"))"), "{text}");
+    assert!(!text.contains("  - "), "nothing removed: {text}");
+    let out = run(&old, &old);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "no differences\n");
+}
