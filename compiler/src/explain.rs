@@ -129,6 +129,12 @@ pub fn macos_object(op: Operation, arg: Option<&str>) -> Result<Object, String> 
             }
         }
         Operation::SysctlRead => Ok(Object::Sysctl(need("a sysctl name")?.to_owned())),
+        Operation::SystemSocket => {
+            let d = need("a socket domain (AF_UNIX, AF_INET, ...)")?;
+            crate::back::sbpl::ast::SocketDomain::from_name(d)
+                .map(Object::Socket)
+                .ok_or_else(|| format!("unknown socket domain {d:?}"))
+        }
         Operation::MachLookup => Ok(Object::Service(need("a service name")?.to_owned())),
         Operation::ProcessFork => Ok(Object::None),
         _ => Err(format!("{name} is a family; name one operation (file-read-data, network-outbound, ...)")),

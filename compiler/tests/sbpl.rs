@@ -3,7 +3,9 @@
 //! evaluator's semantics, and validation catching a profile that says something else.
 
 use capsule_artifacts::Target;
-use capsule_compiler::back::sbpl::ast::{Filter, Operation, Profile, Proto, Rule, Str, TargetKind, Verdict};
+use capsule_compiler::back::sbpl::ast::{
+    Filter, Operation, Profile, Proto, Rule, SocketDomain, Str, TargetKind, Verdict,
+};
 use capsule_compiler::back::sbpl::eval::{Bindings, Object, Regex, evaluate};
 use capsule_compiler::back::sbpl::{SyscallFacts, emit, map, parse, validate};
 use capsule_compiler::build::{self, BuildOptions};
@@ -98,6 +100,8 @@ fn default_policy_profile_denies_the_escapes_the_workflow_tries() {
     assert_eq!(decide(&p, FileReadMetadata, path("/Users/u/.ssh")), Verdict::Allow);
     assert_eq!(decide(&p, ProcessExec, path("/usr/bin/true")), Verdict::Allow);
     assert_eq!(decide(&p, ProcessExec, path("/Users/u/work/a.out")), Verdict::Deny);
+    assert_eq!(decide(&p, SystemSocket, Object::Socket(SocketDomain::Unix)), Verdict::Allow);
+    assert_eq!(decide(&p, SystemSocket, Object::Socket(SocketDomain::System)), Verdict::Deny);
 }
 
 #[test]
@@ -273,6 +277,7 @@ fn parser_accepts_the_subset_and_round_trips_every_filter() {
             rule(Verdict::Allow, &[Operation::MachLookup], vec![Filter::GlobalName("com.apple.logd".into())]),
             rule(Verdict::Allow, &[Operation::SysctlRead], vec![Filter::SysctlName("hw.ncpu".into())]),
             rule(Verdict::Allow, &[Operation::Signal], vec![Filter::Target(TargetKind::SameSandbox)]),
+            rule(Verdict::Allow, &[Operation::SystemSocket], vec![Filter::SocketDomain(SocketDomain::Unix)]),
             rule(Verdict::Allow, &[Operation::ProcessFork], vec![]),
         ],
     };
@@ -304,6 +309,8 @@ fn parser_refuses_everything_outside_the_subset() {
         &format!("{head}(allow (subpath \"/a\"))"),
         &format!("{head}(allow file-read* (subpath \"/a\") file-write*)"),
         &format!("{head}(allow file-read* #\"/a\")"),
+        &format!("{head}(allow system-socket (socket-domain AF_NETLINK))"),
+        &format!("{head}(allow system-socket (socket-domain \"AF_UNIX\"))"),
         &format!("{head}{}{}", "(allow file-read* ".to_owned() + &"(require-not ".repeat(40), ")".repeat(41)),
     ] {
         assert!(parse::parse(bad).is_err(), "accepted: {bad}");
@@ -369,6 +376,14 @@ fn validation_catches_a_profile_that_grants_more_or_less_than_the_policy() {
             Box::new(|p: &mut Profile| p.rules.push(rule(Verdict::Allow, &[Operation::Signal], vec![]))),
         ),
         ("no fork", Box::new(|p: &mut Profile| p.rules.retain(|r| !r.operations.contains(&Operation::ProcessFork)))),
+        (
+            "no AF_UNIX sockets",
+            Box::new(|p: &mut Profile| p.rules.retain(|r| !r.operations.contains(&Operation::SystemSocket))),
+        ),
+        (
+            "AF_SYSTEM sockets",
+            Box::new(|p: &mut Profile| p.rules.push(rule(Verdict::Allow, &[Operation::SystemSocket], vec![]))),
+        ),
         (
             "a later deny",
             Box::new(|p: &mut Profile| {

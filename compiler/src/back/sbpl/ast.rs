@@ -78,6 +78,7 @@ operations! {
     NetworkBind = "network-bind",
     SysctlRead = "sysctl-read",
     MachLookup = "mach-lookup",
+    SystemSocket = "system-socket",
 }
 
 impl Operation {
@@ -160,4 +161,34 @@ pub enum Filter {
     GlobalName(String),
     SysctlName(String),
     Target(TargetKind),
+    /// `(socket-domain AF_UNIX)` of `system-socket`: the domain of a socket being
+    /// created. Seatbelt checks the creation of UNIX and system sockets this way;
+    /// IP sockets are governed by the `network-*` rules.
+    SocketDomain(SocketDomain),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketDomain {
+    Unix,
+    Inet,
+    Inet6,
+    System,
+    Route,
+}
+
+impl SocketDomain {
+    pub const ALL: [SocketDomain; 5] =
+        [SocketDomain::Unix, SocketDomain::Inet, SocketDomain::Inet6, SocketDomain::System, SocketDomain::Route];
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketDomain::Unix => "AF_UNIX",
+            SocketDomain::Inet => "AF_INET",
+            SocketDomain::Inet6 => "AF_INET6",
+            SocketDomain::System => "AF_SYSTEM",
+            SocketDomain::Route => "AF_ROUTE",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<SocketDomain> {
+        SocketDomain::ALL.into_iter().find(|d| d.name() == name)
+    }
 }

@@ -75,6 +75,7 @@ pub fn filter(f: &Filter) -> String {
         Filter::GlobalName(n) => format!("(global-name {})", quote(n)),
         Filter::SysctlName(n) => format!("(sysctl-name {})", quote(n)),
         Filter::Target(t) => format!("(target {})", t.name()),
+        Filter::SocketDomain(d) => format!("(socket-domain {})", d.name()),
     }
 }
 

@@ -8,7 +8,7 @@
 //! exactly (an unbound parameter, an address form or regular expression outside the
 //! subset) is an error, never a guess.
 
-use super::ast::{Filter, Operation, Profile, Proto, Str, TargetKind, Verdict};
+use super::ast::{Filter, Operation, Profile, Proto, SocketDomain, Str, TargetKind, Verdict};
 
 /// The values of the three parameters for one evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub enum Object {
     Sysctl(String),
     /// The process a `signal` or `process-info*` is aimed at.
     Process(TargetKind),
+    /// The domain of a socket being created (`system-socket`).
+    Socket(SocketDomain),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +159,7 @@ fn matches(f: &Filter, b: &Bindings, object: &Object) -> Result<bool, EvalError>
         }
         Filter::GlobalName(n) => matches!(object, Object::Service(s) if s == n),
         Filter::SysctlName(n) => matches!(object, Object::Sysctl(s) if s == n),
+        Filter::SocketDomain(d) => matches!(object, Object::Socket(s) if s == d),
         Filter::Target(t) => match (t, object) {
             (TargetKind::SameSandbox, Object::Process(TargetKind::Self_)) => true,
             (t, Object::Process(o)) => t == o,
@@ -362,6 +365,7 @@ impl std::fmt::Display for Object {
             Object::Service(s) => write!(f, "service {s:?}"),
             Object::Sysctl(s) => write!(f, "sysctl {s:?}"),
             Object::Process(t) => write!(f, "process {}", t.name()),
+            Object::Socket(d) => write!(f, "socket {}", d.name()),
         }
     }
 }

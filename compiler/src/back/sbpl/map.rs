@@ -365,6 +365,14 @@ pub fn profile(policy: &Policy, facts: &SyscallFacts) -> Result<Profile, SbplErr
             ));
         }
     }
+    if facts.unix {
+        rules.push(rule(
+            &["network: creating AF_UNIX sockets (socketpair included), which the policy allows"],
+            Verdict::Allow,
+            &[SystemSocket],
+            vec![Filter::SocketDomain(super::ast::SocketDomain::Unix)],
+        ));
+    }
     if facts.unix && facts.connect {
         rules.push(rule(
             &["network: connecting to UNIX sockets, since the policy allows AF_UNIX sockets and connect"],

@@ -5,7 +5,7 @@
 //! Used to check the emitter (a round trip gives the same profile) and by
 //! `capsulec explain` on an artifact folder, which evaluates the pinned `macos.sb`.
 
-use super::ast::{Filter, Operation, PARAMS, Profile, Proto, Rule, Str, TargetKind, Verdict};
+use super::ast::{Filter, Operation, PARAMS, Profile, Proto, Rule, SocketDomain, Str, TargetKind, Verdict};
 
 /// Deeper nesting than any profile of the subset needs; bounds the recursion.
 pub const MAX_DEPTH: usize = 32;
@@ -271,6 +271,13 @@ fn filter(f: &Sexp, depth: usize) -> Result<Filter, ParseError> {
             [Sexp::Sym(t, _)] if t == "same-sandbox" => Filter::Target(TargetKind::SameSandbox),
             [Sexp::Sym(t, _)] if t == "others" => Filter::Target(TargetKind::Others),
             _ => return err(*at, "expected `(target self|same-sandbox|others)`"),
+        },
+        "socket-domain" => match args {
+            [Sexp::Sym(d, _)] => Filter::SocketDomain(SocketDomain::from_name(d).ok_or_else(|| ParseError {
+                at: *at,
+                message: format!("unknown socket domain `{d}` (AF_UNIX, AF_INET, AF_INET6, AF_SYSTEM, AF_ROUTE)"),
+            })?),
+            _ => return err(*at, "expected `(socket-domain AF_NAME)`"),
         },
         other => return err(*at, format!("`{other}` is not a filter of the subset")),
     })

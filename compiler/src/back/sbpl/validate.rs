@@ -22,7 +22,7 @@
 //! and its alias, with the policy's paths as written.
 
 use super::SyscallFacts;
-use super::ast::{Operation, Profile, Proto, TargetKind, Verdict};
+use super::ast::{Operation, Profile, Proto, SocketDomain, TargetKind, Verdict};
 use super::eval::{Bindings, EvalError, Object, evaluate, is_subpath};
 use super::map::{FIRMLINKS, baseline, resolve_firmlink};
 use crate::ir::Policy;
@@ -238,6 +238,12 @@ pub fn validate(
             check(Operation::NetworkOutbound, Object::UnixSocket { remote: true, path: sock.into() }, unix_out)?;
             let unix_bind = facts.unix && facts.bind;
             check(Operation::NetworkBind, Object::UnixSocket { remote: false, path: sock.into() }, unix_bind)?;
+        }
+        check(Operation::SystemSocket, Object::Socket(SocketDomain::Unix), facts.unix)?;
+        // Seatbelt gates UNIX and system sockets by domain; IP sockets are decided by
+        // the network rules, so no rule may name them here.
+        for d in [SocketDomain::Inet, SocketDomain::Inet6, SocketDomain::System, SocketDomain::Route] {
+            check(Operation::SystemSocket, Object::Socket(d), false)?;
         }
         check(Operation::ProcessFork, Object::None, facts.fork)?;
         check(Operation::Signal, Object::Process(TargetKind::Self_), facts.kill)?;
