@@ -328,7 +328,8 @@ fn validation_catches_a_profile_that_grants_more_or_less_than_the_policy() {
     let ok = validate::validate(&pol, &facts, &good, &emit::emit(&good));
     assert!(ok.is_ok(), "{ok:?}");
     let lit = |s: &str| Str::Lit(s.into());
-    let mutants: Vec<(&str, Box<dyn Fn(&mut Profile)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Profile)>;
+    let mutants: Vec<(&str, Mutation)> = vec![
         (
             "home readable",
             Box::new(|p: &mut Profile| {
