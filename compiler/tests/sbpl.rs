@@ -328,7 +328,7 @@ fn validation_catches_a_profile_that_grants_more_or_less_than_the_policy() {
     let ok = validate::validate(&pol, &facts, &good, &emit::emit(&good));
     assert!(ok.is_ok(), "{ok:?}");
     let lit = |s: &str| Str::Lit(s.into());
-    type Mutation = Box<dyn Fn(&mut Profile)>;
+    type Mutation<'a> = Box<dyn Fn(&mut Profile) + 'a>;
     let mutants: Vec<(&str, Mutation)> = vec![
         (
             "home readable",
