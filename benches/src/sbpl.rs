@@ -42,7 +42,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let mut emit_only = Duration::MAX;
     for _ in 0..options.runs {
         let start = Instant::now();
-        let profile = capsule_compiler::back::sbpl::map::profile(&policy, &facts).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let profile =
+            capsule_compiler::back::sbpl::map::profile(&policy, &facts).map_err(|e| anyhow::anyhow!("{e}"))?;
         std::hint::black_box(capsule_compiler::back::sbpl::emit::emit(&profile));
         emit_only = emit_only.min(start.elapsed());
     }
