@@ -12,10 +12,12 @@
 //! - fixed edges: `/`, `/usr`, `/usrx`, `/usr/local`, `/tmp`, `/private/tmp`, `/etc`,
 //!   devices, and the home directory's secrets (`~/.ssh`, `~/.aws`, `~/.gnupg`, the
 //!   keychains);
-//! - for each probe path: read data, read metadata, write, create, unlink, exec and
-//!   map executable;
-//! - TCP connect and bind on the policy's ports and 22, 53, 80, 443, 8080, 65535; UDP;
-//!   UNIX sockets; fork; signals to itself, the sandbox and others.
+//! - for each probe path: read data, extended attributes and metadata, write, create,
+//!   unlink, change mode, exec and map executable;
+//! - TCP connect, bind and accept on the policy's ports and 22, 53, 80, 443, 8080,
+//!   65535, to a remote host and to localhost; UDP; UNIX sockets (create, connect,
+//!   bind) and no other socket domain; fork; signals to itself, the sandbox and
+//!   others; process information, a Mach service and a sysctl outside the baseline.
 //!
 //! Seatbelt sees resolved paths, so the profile is asked about the probe with
 //! `/tmp`, `/var` and `/etc` resolved; the reference compares the probe as written,
