@@ -474,7 +474,22 @@ fn explain_macos_on_a_folder_and_a_policy() {
         assert!(t.contains("\"/private/tmp/x\" => allow") && t.contains("filesystem.write"), "{t}");
         let t = explain(input, &["network-outbound", "tcp/443"]);
         assert!(t.contains("=> deny"), "{t}");
+        let t = explain(input, &["signal", "others"]);
+        assert!(t.contains("process others => deny"), "{t}");
+        let t = explain(input, &["process-fork"]);
+        assert!(t.contains("=> allow") && t.contains("(allow process-fork)"), "{t}");
+        let t = explain(input, &["system-socket", "AF_UNIX"]);
+        assert!(t.contains("=> allow") && t.contains("(socket-domain AF_UNIX)"), "{t}");
     }
+    // A policy that does not target macOS has no profile to explain.
+    let linux_only = dir.path().join("linux.yaml");
+    std::fs::write(&linux_only, "version: 1\ntargets: [linux-x86_64]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_capsulec"))
+        .args(["explain", linux_only.to_str().unwrap(), "--target", "macos", "process-fork"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one of the policy's targets"));
 }
 
 proptest! {
