@@ -586,3 +586,17 @@ fn diff_shows_the_macos_profile_lines_that_changed() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "no differences\n");
 }
+
+#[test]
+fn an_empty_connect_list_allows_no_outbound_tcp_and_a_missing_one_allows_all() {
+    let tcp = |port| Object::Net { proto: Proto::Tcp, remote: true, host: "203.0.113.7".into(), port };
+    let base = "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n";
+    let none = built(&format!("{base}network:\n  connect: []\n"));
+    for port in [22, 80, 443] {
+        assert_eq!(decide(&none, Operation::NetworkOutbound, tcp(port)), Verdict::Deny);
+    }
+    let all = built(base);
+    for port in [22, 80, 443] {
+        assert_eq!(decide(&all, Operation::NetworkOutbound, tcp(port)), Verdict::Allow);
+    }
+}
