@@ -316,6 +316,14 @@ fn parser_refuses_everything_outside_the_subset() {
         assert!(parse::parse(bad).is_err(), "accepted: {bad}");
     }
     assert!(parse::parse(&format!("{head}; a comment\n(allow process-fork) ; trailing\n")).is_ok());
+    // Found by the sbpl fuzz target: a raw NUL in a string (or anywhere) is refused,
+    // since the sandbox would cut the profile there; and only ASCII separates tokens.
+    assert!(parse::parse(&format!("{head}(allow file-read* (literal \"/a\0b\"))")).is_err());
+    assert!(parse::parse(&format!("{head}; \0\n(allow process-fork)")).is_err());
+    assert!(parse::parse(&format!("{head}(allow\u{a0}process-fork)")).is_err());
+    let regression = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/sbpl/raw-nul-in-string");
+    let bytes = std::fs::read(regression).unwrap();
+    assert!(parse::parse(&String::from_utf8_lossy(&bytes)).is_err());
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl Reader<'_> {
         let mut comments = Vec::new();
         loop {
             match self.peek() {
-                Some(c) if c.is_whitespace() => self.pos += c.len_utf8(),
+                Some(c) if is_space(c) => self.pos += c.len_utf8(),
                 Some(';') => {
                     let rest = &self.src[self.pos..];
                     let end = rest.find('\n').unwrap_or(rest.len());
@@ -90,7 +90,7 @@ impl Reader<'_> {
             Some('"') => self.string(),
             Some(_) => {
                 let rest = &self.src[self.pos..];
-                let end = rest.find(|c: char| c.is_whitespace() || "()\";".contains(c)).unwrap_or(rest.len());
+                let end = rest.find(|c: char| is_space(c) || "()\";".contains(c)).unwrap_or(rest.len());
                 let sym = &rest[..end];
                 if !sym.chars().all(|c| c.is_ascii_alphanumeric() || "-*_.".contains(c)) {
                     return err(at, format!("`{sym}` is not a symbol of the subset"));
@@ -143,8 +143,18 @@ impl Reader<'_> {
     }
 }
 
+/// White space as SBPL's reader sees it: ASCII only (a no-break space is part of a
+/// token there, so it is here too, and such a token is refused).
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')
+}
+
 /// Parse a whole profile.
 pub fn parse(src: &str) -> Result<Profile, ParseError> {
+    // The sandbox reads the profile as a C string: a NUL anywhere would cut it there.
+    if let Some(at) = src.find('\0') {
+        return err(at, "NUL in the profile (the sandbox would cut the text there)");
+    }
     let mut r = Reader { src, pos: 0 };
     let mut forms = Vec::new();
     loop {
