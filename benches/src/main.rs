@@ -13,6 +13,7 @@ mod libseccomp;
 mod profile;
 #[path = "../../compiler/tests/profiles/mod.rs"]
 mod profiles;
+mod sbpl;
 mod seccompiler_filter;
 
 #[derive(Parser)]
@@ -39,6 +40,9 @@ enum Command {
     /// `capsule profile`: the tracing mechanisms per call (user notification, ptrace
     /// entry only, entry and exit), and a syscall-heavy command against `strace -f`.
     Profile(profile::Options),
+    /// The macOS back-end: build time with and without macos.sb, profile size and the
+    /// number of decisions its validation compares.
+    Sbpl(sbpl::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Launch(options) => launch::run(&options),
         Command::Audit => audit::run(),
         Command::Profile(options) => profile::run(&options),
+        Command::Sbpl(options) => sbpl::run(&options),
     }
 }
 

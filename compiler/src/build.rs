@@ -6,7 +6,7 @@
 //! compiler version only: no time, path, locale or map order reaches it.
 
 use crate::back::validate::{ValidationError, ValidationReport};
-use crate::back::{bpf, validate};
+use crate::back::{bpf, sbpl, validate};
 use crate::diagnostic::Diagnostic;
 use crate::ir::Policy;
 use crate::{front, passes, tables, valid};
@@ -41,6 +41,8 @@ pub struct Artifacts {
     /// The policy after the passes.
     pub optimised: Policy,
     pub validation: Vec<ValidationReport>,
+    /// What the macOS profile's validation covered, when macos.sb was built.
+    pub macos_validation: Option<sbpl::validate::SbplReport>,
     /// Warnings and notes from the front-end.
     pub diagnostics: Vec<Diagnostic>,
     /// Where oci-seccomp.json (or seccompprofile.yaml) approximates the policy, each
@@ -65,6 +67,30 @@ pub enum BuildError {
     Codegen(#[from] bpf::CodegenError),
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Sbpl(#[from] sbpl::SbplError),
+    #[error(transparent)]
+    SbplValidation(#[from] sbpl::validate::SbplValidationError),
+}
+
+/// The macOS back-end's output: the profile, its text, and what its validation covered.
+pub struct MacosProfile {
+    pub profile: sbpl::ast::Profile,
+    pub text: String,
+    pub report: sbpl::validate::SbplReport,
+}
+
+/// Compile and validate a verified policy's macOS profile. `facts` come from the
+/// policy before a `--target` selection dropped its Linux rules.
+pub fn macos_profile(
+    policy: &Policy,
+    info: &valid::PolicyInfo,
+    facts: &sbpl::SyscallFacts,
+) -> Result<MacosProfile, BuildError> {
+    let profile = sbpl::compile(policy, info, facts)?;
+    let text = sbpl::emit::emit(&profile);
+    let report = sbpl::validate::validate(policy, facts, &profile, &text)?;
+    Ok(MacosProfile { profile, text, report })
 }
 
 /// Compile a YAML policy into its artifact folder, validated, in memory.
@@ -79,6 +105,8 @@ pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions
     let checked = front::check_source_bytes(source, format);
     let diagnostics = checked.diagnostics;
     let Some(mut policy) = checked.policy else { return Err(BuildError::Policy(diagnostics)) };
+    // Read before a --target selection drops the Linux rules the profile reads.
+    let facts = sbpl::SyscallFacts::of(&policy);
     if !options.targets.is_empty() {
         if let Some(&t) = options.targets.iter().find(|t| !policy.targets.contains(t)) {
             return Err(BuildError::TargetNotInPolicy(t));
@@ -101,6 +129,15 @@ pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions
         let notify = info.target(target).filter(|t| t.needs_user_notif()).map(|t| t.notify.clone());
         entries.push(entry(target.artifact_file(), Some(target), &bytes, notify));
         files.insert(target.artifact_file().to_owned(), bytes);
+    }
+
+    let mut macos_validation = None;
+    if policy.targets.contains(&Target::Macos) {
+        let macos = macos_profile(&policy, &info, &facts)?;
+        let bytes = macos.text.into_bytes();
+        entries.push(entry(Target::Macos.artifact_file(), Some(Target::Macos), &bytes, None));
+        files.insert(Target::Macos.artifact_file().to_owned(), bytes);
+        macos_validation = Some(macos.report);
     }
 
     if policy.targets.iter().any(|t| t.is_linux()) {
@@ -131,7 +168,7 @@ pub fn build_source(source: &[u8], format: front::Format, options: &BuildOptions
     let manifest_bytes = manifest.to_bytes();
     let pin = Manifest::pin(&manifest_bytes);
     files.insert(manifest::MANIFEST_FILE.to_owned(), manifest_bytes);
-    Ok(Artifacts { files, pin, manifest, policy, optimised, validation, diagnostics, oci_warnings })
+    Ok(Artifacts { files, pin, manifest, policy, optimised, validation, macos_validation, diagnostics, oci_warnings })
 }
 
 fn entry(name: &str, target: Option<Target>, bytes: &[u8], notify: Option<NotifyTable>) -> FileEntry {

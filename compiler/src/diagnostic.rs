@@ -134,6 +134,7 @@ codes! {
     NoLinuxTarget = "W0307", Warning, "syscall rules with no Linux target";
     // N0xxx: for information.
     SyscallMissingOnTarget = "N0401", Note, "a syscall that exists on some targets only";
+    NoMacosEffect = "N0402", Note, "syscall rules that have no effect on macOS (Seatbelt cannot filter syscalls)";
 }
 
 impl serde::Serialize for Code {

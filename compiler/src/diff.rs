@@ -18,6 +18,54 @@ pub struct PolicyDiff {
     pub targets: Vec<TargetDiff>,
     /// Filesystem, network, limits, env, audit and Landlock settings.
     pub launch: Vec<Change>,
+    /// The macOS profile (macos.sb), one line per rule and filter, when either policy
+    /// targets macOS.
+    pub macos: Option<MacosDiff>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct MacosDiff {
+    /// `(allow OPERATIONS FILTER)` lines only the new profile has.
+    pub added: Vec<String>,
+    /// Lines only the old profile has.
+    pub removed: Vec<String>,
+}
+
+impl MacosDiff {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The macOS profile of a policy as a set of one-filter rule lines; an error (a path
+/// SBPL cannot express) is a line of its own, so it shows in the diff.
+fn macos_lines(policy: &Policy) -> BTreeSet<String> {
+    use crate::back::sbpl::{emit, map};
+    if !policy.targets.contains(&Target::Macos) {
+        return BTreeSet::new();
+    }
+    let facts = map::SyscallFacts::of(policy);
+    match map::profile(policy, &facts) {
+        Err(e) => BTreeSet::from([format!("(macos.sb cannot be built: {e})")]),
+        Ok(profile) => {
+            let mut lines = BTreeSet::new();
+            for r in &profile.rules {
+                let head = emit::rule_text(&crate::back::sbpl::ast::Rule {
+                    comment: Vec::new(),
+                    filters: Vec::new(),
+                    ..r.clone()
+                });
+                let head = head.trim_end().trim_end_matches(')');
+                if r.filters.is_empty() {
+                    lines.insert(format!("{head})"));
+                }
+                for f in &r.filters {
+                    lines.insert(format!("{head} {})", emit::filter(f)));
+                }
+            }
+            lines
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -46,7 +94,10 @@ pub struct SyscallChange {
 
 impl PolicyDiff {
     pub fn is_empty(&self) -> bool {
-        self.settings.is_empty() && self.launch.is_empty() && self.targets.iter().all(TargetDiff::is_empty)
+        self.settings.is_empty()
+            && self.launch.is_empty()
+            && self.targets.iter().all(TargetDiff::is_empty)
+            && self.macos.as_ref().is_none_or(MacosDiff::is_empty)
     }
 }
 
@@ -93,6 +144,13 @@ pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
         out.targets.push(d);
     }
     out.launch = launch_changes(old, new);
+    if old.targets.contains(&Target::Macos) || new.targets.contains(&Target::Macos) {
+        let (o, n) = (macos_lines(old), macos_lines(new));
+        out.macos = Some(MacosDiff {
+            added: n.difference(&o).cloned().collect(),
+            removed: o.difference(&n).cloned().collect(),
+        });
+    }
     out
 }
 
@@ -195,6 +253,15 @@ pub fn render(d: &PolicyDiff) -> String {
     }
     for c in &d.launch {
         let _ = writeln!(s, "{}: {} -> {}", c.what, c.old, c.new);
+    }
+    if let Some(m) = d.macos.as_ref().filter(|m| !m.is_empty()) {
+        let _ = writeln!(s, "macos (macos.sb):");
+        for l in &m.removed {
+            let _ = writeln!(s, "  - {l}");
+        }
+        for l in &m.added {
+            let _ = writeln!(s, "  + {l}");
+        }
     }
     s
 }

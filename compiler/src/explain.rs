@@ -1,6 +1,10 @@
 //! `capsulec explain`: the decision for one call, and what made it: the rule in the
 //! policy, or the path through a compiled filter.
 
+use crate::back::sbpl::ast::{Operation, Profile, Proto, TargetKind, Verdict};
+use crate::back::sbpl::emit;
+use crate::back::sbpl::eval::{Bindings, Object, evaluate};
+use crate::back::sbpl::map::resolve_firmlink;
 use crate::bpf::disasm::{DisasmContext, disassemble};
 use crate::bpf::interp::{Program, RetAction, SeccompData};
 use crate::diagnostic::line_col;
@@ -89,4 +93,81 @@ fn args_text(args: &[u64; 6]) -> String {
         .map(|a| if *a < 4096 { a.to_string() } else { format!("{a:#x}") })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The object of a macOS operation, from `capsulec explain`'s argument: a path for
+/// file operations and `process-exec` (resolved as macOS resolves `/tmp`, `/var` and
+/// `/etc`), `tcp/PORT`, `udp/PORT`, `tcp/localhost:PORT` or a UNIX socket's path for
+/// network operations, `self`, `same-sandbox` or `others` for `signal` and
+/// `process-info*`, a name for `sysctl-read` and `mach-lookup`, nothing for
+/// `process-fork`.
+pub fn macos_object(op: Operation, arg: Option<&str>) -> Result<Object, String> {
+    let name = op.name();
+    let need = |what: &str| arg.ok_or_else(|| format!("{name} needs {what}"));
+    if name.starts_with("file-") || op == Operation::ProcessExec {
+        let p = need("an absolute path")?;
+        if !p.starts_with('/') {
+            return Err(format!("{p:?} is not an absolute path"));
+        }
+        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        return Ok(Object::Path(resolve_firmlink(&format!("/{}", parts.join("/")))));
+    }
+    match op {
+        Operation::NetworkOutbound | Operation::NetworkInbound | Operation::NetworkBind => {
+            let a = need("tcp/PORT, udp/PORT, tcp/localhost:PORT or a UNIX socket path")?;
+            let remote = op == Operation::NetworkOutbound;
+            if a.starts_with('/') {
+                return Ok(Object::UnixSocket { remote, path: resolve_firmlink(a) });
+            }
+            let (proto, rest) = a.split_once('/').ok_or_else(|| format!("{a:?} is not PROTO/PORT"))?;
+            let proto = match proto {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                other => return Err(format!("unknown protocol {other:?} (tcp, udp)")),
+            };
+            let (host, port) = rest.rsplit_once(':').unwrap_or(("203.0.113.7", rest));
+            let port = port.parse::<u16>().map_err(|_| format!("{port:?} is not a port"))?;
+            Ok(Object::Net { proto, remote, host: host.to_owned(), port })
+        }
+        Operation::Signal | Operation::ProcessInfo | Operation::ProcessInfoPidinfo => {
+            match need("self, same-sandbox or others")? {
+                "self" => Ok(Object::Process(TargetKind::Self_)),
+                "same-sandbox" => Ok(Object::Process(TargetKind::SameSandbox)),
+                "others" => Ok(Object::Process(TargetKind::Others)),
+                other => Err(format!("unknown process {other:?} (self, same-sandbox, others)")),
+            }
+        }
+        Operation::SysctlRead => Ok(Object::Sysctl(need("a sysctl name")?.to_owned())),
+        Operation::SystemSocket => {
+            let d = need("a socket domain (AF_UNIX, AF_INET, ...)")?;
+            crate::back::sbpl::ast::SocketDomain::from_name(d)
+                .map(Object::Socket)
+                .ok_or_else(|| format!("unknown socket domain {d:?}"))
+        }
+        Operation::MachLookup => Ok(Object::Service(need("a service name")?.to_owned())),
+        Operation::ProcessFork => Ok(Object::None),
+        _ => Err(format!("{name} is a family; name one operation (file-read-data, network-outbound, ...)")),
+    }
+}
+
+/// Explain an operation against a macOS profile: the decision and the rule that made
+/// it (the last matching one), or the default.
+pub fn explain_sbpl(profile: &Profile, bindings: &Bindings, op: Operation, object: &Object) -> Result<String, String> {
+    let outcome = evaluate(profile, bindings, op, object).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    let verdict = if outcome.verdict == Verdict::Allow { "allow" } else { "deny" };
+    let _ = writeln!(out, "macos {} {object} => {verdict}", op.name());
+    let _ = writeln!(out, "  with WORKSPACE={} HOME={} TMPDIR={}", bindings.workspace, bindings.home, bindings.tmpdir);
+    match outcome.rule {
+        None => {
+            let _ = writeln!(out, "  by (deny default): no rule matches");
+        }
+        Some(i) => {
+            let _ = writeln!(out, "  by rule {} of {} (the last that matches):", i + 1, profile.rules.len());
+            for line in emit::rule_text(&profile.rules[i]).lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    Ok(out)
 }

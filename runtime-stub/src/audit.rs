@@ -275,7 +275,7 @@ pub fn open_log(path: &Path) -> Result<LogWriter, String> {
 }
 
 /// The command line and the current directory as an invocation's record holds them.
-fn argv_and_cwd(command: &[OsString]) -> (Vec<Vec<u8>>, Vec<u8>) {
+pub(crate) fn argv_and_cwd(command: &[OsString]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     (command.iter().map(|a| a.as_bytes().to_vec()).collect(), cwd)
 }

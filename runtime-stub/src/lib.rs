@@ -32,6 +32,7 @@ pub mod audit;
 mod child;
 pub mod cli;
 pub mod command;
+pub mod macos;
 pub mod paths;
 mod sandbox;
 mod seccomp;
@@ -223,6 +224,17 @@ fn sandbox_plan(
     Ok((vars, landlock))
 }
 
+/// The command's environment: only `env.pass` names survive, then `env.set` applies.
+pub(crate) fn policy_env(settings: &capsule_artifacts::LaunchSettings) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(|n| settings.env.pass.iter().any(|p| p == n)))
+        .collect();
+    for (name, value) in &settings.env.set {
+        env.insert(name.into(), value.into());
+    }
+    env
+}
+
 fn say(line: &str) {
     eprintln!("capsule-launch: {line}");
 }
@@ -247,13 +259,7 @@ fn prepare(
     let settings = artifact.launch();
     let program = seccomp::Program::from_blob(&artifact.blob).map_err(Failure::setup)?;
 
-    // The environment: only `pass` names survive, then `set` applies.
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(name, _)| name.to_str().is_some_and(|n| settings.env.pass.iter().any(|p| p == n)))
-        .collect();
-    for (name, value) in &settings.env.set {
-        env.insert(name.into(), value.into());
-    }
+    let env = policy_env(settings);
 
     let (program_name, _) = options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
     let exec_path = command::resolve(program_name, env.get(&OsString::from("PATH")).map(OsString::as_os_str))?;

@@ -215,3 +215,22 @@ fn trust_cannot_be_borrowed_through_a_symlink_or_forged_with_a_newline() {
         assert!(text(&output.stderr).contains("control character"), "{}", text(&output.stderr));
     }
 }
+
+/// On Linux the launcher applies no Seatbelt profile, but macos.sb is a listed file
+/// like any other: the folder runs with it, and a changed macos.sb refuses the whole
+/// folder (exit 125), so an unpinned file never sits in a pinned folder.
+#[test]
+fn macos_sb_is_pinned_and_otherwise_ignored_on_linux() {
+    for identity in identities("macos_sb_is_pinned_and_otherwise_ignored_on_linux") {
+        let artifact = Artifact::build(&default_policy());
+        let profile = artifact.dir().join("macos.sb");
+        assert!(profile.exists(), "the default policy targets macos");
+        let sandbox = Sandbox::new(&identity);
+        assert_runs(&sandbox, &artifact);
+        let mut bytes = std::fs::read(&profile).unwrap();
+        bytes.extend_from_slice(b"(allow default)\n");
+        std::fs::write(&profile, bytes).unwrap();
+        let output = sandbox.launch(&artifact, &["--pin", &artifact.pin], &sandbox.touch_marker());
+        assert_refused(&sandbox, &output, "macos.sb");
+    }
+}

@@ -202,8 +202,16 @@ impl LogWriter {
     }
 
     /// `fdatasync`: everything appended so far reaches stable storage.
+    #[cfg(not(target_vendor = "apple"))]
     pub fn sync(&self) -> Result<(), LogError> {
         rustix::fs::fdatasync(&self.file).map_err(|e| self.io_err(e.into()))
+    }
+
+    /// macOS has no `fdatasync`, and its `fsync` stops at the drive's cache:
+    /// `F_FULLFSYNC` is what reaches stable storage there.
+    #[cfg(target_vendor = "apple")]
+    pub fn sync(&self) -> Result<(), LogError> {
+        rustix::fs::fcntl_fullfsync(&self.file).map_err(|e| self.io_err(e.into()))
     }
 
     /// The number of records in the log as of this writer's last read or write.

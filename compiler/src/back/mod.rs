@@ -3,4 +3,5 @@
 //! validation that checks their output against the IR before anything is written.
 
 pub mod bpf;
+pub mod sbpl;
 pub mod validate;

@@ -73,15 +73,20 @@ enum Command {
         target: Option<Target>,
     },
     /// The decision for one call and what made it. With an artifact folder, runs the
-    /// compiled filter; with a policy, evaluates the policy's rules.
+    /// compiled filter (or evaluates the pinned macos.sb); with a policy, evaluates the
+    /// policy's rules (or the macOS profile compiled from it).
     Explain {
         /// An artifact folder (holding manifest.json) or a policy file.
         input: PathBuf,
         #[arg(long, value_parser = parse_target)]
         target: Target,
-        /// A syscall name or number.
+        /// A syscall name or number; with `--target macos`, an SBPL operation
+        /// (file-read-data, file-write-data, process-exec, network-outbound, network-bind,
+        /// process-fork, signal, sysctl-read, mach-lookup).
         syscall: String,
-        /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`.
+        /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`. With
+        /// `--target macos`: a path, `tcp/PORT`, `udp/PORT`, `self|same-sandbox|others`
+        /// or a name.
         args: Vec<String>,
     },
     /// What changed between two policies, per target: syscalls newly allowed or
@@ -212,11 +217,6 @@ fn build(path: &Path, out: &Path, targets: Vec<Target>, color: Color) -> anyhow:
             print_diagnostics(path, &bytes, &artifacts.diagnostics, color)?;
             capsule_compiler::build::write_dir(&artifacts, out)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            if artifacts.policy.targets.contains(&Target::Macos) {
-                eprintln!(
-                    "capsulec: note: macos.sb (Seatbelt) is not emitted by this version; the folder holds the Linux artifacts"
-                );
-            }
             for warning in &artifacts.oci_warnings {
                 eprintln!("capsulec: note: {warning}");
             }
@@ -301,7 +301,7 @@ fn disasm(file: &Path, target: Option<Target>) -> anyhow::Result<ExitCode> {
 
 fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyhow::Result<ExitCode> {
     if !target.is_linux() {
-        anyhow::bail!("explain needs a Linux target");
+        return explain_macos(input, syscall, args);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let call = filetest::parse_call_parts(target, syscall, &args).map_err(|e| anyhow::anyhow!(e))?;
@@ -331,6 +331,53 @@ fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
+/// `explain --target macos`: evaluate the pinned macos.sb of a folder, or the profile
+/// compiled from a policy, with the parameters bound as the launcher would bind them
+/// here (the current directory, HOME, TMPDIR), `/tmp`, `/var` and `/etc` resolved.
+fn explain_macos(input: &Path, operation: &str, args: &[String]) -> anyhow::Result<ExitCode> {
+    use capsule_compiler::back::sbpl::{ast::Operation, eval::Bindings, map::resolve_firmlink, parse};
+    let op = Operation::from_name(operation).ok_or_else(|| anyhow::anyhow!("unknown SBPL operation `{operation}`"))?;
+    if args.len() > 1 {
+        anyhow::bail!("--target macos takes one object after the operation");
+    }
+    let object = capsule_compiler::explain::macos_object(op, args.first().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let text = if input.is_dir() {
+        let manifest_path = input.join(capsule_artifacts::manifest::MANIFEST_FILE);
+        let artifact = capsule_artifacts::manifest::load_pinned(&manifest_path, None, Target::Macos)
+            .with_context(|| format!("cannot load macos.sb from {}", input.display()))?;
+        String::from_utf8(artifact.blob).context("macos.sb is not UTF-8")?
+    } else {
+        let bytes = read_policy(input)?;
+        let options = BuildOptions { targets: vec![Target::Macos] };
+        match capsule_compiler::build::build(&bytes, &options) {
+            Ok(mut a) => String::from_utf8(a.files.remove(Target::Macos.artifact_file()).unwrap_or_default())?,
+            Err(BuildError::Policy(diags)) => {
+                print_diagnostics(input, &bytes, &diags, Color::Auto)?;
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        }
+    };
+    let profile = parse::parse(&text).context("macos.sb is outside the SBPL subset capsulec reads")?;
+    let resolved = |p: std::path::PathBuf| {
+        let p = p.canonicalize().unwrap_or(p);
+        resolve_firmlink(&p.to_string_lossy())
+    };
+    let env_path = |name: &str, fallback: &str| {
+        std::env::var_os(name).filter(|v| !v.is_empty()).map_or_else(|| fallback.into(), std::path::PathBuf::from)
+    };
+    let bindings = Bindings {
+        workspace: resolved(std::env::current_dir()?),
+        home: resolved(env_path("HOME", "/var/empty")),
+        tmpdir: resolved(env_path("TMPDIR", "/tmp")),
+    };
+    let out =
+        capsule_compiler::explain::explain_sbpl(&profile, &bindings, op, &object).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     // Read at most one byte past the limit: a huge file is refused without loading it.
     use std::io::Read;
@@ -344,8 +391,11 @@ fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(path));
+    let mut checked = front::check_source_bytes(&bytes, SourceFormat::from_path(path));
     let text = String::from_utf8_lossy(&bytes);
+    if let Some(note) = checked.policy.as_ref().and_then(|p| capsule_compiler::back::sbpl::syscall_note(p, &text)) {
+        checked.diagnostics.push(note);
+    }
     let name = path.display().to_string();
     let src = SourceFile { name: &name, text: &text };
     match format {

@@ -1,0 +1,72 @@
+#!/bin/bash
+# The macOS escape checks: each attack is first shown to work without the sandbox,
+# then shown to fail under macos.sb built from the built-in default policy, applied
+# as the launcher applies it (/usr/bin/sandbox-exec by absolute path, the verified
+# profile text with -p, the three parameters bound to resolved paths). A positive control shows the profile loads and
+# lets the workspace be written, so a failure inside is the sandbox's doing.
+#
+# Usage (on a Mac, from the repository root): .github/macos-escapes.sh
+# Exit 0 when every attack worked outside and failed inside.
+set -u
+CAPSULEC=${CAPSULEC:-target/debug/capsulec}
+OUT=$(mktemp -d)/artifacts
+"$CAPSULEC" build cli/src/default-policy.yaml --target macos -o "$OUT" >/dev/null || exit 2
+PROFILE=$(cd "$OUT" && pwd -P)/macos.sb
+HOME_REAL=$(cd "$HOME" && pwd -P)
+TMP_REAL=$(cd "${TMPDIR:-/tmp}" && pwd -P)
+WS="$HOME_REAL/capsule-ws-$$"
+mkdir -p "$WS" && WS=$(cd "$WS" && pwd -P)
+
+sandboxed_with() { # PROFILE COMMAND...
+  local profile=$1; shift
+  (cd "$WS" && /usr/bin/sandbox-exec -p "$(cat "$profile")" -D "WORKSPACE=$WS" -D "HOME=$HOME_REAL" -D "TMPDIR=$TMP_REAL" "$@")
+}
+sandboxed() { sandboxed_with "$PROFILE" "$@"; }
+
+failures=0
+check() { # NAME COMMAND...: works outside, fails inside
+  local name=$1; shift
+  if ! (cd "$WS" && "$@") >/dev/null 2>&1; then
+    echo "SETUP FAILED: $name does not work even without the sandbox"; failures=$((failures + 1)); return
+  fi
+  if sandboxed "$@" >/dev/null 2>&1; then
+    echo "ESCAPE: $name works under macos.sb"; failures=$((failures + 1))
+  else
+    echo "ok: $name is denied under macos.sb (and works outside)"
+  fi
+}
+
+# Positive control: the profile loads, programs start, the workspace is writable.
+if sandboxed /bin/sh -c "echo ok > '$WS/control'" && [ "$(cat "$WS/control")" = ok ]; then
+  echo "ok: control: /bin/sh runs under macos.sb and writes the workspace"
+else
+  echo "CONTROL FAILED: the profile does not load or the workspace is not writable"; exit 1
+fi
+
+# Every valid fixture's profile is accepted by the real Seatbelt: the command either
+# runs or is refused at exec (a policy that does not let /usr/bin/true run), never
+# refused because the profile does not load.
+for policy in fixtures/policies/valid/*.yaml; do
+  dir=$(mktemp -d)/out
+  "$CAPSULEC" build "$policy" --target macos -o "$dir" >/dev/null 2>&1 || continue
+  if err=$(sandboxed_with "$dir/macos.sb" /usr/bin/true 2>&1) || [[ "$err" == *execvp* ]]; then
+    echo "ok: $policy: macos.sb loads"
+  else
+    echo "PROFILE REJECTED: $policy: $err"; failures=$((failures + 1))
+  fi
+done
+
+mkdir -p "$HOME/.ssh" && echo secret > "$HOME/.ssh/capsule-probe"
+check "read ~/.ssh" /bin/cat "$HOME/.ssh/capsule-probe"
+check "write outside the workspace" /usr/bin/touch "$HOME_REAL/capsule-outside-$$"
+rm -f "$HOME_REAL/capsule-outside-$$"
+sudo mkdir -p /usr/local/capsule-probe && sudo chmod 777 /usr/local/capsule-probe
+check "write /usr/local" /usr/bin/touch /usr/local/capsule-probe/x
+rm -f /usr/local/capsule-probe/x
+check "connect out (TCP 443)" /usr/bin/nc -z -w 5 1.1.1.1 443
+/bin/sleep 600 & OUTSIDE=$!
+check "signal a process outside" /bin/kill -CONT "$OUTSIDE"
+kill "$OUTSIDE" 2>/dev/null
+rm -f "$HOME/.ssh/capsule-probe"
+rm -rf "$WS"
+exit $((failures > 0))
