@@ -391,11 +391,8 @@ fn read_policy(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 fn check(path: &std::path::Path, format: Format, color: Color) -> anyhow::Result<ExitCode> {
     let bytes = read_policy(path)?;
-    let mut checked = front::check_source_bytes(&bytes, SourceFormat::from_path(path));
+    let checked = capsule_compiler::check_policy(&bytes, SourceFormat::from_path(path));
     let text = String::from_utf8_lossy(&bytes);
-    if let Some(note) = checked.policy.as_ref().and_then(|p| capsule_compiler::back::sbpl::syscall_note(p, &text)) {
-        checked.diagnostics.push(note);
-    }
     let name = path.display().to_string();
     let src = SourceFile { name: &name, text: &text };
     match format {

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 #[pyfunction]
 #[pyo3(signature = (source, name))]
 fn check(py: Python<'_>, source: &[u8], name: &str) -> PyResult<Py<PyAny>> {
-    let checked = capsule_compiler::front::check_source_bytes(source, Format::from_path(name));
+    let checked = capsule_compiler::check_policy(source, Format::from_path(name));
     let text = String::from_utf8_lossy(source);
     let file = SourceFile { name, text: &text };
     let mut json = diagnostic::to_json(&checked.diagnostics, &file);

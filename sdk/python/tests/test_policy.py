@@ -36,8 +36,9 @@ def test_check_matches_capsulec_on_every_fixture(fixture: Path, capsulec):
     assert "".join(d.render() for d in ours) in printed
 
 
-def test_clean_policy_has_no_diagnostics():
-    assert capsule.check(capsule.Policy.default().source) == []
+def test_default_policy_has_no_errors_or_warnings():
+    # Only notes: N0402 says which syscall rules macOS cannot enforce.
+    assert [d.severity for d in capsule.check(capsule.Policy.default().source)] in ([], ["note"])
 
 
 def test_diagnostic_fields():
