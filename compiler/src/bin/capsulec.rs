@@ -77,10 +77,14 @@ enum Command {
     Explain {
         /// An artifact folder (holding manifest.json) or a policy file.
         input: PathBuf,
-        #[arg(long, value_parser = parse_target)]
-        target: Target,
+        #[arg(long, value_parser = parse_target, required_unless_present = "domain")]
+        target: Option<Target>,
+        /// Whether the policy's proxy lets the command reach this name (instead of a syscall).
+        #[arg(long, conflicts_with = "target")]
+        domain: Option<String>,
         /// A syscall name or number.
-        syscall: String,
+        #[arg(required_unless_present = "domain")]
+        syscall: Option<String>,
         /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`.
         args: Vec<String>,
     },
@@ -144,7 +148,11 @@ fn main() -> ExitCode {
         Command::ImportOci { profile, arch, caps } => import_oci(&profile, arch, caps),
         Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
         Command::Disasm { file, target } => disasm(&file, target),
-        Command::Explain { input, target, syscall, args } => explain(&input, target, &syscall, &args),
+        Command::Explain { input, domain: Some(domain), .. } => explain_domain(&input, &domain),
+        Command::Explain { input, target: Some(target), syscall: Some(syscall), args, .. } => {
+            explain(&input, target, &syscall, &args)
+        }
+        Command::Explain { .. } => Err(anyhow::anyhow!("explain needs --target and a syscall, or --domain NAME")),
     };
     match result {
         Ok(code) => code,
@@ -308,6 +316,20 @@ fn explain(input: &Path, target: Target, syscall: &str, args: &[String]) -> anyh
         let text = String::from_utf8_lossy(&bytes);
         print!("{}", capsule_compiler::explain::explain_policy(&policy, &text, target, &call));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_domain(input: &Path, domain: &str) -> anyhow::Result<ExitCode> {
+    if input.is_dir() {
+        anyhow::bail!("explain --domain reads a policy file, not an artifact folder");
+    }
+    let bytes = read_policy(input)?;
+    let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(input));
+    let Some(policy) = checked.policy else {
+        print_diagnostics(input, &bytes, &checked.diagnostics, Color::Auto)?;
+        return Ok(ExitCode::from(1));
+    };
+    print!("{}", capsule_compiler::explain::explain_domain(&policy, domain));
     Ok(ExitCode::SUCCESS)
 }
 

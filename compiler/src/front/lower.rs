@@ -597,7 +597,8 @@ impl Lower {
                 set.into_iter().collect()
             })
         };
-        let network = launch::Network { connect: ports(&ast.network.connect), bind: ports(&ast.network.bind) };
+        let proxy = self.proxy(ast);
+        let network = launch::Network { connect: ports(&ast.network.connect), bind: ports(&ast.network.bind), proxy };
         let value = |v: &Option<Spanned<u64>>| v.as_ref().map(|s| s.value);
         let limits = launch::Limits {
             cpu_seconds: value(&ast.limits.cpu_seconds),
@@ -639,6 +640,57 @@ impl Lower {
             scope: explicit_scope.unwrap_or(true),
         };
         LaunchSettings { filesystem, network, limits, env, audit, landlock }
+    }
+}
+
+impl Lower {
+    /// `network: domains:`, `proxy:` and `routes:` for the launcher; present iff
+    /// domains or routes are. A variable a route reads must not reach the command.
+    fn proxy(&mut self, ast: &PolicyAst) -> Option<launch::Proxy> {
+        let net = &ast.network;
+        for route in net.routes.iter().flatten() {
+            for (header, template, vars) in &route.headers {
+                for var in vars {
+                    let passed = ast.env.pass.iter().find(|p| &p.value == var).map(|p| p.span.clone());
+                    let set = ast.env.set.iter().find(|(k, _)| &k.value == var).map(|(k, _)| k.span.clone());
+                    if let Some(given) = passed.or(set) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::CredentialPassed,
+                                template.span.clone(),
+                                format!("`{var}` is read by the route {}'s `{}` header and also given to the command", route.prefix.value, header.value),
+                            )
+                            .label("read by the proxy here")
+                            .secondary(given, "given to the command here")
+                            .help(format!("remove `{var}` from `env:`: the proxy adds the header so that the command never holds the value")),
+                        );
+                    }
+                }
+            }
+        }
+        if net.domains.is_none() && net.routes.is_none() {
+            return None;
+        }
+        let mut domains: Vec<String> = net.domains.iter().flatten().map(|d| d.value.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        let mut routes: Vec<launch::Route> = net
+            .routes
+            .iter()
+            .flatten()
+            .map(|r| launch::Route {
+                prefix: r.prefix.value.clone(),
+                upstream: r.upstream.value.clone(),
+                headers: r.headers.iter().map(|(n, v, _)| (n.value.clone(), v.value.clone())).collect(),
+            })
+            .collect();
+        routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Some(launch::Proxy {
+            domains,
+            port: net.proxy_port.as_ref().map_or(0, |p| p.value as u16),
+            allow_private: net.allow_private.as_ref().is_some_and(|a| a.value),
+            routes,
+        })
     }
 }
 
