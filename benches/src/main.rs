@@ -10,6 +10,7 @@ mod kernel;
 mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
+mod network;
 mod seccompiler_filter;
 
 #[derive(Parser)]
@@ -30,6 +31,9 @@ enum Command {
     /// Launch cost: direct, capsule-launch (with and without a log), capsule run, bwrap;
     /// filter install time.
     Launch(launch::Options),
+    /// Network by name: 100 MB through the proxy against direct, the cost of a
+    /// connection through it, and the launch with and without `domains`.
+    Network(network::Options),
     /// The audit log: appends per second, `capsule verify` on 1,000,000 records, and
     /// a logged denial against an unlogged one.
     Audit,
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bpf(options) => bpf::run(&options),
         Command::Check(options) => check::run(&options),
         Command::Launch(options) => launch::run(&options),
+        Command::Network(options) => network::run(&options),
         Command::Audit => audit::run(),
     }
 }

@@ -596,3 +596,30 @@ fn explain_and_diff_speak_of_domains_and_routes() {
     assert!(diff.contains("network.proxy.domains: removed: *.pythonhosted.org -> added: github.com"), "{diff}");
     assert!(diff.contains("network.proxy.routes"), "{diff}");
 }
+
+/// Connection storms are bounded like syscall storms: 1,024 records one by one, the
+/// rest counted per verdict and reason.
+const STORM: &str = r#"
+import socket, sys
+for _ in range(int(sys.argv[1])):
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=5)
+    s.sendall(b"GET http://unlisted.example/ HTTP/1.1\r\nHost: unlisted.example\r\n\r\n")
+    while s.recv(4096):
+        pass
+    s.close()
+"#;
+
+#[test]
+fn a_connection_storm_is_recorded_within_bounds() {
+    let _shared = SYSTEM.read().unwrap();
+    let sandbox = NetSandbox::new(&Identity::Current, "  domains: [localhost]");
+    let o = sandbox.run(&[python(), "-c", STORM, "1100"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let records = sandbox.connections();
+    let single: Vec<_> = records.iter().filter(|r| r.get("summary").is_none()).collect();
+    let summaries: Vec<_> = records.iter().filter(|r| r.get("summary").is_some()).collect();
+    assert_eq!(single.len(), 1024);
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["count"], "76");
+    assert_eq!(summaries[0]["reason"], "not-listed");
+}
