@@ -623,3 +623,72 @@ fn a_connection_storm_is_recorded_within_bounds() {
     assert_eq!(summaries[0]["count"], "76");
     assert_eq!(summaries[0]["reason"], "not-listed");
 }
+
+/// A one-file wheel and a PEP 503 index for it, served by python3's http.server.
+const INDEX: &str = r#"
+import http.server, os, sys, zipfile
+root = sys.argv[1]
+os.makedirs(os.path.join(root, "simple", "capsule-demo"), exist_ok=True)
+wheel = "capsule_demo-1.0-py3-none-any.whl"
+with zipfile.ZipFile(os.path.join(root, wheel), "w") as z:
+    z.writestr("capsule_demo.py", "HELLO = 'from the local index'\n")
+    z.writestr("capsule_demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: capsule-demo\nVersion: 1.0\n")
+    z.writestr("capsule_demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr("capsule_demo-1.0.dist-info/RECORD", "")
+with open(os.path.join(root, "simple", "capsule-demo", "index.html"), "w") as f:
+    f.write('<html><body><a href="../../%s">%s</a></body></html>\n' % (wheel, wheel))
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=root))
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn pip_downloads_from_a_local_index_through_the_proxy() {
+    let _shared = SYSTEM.read().unwrap();
+    let pip_present =
+        std::process::Command::new(python()).args(["-m", "pip", "--version"]).output().map(|o| o.status.success());
+    if !pip_present.unwrap_or(false) {
+        assert!(std::env::var_os("CI").is_none(), "pip is missing (.ci/run installs python3-pip)");
+        eprintln!("pip_downloads_from_a_local_index_through_the_proxy: SKIPPED: no pip");
+        return;
+    }
+    let root = outside_dir("capsule-index-");
+    let mut child = std::process::Command::new(python())
+        .args(["-c", INDEX])
+        .arg(root.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        port.push(byte[0] as char);
+    }
+    let index = format!("http://localhost:{}/simple/", port.trim());
+    let result = std::panic::catch_unwind(|| {
+        for identity in identities("pip_downloads_from_a_local_index_through_the_proxy") {
+            let sandbox = NetSandbox::new(&identity, "  domains: [localhost]\n  proxy: { allow-private: true }");
+            let script = format!(
+                "TMPDIR=$PWD exec {} -m pip download --no-cache-dir --disable-pip-version-check --no-deps \
+                 --index-url {index} -d $PWD/dl capsule-demo",
+                python()
+            );
+            let o = sandbox.run(&["/bin/sh", "-c", &script]);
+            assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+            let wheel = sandbox.sandbox.workspace.path().join("dl/capsule_demo-1.0-py3-none-any.whl");
+            assert!(wheel.is_file(), "{}", out(&o));
+            let records = sandbox.connections();
+            assert!(records.len() >= 2, "the index page and the wheel: {records:?}");
+            assert!(records.iter().all(|r| r["verdict"] == "allowed" && r["host"] == "localhost"), "{records:?}");
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
