@@ -139,6 +139,8 @@ codes! {
     AllowedAndDenied = "W0306", Warning, "a syscall both allowed and unconditionally denied: the deny wins";
     NoLinuxTarget = "W0307", Warning, "syscall rules with no Linux target";
     DuplicateDomain = "W0340", Warning, "a domain listed twice, or already covered by a wildcard";
+    ProxyUnreachable = "W0341", Warning, "a policy with a proxy whose syscall rules deny reaching it";
+    UnixSocketsReachable = "W0342", Warning, "a policy with a proxy that allows connecting UNIX sockets";
     // N0xxx: for information.
     SyscallMissingOnTarget = "N0401", Note, "a syscall that exists on some targets only";
 }

@@ -28,6 +28,7 @@ pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     };
     let policy = cx.policy(ast);
     cx.constancy_warnings();
+    cx.diags.extend(proxy_warnings(ast, &policy));
     // The same problem seen on two targets is one diagnostic.
     let mut seen = BTreeSet::new();
     for d in cx.diags {
@@ -692,6 +693,58 @@ impl Lower {
             routes,
         })
     }
+}
+
+/// With a proxy, the command must be able to reach it (an AF_INET socket and
+/// `connect`), and a `connect` it may use must not reach pathname UNIX sockets
+/// (docs/network.md): both decided on the policy's own rules, per Linux target.
+fn proxy_warnings(ast: &PolicyAst, policy: &Policy) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if policy.launch.network.proxy.is_none() {
+        return out;
+    }
+    let net = &ast.network;
+    let span = net
+        .domains
+        .iter()
+        .flatten()
+        .map(|d| d.span.clone())
+        .chain(net.routes.iter().flatten().map(|r| r.span.clone()))
+        .next()
+        .unwrap_or(0..0);
+    for target in policy.targets.iter().copied().filter(|t| t.is_linux()) {
+        if policy.syscalls_for(target).is_none() {
+            continue;
+        }
+        let table = crate::tables::table(target);
+        let (Some(arch), Some(socket), Some(connect)) =
+            (target.audit_arch(), table.by_name("socket"), table.by_name("connect"))
+        else {
+            continue;
+        };
+        let constant = |name: &str| table.constant(name).unwrap_or(0);
+        let runs = |nr: u32, args: [u64; 6]| {
+            crate::ir::decide(policy, target, &crate::ir::Call { arch, nr, args }).action.lets_call_run()
+        };
+        let inet = runs(socket.nr, [constant("AF_INET"), constant("SOCK_STREAM"), 0, 0, 0, 0]);
+        let unix = runs(socket.nr, [constant("AF_UNIX"), constant("SOCK_STREAM"), 0, 0, 0, 0]);
+        let connects = runs(connect.nr, [3, 0, 16, 0, 0, 0]);
+        if !inet || !connects {
+            let denied = if !inet { "socket(AF_INET, SOCK_STREAM)" } else { "connect" };
+            out.push(
+                Diagnostic::new(Code::ProxyUnreachable, span.clone(), format!("on {target} the command cannot reach the proxy: the syscall rules deny {denied}"))
+                    .label("the proxy serves these")
+                    .help("allow `socket` for AF_INET and `connect`, e.g. `@network-io` with `socket: domain not in [AF_INET, AF_INET6]` under deny"),
+            );
+        } else if unix {
+            out.push(
+                Diagnostic::new(Code::UnixSocketsReachable, span.clone(), format!("on {target} the command may create UNIX sockets and connect them: pathname sockets outside the sandbox (/run/docker.sock, D-Bus) are reachable"))
+                    .label("`connect` is allowed for the proxy")
+                    .help("deny UNIX sockets, e.g. `socket: domain not in [AF_INET, AF_INET6]` under deny; socketpair still works"),
+            );
+        }
+    }
+    out
 }
 
 fn has_signature(def: &SyscallDef) -> bool {
