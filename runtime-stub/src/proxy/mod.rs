@@ -496,7 +496,26 @@ fn connect(
     host: &str,
     port: u16,
 ) -> Result<(TcpStream, SocketAddr), (&'static str, Option<SocketAddr>)> {
-    let addresses: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|_| ("resolve-failed", None))?.collect();
+    let addresses = checked_addresses(config, host, port, |h, p| (h, p).to_socket_addrs().map(Iterator::collect))?;
+    for address in &addresses {
+        if let Ok(stream) = TcpStream::connect_timeout(address, CONNECT_TIMEOUT) {
+            let _ = stream.set_nodelay(true);
+            return Ok((stream, *address));
+        }
+    }
+    Err(("connect-failed", addresses.first().copied()))
+}
+
+/// The addresses to connect to: one lookup through `resolve`, every answer checked,
+/// and these very answers returned, so a name whose DNS answer changes between two
+/// lookups (rebinding) cannot be checked on one address and connected on another.
+fn checked_addresses(
+    config: &Config,
+    host: &str,
+    port: u16,
+    resolve: impl FnOnce(&str, u16) -> io::Result<Vec<SocketAddr>>,
+) -> Result<Vec<SocketAddr>, (&'static str, Option<SocketAddr>)> {
+    let addresses = resolve(host, port).map_err(|_| ("resolve-failed", None))?;
     if addresses.is_empty() {
         return Err(("resolve-failed", None));
     }
@@ -505,13 +524,7 @@ fn connect(
             return Err((reason, Some(*address)));
         }
     }
-    for address in &addresses {
-        if let Ok(stream) = TcpStream::connect_timeout(address, CONNECT_TIMEOUT) {
-            let _ = stream.set_nodelay(true);
-            return Ok((stream, *address));
-        }
-    }
-    Err(("connect-failed", addresses.first().copied()))
+    Ok(addresses)
 }
 
 /// Sends `first` upstream, then copies both ways until both sides are done.
@@ -657,6 +670,31 @@ mod tests {
         let err = Config::new(&proxy(&["a.org"]), |_| Some("s3cr3t\r\nX: y".to_owned())).unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert_eq!(listen_port(&proxy(&[])), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn every_answer_of_the_one_lookup_is_checked_and_only_those_are_used() {
+        let config = Config::new(&proxy(&["a.example.org"]), |_| Some(String::new())).unwrap();
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // A rebinding resolver: public on the first lookup, loopback on any later one.
+        let lookups = std::cell::Cell::new(0);
+        let rebinding = |_: &str, _: u16| {
+            lookups.set(lookups.get() + 1);
+            Ok(if lookups.get() == 1 { vec![addr("203.0.113.7:443")] } else { vec![addr("127.0.0.1:443")] })
+        };
+        let got = checked_addresses(&config, "a.example.org", 443, rebinding).unwrap();
+        assert_eq!(got, [addr("203.0.113.7:443")], "the connection goes to what was checked");
+        assert_eq!(lookups.get(), 1, "one lookup only");
+        // One private answer among public ones refuses the name.
+        let mixed = |_: &str, _: u16| Ok(vec![addr("203.0.113.7:443"), addr("10.0.0.5:443")]);
+        assert_eq!(
+            checked_addresses(&config, "a.example.org", 443, mixed),
+            Err(("private-address", Some(addr("10.0.0.5:443"))))
+        );
+        let metadata = |_: &str, _: u16| Ok(vec![addr("169.254.169.254:80")]);
+        assert_eq!(checked_addresses(&config, "a.example.org", 80, metadata).unwrap_err().0, "metadata-address");
+        let nothing = |_: &str, _: u16| Ok(vec![]);
+        assert_eq!(checked_addresses(&config, "a.example.org", 80, nothing).unwrap_err().0, "resolve-failed");
     }
 
     #[test]
