@@ -594,7 +594,7 @@ fn explain_and_diff_speak_of_domains_and_routes() {
     let diff = text(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{diff}");
     assert!(diff.contains("network.proxy.domains: removed: *.pythonhosted.org -> added: github.com"), "{diff}");
-    assert!(diff.contains("network.proxy.routes"), "{diff}");
+    assert!(diff.contains("network.proxy.routes[/openai]: null -> {"), "a route added: {diff}");
 }
 
 /// Connection storms are bounded like syscall storms: 1,024 records one by one, the
