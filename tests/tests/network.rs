@@ -163,7 +163,9 @@ fn a_listed_name_is_reached_through_the_proxy_and_an_unlisted_one_is_refused() {
         assert!(text(&direct.stdout).contains("hello from the test server"), "{}", out(&direct));
         let before = server.requests().len();
 
-        let listed = NetSandbox::new(&identity, "  domains: [localhost]\n  proxy: { allow-private: true }");
+        // `connect: []` too: the launcher adds the proxy's port to the port rules.
+        let listed =
+            NetSandbox::new(&identity, "  connect: []\n  domains: [localhost]\n  proxy: { allow-private: true }");
         let o = listed.run(&[curl(), "-sS", "-m", "5", &url]);
         assert_eq!(o.status.code(), Some(0), "{}", out(&o));
         assert!(text(&o.stdout).contains("hello from the test server"), "{}", out(&o));
