@@ -171,7 +171,12 @@ fn a_listed_name_is_reached_through_the_proxy_and_an_unlisted_one_is_refused() {
         assert!(text(&o.stdout).contains("hello from the test server"), "{}", out(&o));
         assert_eq!(server.requests().len(), before + 1, "the request went through");
         let stderr = text(&o.stderr);
-        assert!(stderr.contains("network: isolated in"), "--verbose names the mechanism: {stderr}");
+        let mechanism = if identity.is_root() {
+            "network: isolated in a network namespace holding only loopback"
+        } else {
+            "network: isolated in a user and a network namespace holding only loopback"
+        };
+        assert!(stderr.contains(mechanism), "--verbose names the mechanism: {stderr}");
         let records = listed.connections();
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0]["host"], "localhost");
