@@ -53,10 +53,10 @@ fn v4_class(ip: Ipv4Addr) -> Option<&'static str> {
         Some("shared") // carrier-grade NAT, 100.64.0.0/10
     } else if o[0] == 169 && o[1] == 254 {
         Some("link-local")
-    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
-        Some("special") // IETF protocol assignments
-    } else if o[0] == 198 && o[1] & 0xfe == 18 {
-        Some("special") // benchmarking
+    } else if (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && o[1] & 0xfe == 18) {
+        Some("special") // IETF protocol assignments (192.0.0/24), benchmarking (198.18/15)
+    } else if o[0] >= 240 {
+        Some("reserved")
     } else if o[0] >= 224 {
         Some("multicast")
     } else {
