@@ -809,6 +809,11 @@ fn supervise_loop(
             for event in proxy.drain() {
                 supervisor.connection(event);
             }
+            if let Some(reason) = supervisor.failure() {
+                // A connection that cannot be recorded stops the command, as a call does.
+                kill_command(pid);
+                return Err(Failure::setup(format!("the command was stopped: {reason}")));
+            }
         }
         if let (Some(revents), Some(current)) = (fds.get(1).map(|p| p.revents), listener.as_ref()) {
             if revents & libc::POLLIN != 0
