@@ -699,3 +699,58 @@ fn pip_downloads_from_a_local_index_through_the_proxy() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Both directions of a tunnel at once: 20 MB sent while the echo comes back.
+const ECHO: &str = r#"
+import socket, sys, threading
+port, size = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", 3128), timeout=30)
+s.sendall(b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % port)
+reply = b""
+while b"\r\n\r\n" not in reply:
+    reply += s.recv(1)
+assert reply.startswith(b"HTTP/1.1 200"), reply
+def send():
+    block = bytes(range(256)) * 256
+    left = size
+    while left:
+        n = min(left, len(block))
+        s.sendall(block[:n])
+        left -= n
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = 0
+while True:
+    chunk = s.recv(1 << 16)
+    if not chunk:
+        break
+    got += len(chunk)
+t.join()
+print("echoed", got)
+"#;
+
+#[test]
+fn a_tunnel_carries_both_directions_at_once() {
+    let _shared = SYSTEM.read().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    let size = 20_000_000u64;
+    let sandbox = NetSandbox::new(&Identity::Current, "  domains: [localhost]\n  proxy: { allow-private: true }");
+    let o = sandbox.run(&[python(), "-c", ECHO, &port.to_string(), &size.to_string()]);
+    assert_eq!(text(&o.stdout).trim(), format!("echoed {size}"), "{}", out(&o));
+    let records = sandbox.connections();
+    assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
+    assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
+}
