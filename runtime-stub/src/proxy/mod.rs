@@ -250,6 +250,10 @@ impl Running {
 }
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    // The sender stays here: when this loop ends it is dropped, and the workers,
+    // finding the channel closed, end too.
+    let (sender, receiver) = mpsc::channel::<TcpStream>();
+    let pool = Arc::new(Pool { jobs: Mutex::new(receiver), idle: AtomicUsize::new(0) });
     loop {
         let accepted = listener.accept();
         if shared.stopping.load(Ordering::SeqCst) {
@@ -272,19 +276,50 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             shared.emit(event);
             continue;
         }
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new().name("capsule-proxy-conn".into()).spawn(move || {
-            let id = s.next_id.fetch_add(1, Ordering::SeqCst);
-            let event = handle(&s, id, client);
-            if let Ok(mut open) = s.open.lock() {
-                open.remove(&id);
+        // An idle worker takes the connection; without one, a new worker is started
+        // for it. Workers wait for the next connection when done, so a steady stream of
+        // connections costs no thread start each (docs/benchmarks.md).
+        let reserved = pool.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if !reserved {
+            let (s, p) = (shared.clone(), pool.clone());
+            let spawned = std::thread::Builder::new().name("capsule-proxy-conn".into()).spawn(move || worker(&s, &p));
+            if spawned.is_err() {
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+                continue;
             }
-            s.emit(event);
-            s.active.fetch_sub(1, Ordering::SeqCst);
-        });
-        if spawned.is_err() {
+        }
+        if sender.send(client).is_err() {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// The proxy's workers: connections are handed to them through `jobs`.
+struct Pool {
+    jobs: Mutex<mpsc::Receiver<TcpStream>>,
+    /// Workers waiting for a connection and not yet promised one.
+    idle: AtomicUsize,
+}
+
+fn worker(shared: &Arc<Shared>, pool: &Pool) {
+    loop {
+        let next = match pool.jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        // The channel closes when the accept loop ends: the proxy is stopping.
+        let Ok(client) = next else { return };
+        let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let event = handle(shared, id, client);
+        if let Ok(mut open) = shared.open.lock() {
+            open.remove(&id);
+        }
+        shared.emit(event);
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        pool.idle.fetch_add(1, Ordering::SeqCst);
     }
 }
 
