@@ -14,6 +14,7 @@ mod profile;
 #[path = "../../compiler/tests/profiles/mod.rs"]
 mod profiles;
 mod sbpl;
+mod network;
 mod seccompiler_filter;
 
 #[derive(Parser)]
@@ -34,6 +35,9 @@ enum Command {
     /// Launch cost: direct, capsule-launch (with and without a log), capsule run, bwrap;
     /// filter install time.
     Launch(launch::Options),
+    /// Network by name: 100 MB through the proxy against direct, the cost of a
+    /// connection through it, and the launch with and without `domains`.
+    Network(network::Options),
     /// The audit log: appends per second, `capsule verify` on 1,000,000 records, and
     /// a logged denial against an unlogged one.
     Audit,
@@ -50,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bpf(options) => bpf::run(&options),
         Command::Check(options) => check::run(&options),
         Command::Launch(options) => launch::run(&options),
+        Command::Network(options) => network::run(&options),
         Command::Audit => audit::run(),
         Command::Profile(options) => profile::run(&options),
         Command::Sbpl(options) => sbpl::run(&options),

@@ -268,8 +268,54 @@ pub fn run_log_show(args: ShowArgs) -> i32 {
     0
 }
 
+/// A connection through the proxy as a sentence: `GET host:port -> address allowed
+/// 1.2 KiB up 30 KiB down 12 ms route=/api headers=Authorization`.
+fn connection_details(record: &LogLine) -> Option<String> {
+    let get = |k: &str| record.get(k).and_then(Value::as_str).map(str::to_owned);
+    if record.get("summary").is_some() {
+        return Some(format!(
+            "{} more {} ({}) not recorded one by one: {} B up, {} B down",
+            get("count")?,
+            get("verdict")?,
+            get("reason").unwrap_or_else(|| "-".into()),
+            get("bytes_up")?,
+            get("bytes_down")?
+        ));
+    }
+    let port = record.get("port").and_then(Value::as_int)?;
+    let mut line = format!(
+        "{} {}:{port} -> {} {}",
+        get("method").filter(|m| !m.is_empty()).unwrap_or_else(|| "?".into()),
+        get("host").filter(|h| !h.is_empty()).unwrap_or_else(|| "?".into()),
+        get("address").unwrap_or_else(|| "-".into()),
+        get("verdict")?
+    );
+    if let Some(reason) = get("reason") {
+        line.push_str(&format!(" ({reason})"));
+    }
+    let ms = get("duration_ns").and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) as f64 / 1e6;
+    line.push_str(&format!(" {} B up {} B down {ms:.1} ms", get("bytes_up")?, get("bytes_down")?));
+    if let Some(route) = get("route") {
+        line.push_str(&format!(" route={route}"));
+    }
+    if let Some(Value::Array(names)) = record.get("injected_headers")
+        && !names.is_empty()
+    {
+        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+        line.push_str(&format!(" added headers: {}", names.join(", ")));
+    }
+    let line: String =
+        line.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect();
+    Some(line)
+}
+
 /// The data fields worth a glance, `key=value`, skipping what other columns show.
 fn details(record: &LogLine) -> String {
+    if record.kind() == kind::NETWORK_CONNECTION
+        && let Some(line) = connection_details(record)
+    {
+        return line;
+    }
     let mut parts = Vec::new();
     for (key, value) in &record.record.data {
         if matches!(key.as_str(), "time_ns" | "invocation" | "frontier" | "signatures") {

@@ -113,6 +113,12 @@ codes! {
     BadEnvName = "E0111", Error, "an environment variable name that is not valid";
     BadRecord = "E0112", Error, "an unknown audit record class";
     EmptyRuleList = "E0113", Warning, "a syscall section with no rules";
+    BadDomain = "E0140", Error, "a `network: domains:` entry that is not a DNS name or `*.suffix`";
+    DomainIsAddress = "E0141", Error, "an IP address in `network: domains:` (addresses go in `connect:` ports)";
+    WildcardTooWide = "E0142", Error, "a wildcard domain that covers every name, or every name under a top-level domain";
+    BadRoute = "E0143", Error, "a route whose prefix or upstream is not valid, or two routes with one prefix";
+    BadHeader = "E0144", Error, "a route header whose name or value template is not valid";
+    CredentialPassed = "E0145", Error, "a variable a route's header reads is also given to the command by `env:`";
     // E02xx: syscalls, groups, conditions.
     UnknownSyscall = "E0201", Error, "a syscall name that exists on no target";
     UnknownGroup = "E0202", Error, "an unknown syscall group";
@@ -132,6 +138,9 @@ codes! {
     ErrnoZero = "W0305", Warning, "errno(0) makes a denied call look successful";
     AllowedAndDenied = "W0306", Warning, "a syscall both allowed and unconditionally denied: the deny wins";
     NoLinuxTarget = "W0307", Warning, "syscall rules with no Linux target";
+    DuplicateDomain = "W0340", Warning, "a domain listed twice, or already covered by a wildcard";
+    ProxyUnreachable = "W0341", Warning, "a policy with a proxy whose syscall rules deny reaching it";
+    UnixSocketsReachable = "W0342", Warning, "a policy with a proxy that allows connecting UNIX sockets";
     // N0xxx: for information.
     SyscallMissingOnTarget = "N0401", Note, "a syscall that exists on some targets only";
     NoMacosEffect = "N0402", Note, "syscall rules that have no effect on macOS (Seatbelt cannot filter syscalls)";

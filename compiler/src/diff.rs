@@ -205,6 +205,19 @@ fn walk(path: &str, o: &serde_json::Value, n: &serde_json::Value, out: &mut Vec<
                 walk(&sub, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
             }
         }
+        // Routes by prefix: a changed upstream reads as one change, not a whole route
+        // removed and another added.
+        (Value::Array(a), Value::Array(b)) if a != b && path.ends_with("routes") => {
+            let by_prefix = |v: &Vec<Value>| -> std::collections::BTreeMap<String, Value> {
+                v.iter().filter_map(|r| Some((r.get("prefix")?.as_str()?.to_owned(), r.clone()))).collect()
+            };
+            let (ma, mb) = (by_prefix(a), by_prefix(b));
+            let prefixes: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+            for p in prefixes {
+                let sub = format!("{path}[{p}]");
+                walk(&sub, ma.get(p).unwrap_or(&Value::Null), mb.get(p).unwrap_or(&Value::Null), out);
+            }
+        }
         (Value::Array(a), Value::Array(b)) if a != b => {
             let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
             let sa: BTreeSet<String> = a.iter().map(text).collect();

@@ -171,3 +171,52 @@ pub fn explain_sbpl(profile: &Profile, bindings: &Bindings, op: Operation, objec
     }
     Ok(out)
 }
+
+/// `capsulec explain --domain NAME`: whether the proxy lets the command reach `NAME`,
+/// by which entry of `network: domains:`, and what else the launcher checks.
+pub fn explain_domain(policy: &Policy, name: &str) -> String {
+    let mut out = String::new();
+    let host = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let Some(proxy) = &policy.launch.network.proxy else {
+        let _ = writeln!(
+            out,
+            "{host} => refused: the policy has no `network: domains:` or `routes:`, so there is no proxy"
+        );
+        let _ = writeln!(out, "  the command reaches the network only as its syscall and `connect:` port rules allow");
+        return out;
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        let _ = writeln!(out, "{host} => refused: an address, not a name (the proxy admits names only)");
+        return out;
+    }
+    match capsule_artifacts::launch::matching_domain(&proxy.domains, &host) {
+        Some(entry) => {
+            let _ = writeln!(out, "{host} => allowed through the proxy, by the entry `{entry}` of `network: domains:`");
+            if proxy.allow_private {
+                let _ = writeln!(out, "  any address it resolves to is accepted (`proxy: allow-private: true`)");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  refused at connect time if it resolves to a loopback, private, link-local or metadata address"
+                );
+            }
+            let _ = writeln!(out, "  on port 443 the TLS ClientHello must name {host} (SNI)");
+        }
+        None => {
+            let _ = writeln!(out, "{host} => refused: not listed in `network: domains:`");
+        }
+    }
+    for route in &proxy.routes {
+        let upstream_host = route.upstream.trim_start_matches("http://").split(':').next().unwrap_or("");
+        if upstream_host == host {
+            let names: Vec<&str> = route.headers.iter().map(|(n, _)| n.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  also the upstream of the route {} (headers added by the proxy: {})",
+                route.prefix,
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            );
+        }
+    }
+    out
+}

@@ -80,6 +80,9 @@ const EXPECTED: &[(&str, Reason, &[&str])] = &[
     ("data-science", Reason::UnknownToLibseccomp, GROUPS_NEWER),
     ("data-science", Reason::AboveTable, ABOVE_TABLE),
     ("minimal", Reason::AboveTable, ABOVE_TABLE),
+    ("network-proxy", Reason::HighHalf, &["socket"]),
+    ("network-proxy", Reason::UnknownToLibseccomp, GROUPS_NEWER),
+    ("network-proxy", Reason::AboveTable, ABOVE_TABLE),
     // Tests on 16-bit modes are written as masked tests, which libseccomp compares alike.
     ("narrow-arguments", Reason::AboveTable, ABOVE_TABLE),
     ("cli-default", Reason::HighHalf, &["ioctl", "personality", "socket", "socketpair"]),

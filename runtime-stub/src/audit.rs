@@ -316,9 +316,18 @@ pub(crate) struct AuditTrail {
     record_audited: bool,
     aggregator: SyscallAggregator,
     names: Option<Names>,
+    /// `network.connection` records written one by one so far.
+    connections: u64,
+    /// Connections past [`MAX_CONNECTION_RECORDS`], counted per (verdict, reason):
+    /// count, bytes up, bytes down.
+    held_connections: std::collections::BTreeMap<(&'static str, String), (u64, u64, u64)>,
     /// The first write that failed; the launch is stopped when set.
     failure: Option<String>,
 }
+
+/// `network.connection` records written one by one per invocation; further attempts
+/// are counted per verdict and reason, one summary record each at the end.
+pub const MAX_CONNECTION_RECORDS: u64 = 1024;
 
 impl AuditTrail {
     /// Checks and opens the log, and appends `invocation.start`, synced.
@@ -345,6 +354,8 @@ impl AuditTrail {
             record_audited: classes.contains(&RecordClass::AuditedSyscalls),
             aggregator: SyscallAggregator::new(appended.seq, DEFAULT_MAX_INDIVIDUAL),
             names: options.names,
+            connections: 0,
+            held_connections: std::collections::BTreeMap::new(),
             failure: None,
         })
     }
@@ -392,6 +403,27 @@ impl AuditTrail {
         }
     }
 
+    /// Records one connection attempt through the proxy (page cache only, like
+    /// syscall records); past [`MAX_CONNECTION_RECORDS`] it is only counted.
+    fn connection(&mut self, mut event: capsule_artifacts::log::ConnectionEvent) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.connections >= MAX_CONNECTION_RECORDS {
+            let held =
+                self.held_connections.entry((event.verdict, event.reason.clone().unwrap_or_default())).or_default();
+            held.0 += 1;
+            held.1 += event.bytes_up;
+            held.2 += event.bytes_down;
+            return;
+        }
+        self.connections += 1;
+        event.invocation = self.invocation;
+        if let Err(e) = self.writer.append(&Record::from(&event), Durability::Buffered) {
+            self.failure = Some(format!("cannot write to the audit log: {e}"));
+        }
+    }
+
     /// Appends the storm summaries, `invocation.end` and a checkpoint, synced.
     pub(crate) fn finish(
         mut self,
@@ -422,6 +454,19 @@ impl AuditTrail {
         }
         let invocation = self.invocation;
         let mut records = std::mem::replace(&mut self.aggregator, SyscallAggregator::new(invocation, 0)).finish();
+        for ((verdict, reason), (count, up, down)) in std::mem::take(&mut self.held_connections) {
+            use capsule_artifacts::log::Value;
+            records.push(
+                Record::new(kind::NETWORK_CONNECTION)
+                    .with("invocation", Value::u64(invocation))
+                    .with("verdict", verdict)
+                    .with("reason", if reason.is_empty() { Value::Null } else { Value::Str(reason) })
+                    .with("count", Value::u64(count))
+                    .with("bytes_up", Value::u64(up))
+                    .with("bytes_down", Value::u64(down))
+                    .with("summary", true),
+            );
+        }
         records.push(end);
         self.writer
             .append_all(&records, Durability::Buffered)
@@ -453,6 +498,10 @@ impl Supervisor for Recording<'_> {
 
     fn failure(&self) -> Option<String> {
         self.trail.failure.clone()
+    }
+
+    fn connection(&mut self, event: capsule_artifacts::log::ConnectionEvent) {
+        self.trail.connection(event);
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct ChildPlan {
     /// Written to the report after the filter is installed: prepared here because the
     /// filter may forbid the allocator's system calls.
     pub seccomp_note: String,
+    /// A network namespace holding only loopback and the proxy's socket.
+    pub netns: Option<crate::netns::NetnsPlan>,
+    /// The proxy's settings, for the parent once the child has exec'd.
+    pub proxy: Option<crate::proxy::Config>,
 }
 
 #[repr(C)]
@@ -44,6 +48,7 @@ struct Report {
     failure_exit: i32,
     exec_errno: i32,
     listener_fd: RawFd,
+    proxy_fd: RawFd,
     notes_len: u32,
     error_len: u32,
     notes: [u8; NOTES_CAPACITY],
@@ -56,6 +61,8 @@ pub(crate) struct ChildReport {
     pub failure: Option<Failure>,
     pub exec_errno: i32,
     pub listener_fd: Option<RawFd>,
+    /// The proxy's listening socket in the command's network namespace.
+    pub proxy_fd: Option<RawFd>,
     pub notes: Vec<String>,
 }
 
@@ -85,6 +92,7 @@ impl SharedReport {
         let report = NonNull::new(ptr.cast::<Report>()).expect("mmap does not return null on success");
         let mut shared = SharedReport { report };
         shared.get().listener_fd = -1;
+        shared.get().proxy_fd = -1;
         Ok(shared)
     }
 
@@ -124,6 +132,7 @@ impl SharedReport {
             failure: (report.failure_exit != 0).then(|| Failure::new(report.failure_exit, message)),
             exec_errno: report.exec_errno,
             listener_fd: (report.listener_fd >= 0).then_some(report.listener_fd),
+            proxy_fd: (report.proxy_fd >= 0).then_some(report.proxy_fd),
             notes,
         }
     }
@@ -212,6 +221,16 @@ fn setup_and_exec(plan: &ChildPlan, report: &mut SharedReport) -> Failure {
     // SAFETY: restores the caller's signal mask from a valid sigset_t; the old mask is not read.
     if unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &plan.signal_mask, std::ptr::null_mut()) } != 0 {
         return setup("cannot restore the signal mask".to_owned());
+    }
+    // Before Landlock and seccomp, which would forbid unshare and the socket set-up.
+    if let Some(netns) = &plan.netns {
+        match crate::netns::enter(netns) {
+            Ok((fd, note)) => {
+                report.get().proxy_fd = fd;
+                report.note(&note);
+            }
+            Err(e) => return setup(e),
+        }
     }
     match plan.landlock.apply() {
         Ok(note) => report.note(&note),

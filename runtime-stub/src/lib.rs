@@ -33,7 +33,9 @@ mod child;
 pub mod cli;
 pub mod command;
 pub mod macos;
+mod netns;
 pub mod paths;
+pub mod proxy;
 mod sandbox;
 mod seccomp;
 pub mod supervisor;
@@ -44,7 +46,7 @@ use rustix::process::Resource;
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -259,7 +261,39 @@ fn prepare(
     let settings = artifact.launch();
     let program = seccomp::Program::from_blob(&artifact.blob).map_err(Failure::setup)?;
 
-    let env = policy_env(settings);
+    let mut env = policy_env(settings);
+    let proxy = match &settings.network.proxy {
+        Some(p) => {
+            // A route's credential must not reach the command, however the manifest
+            // was made (the compiler refuses such a policy: E0145).
+            for route in &p.routes {
+                for (_, template) in &route.headers {
+                    let parts = capsule_artifacts::launch::parse_template(template).map_err(Failure::setup)?;
+                    for part in parts {
+                        if let capsule_artifacts::launch::TemplatePart::Env(var) = part
+                            && env.contains_key(&OsString::from(var))
+                        {
+                            return Err(Failure::setup(format!(
+                                "the route {} reads {var}, which the policy also gives to the command",
+                                route.prefix
+                            )));
+                        }
+                    }
+                }
+            }
+            let config = proxy::Config::new(p, |name| std::env::var(name).ok()).map_err(Failure::setup)?;
+            let url = format!("http://127.0.0.1:{}", config.port);
+            for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+                env.insert(name.into(), url.clone().into());
+            }
+            for name in ["NO_PROXY", "no_proxy"] {
+                env.insert(name.into(), OsString::new());
+            }
+            env.insert("CAPSULE_PROXY_URL".into(), url.into());
+            Some(config)
+        }
+        None => None,
+    };
 
     let (program_name, _) = options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
     let exec_path = command::resolve(program_name, env.get(&OsString::from("PATH")).map(OsString::as_os_str))?;
@@ -302,6 +336,9 @@ fn prepare(
         }
         for (_, value, name) in &rlimits {
             say(&format!("rlimit: {name} = {value} (soft = hard)"));
+        }
+        if let Some(config) = &proxy {
+            config.describe().iter().for_each(|l| say(l));
         }
         let names: Vec<String> = env.keys().map(|k| k.to_string_lossy().into_owned()).collect();
         say(&format!("env: {}", if names.is_empty() { "(empty)".to_owned() } else { names.join(" ") }));
@@ -348,6 +385,8 @@ fn prepare(
         program,
         user_notif: artifact.entry.user_notif(),
         seccomp_note,
+        netns: proxy.as_ref().map(|c| netns::NetnsPlan::new(c.port)),
+        proxy,
     })
 }
 
@@ -680,6 +719,8 @@ fn supervise(
     // SAFETY: the child created this descriptor in the table it shared with us, and
     // nothing else owns it.
     let listener_fd = result.listener_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: likewise for the proxy's listening socket.
+    let proxy_fd = result.proxy_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     if verbose {
         result.notes.iter().for_each(|n| say(n));
     }
@@ -702,7 +743,39 @@ fn supervise(
             return Err(Failure::setup(format!("cannot use the notification listener: {e}")));
         }
     };
+    let proxy = match (&plan.proxy, proxy_fd) {
+        (None, _) => None,
+        (Some(config), Some(fd)) => match proxy::Running::start(fd.into_raw_fd(), config.clone()) {
+            Ok(running) => Some(running),
+            Err(e) => {
+                kill_command(pid);
+                return Err(Failure::setup(format!("cannot start the proxy: {e}")));
+            }
+        },
+        (Some(_), None) => {
+            kill_command(pid);
+            return Err(Failure::setup("the command's network namespace has no proxy socket"));
+        }
+    };
+    let outcome = supervise_loop(pid, signals, callers, verbose, supervisor, &mut listener, proxy.as_ref());
+    if let Some(proxy) = proxy {
+        for event in proxy.stop() {
+            supervisor.connection(event);
+        }
+    }
+    outcome
+}
 
+#[allow(clippy::too_many_arguments)]
+fn supervise_loop(
+    pid: libc::pid_t,
+    signals: &BlockedSignals,
+    callers: &[libc::pid_t],
+    verbose: bool,
+    supervisor: &mut dyn Supervisor,
+    listener: &mut Option<supervisor::Listener>,
+    proxy: Option<&proxy::Running>,
+) -> Result<LaunchOutcome, Failure> {
     let (status, resources) = loop {
         match try_wait(pid) {
             Ok(Some(ended)) => break ended,
@@ -712,8 +785,11 @@ fn supervise(
             Err(e) => return Err(Failure::setup(format!("waiting for the command: {e}"))),
         }
         let mut fds = vec![libc::pollfd { fd: signals.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-        if let Some(listener) = &listener {
-            fds.push(libc::pollfd { fd: listener.fd().as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        // The listener's slot is always 1 (-1, ignored by poll, once it is gone).
+        let listener_raw = listener.as_ref().map_or(-1, |l| l.fd().as_fd().as_raw_fd());
+        fds.push(libc::pollfd { fd: listener_raw, events: libc::POLLIN, revents: 0 });
+        if let Some(proxy) = proxy {
+            fds.push(libc::pollfd { fd: proxy.wake_fd(), events: libc::POLLIN, revents: 0 });
         }
         // SAFETY: `fds` is a live array of `fds.len()` pollfd records.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -733,7 +809,19 @@ fn supervise(
                 }
             }
         }
-        if let (Some(revents), Some(current)) = (fds.get(1).map(|p| p.revents), &listener) {
+        if let Some(proxy) = proxy
+            && fds.get(2).is_some_and(|p| p.revents & libc::POLLIN != 0)
+        {
+            for event in proxy.drain() {
+                supervisor.connection(event);
+            }
+            if let Some(reason) = supervisor.failure() {
+                // A connection that cannot be recorded stops the command, as a call does.
+                kill_command(pid);
+                return Err(Failure::setup(format!("the command was stopped: {reason}")));
+            }
+        }
+        if let (Some(revents), Some(current)) = (fds.get(1).map(|p| p.revents), listener.as_ref()) {
             if revents & libc::POLLIN != 0
                 && let Err(e) = current.answer_one(supervisor)
             {
@@ -746,7 +834,7 @@ fn supervise(
                 return Err(Failure::setup(format!("the command was stopped: {reason}")));
             }
             if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                listener = None;
+                *listener = None;
             }
         }
     };

@@ -100,12 +100,18 @@ impl LandlockPlan {
         let ports = |rules: &Option<Vec<capsule_artifacts::launch::PortRule>>| {
             rules.as_ref().map(|rules| rules.iter().map(|r| r.port).collect::<Vec<u16>>())
         };
+        let mut connect = ports(&settings.network.connect);
+        // The proxy's port on the command's own loopback: the only listener in its
+        // network namespace, so opening the port opens nothing else.
+        if let (Some(proxy), Some(connect)) = (&settings.network.proxy, connect.as_mut()) {
+            connect.push(crate::proxy::listen_port(proxy));
+        }
         Ok(LandlockPlan {
             mode: settings.landlock.mode,
             min_abi: settings.landlock.min_abi,
             kernel_abi,
             fs: classes,
-            connect: ports(&settings.network.connect),
+            connect,
             bind: ports(&settings.network.bind),
             scope: settings.landlock.scope,
             skipped,

@@ -38,6 +38,9 @@ pub trait Supervisor {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// One connection attempt through the proxy has ended (recorded by the audit trail).
+    fn connection(&mut self, _event: capsule_artifacts::log::ConnectionEvent) {}
 }
 
 /// Denies every notified call with `EPERM`: the stand-in until the audit log supervises.

@@ -24,7 +24,9 @@ pub use canonical::Value;
 pub use chain::Problem;
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint};
-pub use record::{ExitStatus, InvocationEnd, InvocationRefused, InvocationStart, LogLine, Record, SyscallEvent};
+pub use record::{
+    ConnectionEvent, ExitStatus, InvocationEnd, InvocationRefused, InvocationStart, LogLine, Record, SyscallEvent,
+};
 pub use verify::{Report, Verdict, VerifyOptions, verify};
 pub use writer::{Appended, Durability, LogError, LogWriter, WriterOptions};
 

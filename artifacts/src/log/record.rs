@@ -22,6 +22,7 @@ pub mod kind {
     pub const SYSCALL_AUDITED: &str = "syscall.audited";
     pub const TOOL_CALL: &str = "tool.call";
     pub const TOOL_RESULT: &str = "tool.result";
+    pub const NETWORK_CONNECTION: &str = "network.connection";
 }
 
 /// A record before the writer places it in the chain.
@@ -334,6 +335,53 @@ impl From<&SyscallEvent> for Record {
             .with("pid", e.pid)
             .with("action", e.action.as_str())
             .with("count", Value::u64(1))
+    }
+}
+
+/// One connection attempt through the launcher's proxy (`network.connection`).
+/// Header values never appear: only the names of the headers a route added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    pub invocation: u64,
+    /// `CONNECT`, `GET`, ... as the command sent it.
+    pub method: String,
+    /// The name (or address) asked for, as the command wrote it (lower case).
+    pub host: String,
+    pub port: u16,
+    /// The address connected to (or refused), `ip:port`.
+    pub address: Option<String>,
+    /// `allowed` or `refused`.
+    pub verdict: &'static str,
+    /// Why it was refused: `not-listed`, `private-address`, `sni-mismatch`, ...
+    pub reason: Option<String>,
+    /// Bytes from the command to the upstream, and back.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ns: u64,
+    /// The route's prefix, for a route.
+    pub route: Option<String>,
+    /// The names of the headers the route added.
+    pub injected_headers: Vec<String>,
+    pub time_ns: u64,
+}
+
+impl From<&ConnectionEvent> for Record {
+    fn from(e: &ConnectionEvent) -> Record {
+        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Str);
+        Record::new(kind::NETWORK_CONNECTION)
+            .with("invocation", Value::u64(e.invocation))
+            .with("method", e.method.as_str())
+            .with("host", e.host.as_str())
+            .with("port", u32::from(e.port))
+            .with("address", opt(&e.address))
+            .with("verdict", e.verdict)
+            .with("reason", opt(&e.reason))
+            .with("bytes_up", Value::u64(e.bytes_up))
+            .with("bytes_down", Value::u64(e.bytes_down))
+            .with("duration_ns", Value::u64(e.duration_ns))
+            .with("route", opt(&e.route))
+            .with("injected_headers", Value::Array(e.injected_headers.iter().map(|h| Value::Str(h.clone())).collect()))
+            .with("time_ns", Value::u64(e.time_ns))
     }
 }
 

@@ -78,12 +78,16 @@ enum Command {
     Explain {
         /// An artifact folder (holding manifest.json) or a policy file.
         input: PathBuf,
-        #[arg(long, value_parser = parse_target)]
-        target: Target,
+        #[arg(long, value_parser = parse_target, required_unless_present = "domain")]
+        target: Option<Target>,
+        /// Whether the policy's proxy lets the command reach this name (instead of a syscall).
+        #[arg(long, conflicts_with = "target")]
+        domain: Option<String>,
         /// A syscall name or number; with `--target macos`, an SBPL operation
         /// (file-read-data, file-write-data, process-exec, network-outbound, network-bind,
         /// process-fork, signal, sysctl-read, mach-lookup).
-        syscall: String,
+        #[arg(required_unless_present = "domain")]
+        syscall: Option<String>,
         /// Up to six arguments: numbers, constants (AF_INET), `A|B`, `-1`. With
         /// `--target macos`: a path, `tcp/PORT`, `udp/PORT`, `self|same-sandbox|others`
         /// or a name.
@@ -161,7 +165,11 @@ fn main() -> ExitCode {
         Command::ImportOci { profile, arch, caps } => import_oci(&profile, arch, caps),
         Command::Build { policy, out, targets } => build(&policy, &out, targets, cli.color),
         Command::Disasm { file, target } => disasm(&file, target),
-        Command::Explain { input, target, syscall, args } => explain(&input, target, &syscall, &args),
+        Command::Explain { input, domain: Some(domain), .. } => explain_domain(&input, &domain),
+        Command::Explain { input, target: Some(target), syscall: Some(syscall), args, .. } => {
+            explain(&input, target, &syscall, &args)
+        }
+        Command::Explain { .. } => Err(anyhow::anyhow!("explain needs --target and a syscall, or --domain NAME")),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "capsulec", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -375,6 +383,20 @@ fn explain_macos(input: &Path, operation: &str, args: &[String]) -> anyhow::Resu
     let out =
         capsule_compiler::explain::explain_sbpl(&profile, &bindings, op, &object).map_err(|e| anyhow::anyhow!(e))?;
     print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_domain(input: &Path, domain: &str) -> anyhow::Result<ExitCode> {
+    if input.is_dir() {
+        anyhow::bail!("explain --domain reads a policy file, not an artifact folder");
+    }
+    let bytes = read_policy(input)?;
+    let checked = front::check_source_bytes(&bytes, SourceFormat::from_path(input));
+    let Some(policy) = checked.policy else {
+        print_diagnostics(input, &bytes, &checked.diagnostics, Color::Auto)?;
+        return Ok(ExitCode::from(1));
+    };
+    print!("{}", capsule_compiler::explain::explain_domain(&policy, domain));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -114,6 +114,21 @@ pub struct FilesystemAst {
 pub struct NetworkAst {
     pub connect: Option<Vec<Spanned<PortRule>>>,
     pub bind: Option<Vec<Spanned<PortRule>>>,
+    /// Lower case, as written otherwise; only the valid ones.
+    pub domains: Option<Vec<Spanned<String>>>,
+    pub proxy_port: Option<Spanned<u64>>,
+    pub allow_private: Option<Spanned<bool>>,
+    pub routes: Option<Vec<RouteAst>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteAst {
+    pub span: Span,
+    pub prefix: Spanned<String>,
+    /// `http://host[:port]` without a trailing `/`.
+    pub upstream: Spanned<String>,
+    /// Header name, value template, and the `${env:NAME}` names it reads.
+    pub headers: Vec<(Spanned<String>, Spanned<String>, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, Default)]

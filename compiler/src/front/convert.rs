@@ -87,7 +87,7 @@ fn write(out: &mut String, node: &Node, pos: Pos, depth: usize) {
             };
             let value_pos = |key: &str| match (pos, fields) {
                 (_, Some(fields)) => shape::field(fields, key).map_or(Pos::Unknown, |f| Pos::Ty(&f.ty)),
-                (Pos::Ty(Ty::EnvMap), None) => Pos::Ty(&Ty::String),
+                (Pos::Ty(Ty::EnvMap | Ty::HeaderMap), None) => Pos::Ty(&Ty::String),
                 (Pos::RuleItem, None) => Pos::RuleBody,
                 _ => Pos::Unknown,
             };

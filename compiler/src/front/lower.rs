@@ -28,6 +28,7 @@ pub fn lower(ast: &PolicyAst, diags: &mut Vec<Diagnostic>) -> Option<Policy> {
     };
     let policy = cx.policy(ast);
     cx.constancy_warnings();
+    cx.diags.extend(proxy_warnings(ast, &policy));
     // The same problem seen on two targets is one diagnostic.
     let mut seen = BTreeSet::new();
     for d in cx.diags {
@@ -605,7 +606,8 @@ impl Lower {
                 set.into_iter().collect()
             })
         };
-        let network = launch::Network { connect: ports(&ast.network.connect), bind: ports(&ast.network.bind) };
+        let proxy = self.proxy(ast);
+        let network = launch::Network { connect: ports(&ast.network.connect), bind: ports(&ast.network.bind), proxy };
         let value = |v: &Option<Spanned<u64>>| v.as_ref().map(|s| s.value);
         let limits = launch::Limits {
             cpu_seconds: value(&ast.limits.cpu_seconds),
@@ -704,6 +706,109 @@ fn arg_test(def: &SyscallDef, name: &str, test: Test) -> Cond {
     let bits = u32::from(def.args[index].bits);
     let arg = Arg { index: index as u8, width: width_of_bits(def.args[index].bits) };
     if bits < arg.width.bits() { on_low_bits(arg, low_bits(bits), test) } else { Cond::Test { arg, test } }
+}
+
+impl Lower {
+    /// `network: domains:`, `proxy:` and `routes:` for the launcher; present iff
+    /// domains or routes are. A variable a route reads must not reach the command.
+    fn proxy(&mut self, ast: &PolicyAst) -> Option<launch::Proxy> {
+        let net = &ast.network;
+        for route in net.routes.iter().flatten() {
+            for (header, template, vars) in &route.headers {
+                for var in vars {
+                    let passed = ast.env.pass.iter().find(|p| &p.value == var).map(|p| p.span.clone());
+                    let set = ast.env.set.iter().find(|(k, _)| &k.value == var).map(|(k, _)| k.span.clone());
+                    if let Some(given) = passed.or(set) {
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::CredentialPassed,
+                                template.span.clone(),
+                                format!("`{var}` is read by the route {}'s `{}` header and also given to the command", route.prefix.value, header.value),
+                            )
+                            .label("read by the proxy here")
+                            .secondary(given, "given to the command here")
+                            .help(format!("remove `{var}` from `env:`: the proxy adds the header so that the command never holds the value")),
+                        );
+                    }
+                }
+            }
+        }
+        if net.domains.is_none() && net.routes.is_none() {
+            return None;
+        }
+        let mut domains: Vec<String> = net.domains.iter().flatten().map(|d| d.value.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        let mut routes: Vec<launch::Route> = net
+            .routes
+            .iter()
+            .flatten()
+            .map(|r| launch::Route {
+                prefix: r.prefix.value.clone(),
+                upstream: r.upstream.value.clone(),
+                headers: r.headers.iter().map(|(n, v, _)| (n.value.clone(), v.value.clone())).collect(),
+            })
+            .collect();
+        routes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Some(launch::Proxy {
+            domains,
+            port: net.proxy_port.as_ref().map_or(0, |p| p.value as u16),
+            allow_private: net.allow_private.as_ref().is_some_and(|a| a.value),
+            routes,
+        })
+    }
+}
+
+/// With a proxy, the command must be able to reach it (an AF_INET socket and
+/// `connect`), and a `connect` it may use must not reach pathname UNIX sockets
+/// (docs/network.md): both decided on the policy's own rules, per Linux target.
+fn proxy_warnings(ast: &PolicyAst, policy: &Policy) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if policy.launch.network.proxy.is_none() {
+        return out;
+    }
+    let net = &ast.network;
+    let span = net
+        .domains
+        .iter()
+        .flatten()
+        .map(|d| d.span.clone())
+        .chain(net.routes.iter().flatten().map(|r| r.span.clone()))
+        .next()
+        .unwrap_or(0..0);
+    for target in policy.targets.iter().copied().filter(|t| t.is_linux()) {
+        if policy.syscalls_for(target).is_none() {
+            continue;
+        }
+        let table = crate::tables::table(target);
+        let (Some(arch), Some(socket), Some(connect)) =
+            (target.audit_arch(), table.by_name("socket"), table.by_name("connect"))
+        else {
+            continue;
+        };
+        let constant = |name: &str| table.constant(name).unwrap_or(0);
+        let runs = |nr: u32, args: [u64; 6]| {
+            crate::ir::decide(policy, target, &crate::ir::Call { arch, nr, args }).action.lets_call_run()
+        };
+        let inet = runs(socket.nr, [constant("AF_INET"), constant("SOCK_STREAM"), 0, 0, 0, 0]);
+        let unix = runs(socket.nr, [constant("AF_UNIX"), constant("SOCK_STREAM"), 0, 0, 0, 0]);
+        let connects = runs(connect.nr, [3, 0, 16, 0, 0, 0]);
+        if !inet || !connects {
+            let denied = if !inet { "socket(AF_INET, SOCK_STREAM)" } else { "connect" };
+            out.push(
+                Diagnostic::new(Code::ProxyUnreachable, span.clone(), format!("on {target} the command cannot reach the proxy: the syscall rules deny {denied}"))
+                    .label("the proxy serves these")
+                    .help("allow `socket` for AF_INET and `connect`, e.g. `@network-io` with `socket: domain not in [AF_INET, AF_INET6]` under deny"),
+            );
+        } else if unix {
+            out.push(
+                Diagnostic::new(Code::UnixSocketsReachable, span.clone(), format!("on {target} the command may create UNIX sockets and connect them: pathname sockets outside the sandbox (/run/docker.sock, D-Bus) are reachable"))
+                    .label("`connect` is allowed for the proxy")
+                    .help("deny UNIX sockets, e.g. `socket: domain not in [AF_INET, AF_INET6]` under deny; socketpair still works"),
+            );
+        }
+    }
+    out
 }
 
 fn has_signature(def: &SyscallDef) -> bool {

@@ -375,6 +375,59 @@ impl Parser<'_> {
             let slot = match what {
                 "connect" => &mut ast.connect,
                 "bind" => &mut ast.bind,
+                "domains" => {
+                    ast.domains = self.domains(value);
+                    continue;
+                }
+                "proxy" => {
+                    let Some(entries) = self.map(value, "proxy") else { continue };
+                    for (k, v) in entries {
+                        match key_name(k) {
+                            "port" => {
+                                ast.proxy_port = self.integer(v, "port").and_then(|p| {
+                                    if p.value > 65535 {
+                                        self.error(
+                                            Diagnostic::new(
+                                                Code::BadNumber,
+                                                p.span,
+                                                "the proxy's port is out of range",
+                                            )
+                                            .label("ports go from 0 to 65535"),
+                                        );
+                                        None
+                                    } else {
+                                        Some(p)
+                                    }
+                                })
+                            }
+                            "allow-private" => ast.allow_private = self.boolean(v, "allow-private"),
+                            _ => self.unknown_key(k, shape::PROXY, "`proxy`"),
+                        }
+                    }
+                    continue;
+                }
+                "routes" => {
+                    let Some(items) = self.seq(value, "routes") else { continue };
+                    let mut routes: Vec<RouteAst> = Vec::new();
+                    for item in items {
+                        let Some(route) = self.route(item) else { continue };
+                        if let Some(first) = routes.iter().find(|r| r.prefix.value == route.prefix.value) {
+                            self.error(
+                                Diagnostic::new(
+                                    Code::BadRoute,
+                                    route.prefix.span.clone(),
+                                    format!("two routes have the prefix `{}`", route.prefix.value),
+                                )
+                                .label("second route")
+                                .secondary(first.prefix.span.clone(), "first route"),
+                            );
+                            continue;
+                        }
+                        routes.push(route);
+                    }
+                    ast.routes = Some(routes);
+                    continue;
+                }
                 _ => {
                     self.unknown_key(key, shape::NETWORK, "`network`");
                     continue;
@@ -395,6 +448,188 @@ impl Parser<'_> {
             *slot = Some(rules);
         }
         ast
+    }
+
+    /// `network: domains:`: names lower-cased; malformed names, addresses, wildcards
+    /// over everything are errors, a repeated or covered name a warning.
+    fn domains(&mut self, node: &Node) -> Option<Vec<Spanned<String>>> {
+        let items = self.string_list(node, "domains")?;
+        let mut out: Vec<Spanned<String>> = Vec::new();
+        for item in items {
+            let raw = item.value.trim();
+            let name = raw.to_ascii_lowercase();
+            let bare = raw.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<std::net::IpAddr>().is_ok() {
+                self.error(
+                    Diagnostic::new(Code::DomainIsAddress, item.span, format!("`{raw}` is an IP address, not a name"))
+                        .label("an address")
+                        .help("the proxy filters by name; to allow an address, open its port with `network: connect: [tcp/PORT]`"),
+                );
+                continue;
+            }
+            let (wildcard, base) = match name.strip_prefix("*.") {
+                Some(rest) => (true, rest),
+                None => (false, name.as_str()),
+            };
+            if name == "*"
+                || name == "*."
+                || (wildcard && !base.is_empty() && !base.contains('.') && capsule_artifacts::launch::is_dns_name(base))
+            {
+                self.error(
+                    Diagnostic::new(Code::WildcardTooWide, item.span, format!("`{raw}` covers too much"))
+                        .label(if name.starts_with("*.") && name.len() > 2 { "every name under a top-level domain" } else { "every name" })
+                        .help("list the names the command needs, or a wildcard under a registered domain such as `*.pythonhosted.org`"),
+                );
+                continue;
+            }
+            if !capsule_artifacts::launch::is_dns_name(base) {
+                let help = if base.contains('*') {
+                    "a wildcard is `*.` followed by a name, at the start only"
+                } else if base.contains("://") || base.contains('/') || base.contains(':') {
+                    "write the host name alone, without scheme, port or path"
+                } else {
+                    "labels of letters, digits and `-`, separated by dots, no trailing dot"
+                };
+                self.error(
+                    Diagnostic::new(Code::BadDomain, item.span, format!("`{raw}` is not a domain name"))
+                        .label("not a name")
+                        .help(help),
+                );
+                continue;
+            }
+            let earlier = out.iter().find(|d| {
+                d.value == name
+                    || capsule_artifacts::launch::matching_domain(std::slice::from_ref(&d.value), &name).is_some()
+            });
+            if let Some(first) = earlier {
+                let message = if first.value == name {
+                    format!("`{raw}` is listed twice")
+                } else {
+                    format!("`{raw}` is already covered by `{}`", first.value)
+                };
+                self.error(
+                    Diagnostic::new(Code::DuplicateDomain, item.span, message)
+                        .label("not needed")
+                        .secondary(first.span.clone(), "listed here"),
+                );
+                continue;
+            }
+            out.push(Spanned { value: name, span: item.span });
+        }
+        Some(out)
+    }
+
+    fn route(&mut self, node: &Node) -> Option<RouteAst> {
+        let entries = self.map(node, "a route")?;
+        let (mut prefix, mut upstream, mut headers) = (None, None, Vec::new());
+        for (key, value) in entries {
+            match key_name(key) {
+                "prefix" => {
+                    let Some(p) = self.string(value, "prefix") else { continue };
+                    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%/".contains(c);
+                    if !p.value.starts_with('/')
+                        || p.value.len() < 2
+                        || p.value.ends_with('/')
+                        || !p.value.chars().all(allowed)
+                        || p.value.contains("//")
+                    {
+                        self.error(
+                            Diagnostic::new(Code::BadRoute, p.span, format!("`{}` is not a route prefix", p.value))
+                                .label("expected a path such as `/openai`")
+                                .help("a prefix starts with `/`, has no trailing `/`, and holds path characters only"),
+                        );
+                        continue;
+                    }
+                    prefix = Some(p);
+                }
+                "upstream" => {
+                    let Some(u) = self.string(value, "upstream") else { continue };
+                    match check_upstream(&u.value) {
+                        Ok(normal) => upstream = Some(Spanned { value: normal, span: u.span }),
+                        Err(help) => self.error(
+                            Diagnostic::new(Code::BadRoute, u.span, format!("`{}` is not a route upstream", u.value))
+                                .label("expected `http://host[:port]`")
+                                .help(help),
+                        ),
+                    }
+                }
+                "headers" => {
+                    let Some(map) = self.map(value, "headers") else { continue };
+                    for (k, v) in map {
+                        let name = Spanned { value: key_name(k).to_owned(), span: k.span.clone() };
+                        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+                        if name.value.is_empty() || !name.value.chars().all(token) {
+                            self.error(
+                                Diagnostic::new(
+                                    Code::BadHeader,
+                                    name.span,
+                                    format!("`{}` is not an HTTP header name", name.value),
+                                )
+                                .label("not a header name"),
+                            );
+                            continue;
+                        }
+                        if ["host", "content-length", "transfer-encoding", "connection"]
+                            .contains(&name.value.to_ascii_lowercase().as_str())
+                        {
+                            self.error(
+                                Diagnostic::new(
+                                    Code::BadHeader,
+                                    name.span,
+                                    format!("the proxy sets `{}` itself", name.value),
+                                )
+                                .label("not settable by a route"),
+                            );
+                            continue;
+                        }
+                        let Some(template) = self.string(v, "a header value") else { continue };
+                        if template.value.contains(['\r', '\n', '\0']) {
+                            self.error(
+                                Diagnostic::new(
+                                    Code::BadHeader,
+                                    template.span,
+                                    "a header value holds a line break or NUL",
+                                )
+                                .label("here"),
+                            );
+                            continue;
+                        }
+                        match capsule_artifacts::launch::parse_template(&template.value) {
+                            Ok(parts) => {
+                                let vars = parts
+                                    .iter()
+                                    .filter_map(|p| match p {
+                                        capsule_artifacts::launch::TemplatePart::Env(n) => Some((*n).to_owned()),
+                                        capsule_artifacts::launch::TemplatePart::Text(_) => None,
+                                    })
+                                    .collect();
+                                headers.push((name, template, vars));
+                            }
+                            Err(problem) => self.error(
+                                Diagnostic::new(Code::BadHeader, template.span, format!("invalid header template: {problem}"))
+                                    .label("here")
+                                    .help("write `${env:NAME}` for a variable of the launcher's environment, `$$` for a dollar sign"),
+                            ),
+                        }
+                    }
+                }
+                _ => self.unknown_key(key, shape::ROUTE, "a route"),
+            }
+        }
+        let (Some(prefix), Some(upstream)) = (prefix, upstream) else {
+            if !self.diags.iter().any(|d| {
+                d.code == Code::BadRoute
+                    && node.span.start <= d.primary.span.start
+                    && d.primary.span.end <= node.span.end
+            }) {
+                self.error(
+                    Diagnostic::new(Code::BadRoute, node.span.clone(), "a route needs `prefix` and `upstream`")
+                        .label("incomplete route"),
+                );
+            }
+            return None;
+        };
+        Some(RouteAst { span: node.span.clone(), prefix, upstream, headers })
     }
 
     fn limits(&mut self, node: &Node) -> LimitsAst {
@@ -618,6 +853,34 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(scale)
+}
+
+/// `http://host[:port]` with an optional trailing `/`, normalised to no trailing `/`
+/// and a lower-case host. Errors are help lines.
+fn check_upstream(text: &str) -> Result<String, &'static str> {
+    if text.starts_with("https://") {
+        return Err(
+            "this launcher forwards routes over plain HTTP only (it links no TLS library yet); see docs/network.md",
+        );
+    }
+    let rest = text.strip_prefix("http://").ok_or("an upstream starts with `http://`")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err("an upstream is a scheme, a host and an optional port: no path, query or user");
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    if let Some(port) = port
+        && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err())
+    {
+        return Err("the port goes from 0 to 65535");
+    }
+    if !capsule_artifacts::launch::is_dns_name(host) && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err("the host is a DNS name or an IPv4 address");
+    }
+    Ok(format!("http://{}", rest.to_ascii_lowercase()))
 }
 
 fn parse_port_rule(text: &str) -> Option<PortRule> {

@@ -147,6 +147,16 @@ fn ty(t: &Ty) -> Value {
             "propertyNames": { "pattern": ENV_NAME },
             "additionalProperties": ty(&Ty::String),
         }),
+        Ty::Domain => json!({ "type": "string", "pattern": DOMAIN }),
+        Ty::RoutePrefix => {
+            json!({ "type": "string", "pattern": r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*[A-Za-z0-9._~!$&'()*+,;=:@%-]$" })
+        }
+        Ty::Upstream => json!({ "type": "string", "pattern": r"^http://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$" }),
+        Ty::HeaderMap => json!({
+            "type": "object",
+            "propertyNames": { "pattern": HEADER_NAME },
+            "additionalProperties": { "type": "string" },
+        }),
         Ty::List(item) => json!({ "type": "array", "items": ty(item) }),
         Ty::Map { fields, required } => {
             let mut schema = json!({
@@ -167,3 +177,6 @@ fn ty(t: &Ty) -> Value {
 }
 
 const ENV_NAME: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+const DOMAIN: &str =
+    r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
+const HEADER_NAME: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";

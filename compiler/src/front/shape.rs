@@ -49,6 +49,14 @@ pub enum Ty {
     EnvName,
     /// A mapping from environment variable names to string values (`env: set:`).
     EnvMap,
+    /// A DNS name or `*.suffix` (`network: domains:`).
+    Domain,
+    /// A route's path prefix: `/` followed by path characters, no trailing `/`.
+    RoutePrefix,
+    /// A route's upstream: `http://host[:port]`.
+    Upstream,
+    /// A mapping from HTTP header names to value templates (`${env:NAME}` allowed).
+    HeaderMap,
     /// A list of values of one type.
     List(&'static Ty),
     /// A mapping with exactly these keys, each optional unless listed in `required`.
@@ -176,6 +184,44 @@ pub const FILESYSTEM: &[Field] = &[
 pub const NETWORK: &[Field] = &[
     Field { key: "connect", ty: PORTS, doc: "TCP ports the command may connect to, as tcp/PORT." },
     Field { key: "bind", ty: PORTS, doc: "TCP ports the command may bind, as tcp/PORT." },
+    Field {
+        key: "domains",
+        ty: Ty::List(&Ty::Domain),
+        doc: "Names the command may reach through the launcher's proxy: exact names and *.suffix (docs/network.md).",
+    },
+    Field {
+        key: "proxy",
+        ty: Ty::Map { fields: PROXY, required: &[] },
+        doc: "The per-invocation proxy that serves `domains` and `routes`.",
+    },
+    Field {
+        key: "routes",
+        ty: Ty::List(&Ty::Map { fields: ROUTE, required: &["prefix", "upstream"] }),
+        doc: "Reverse-proxy routes: http://PROXY/PREFIX/... goes to UPSTREAM/... with headers added outside the sandbox.",
+    },
+];
+
+pub const PROXY: &[Field] = &[
+    Field {
+        key: "port",
+        ty: Ty::Integer { min: 0, max: 65535 },
+        doc: "The proxy's port on the command's loopback; 0 (default) lets the launcher choose (3128).",
+    },
+    Field {
+        key: "allow-private",
+        ty: Ty::Bool,
+        doc: "Allow names that resolve to loopback, private, link-local or metadata addresses (default: false).",
+    },
+];
+
+pub const ROUTE: &[Field] = &[
+    Field { key: "prefix", ty: Ty::RoutePrefix, doc: "The path prefix the command calls, e.g. /openai." },
+    Field { key: "upstream", ty: Ty::Upstream, doc: "Where the route goes: http://host[:port]." },
+    Field {
+        key: "headers",
+        ty: Ty::HeaderMap,
+        doc: "Headers the proxy adds; ${env:NAME} is read from the launcher's environment and never reaches the command.",
+    },
 ];
 
 pub const LIMITS: &[Field] = &[
@@ -247,6 +293,10 @@ mod tests {
             Ty::Size => "2GiB".into(),
             Ty::EnvName => "LANG".into(),
             Ty::EnvMap => "{ LANG: C.UTF-8 }".into(),
+            Ty::Domain => "example.org".into(),
+            Ty::RoutePrefix => "/api".into(),
+            Ty::Upstream => "\"http://api.example.org\"".into(),
+            Ty::HeaderMap => "{ Authorization: \"Bearer ${env:API_KEY}\" }".into(),
             Ty::List(item) => format!("[{}]", sample(item)),
             Ty::Map { fields, .. } => {
                 let entries: Vec<String> = fields.iter().map(|f| format!("{}: {}", f.key, sample(&f.ty))).collect();
@@ -293,12 +343,16 @@ mod tests {
             ("rule", "version: 1\nsyscalls: { deny: [{ ptrace: { nope: 1 } }] }\n"),
             ("filesystem", "version: 1\nfilesystem: { nope: [] }\n"),
             ("network", "version: 1\nnetwork: { nope: [] }\n"),
+            ("proxy", "version: 1\nnetwork: { proxy: { nope: 1 } }\n"),
+            ("route", "version: 1\nnetwork: { routes: [{ prefix: /a, upstream: \"http://a.b\", nope: 1 }] }\n"),
             ("limits", "version: 1\nlimits: { nope: 1 }\n"),
             ("env", "version: 1\nenv: { nope: [] }\n"),
             ("audit", "version: 1\naudit: { nope: [] }\n"),
             ("landlock", "version: 1\nlandlock: { nope: 1 }\n"),
         ] {
-            let codes: Vec<_> = crate::front::check(yaml).diagnostics.iter().map(|d| d.code).collect();
+            // A proxy without syscall rules to reach it also warns (W0341): errors only.
+            let codes: Vec<_> =
+                crate::front::check(yaml).diagnostics.iter().filter(|d| d.is_error()).map(|d| d.code).collect();
             assert_eq!(codes, [Code::UnknownKey], "{place}");
         }
     }

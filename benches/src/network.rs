@@ -1,0 +1,194 @@
+//! Network by name (docs/network.md), side by side on loopback:
+//!
+//! - throughput: a 100 MB download by curl, directly and through the proxy
+//!   (curl's own `speed_download`, so the launch is not counted);
+//! - per-connection cost: Python's urllib making sequential requests, each on a new
+//!   connection, directly and through the proxy, in one process each;
+//! - launch cost: `/bin/true` under the same policy without and with `domains`.
+//!
+//! The server is this process, on 127.0.0.1; `localhost` is the name the policy lists
+//! (`allow-private: true`, since it resolves to loopback).
+
+use anyhow::{Context, ensure};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Downloads per side.
+    #[arg(long, default_value_t = 5)]
+    downloads: usize,
+    /// Requests per side for the per-connection cost.
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
+    /// Launches per side.
+    #[arg(long, default_value_t = 50)]
+    launches: usize,
+}
+
+const BIG: usize = 100 * 1000 * 1000;
+
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
+    ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
+    Ok(path)
+}
+
+/// Serves `GET /big` (100 MB) and anything else (a short body), one thread per connection.
+fn serve() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                    head.push(byte[0]);
+                }
+                let _ = stream.set_nodelay(true);
+                if head.starts_with(b"GET /big") {
+                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\nConnection: close\r\n\r\n");
+                    let chunk = vec![b'x'; 1 << 20];
+                    let mut left = BIG;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if stream.write_all(&chunk[..n]).is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                } else {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+const POLICY: &str = r#"version: 1
+name: network-bench
+syscalls:
+  allow: ["@default", "@basic-io", "@file-system", "@io-event", "@process", "@signal",
+          "@timer", "@memory", "@ipc", "@network-io", ioctl, uname, sysinfo, getrusage, umask,
+          sched_getaffinity, prlimit64, getrandom]
+  deny:
+    - socket: domain not in [AF_INET, AF_INET6]
+filesystem:
+  read: [/usr, /lib, /lib64, /bin, /etc, /proc, /dev/null, /dev/urandom, "${WORKSPACE}"]
+  write: ["${WORKSPACE}", /dev/null]
+  execute: [/usr, /bin, /lib, /lib64]
+NETWORK
+env:
+  pass: [PATH, HOME, LANG]
+"#;
+
+const URLLIB: &str = r#"
+import sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+opener = urllib.request.build_opener()
+for _ in range(20):
+    opener.open(url).read()
+start = time.perf_counter()
+for _ in range(n):
+    opener.open(url).read()
+print((time.perf_counter() - start) / n * 1e6)
+"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let capsule = bin("capsule")?;
+    let port = serve()?;
+    let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work)?;
+    let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
+    let write_policy = |name: &str, network: &str| -> anyhow::Result<PathBuf> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, POLICY.replace("NETWORK", network))?;
+        Ok(path)
+    };
+    let plain = write_policy("plain.yaml", "")?;
+    let proxied = write_policy("proxied.yaml", "network:\n  domains: [localhost]\n  proxy: { allow-private: true }")?;
+    let sandboxed = |policy: &Path, command: &[&str]| {
+        let mut c = Command::new(&capsule);
+        c.current_dir(&work)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("XDG_STATE_HOME", &state)
+            .arg("run")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--")
+            .args(command);
+        c
+    };
+    let output = |mut c: Command| -> anyhow::Result<String> {
+        let o = c.stdin(Stdio::null()).stderr(Stdio::piped()).output()?;
+        ensure!(o.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8(o.stdout)?)
+    };
+
+    // Throughput.
+    let big = format!("http://localhost:{port}/big");
+    let curl = ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", big.as_str()];
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..options.downloads {
+        let mut c = Command::new(curl[0]);
+        c.args(&curl[1..]).env("NO_PROXY", "*").env_remove("http_proxy").env_remove("HTTP_PROXY");
+        direct.push(output(c)?.trim().parse::<f64>()? / 1e6);
+        through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
+    }
+    let (d, t) = (median(direct), median(through));
+    println!(
+        "100 MB download (median of {}): direct {d:.0} MB/s, through the proxy {t:.0} MB/s: {:.2} of direct",
+        options.downloads,
+        t / d
+    );
+
+    // Per-connection cost.
+    let small = format!("http://localhost:{port}/small");
+    let n = options.requests.to_string();
+    let script = ["/usr/bin/python3", "-c", URLLIB, small.as_str(), n.as_str()];
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let mut c = Command::new(script[0]);
+        c.args(&script[1..]).env("NO_PROXY", "*");
+        direct.push(output(c)?.trim().parse::<f64>()?);
+        through.push(output(sandboxed(&proxied, &script))?.trim().parse::<f64>()?);
+    }
+    let (d, t) = (median(direct), median(through));
+    println!(
+        "one request on a new connection (median of 3 x {}): direct {d:.0} µs, through the proxy {t:.0} µs: +{:.0} µs",
+        options.requests,
+        t - d
+    );
+
+    // Launch cost without and with domains.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    let time = |mut c: Command| -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let status = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        ensure!(status.success(), "{c:?} failed");
+        Ok(start.elapsed())
+    };
+    for _ in 0..options.launches {
+        without.push(time(sandboxed(&plain, &["/bin/true"]))?.as_secs_f64() * 1e3);
+        with.push(time(sandboxed(&proxied, &["/bin/true"]))?.as_secs_f64() * 1e3);
+    }
+    let (a, b) = (median(without), median(with));
+    println!(
+        "capsule run /bin/true (median of {}): without domains {a:.2} ms, with domains {b:.2} ms: +{:.2} ms (namespace and proxy start)",
+        options.launches,
+        b - a
+    );
+    Ok(())
+}
