@@ -1,9 +1,13 @@
 //! capsule: the user's front door. Thin: each command calls the libraries.
 
 mod log_commands;
+// Profiling traces with ptrace and seccomp: Linux only (docs/macos.md).
+#[cfg(target_os = "linux")]
 mod profile;
 
-use capsule_cli::{cache, run, trust};
+#[cfg(target_os = "linux")]
+use capsule_cli::cache;
+use capsule_cli::{run, trust};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -55,6 +59,7 @@ enum Command {
     /// and DIR/summary.md. Exit: 0 when every command exited 0 and replayed under its
     /// policies; 1 when some command failed, timed out or did not replay (the others
     /// are still profiled); 2 for usage errors and inputs refused before anything ran.
+    #[cfg(target_os = "linux")]
     Profile(profile::ProfileArgs),
     /// Write the built-in default policy to ./capsule.yaml, commented, for editing, and
     /// trust it.
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
+        #[cfg(target_os = "linux")]
         Command::Profile(args) => profile::run(args),
         Command::Verify(args) => log_commands::run_verify(args),
         Command::Log(command) => log_commands::run_log(command),

@@ -21,21 +21,25 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use capsule_artifacts::launch::{LaunchSettings, Record as RecordClass};
-use capsule_artifacts::log::aggregate::DEFAULT_MAX_INDIVIDUAL;
-use capsule_artifacts::log::record::kind;
-use capsule_artifacts::log::{
-    DEFAULT_LOG_PATH, Durability, ExitStatus, InvocationEnd, InvocationRefused, InvocationStart, LogWriter, Record,
-    SyscallAggregator, SyscallEvent, WriterOptions,
-};
-use capsule_artifacts::manifest::VerifiedArtifact;
+use capsule_artifacts::launch::LaunchSettings;
+use capsule_artifacts::log::{DEFAULT_LOG_PATH, Durability, InvocationRefused, LogWriter, Record, WriterOptions};
 
 use crate::paths::PathVars;
-use crate::sandbox::LandlockPlan;
-use crate::supervisor::{Notification, Response, Supervisor};
-use crate::{Failure, LaunchOptions};
+
+// The audit trail of a seccomp-supervised launch (Linux only; macOS: crate::macos).
+#[cfg(target_os = "linux")]
+use {
+    crate::sandbox::LandlockPlan,
+    crate::supervisor::{Notification, Response, Supervisor},
+    crate::{Failure, LaunchOptions},
+    capsule_artifacts::launch::Record as RecordClass,
+    capsule_artifacts::log::aggregate::DEFAULT_MAX_INDIVIDUAL,
+    capsule_artifacts::log::record::kind,
+    capsule_artifacts::log::{ExitStatus, InvocationEnd, InvocationStart, SyscallAggregator, SyscallEvent},
+    capsule_artifacts::manifest::VerifiedArtifact,
+    std::time::Duration,
+};
 
 /// What the launcher cannot name by itself, since it links no syscall table:
 /// `capsule run` fills these in from the compiler's tables. Without them, records
@@ -97,6 +101,7 @@ fn is_state_relative(rule: &str) -> bool {
 /// class, or anywhere when writes are not restricted (no `filesystem: write:`, or
 /// Landlock missing in best-effort mode). Returns the resolved log path.
 /// `workspace`, when known, only words the refusal.
+#[cfg(target_os = "linux")]
 pub(crate) fn protected_log_path(
     log: &Path,
     landlock: &LandlockPlan,
@@ -170,7 +175,10 @@ fn passwd_home() -> Option<PathBuf> {
 /// and for the defaults under the home directory (a later run with other XDG variables
 /// uses those). A policy that does not restrict writes at all
 /// has made its own choice (the log check refuses it when there is a log).
-pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: Option<&Path>) -> Result<(), String> {
+/// `write` holds the writable paths (on Linux, the Landlock plan's `write` class; on
+/// macOS, the policy's `filesystem: write:` resolved); `None` when writes are not
+/// restricted.
+pub(crate) fn refuse_writable_capsule_dirs(write: Option<&[PathBuf]>, workspace: Option<&Path>) -> Result<(), String> {
     const STATE: &str = "the capsule state directory (trusted policies, the default log)";
     const CACHE: &str = "the compile cache";
     let mut dirs = vec![(STATE, state_dir()), (CACHE, cache_dir())];
@@ -190,18 +198,18 @@ pub(crate) fn refuse_writable_capsule_dirs(landlock: &LandlockPlan, workspace: O
     // Without XDG variables the defaults are the same directories: check each once.
     let mut seen = std::collections::BTreeSet::new();
     dirs.retain(|(_, dir)| dir.as_ref().map_or(true, |dir| seen.insert(dir.clone())));
-    refuse_writable_dirs(landlock, &dirs, workspace)
+    refuse_writable_dirs(write, &dirs, workspace)
 }
 
 fn refuse_writable_dirs(
-    landlock: &LandlockPlan,
+    write: Option<&[PathBuf]>,
     dirs: &[(&str, Result<PathBuf, String>)],
     workspace: Option<&Path>,
 ) -> Result<(), String> {
-    let Some(write) = landlock.fs.iter().find(|class| class.name == "write") else { return Ok(()) };
+    let Some(write) = write else { return Ok(()) };
     // Resolved once for every directory (each resolution is a readlink per component).
     let granted: Vec<PathBuf> =
-        write.paths.iter().map(|granted| granted.canonicalize().unwrap_or_else(|_| granted.clone())).collect();
+        write.iter().map(|granted| granted.canonicalize().unwrap_or_else(|_| granted.clone())).collect();
     for (what, dir) in dirs {
         // What cannot be located or resolved cannot be shown safe: a command may have
         // made a directory unsearchable (Landlock does not govern chmod).
@@ -308,6 +316,7 @@ pub fn record_refusal(
 }
 
 /// The open log and what this invocation has recorded so far.
+#[cfg(target_os = "linux")]
 pub(crate) struct AuditTrail {
     writer: LogWriter,
     /// The seq of this invocation's `invocation.start`.
@@ -329,6 +338,7 @@ pub(crate) struct AuditTrail {
 /// are counted per verdict and reason, one summary record each at the end.
 pub const MAX_CONNECTION_RECORDS: u64 = 1024;
 
+#[cfg(target_os = "linux")]
 impl AuditTrail {
     /// Checks and opens the log, and appends `invocation.start`, synced.
     pub(crate) fn begin(
@@ -480,11 +490,13 @@ impl AuditTrail {
 /// The answer is `inner`'s alone (with `PolicyAnswers`, the manifest's table): what
 /// is recorded never changes it, except that a call is denied when it cannot be
 /// recorded.
+#[cfg(target_os = "linux")]
 pub(crate) struct Recording<'a> {
     pub inner: &'a mut dyn Supervisor,
     pub trail: &'a mut AuditTrail,
 }
 
+#[cfg(target_os = "linux")]
 impl Supervisor for Recording<'_> {
     fn decide(&mut self, notification: &Notification) -> Response {
         let response = self.inner.decide(notification);
@@ -505,11 +517,15 @@ impl Supervisor for Recording<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::sandbox::FsClass;
     use capsule_artifacts::launch::LandlockMode;
+
+    fn write_grants(plan: &LandlockPlan) -> Option<&[PathBuf]> {
+        plan.fs.iter().find(|class| class.name == "write").map(|class| class.paths.as_slice())
+    }
 
     fn plan(write: Option<Vec<PathBuf>>, kernel_abi: u8) -> LandlockPlan {
         LandlockPlan {
@@ -571,16 +587,19 @@ mod tests {
         }
         std::os::unix::fs::symlink(&state, tmp.path().join("link")).unwrap();
         let dirs = || [("the state", Ok(state.clone())), ("the cache", Ok(cache.join("capsule")))];
-        let refused = |grant: PathBuf| refuse_writable_dirs(&plan(Some(vec![grant]), 7), &dirs(), None);
+        let refused = |grant: PathBuf| refuse_writable_dirs(write_grants(&plan(Some(vec![grant]), 7)), &dirs(), None);
         assert!(refused(tmp.path().to_path_buf()).unwrap_err().contains("the state"));
         assert!(refused(state.join("trusted-policies")).is_err(), "a grant beneath counts");
         assert!(refused(tmp.path().join("link")).is_err(), "through a symlink");
         assert!(refused(cache.clone()).unwrap_err().contains("the cache"), "a cache not made yet");
         assert!(refused(other).is_ok());
-        assert!(refuse_writable_dirs(&plan(None, 7), &dirs(), None).is_ok(), "unrestricted: the policy's choice");
+        assert!(
+            refuse_writable_dirs(write_grants(&plan(None, 7)), &dirs(), None).is_ok(),
+            "unrestricted: the policy's choice"
+        );
         let unknown = [("the state", Err("no home".to_owned()))];
         assert!(
-            refuse_writable_dirs(&plan(Some(vec![tmp.path().join("other")]), 7), &unknown, None).is_err(),
+            refuse_writable_dirs(write_grants(&plan(Some(vec![tmp.path().join("other")]), 7)), &unknown, None).is_err(),
             "fails closed"
         );
     }

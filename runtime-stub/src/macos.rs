@@ -7,20 +7,26 @@
 //! was checked against: with `-f PATH`, sandbox-exec would read the file again, after
 //! the check, and a file swapped in between would be applied unchecked.
 //!
-//! The argument vector, the log's protection and the invocation records are built
-//! here on every platform (and tested on Linux); only the spawn and `launch`, which
-//! ties them together, are macOS code. This crate links seccompiler and landlock,
-//! which build on Linux only, so `capsule run` and `capsule-launch` do not reach
-//! `launch` yet: see docs/macos.md ("The launcher on macOS").
+//! [`crate::launch`], the one entry of `capsule-launch` and `capsule run`, is
+//! [`launch`] on macOS. Everything but the last step is built on every platform and
+//! tested on Linux ([`launch_with`] with the sandbox-exec command line inspected, and
+//! [`run_sandboxed`] running real commands); only `launch`, which hands the command
+//! line to `run_sandboxed`, is macOS code. It has been type-checked for macOS but
+//! never run on a Mac: see docs/macos.md ("The launcher on macOS").
 
 use crate::paths::PathVars;
+use crate::{Failure, LaunchOptions, LaunchOutcome};
+use capsule_artifacts::Target;
 use capsule_artifacts::launch::LaunchSettings;
 use capsule_artifacts::log::record::{InvocationEnd, InvocationStart, Record, unix_time_ns};
 use capsule_artifacts::log::writer::Durability;
+use capsule_artifacts::manifest::VerifiedArtifact;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Instant, SystemTime};
 
 /// Where macOS keeps sandbox-exec. Absolute: a PATH entry must not choose the sandbox.
@@ -111,10 +117,11 @@ pub fn protected_log(log: &Path, settings: &LaunchSettings, vars: &PathVars) -> 
     Ok(resolved)
 }
 
-/// Runs `spawn` (on macOS, [`run_sandboxed`]) between the invocation's
-/// `invocation.start`, synced before anything runs, and its `invocation.end` with a
-/// checkpoint, as the Linux launcher records them. Returns the command's status and
-/// the invocation's seq. What macOS cannot give is not invented: no syscall records
+/// Runs `spawn` (on macOS, the command under [`run_sandboxed`]) between the
+/// invocation's `invocation.start`, synced before anything runs, and its
+/// `invocation.end` with a checkpoint, as the Linux launcher records them. A spawn
+/// that fails (command not found, sandbox-exec missing) is recorded as a launch
+/// failure with its code. What macOS cannot give is not invented: no syscall records
 /// (Seatbelt writes its denials to the unified log, not to the parent) and no CPU
 /// time or memory figures (zero in the record).
 pub fn run_recorded(
@@ -122,84 +129,211 @@ pub fn run_recorded(
     policy: &str,
     pin: &str,
     command: &[OsString],
-    spawn: impl FnOnce() -> std::io::Result<ExitStatus>,
-) -> Result<(ExitStatus, u64), String> {
+    spawn: impl FnOnce() -> Result<ExitStatus, Failure>,
+) -> LaunchOutcome {
     use capsule_artifacts::log::ExitStatus as Logged;
-    let mut writer = crate::audit::open_log(log)?;
+    let mut writer = match crate::audit::open_log(log) {
+        Ok(writer) => writer,
+        Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
+    };
     let (argv, cwd) = crate::audit::argv_and_cwd(command);
     let start = InvocationStart::now(argv, cwd, policy.to_owned(), pin.to_owned());
-    let invocation = writer
-        .append(&Record::from(&start), Durability::Sync)
-        .map_err(|e| format!("cannot write to the audit log: {e}"))?
-        .seq;
+    let invocation = match writer.append(&Record::from(&start), Durability::Sync) {
+        Ok(appended) => appended.seq,
+        Err(e) => return LaunchOutcome::failed(Failure::setup(format!("cannot write to the audit log: {e}"))),
+    };
     let started = Instant::now();
-    let ran = spawn();
-    let (status, error) = match &ran {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => (Logged::Code(code), None),
-            (None, Some(signal)) => (Logged::Signal(signal), None),
-            (None, None) => (Logged::LaunchFailed(crate::EXIT_SETUP_FAILURE), Some("no exit status".to_owned())),
-        },
-        Err(e) => (Logged::LaunchFailed(crate::EXIT_SETUP_FAILURE), Some(format!("cannot start sandbox-exec: {e}"))),
+    let mut outcome = outcome_of(spawn());
+    outcome.invocation = Some(invocation);
+    let status = match outcome.status.map(|s| (s.code(), s.signal())) {
+        Some((Some(code), _)) => Logged::Code(code),
+        Some((None, Some(signal))) => Logged::Signal(signal),
+        _ => Logged::LaunchFailed(outcome.exit_code),
     };
     let end = InvocationEnd {
         invocation,
         status,
-        error: error.clone(),
+        error: outcome.failure.as_ref().map(|f| f.message.clone()),
         duration_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
         user_time_us: 0,
         sys_time_us: 0,
         max_rss_kib: 0,
         time_ns: unix_time_ns(SystemTime::now()),
     };
-    writer
-        .append(&Record::from(&end), Durability::Buffered)
-        .and_then(|_| writer.checkpoint(Durability::Sync))
-        .map_err(|e| format!("cannot write the end of invocation {invocation} to the audit log: {e}"))?;
-    match (ran, error) {
-        (Ok(s), None) => Ok((s, invocation)),
-        (_, e) => Err(e.unwrap_or_default()),
+    let written =
+        writer.append(&Record::from(&end), Durability::Buffered).and_then(|_| writer.checkpoint(Durability::Sync));
+    if let Err(e) = written {
+        // The command ran, but its evidence is incomplete: say so with capsule's code.
+        outcome.exit_code = crate::EXIT_SETUP_FAILURE;
+        outcome.failure =
+            Some(Failure::setup(format!("cannot write the end of invocation {invocation} to the audit log: {e}")));
+    }
+    outcome
+}
+
+fn outcome_of(ran: Result<ExitStatus, Failure>) -> LaunchOutcome {
+    match ran {
+        Ok(status) => LaunchOutcome {
+            exit_code: crate::exit_code_for(status),
+            status: Some(status),
+            failure: None,
+            pid: None,
+            resources: None,
+            invocation: None,
+        },
+        Err(failure) => LaunchOutcome::failed(failure),
     }
 }
 
-/// Run the command under the profile and wait for it. The environment is exactly
-/// `env`.
-#[cfg(target_os = "macos")]
-pub fn run_sandboxed(
-    argv: &[OsString],
-    env: &std::collections::BTreeMap<OsString, OsString>,
-) -> std::io::Result<ExitStatus> {
-    let (program, rest) = argv.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
-    std::process::Command::new(program).args(rest).env_clear().envs(env).status()
-}
+/// The pid SIGINT, SIGTERM and SIGHUP are forwarded to while [`run_sandboxed`] waits.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
-/// `capsule-launch` on macOS: the pinned macos.sb (loaded with `Target::Macos`),
-/// the command resolved on the policy's PATH, the parameters resolved, and the run
-/// recorded when there is a log. Limits are not applied (no setrlimit here yet).
-#[cfg(target_os = "macos")]
-pub fn launch(
-    artifact: &capsule_artifacts::manifest::VerifiedArtifact,
-    options: &crate::LaunchOptions,
-) -> Result<ExitStatus, String> {
-    if artifact.target != capsule_artifacts::Target::Macos {
-        return Err(format!("the artifact loaded is for {}, not macos", artifact.target));
-    }
-    let settings = artifact.launch();
-    let env = crate::policy_env(settings);
-    let (program, args) = options.command.split_first().ok_or("no command to run")?;
-    let exec = crate::command::resolve(program, env.get(std::ffi::OsStr::new("PATH")).map(OsString::as_os_str))
-        .map_err(|f| f.message)?;
-    let vars = PathVars::from_env(options.workspace.as_deref())?;
-    let params = ProfileParams::resolve(&vars)?;
-    let argv = sandbox_exec_argv(&artifact.blob, &params, &exec, args)?;
-    match &options.log {
-        None => run_sandboxed(&argv, &env).map_err(|e| format!("cannot start {SANDBOX_EXEC}: {e}")),
-        Some(log) => {
-            let log = protected_log(log, settings, &vars)?;
-            let policy = &artifact.manifest.policy.name;
-            run_recorded(&log, policy, &artifact.pin, &options.command, || run_sandboxed(&argv, &env)).map(|(s, _)| s)
+extern "C" fn forward(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; `pid` is our unreaped child.
+        unsafe {
+            libc::kill(pid, signal);
         }
     }
+}
+
+const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Runs `argv` (on macOS, the sandbox-exec command line) with exactly `env`, in a
+/// new session as on Linux (the terminal's signals reach the launcher, which forwards
+/// SIGINT, SIGTERM and SIGHUP to the command, as on Linux), and waits for it. Used
+/// only on macOS; built everywhere so its spawning, forwarding and waiting are tested
+/// on Linux too.
+pub fn run_sandboxed(argv: &[OsString], env: &BTreeMap<OsString, OsString>) -> std::io::Result<ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    let (program, rest) = argv.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut command = std::process::Command::new(program);
+    command.args(rest).env_clear().envs(env);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    // SAFETY: sigset_t and sigaction values are initialised (zeroed, then emptied)
+    // before use; the calls read and write live locals only. The handler only loads an
+    // atomic and calls kill. The signals are blocked until the child's pid is known
+    // (the child starts with an empty mask: std resets it), so none is lost.
+    unsafe {
+        let mut blocked: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut blocked);
+        for signal in FORWARDED {
+            libc::sigaddset(&mut blocked, signal);
+        }
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, &mut mask);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        let mut previous: [libc::sigaction; 3] = std::mem::zeroed();
+        for (signal, previous) in FORWARDED.into_iter().zip(previous.iter_mut()) {
+            libc::sigaction(signal, &action, previous);
+        }
+        let child = command.spawn();
+        if let Ok(child) = &child {
+            FORWARD_TO.store(child.id() as i32, Ordering::SeqCst);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        let status = child.and_then(|mut child| child.wait());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+        FORWARD_TO.store(0, Ordering::SeqCst);
+        for (signal, previous) in FORWARDED.into_iter().zip(previous.iter()) {
+            libc::sigaction(signal, previous, std::ptr::null_mut());
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+        status
+    }
+}
+
+/// Everything about a macOS launch but the spawn, which is `spawn(argv, env)` (on
+/// macOS [`run_sandboxed`]); built everywhere so it is tested on Linux with the
+/// sandbox-exec command line inspected instead of run. In order: the artifact must
+/// be macos.sb; the profile's parameters resolve; a policy that lets the command write
+/// capsule's own directories is refused, as on Linux; with a log, the log must be out
+/// of the command's reach and `invocation.start` is on disk before the command is
+/// looked up on the policy's PATH and started. Limits (`limits:`) are not applied on
+/// macOS (docs/macos.md).
+pub fn launch_with(
+    artifact: &VerifiedArtifact,
+    options: &LaunchOptions,
+    spawn: impl FnOnce(&[OsString], &BTreeMap<OsString, OsString>) -> std::io::Result<ExitStatus>,
+) -> LaunchOutcome {
+    if artifact.target != Target::Macos {
+        let message = format!("the artifact loaded is for {}, not macos", artifact.target);
+        return LaunchOutcome::failed(Failure::setup(message));
+    }
+    let settings = artifact.launch();
+    let vars = match PathVars::from_env(options.workspace.as_deref()) {
+        Ok(vars) => vars,
+        Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
+    };
+    let params = match ProfileParams::resolve(&vars) {
+        Ok(params) => params,
+        Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
+    };
+    let write: Option<Result<Vec<PathBuf>, String>> =
+        settings.filesystem.write.as_ref().map(|rules| rules.iter().map(|rule| vars.resolve(rule)).collect());
+    let write = match write.transpose() {
+        Ok(write) => write,
+        Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
+    };
+    if let Err(e) = crate::audit::refuse_writable_capsule_dirs(write.as_deref(), Some(&vars.workspace)) {
+        return LaunchOutcome::failed(Failure::setup(e));
+    }
+    let verbose = options.verbose || options.explain;
+    let env = crate::policy_env(settings);
+    let profile = &artifact.blob;
+    let run = move || -> Result<ExitStatus, Failure> {
+        let (program, args) = options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
+        let exec = crate::command::resolve(program, env.get(std::ffi::OsStr::new("PATH")).map(OsString::as_os_str))?;
+        let argv = sandbox_exec_argv(profile, &params, &exec, args).map_err(Failure::setup)?;
+        if verbose {
+            crate::say(&format!(
+                "artifact {} (policy {:?}), manifest pin {}",
+                artifact.dir.display(),
+                artifact.manifest.policy.name,
+                artifact.pin
+            ));
+            crate::say(&format!("command: {}", exec.display()));
+            crate::say(&format!(
+                "seatbelt: {} applied through {SANDBOX_EXEC}, blake3 {}, WORKSPACE={} HOME={} TMPDIR={}",
+                artifact.entry.name,
+                blake3::hash(profile).to_hex(),
+                params.workspace.display(),
+                params.home.display(),
+                params.tmpdir.display()
+            ));
+            crate::say(
+                "limits, seccomp rules and Landlock do not apply on macOS; Seatbelt denials go to the unified log",
+            );
+        }
+        spawn(&argv, &env).map_err(|e| Failure::setup(format!("cannot start {SANDBOX_EXEC}: {e}")))
+    };
+    match &options.log {
+        None => outcome_of(run()),
+        Some(log) => {
+            let log = match protected_log(log, settings, &vars) {
+                Ok(log) => log,
+                Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
+            };
+            if verbose {
+                crate::say(&format!("audit log: {}", log.display()));
+            }
+            run_recorded(&log, &artifact.manifest.policy.name, &artifact.pin, &options.command, run)
+        }
+    }
+}
+
+/// `capsule-launch` and `capsule run` on macOS ([`crate::launch`]): [`launch_with`]
+/// the command run under [`run_sandboxed`].
+#[cfg(target_os = "macos")]
+pub fn launch(artifact: &VerifiedArtifact, options: &LaunchOptions) -> LaunchOutcome {
+    launch_with(artifact, options, run_sandboxed)
 }
 
 #[cfg(test)]
@@ -244,11 +378,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("state/capsule.log");
         let command: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), "exit 3".into()];
-        let (status, invocation) = run_recorded(&log, "p", &"ab".repeat(32), &command, || {
-            std::process::Command::new("/bin/sh").args(["-c", "exit 3"]).status()
-        })
-        .unwrap();
-        assert_eq!(status.code(), Some(3));
+        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, || {
+            Ok(std::process::Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap())
+        });
+        assert_eq!((outcome.exit_code, outcome.status.unwrap().code()), (3, Some(3)), "{outcome:?}");
+        let invocation = outcome.invocation.unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         let start = text.lines().find(|l| l.contains("\"invocation.start\"")).expect("a start record");
         let end = text.lines().find(|l| l.contains("\"invocation.end\"")).expect("an end record");
@@ -259,8 +393,11 @@ mod tests {
         assert_eq!(report.verdict, capsule_artifacts::log::verify::Verdict::Intact, "{report:?}");
 
         // A spawn that cannot start is recorded as a launch failure, and reported.
-        let err = run_recorded(&log, "p", &"ab".repeat(32), &command, || Err(std::io::ErrorKind::NotFound.into()));
-        assert!(err.unwrap_err().contains("cannot start sandbox-exec"));
+        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, || {
+            Err(Failure::new(crate::EXIT_NOT_FOUND, "cannot start sandbox-exec: not found"))
+        });
+        assert_eq!(outcome.exit_code, crate::EXIT_NOT_FOUND);
+        assert!(outcome.failure.unwrap().message.contains("cannot start sandbox-exec"));
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(text.matches("\"invocation.end\"").count(), 2);
         assert!(text.contains("cannot start sandbox-exec"));

@@ -6,7 +6,9 @@
 //! notification is for observing and denying.
 
 use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
+#[cfg(target_os = "linux")]
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// One intercepted system call, as `struct seccomp_notif` reports it.
@@ -83,13 +85,15 @@ impl Supervisor for PolicyAnswers<'_> {
     }
 }
 
-/// A listener descriptor with buffers sized as the running kernel asks.
+/// A listener descriptor with buffers sized as the running kernel asks (Linux only).
+#[cfg(target_os = "linux")]
 pub(crate) struct Listener {
     fd: OwnedFd,
     notif_size: usize,
     resp_size: usize,
 }
 
+#[cfg(target_os = "linux")]
 impl Listener {
     pub(crate) fn new(fd: OwnedFd) -> io::Result<Listener> {
         let mut sizes = libc::seccomp_notif_sizes { seccomp_notif: 0, seccomp_notif_resp: 0, seccomp_data: 0 };

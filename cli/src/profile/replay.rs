@@ -88,10 +88,11 @@ pub fn replay(source: &str, argv: &[String], workspace: &Path, quiet: bool) -> R
         Ok(d) => d,
         Err(e) => return failed(format!("cannot create a private build directory: {e}")),
     };
-    let artifact = match cache::load_or_build(source.as_bytes(), capsule_compiler::front::Format::Yaml, dir.path(), target) {
-        Ok((artifact, _)) => artifact,
-        Err(e) => return failed(format!("the generated policy does not compile: {e:#}")),
-    };
+    let artifact =
+        match cache::load_or_build(source.as_bytes(), capsule_compiler::front::Format::Yaml, dir.path(), target) {
+            Ok((artifact, _)) => artifact,
+            Err(e) => return failed(format!("the generated policy does not compile: {e:#}")),
+        };
     let empty = capsule_artifacts::notify::NotifyTable::default();
     let table = artifact.entry.notify.as_ref().unwrap_or(&empty);
     let mut supervisor = Counting {
