@@ -204,7 +204,8 @@ const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 /// new session as on Linux (the terminal's signals reach the launcher, which forwards
 /// SIGINT, SIGTERM and SIGHUP to the command, as on Linux), and waits for it. Used
 /// only on macOS; built everywhere so its spawning, forwarding and waiting are tested
-/// on Linux too.
+/// on Linux too. The handlers are process-wide: one call at a time per process (the
+/// launcher makes one).
 pub fn run_sandboxed(argv: &[OsString], env: &BTreeMap<OsString, OsString>) -> std::io::Result<ExitStatus> {
     use std::os::unix::process::CommandExt;
     let (program, rest) = argv.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
