@@ -3,7 +3,8 @@
 # then shown to fail under macos.sb built from the built-in default policy, applied
 # as the launcher applies it (/usr/bin/sandbox-exec by absolute path, the verified
 # profile text with -p, the three parameters bound to resolved paths). A positive control shows the profile loads and
-# lets the workspace be written, so a failure inside is the sandbox's doing.
+# lets the workspace be written, so a failure inside is the sandbox's doing. Then the
+# launcher path: capsule-launch and capsule run (target/debug, built by the workflow).
 #
 # Usage (on a Mac, from the repository root): .github/macos-escapes.sh
 # Exit 0 when every attack worked outside and failed inside.
@@ -67,6 +68,35 @@ check "connect out (TCP 443)" /usr/bin/nc -z -w 5 1.1.1.1 443
 /bin/sleep 600 & OUTSIDE=$!
 check "signal a process outside" /bin/kill -CONT "$OUTSIDE"
 kill "$OUTSIDE" 2>/dev/null
+
+# The same profile applied by the launcher itself: `capsule-launch` (and `capsule run`,
+# the same library call) verifies the folder, runs the command through sandbox-exec and
+# writes invocation.start and invocation.end to the log, which must verify.
+LAUNCH=${CAPSULE_LAUNCH:-target/debug/capsule-launch}
+CAPSULE=${CAPSULE:-target/debug/capsule}
+LOG="$HOME_REAL/capsule-log-$$/capsule.log"
+launched() { (cd "$WS" && "$LAUNCH" --manifest "$OUT" --workspace "$WS" --log "$LOG" -- "$@"); }
+if launched /bin/sh -c "echo ok > '$WS/launched'" && [ "$(cat "$WS/launched")" = ok ]; then
+  echo "ok: capsule-launch runs /bin/sh under macos.sb and it writes the workspace"
+else
+  echo "LAUNCHER FAILED: capsule-launch did not run the control"; failures=$((failures + 1))
+fi
+if launched /bin/cat "$HOME/.ssh/capsule-probe" >/dev/null 2>&1; then
+  echo "ESCAPE: read ~/.ssh works under capsule-launch"; failures=$((failures + 1))
+else
+  echo "ok: read ~/.ssh is denied under capsule-launch"
+fi
+if [ "$(grep -c '"invocation.end"' "$LOG")" = 2 ] && "$CAPSULE" verify "$LOG"; then
+  echo "ok: both launches are in the log, which verifies"
+else
+  echo "LOG FAILED: $LOG lacks the launches or does not verify"; failures=$((failures + 1))
+fi
+if (cd "$WS" && "$CAPSULE" run -- /bin/sh -c "echo ok > '$WS/run'") && [ "$(cat "$WS/run")" = ok ]; then
+  echo "ok: capsule run runs /bin/sh under the default policy's macos.sb"
+else
+  echo "CAPSULE RUN FAILED"; failures=$((failures + 1))
+fi
+rm -rf "$HOME_REAL/capsule-log-$$"
 rm -f "$HOME/.ssh/capsule-probe"
 rm -rf "$WS"
 exit $((failures > 0))
