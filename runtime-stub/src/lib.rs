@@ -20,6 +20,10 @@
 //! synced before the command starts, notified calls are recorded before they are
 //! answered, and `invocation.end` plus a checkpoint follow.
 //!
+//! That is the Linux launch (`linux.rs`). On macOS, [`launch`] runs the artifact's
+//! pinned `macos.sb` through `/usr/bin/sandbox-exec` instead ([`macos`]); the Linux
+//! modules and dependencies (seccompiler, landlock) are built on Linux only.
+//!
 //! API boundary: this crate links no YAML parser, no pest and no compiler
 //! (tests/dependency_tree.rs checks it).
 //!
