@@ -8,7 +8,7 @@
 //! the check, and a file swapped in between would be applied unchecked.
 //!
 //! [`crate::launch`], the one entry of `capsule-launch` and `capsule run`, is
-//! [`launch`] on macOS. Everything but the last step is built on every platform and
+//! `launch` on macOS. Everything but the last step is built on every platform and
 //! tested on Linux ([`launch_with`] with the sandbox-exec command line inspected, and
 //! [`run_sandboxed`] running real commands); only `launch`, which hands the command
 //! line to `run_sandboxed`, is macOS code. It has been type-checked for macOS but
