@@ -12,8 +12,8 @@
 //! readers usually keep one silently) and nesting deeper than [`MAX_DEPTH`] (E0008).
 //!
 //! The text is not given to the YAML parser: JSON is not quite a subset of what
-//! saphyr accepts (a tab after `:`, `\ud83d\ude00` surrogate pairs, keys over 1024
-//! characters), and a JSON file should fail only for being bad JSON.
+//! saphyr accepts (it refuses a tab after `:` and `\ud83d\ude00` surrogate pairs), and
+//! a JSON file should fail only for being bad JSON.
 
 use super::yaml::{MAX_DEPTH, Node, NodeKind, Scalar};
 use crate::diagnostic::{Code, Diagnostic};
