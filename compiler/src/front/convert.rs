@@ -220,11 +220,25 @@ fn yaml_map(out: &mut String, entries: &[(Node, Node)], indent: usize, mut inlin
             out.extend(std::iter::repeat_n(' ', indent));
         }
         inline_first = false;
-        yaml_inline(out, key);
+        let mut text = String::new();
+        yaml_inline(&mut text, key);
+        // YAML limits an implicit key to 1024 characters; a longer one (only in a policy
+        // with errors) is written as an explicit `? KEY` with `:` on the next line.
+        if text.chars().count() > MAX_IMPLICIT_KEY {
+            out.push_str("? ");
+            out.push_str(&text);
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent));
+        } else {
+            out.push_str(&text);
+        }
         out.push(':');
         yaml_value(out, value, indent);
     }
 }
+
+/// The longest implicit key YAML allows, in characters.
+const MAX_IMPLICIT_KEY: usize = 1024;
 
 fn yaml_seq(out: &mut String, items: &[Node], indent: usize, mut inline_first: bool) {
     for item in items {
@@ -436,6 +450,18 @@ mod tests {
         assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(src, Format::Json).unwrap());
         // A root that is not a mapping is written as a block too.
         assert_eq!(document_to_yaml("[1, \"a\", []]", Format::Json).unwrap(), "- 1\n- a\n- []\n");
+    }
+
+    /// Found by the `convert` fuzz target: a key longer than YAML's 1024-character
+    /// limit for implicit keys.
+    #[test]
+    fn a_key_too_long_for_yaml_is_written_as_an_explicit_key() {
+        // Two hundred DEL characters: escaped, the key is over 1,200 characters.
+        let long = format!("k{}", "\u{7f}".repeat(200));
+        let src = format!("{{\"version\": 1, \"{long}\": \"yes\", \"limits\": {{\"{long}\": [1]}}}}");
+        let yaml = document_to_yaml(&src, Format::Json).unwrap();
+        assert!(yaml.contains("\n? \"k\\u007f") && yaml.contains("\n  ? \"k"), "{yaml}");
+        assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(&src, Format::Json).unwrap());
     }
 
     #[test]
