@@ -294,8 +294,14 @@ fn yaml_inline(out: &mut String, node: &Node) {
 
 /// Text that YAML reads back, unquoted in block context, as exactly this string.
 fn plain_safe(text: &str) -> bool {
-    let Some(first) = text.chars().next() else { return false };
-    !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else { return false };
+    // `-`, `?` and `:` may start a plain scalar when a non-space follows (`-11`).
+    let first_ok = match first {
+        '-' | '?' | ':' => chars.next().is_some_and(|c| !c.is_whitespace()),
+        c => !",[]{}#&*!|>'\"%@`".contains(c),
+    };
+    first_ok
         && !first.is_whitespace()
         && !text.ends_with(char::is_whitespace)
         && !text.ends_with(':')
@@ -450,6 +456,15 @@ mod tests {
         assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(src, Format::Json).unwrap());
         // A root that is not a mapping is written as a block too.
         assert_eq!(document_to_yaml("[1, \"a\", []]", Format::Json).unwrap(), "- 1\n- a\n- []\n");
+    }
+
+    /// Found by the `convert` fuzz target: a negative number under an unknown key came
+    /// back quoted, a string.
+    #[test]
+    fn plain_scalars_may_start_with_a_dash_followed_by_a_non_space() {
+        let src = "version&: -11\nx: -.5e3\ny: \"-a\"\nz: \"- a\"\n";
+        let yaml = document_to_yaml(src, Format::Yaml).unwrap();
+        assert_eq!(yaml, "version&: -11\nx: -.5e3\ny: -a\nz: \"- a\"\n");
     }
 
     /// Found by the `convert` fuzz target: a key longer than YAML's 1024-character
