@@ -302,6 +302,9 @@ fn plain_safe(text: &str) -> bool {
         c => !",[]{}#&*!|>'\"%@`".contains(c),
     };
     first_ok
+        // `---` and `...` at the start of a line are document markers.
+        && !text.starts_with("---")
+        && !text.starts_with("...")
         && !first.is_whitespace()
         && !text.ends_with(char::is_whitespace)
         && !text.ends_with(':')
@@ -465,6 +468,11 @@ mod tests {
         let src = "version&: -11\nx: -.5e3\ny: \"-a\"\nz: \"- a\"\n";
         let yaml = document_to_yaml(src, Format::Yaml).unwrap();
         assert_eq!(yaml, "version&: -11\nx: -.5e3\ny: -a\nz: \"- a\"\n");
+        // `---` and `...` at the start of a line end or start a document: quoted.
+        let src = "--- ---  ..\n";
+        assert_eq!(document_to_yaml(src, Format::Yaml).unwrap(), "\"---  ..\"\n");
+        let src = "{\"---\": \"...\", \"a\": [\"---\"]}";
+        assert_eq!(document_to_yaml(src, Format::Json).unwrap(), "\"---\": \"...\"\na:\n  - \"---\"\n");
     }
 
     /// Found by the `convert` fuzz target: a key longer than YAML's 1024-character
