@@ -123,7 +123,7 @@ impl Outcome {
     pub fn replayed(&self) -> bool {
         [&self.replay, &self.merged_replay]
             .iter()
-            .all(|r| r.as_ref().is_none_or(|r| r.exit == self.exit && r.refused.is_empty() && r.failure.is_none()))
+            .all(|r| r.as_ref().is_none_or(|r| r.ok(self.exit)))
     }
 }
 
@@ -192,12 +192,20 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
 
     let merged_policy = output::merged_policy(&outcomes, &ctx, &known, target);
     if !args.no_verify {
+        let capsule = std::env::current_exe().context("cannot find the capsule binary")?;
+        let options = replay::ReplayOptions {
+            capsule: &capsule,
+            workspace: &workspace,
+            quiet: args.quiet,
+            timeout: args.timeout,
+            target,
+        };
         for o in outcomes.iter_mut() {
             if o.not_found.is_some() || o.timed_out {
                 continue;
             }
-            o.replay = Some(replay::replay(&o.policy, &o.command.argv, &workspace, args.quiet));
-            o.merged_replay = Some(replay::replay(&merged_policy, &o.command.argv, &workspace, args.quiet));
+            o.replay = Some(replay::replay(&o.policy, &o.command.argv, &options, &o.profile));
+            o.merged_replay = Some(replay::replay(&merged_policy, &o.command.argv, &options, &o.profile));
             if args.format == Format::Text && !o.replayed() {
                 eprintln!("capsule profile: {}", output::replay_line(o));
             }
