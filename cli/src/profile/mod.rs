@@ -4,7 +4,7 @@
 //!
 //! `trace.rs` is the kernel-facing tracer (ptrace + seccomp RET_TRACE); `record.rs`
 //! turns stops into a bounded [`record::Profile`]; `generate.rs` writes policies;
-//! `replay.rs` runs them through the launcher library; `output.rs` writes the output
+//! `replay.rs` traces `capsule run --policy` on them; `output.rs` writes the output
 //! folder (its layout is a contract: docs/profile.md).
 
 pub mod commands;
@@ -41,8 +41,8 @@ pub struct ProfileArgs {
     /// Profile each command this many times and take the union.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// Per command (and per run): kill it and all its descendants after this long
-    /// (`90s`, `10m`, `1h`, or seconds).
+    /// Per command (and per run and per replay): kill it and all its descendants after
+    /// this long (`90s`, `10m`, `1h`, or seconds).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
     /// Count the failed calls of every syscall, not only of those whose results make
@@ -119,7 +119,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The replay under its own policy and under the merged one gave the same exit
-    /// status and no refusal (or was not asked for).
+    /// status, no refusal and no timeout (or was not asked for).
     pub fn replayed(&self) -> bool {
         [&self.replay, &self.merged_replay]
             .iter()
