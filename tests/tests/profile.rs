@@ -652,3 +652,34 @@ fn a_replay_that_hangs_is_killed_at_the_timeout() {
         assert!(report.contains("timed out"), "{report}");
     }
 }
+
+/// A call the generated filter denies, made only at replay time and ignored (exit 0
+/// either way), is counted from the replay's audit log.
+#[test]
+fn a_replay_reports_a_call_the_filter_refused_even_when_the_command_exits_0() {
+    for identity in identities("a_replay_reports_a_call_the_filter_refused_even_when_the_command_exits_0") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        // The first run only leaves a marker (no write(2) at all); any later run writes.
+        let script = "if [ -e marker ]; then echo hi; else touch marker; fi; exit 0";
+        for expected in ["", "hi\n"] {
+            let plain =
+                identity.command("sh").arg("-c").arg(script).current_dir(sandbox.workspace.path()).output().unwrap();
+            assert_eq!(plain.status.code(), Some(0), "{}", explain(&plain));
+            assert_eq!(text(&plain.stdout), expected, "{}", explain(&plain));
+        }
+        std::fs::remove_file(sandbox.workspace.path().join("marker")).unwrap();
+
+        let output = profile(&sandbox, &["-q", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", script]);
+        assert_eq!(output.status.code(), Some(1), "{} as {}", explain(&output), identity.describe());
+        let profiled = json(&out.join("01-sh.json"));
+        assert_eq!(syscall_count(&profiled, "write"), 0, "{profiled}");
+        let entry = &json(&out.join("index.json"))["commands"][0];
+        for replay in [&entry["replay"], &entry["merged_replay"]] {
+            assert_eq!(replay["exit"], 0, "{replay}");
+            assert!(replay["refused"]["write"].as_u64().is_some_and(|n| n >= 1), "{replay}");
+            assert_eq!(replay["ok"], false, "{replay}");
+        }
+        assert!(text(&output.stderr).contains("refused write"), "{}", explain(&output));
+    }
+}

@@ -121,9 +121,7 @@ impl Outcome {
     /// The replay under its own policy and under the merged one gave the same exit
     /// status, no refusal and no timeout (or was not asked for).
     pub fn replayed(&self) -> bool {
-        [&self.replay, &self.merged_replay]
-            .iter()
-            .all(|r| r.as_ref().is_none_or(|r| r.ok(self.exit)))
+        [&self.replay, &self.merged_replay].iter().all(|r| r.as_ref().is_none_or(|r| r.ok(self.exit)))
     }
 }
 

@@ -153,11 +153,8 @@ fn replay_problem(label: &str, expected: i32, r: &Replay) -> Option<String> {
         parts.push(format!("refused {}", refused.join(", ")));
     }
     if !r.refused_paths.is_empty() {
-        let refused: Vec<String> = r
-            .refused_paths
-            .iter()
-            .map(|f| format!("{} {} ({})", f.syscall, f.path.display(), f.errno))
-            .collect();
+        let refused: Vec<String> =
+            r.refused_paths.iter().map(|f| format!("{} {} ({})", f.syscall, f.path.display(), f.errno)).collect();
         parts.push(format!("refused paths {}", refused.join(", ")));
     }
     (!parts.is_empty()).then(|| format!("under {label}: {}", parts.join("; ")))
