@@ -3,7 +3,7 @@
 mod log_commands;
 mod profile;
 
-use capsule_cli::{cache, run, trust};
+use capsule_cli::{run, trust};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
