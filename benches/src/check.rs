@@ -101,14 +101,22 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         rows[1].1.push(process_time(&mut check(&small))?);
         rows[2].1.push(process_time(&mut check(&big))?);
     }
-    // In-process: the front-end alone, without process start-up.
+    // In-process: the front-end alone, without process start-up; the same policy's
+    // JSON form beside it, interleaved.
     let source = std::fs::read(&big)?;
+    let json = capsule_compiler::front::convert::to_json_bytes(&source, capsule_compiler::front::Format::Yaml)
+        .map_err(|_| anyhow::anyhow!("the generated policy has errors"))?;
     let mut inproc = Vec::new();
+    let mut inproc_json = Vec::new();
     for _ in 0..options.runs {
         let t = std::time::Instant::now();
         let checked = capsule_compiler::front::check_bytes(&source);
         inproc.push(t.elapsed());
         anyhow::ensure!(!checked.has_errors(), "the generated policy has errors");
+        let t = std::time::Instant::now();
+        let checked = capsule_compiler::front::check_source(&json, capsule_compiler::front::Format::Json);
+        inproc_json.push(t.elapsed());
+        anyhow::ensure!(!checked.has_errors(), "the JSON form has errors");
     }
     println!("capsulec check, {} runs each, process time (user+sys) of the child", options.runs);
     println!("{:<34} {:>10} {:>10}", "command", "min", "median");
@@ -123,6 +131,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         min.as_secs_f64() * 1e3,
         median.as_secs_f64() * 1e3
     );
-    println!("policy: {} bytes, 1,000 rules", source.len());
+    let (json_min, json_median) = stats(inproc_json);
+    println!(
+        "{:<34} {:>8.2}ms {:>8.2}ms  ({:.2}x the YAML's median)",
+        "front::check_source, JSON form",
+        json_min.as_secs_f64() * 1e3,
+        json_median.as_secs_f64() * 1e3,
+        json_median.as_secs_f64() / median.as_secs_f64()
+    );
+    println!("policy: {} bytes, 1,000 rules; its JSON form: {} bytes", source.len(), json.len());
     Ok(())
 }

@@ -5,8 +5,6 @@ mod log_commands;
 #[cfg(target_os = "linux")]
 mod profile;
 
-#[cfg(target_os = "linux")]
-use capsule_cli::cache;
 use capsule_cli::{run, trust};
 
 use clap::{CommandFactory, Parser, Subcommand};

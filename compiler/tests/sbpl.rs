@@ -608,3 +608,20 @@ fn an_empty_connect_list_allows_no_outbound_tcp_and_a_missing_one_allows_all() {
         assert_eq!(decide(&all, Operation::NetworkOutbound, tcp(port)), Verdict::Allow);
     }
 }
+
+#[test]
+fn network_by_name_gets_no_ip_network_on_macos() {
+    // The proxy runs on Linux only: on macOS a policy with `domains:` must not fall
+    // back to the direct TCP and UDP its port rules alone would allow.
+    let tcp = |port| Object::Net { proto: Proto::Tcp, remote: true, host: "203.0.113.7".into(), port };
+    let udp = |port| Object::Net { proto: Proto::Udp, remote: true, host: "203.0.113.7".into(), port };
+    let base = "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n";
+    let direct = built(&format!("{base}network:\n  connect: [tcp/443]\n"));
+    assert_eq!(decide(&direct, Operation::NetworkOutbound, tcp(443)), Verdict::Allow);
+    assert_eq!(decide(&direct, Operation::NetworkOutbound, udp(53)), Verdict::Allow);
+    let by_name = built(&format!("{base}network:\n  connect: [tcp/443]\n  domains: [example.org]\n"));
+    for port in [53, 80, 443, 3128] {
+        assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp(port)), Verdict::Deny, "tcp/{port}");
+        assert_eq!(decide(&by_name, Operation::NetworkOutbound, udp(port)), Verdict::Deny, "udp/{port}");
+    }
+}

@@ -560,3 +560,126 @@ fn the_workspace_option_sets_where_commands_run_and_what_workspace_means() {
     let policy = std::fs::read_to_string(out.join("01-sh.capsule.yaml")).unwrap();
     assert!(policy.contains("\"${WORKSPACE}\""), "{policy}");
 }
+
+/// A command that reads, only at replay time, a file its policy does not grant, and
+/// ignores the failure (exit 0 either way): the exit status cannot show the refusal,
+/// the replay's trace does (Landlock answers EACCES, and no seccomp denial is involved).
+#[test]
+fn a_replay_reports_a_refused_path_even_when_the_command_exits_0() {
+    for identity in identities("a_replay_reports_a_refused_path_even_when_the_command_exits_0") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        let outside = capsule_tests::outside_dir("capsule-profile-refused-");
+        identity.own(outside.path());
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        identity.own(&secret);
+        std::fs::write(sandbox.workspace.path().join("allowed.txt"), "ok\n").unwrap();
+        identity.own(&sandbox.workspace.path().join("allowed.txt"));
+        // The first run reads allowed.txt and leaves a marker; any later run reads the
+        // secret instead, with the same programs and calls.
+        let script = format!(
+            "if [ -e marker ]; then f={}; else f=allowed.txt; touch marker; fi; cat \"$f\"; exit 0",
+            secret.display()
+        );
+
+        // Without the sandbox both runs exit 0, and the second really reads the secret.
+        for expected in ["ok\n", "s3cret\n"] {
+            let plain =
+                identity.command("sh").arg("-c").arg(&script).current_dir(sandbox.workspace.path()).output().unwrap();
+            assert_eq!(plain.status.code(), Some(0), "{}", explain(&plain));
+            assert_eq!(text(&plain.stdout), expected, "{}", explain(&plain));
+        }
+        std::fs::remove_file(sandbox.workspace.path().join("marker")).unwrap();
+
+        let output = profile(
+            &sandbox,
+            &["-q", "--format", "json", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", &script],
+        );
+        assert_eq!(output.status.code(), Some(1), "{} as {}", explain(&output), identity.describe());
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let index = json(&out.join("index.json"));
+        for entry in [&summary["commands"][0], &index["commands"][0]] {
+            assert_eq!(entry["exit"], 0, "{entry}");
+            for replay in [&entry["replay"], &entry["merged_replay"]] {
+                assert_eq!(replay["exit"], 0, "the command ignored the failure: {replay}");
+                assert_eq!(replay["ok"], false, "{replay}");
+                assert_eq!(replay["refused"], serde_json::json!({}), "no seccomp denial: {replay}");
+                assert_eq!(replay["timed_out"], false, "{replay}");
+                let paths = replay["refused_paths"].as_array().unwrap();
+                assert!(
+                    paths.iter().any(|p| p["path"] == secret.to_str().unwrap()
+                        && p["errno"] == "EACCES"
+                        && p["syscall"].as_str().is_some_and(|s| s.starts_with("open"))),
+                    "{replay}"
+                );
+                // Only what was refused at replay and not while profiled is named.
+                assert!(!paths.iter().any(|p| p["path"].as_str().unwrap().ends_with("/allowed.txt")), "{replay}");
+            }
+        }
+        assert_eq!(summary["ok"], false);
+        let report = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(report.contains(&format!("refused paths openat {} (EACCES)", secret.display())), "{report}");
+    }
+}
+
+/// A command that hangs only at replay time is killed at the `--timeout`, with its
+/// descendants, and the replay says so.
+#[test]
+fn a_replay_that_hangs_is_killed_at_the_timeout() {
+    for identity in identities("a_replay_that_hangs_is_killed_at_the_timeout") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        let naps = "4343.5";
+        let script = format!("if [ -e marker ]; then t={naps}; else t=0.01; touch marker; fi; sleep $t; exit 0");
+        let started = Instant::now();
+        let output = profile(
+            &sandbox,
+            &["-q", "--timeout", "2s", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", &script],
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+        assert_eq!(output.status.code(), Some(1), "{} as {}", explain(&output), identity.describe());
+        assert!(text(&output.stderr).contains("timed out"), "{}", explain(&output));
+        let index = json(&out.join("index.json"));
+        let entry = &index["commands"][0];
+        assert_eq!(entry["exit"], 0, "profiled, it did not hang: {entry}");
+        for replay in [&entry["replay"], &entry["merged_replay"]] {
+            assert_eq!(replay["timed_out"], true, "{replay}");
+            assert_eq!(replay["ok"], false, "{replay}");
+        }
+        assert_eq!(processes_with_arg(naps), 0, "a sleep outlived the replay's timeout");
+        let report = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(report.contains("timed out"), "{report}");
+    }
+}
+
+/// A call the generated filter denies, made only at replay time and ignored (exit 0
+/// either way), is counted from the replay's audit log.
+#[test]
+fn a_replay_reports_a_call_the_filter_refused_even_when_the_command_exits_0() {
+    for identity in identities("a_replay_reports_a_call_the_filter_refused_even_when_the_command_exits_0") {
+        let sandbox = Sandbox::new(&identity);
+        let out = out_dir(&sandbox);
+        // The first run only leaves a marker (no write(2) at all); any later run writes.
+        let script = "if [ -e marker ]; then echo hi; else touch marker; fi; exit 0";
+        for expected in ["", "hi\n"] {
+            let plain =
+                identity.command("sh").arg("-c").arg(script).current_dir(sandbox.workspace.path()).output().unwrap();
+            assert_eq!(plain.status.code(), Some(0), "{}", explain(&plain));
+            assert_eq!(text(&plain.stdout), expected, "{}", explain(&plain));
+        }
+        std::fs::remove_file(sandbox.workspace.path().join("marker")).unwrap();
+
+        let output = profile(&sandbox, &["-q", "--out-dir", out.to_str().unwrap(), "--", "sh", "-c", script]);
+        assert_eq!(output.status.code(), Some(1), "{} as {}", explain(&output), identity.describe());
+        let profiled = json(&out.join("01-sh.json"));
+        assert_eq!(syscall_count(&profiled, "write"), 0, "{profiled}");
+        let entry = &json(&out.join("index.json"))["commands"][0];
+        for replay in [&entry["replay"], &entry["merged_replay"]] {
+            assert_eq!(replay["exit"], 0, "{replay}");
+            assert!(replay["refused"]["write"].as_u64().is_some_and(|n| n >= 1), "{replay}");
+            assert_eq!(replay["ok"], false, "{replay}");
+        }
+        assert!(text(&output.stderr).contains("refused write"), "{}", explain(&output));
+    }
+}

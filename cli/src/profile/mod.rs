@@ -4,7 +4,7 @@
 //!
 //! `trace.rs` is the kernel-facing tracer (ptrace + seccomp RET_TRACE); `record.rs`
 //! turns stops into a bounded [`record::Profile`]; `generate.rs` writes policies;
-//! `replay.rs` runs them through the launcher library; `output.rs` writes the output
+//! `replay.rs` traces `capsule run --policy` on them; `output.rs` writes the output
 //! folder (its layout is a contract: docs/profile.md).
 
 pub mod commands;
@@ -41,8 +41,8 @@ pub struct ProfileArgs {
     /// Profile each command this many times and take the union.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// Per command (and per run): kill it and all its descendants after this long
-    /// (`90s`, `10m`, `1h`, or seconds).
+    /// Per command (and per run and per replay): kill it and all its descendants after
+    /// this long (`90s`, `10m`, `1h`, or seconds).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
     /// Count the failed calls of every syscall, not only of those whose results make
@@ -119,11 +119,9 @@ pub struct Outcome {
 
 impl Outcome {
     /// The replay under its own policy and under the merged one gave the same exit
-    /// status and no refusal (or was not asked for).
+    /// status, no refusal and no timeout (or was not asked for).
     pub fn replayed(&self) -> bool {
-        [&self.replay, &self.merged_replay]
-            .iter()
-            .all(|r| r.as_ref().is_none_or(|r| r.exit == self.exit && r.refused.is_empty() && r.failure.is_none()))
+        [&self.replay, &self.merged_replay].iter().all(|r| r.as_ref().is_none_or(|r| r.ok(self.exit)))
     }
 }
 
@@ -192,12 +190,20 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
 
     let merged_policy = output::merged_policy(&outcomes, &ctx, &known, target);
     if !args.no_verify {
+        let capsule = std::env::current_exe().context("cannot find the capsule binary")?;
+        let options = replay::ReplayOptions {
+            capsule: &capsule,
+            workspace: &workspace,
+            quiet: args.quiet,
+            timeout: args.timeout,
+            target,
+        };
         for o in outcomes.iter_mut() {
             if o.not_found.is_some() || o.timed_out {
                 continue;
             }
-            o.replay = Some(replay::replay(&o.policy, &o.command.argv, &workspace, args.quiet));
-            o.merged_replay = Some(replay::replay(&merged_policy, &o.command.argv, &workspace, args.quiet));
+            o.replay = Some(replay::replay(&o.policy, &o.command.argv, &options, &o.profile));
+            o.merged_replay = Some(replay::replay(&merged_policy, &o.command.argv, &options, &o.profile));
             if args.format == Format::Text && !o.replayed() {
                 eprintln!("capsule profile: {}", output::replay_line(o));
             }

@@ -143,12 +143,19 @@ fn replay_problem(label: &str, expected: i32, r: &Replay) -> Option<String> {
         return Some(format!("under {label}: did not run: {f}"));
     }
     let mut parts = Vec::new();
-    if r.exit != expected {
+    if r.timed_out {
+        parts.push("timed out (it and all its descendants were killed)".to_owned());
+    } else if r.exit != expected {
         parts.push(format!("exit {} instead of {expected}", r.exit));
     }
     if !r.refused.is_empty() {
         let refused: Vec<String> = r.refused.iter().map(|(n, c)| format!("{n} ({c})")).collect();
         parts.push(format!("refused {}", refused.join(", ")));
+    }
+    if !r.refused_paths.is_empty() {
+        let refused: Vec<String> =
+            r.refused_paths.iter().map(|f| format!("{} {} ({})", f.syscall, f.path.display(), f.errno)).collect();
+        parts.push(format!("refused paths {}", refused.join(", ")));
     }
     (!parts.is_empty()).then(|| format!("under {label}: {}", parts.join("; ")))
 }
@@ -170,8 +177,14 @@ fn replay_json(r: &Option<Replay>, expected: i32) -> Value {
         Some(r) => json!({
             "exit": r.exit,
             "refused": r.refused,
+            "refused_paths": r.refused_paths.iter().map(|f| json!({
+                "syscall": f.syscall,
+                "path": f.path.to_string_lossy(),
+                "errno": f.errno,
+            })).collect::<Vec<_>>(),
+            "timed_out": r.timed_out,
             "failure": r.failure,
-            "ok": r.failure.is_none() && r.exit == expected && r.refused.is_empty(),
+            "ok": r.ok(expected),
         }),
     }
 }

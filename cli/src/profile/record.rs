@@ -82,6 +82,10 @@ pub struct Profile {
     pub args_overflow: BTreeSet<(String, String)>,
     pub files: BTreeMap<PathBuf, u8>,
     pub failed_files: BTreeMap<PathBuf, u8>,
+    /// Path calls refused with EACCES or EPERM (EXDEV for rename and link), what
+    /// Landlock answers: (syscall, errno name, path). At most [`MAX_FAILED_PATHS`].
+    /// Replay reports those its own profile did not have (docs/profile.md).
+    pub refusals: BTreeSet<(String, String, PathBuf)>,
     pub connect: BTreeSet<(String, u16)>,
     pub bind: BTreeSet<(String, u16)>,
     pub unix_sockets: BTreeSet<String>,
@@ -125,6 +129,11 @@ impl Profile {
         }
         for (path, &c) in &other.failed_files {
             *self.failed_files.entry(path.clone()).or_default() |= c;
+        }
+        for r in &other.refusals {
+            if self.refusals.len() < MAX_FAILED_PATHS {
+                self.refusals.insert(r.clone());
+            }
         }
         self.connect.extend(other.connect.iter().cloned());
         self.bind.extend(other.bind.iter().cloned());
@@ -267,6 +276,9 @@ pub struct Recorder {
     clone3: Option<u32>,
     pub profile: Profile,
     parent_paths: usize,
+    /// While a failed call's exit is recorded: its name and errno, when the errno is
+    /// one Landlock answers with (`add_failed` then notes a refusal).
+    refusing: Option<(&'static str, &'static str)>,
 }
 
 fn at(index: usize) -> Option<usize> {
@@ -333,6 +345,7 @@ impl Recorder {
             clone3: table.by_name("clone3").map(|d| d.nr),
             profile: Profile::default(),
             parent_paths: 0,
+            refusing: None,
         }
     }
 
@@ -489,13 +502,37 @@ impl Recorder {
     /// A call's exit.
     pub fn exit(&mut self, pid: i32, pending: Pending, rval: i64, is_error: bool) {
         let nr = pending.nr;
-        let args = pending.args;
         let failed =
             is_error && !(rval == -(libc::EINPROGRESS as i64) && matches!(self.kinds[nr as usize], Kind::Connect));
         self.counts[nr as usize].results = true;
         if is_error {
             self.counts[nr as usize].failed += 1;
         }
+        self.refusing = None;
+        if is_error {
+            let errno = -rval;
+            let kind = self.kinds[nr as usize];
+            let name = match errno {
+                e if e == libc::EACCES as i64 => Some("EACCES"),
+                e if e == libc::EPERM as i64 => Some("EPERM"),
+                // Landlock refuses a rename or link that would move a file between
+                // directories with different rights with EXDEV.
+                e if e == libc::EXDEV as i64 && matches!(kind, Kind::Rename { .. } | Kind::Create { .. }) => {
+                    Some("EXDEV")
+                }
+                _ => None,
+            };
+            if let (Some(errno), Some(def)) = (name, self.table.by_nr(nr)) {
+                self.refusing = Some((def.name, errno));
+            }
+        }
+        self.record_exit(pid, pending, rval, failed);
+        self.refusing = None;
+    }
+
+    fn record_exit(&mut self, pid: i32, pending: Pending, rval: i64, failed: bool) {
+        let nr = pending.nr;
+        let args = pending.args;
         match self.kinds[nr as usize] {
             Kind::Plain => {}
             Kind::Open { dirfd, path, flags, how } => {
@@ -644,6 +681,13 @@ impl Recorder {
     }
 
     fn add_failed(&mut self, path: PathBuf, classes: u8) {
+        if let Some((syscall, errno)) = self.refusing {
+            if self.profile.refusals.len() < MAX_FAILED_PATHS {
+                self.profile.refusals.insert((syscall.to_owned(), errno.to_owned(), path.clone()));
+            } else {
+                self.profile.truncated.insert(format!("refused paths (over {MAX_FAILED_PATHS})"));
+            }
+        }
         if let Some(c) = self.profile.failed_files.get_mut(&path) {
             *c |= classes;
         } else if self.profile.failed_files.len() < MAX_FAILED_PATHS {

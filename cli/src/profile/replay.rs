@@ -1,123 +1,153 @@
-//! Replay: a generated policy is compiled and the command run under it through the
-//! launcher library, as `capsule run` does, with a private audit log. The policy
-//! records denials, so every call its filter refuses reaches the supervisor, which
-//! counts them by name. Landlock refusals are not notified; they show as a changed
-//! exit status.
+//! Replay: the command runs again as `capsule run --policy GENERATED` would run it,
+//! that very command, traced by the profiler's own tracer (as `--within` traces it).
+//! Two kinds of refusal are reported:
+//!
+//! - seccomp: the generated policy records denials, so every call its filter refuses
+//!   is a `syscall.denied` record in the replay's private audit log, counted by name;
+//! - Landlock: a path call (open, exec, mkdir, unlink, rename, link, truncate...)
+//!   that failed with EACCES or EPERM (EXDEV for rename and link) under the policy
+//!   and not while profiled, named with its path. A command that handles the error
+//!   and exits 0 is reported all the same.
+//!
+//! The replay has the profile's `--timeout`: past it, the command and all its
+//! descendants are killed, and the replay says so.
 
-use crate::cache;
+use super::record::{Profile, Recorder};
+use super::trace;
 use capsule_artifacts::Target;
-use capsule_launch::{LaunchOptions, Notification, PolicyAnswers, Response, Supervisor};
+use capsule_artifacts::log::canonical::Value;
+use capsule_artifacts::log::record::{LogLine, kind};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A path call refused under the policy that succeeded (or was not made) while profiled.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refusal {
+    pub syscall: String,
+    pub errno: String,
+    pub path: PathBuf,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
     pub exit: i32,
     /// Syscall name → how many calls the filter refused.
     pub refused: BTreeMap<String, u64>,
+    /// Path calls refused (Landlock) that were not refused while profiled.
+    pub refused_paths: Vec<Refusal>,
+    /// Killed at the timeout, with all its descendants.
+    pub timed_out: bool,
     /// Why the command did not run under the policy, if it did not.
     pub failure: Option<String>,
 }
 
-struct Counting<'a> {
-    inner: PolicyAnswers<'a>,
-    refused: BTreeMap<String, u64>,
-}
-
-impl Supervisor for Counting<'_> {
-    fn decide(&mut self, n: &Notification) -> Response {
-        let answer = self.inner.decide(n);
-        if let Response::Deny { .. } = answer {
-            let name = u32::try_from(n.syscall)
-                .ok()
-                .and_then(|nr| crate::run::syscall_name(n.arch, nr))
-                .map_or_else(|| format!("#{}", n.syscall), str::to_owned);
-            *self.refused.entry(name).or_default() += 1;
-        }
-        answer
+impl Replay {
+    /// Ran under the policy with the profiled exit status and nothing refused.
+    pub fn ok(&self, expected: i32) -> bool {
+        self.failure.is_none()
+            && !self.timed_out
+            && self.exit == expected
+            && self.refused.is_empty()
+            && self.refused_paths.is_empty()
     }
 }
 
-/// Stdin, stdout and stderr pointed at /dev/null while alive (for --quiet).
-struct Silenced {
-    saved: Vec<(i32, std::os::fd::OwnedFd)>,
+pub struct ReplayOptions<'a> {
+    /// The capsule binary (this one).
+    pub capsule: &'a Path,
+    pub workspace: &'a Path,
+    pub quiet: bool,
+    pub timeout: Duration,
+    pub target: Target,
 }
 
-impl Silenced {
-    fn new() -> std::io::Result<Silenced> {
-        use std::os::fd::FromRawFd;
-        let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-        let mut saved = Vec::new();
-        for fd in 0..3 {
-            // SAFETY: dup and dup2 on descriptors this process owns; the copy is owned
-            // by an OwnedFd and put back on drop.
-            unsafe {
-                let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
-                if copy >= 0 {
-                    saved.push((fd, std::os::fd::OwnedFd::from_raw_fd(copy)));
-                    libc::dup2(null.as_raw_fd(), fd);
-                }
-            }
-        }
-        Ok(Silenced { saved })
-    }
-}
-
-impl Drop for Silenced {
-    fn drop(&mut self) {
-        for (fd, copy) in &self.saved {
-            // SAFETY: restores the descriptor saved in `new`.
-            unsafe {
-                libc::dup2(copy.as_raw_fd(), *fd);
-            }
-        }
-    }
-}
-
-/// Compiles `source` and runs `argv` under it in the current directory.
-pub fn replay(source: &str, argv: &[String], workspace: &Path, quiet: bool) -> Replay {
+/// Runs `argv` under the policy `source` in the workspace; `profiled` is the command's
+/// profile, whose own refusals are not reported again.
+pub fn replay(source: &str, argv: &[String], options: &ReplayOptions<'_>, profiled: &Profile) -> Replay {
     let failed = |message: String| Replay {
         exit: capsule_launch::EXIT_SETUP_FAILURE,
         failure: Some(message),
         ..Replay::default()
     };
-    let Some(target) = Target::host() else { return failed("this host is not a platform capsule supports".into()) };
+    if capsule_compiler::front::check_bytes(source.as_bytes()).has_errors() {
+        return failed("the generated policy does not compile".into());
+    }
     let dir = match tempfile::Builder::new().prefix("capsule-replay-").tempdir() {
         Ok(d) => d,
-        Err(e) => return failed(format!("cannot create a private build directory: {e}")),
+        Err(e) => return failed(format!("cannot create a private directory: {e}")),
     };
-    let artifact =
-        match cache::load_or_build(source.as_bytes(), capsule_compiler::front::Format::Yaml, dir.path(), target) {
-            Ok((artifact, _)) => artifact,
-            Err(e) => return failed(format!("the generated policy does not compile: {e:#}")),
-        };
-    let empty = capsule_artifacts::notify::NotifyTable::default();
-    let table = artifact.entry.notify.as_ref().unwrap_or(&empty);
-    let mut supervisor = Counting {
-        inner: PolicyAnswers { table, native_arch: target.audit_arch().unwrap_or(0) },
-        refused: BTreeMap::new(),
-    };
-    let options = LaunchOptions {
-        command: argv.iter().map(OsString::from).collect(),
-        workspace: Some(workspace.to_path_buf()),
-        log: Some(dir.path().join("replay.log")),
-        names: Some(capsule_launch::audit::Names {
-            syscall: crate::run::syscall_name,
-            errno: capsule_compiler::tables::errno_name,
-        }),
-        verbose: false,
-        explain: false,
-        announce_fd: None,
-    };
-    let outcome = {
-        let _silenced = if quiet { Silenced::new().ok() } else { None };
-        capsule_launch::launch_supervised(&artifact, &options, &mut supervisor)
-    };
-    Replay {
-        exit: outcome.exit_code,
-        refused: supervisor.refused,
-        failure: outcome.failure.map(|f| f.message).filter(|_| outcome.status.is_none()),
+    let policy = dir.path().join("policy.capsule.yaml");
+    let log = dir.path().join("replay.log");
+    if let Err(e) = std::fs::write(&policy, source) {
+        return failed(format!("cannot write the policy to {}: {e}", policy.display()));
     }
+    let mut run_argv: Vec<String> = ["capsule", "run", "--policy"].map(str::to_owned).to_vec();
+    for arg in [&policy, Path::new("--workspace"), options.workspace, Path::new("--log"), &log] {
+        run_argv.push(arg.to_string_lossy().into_owned());
+    }
+    run_argv.push("--".to_owned());
+    run_argv.extend(argv.iter().cloned());
+
+    // Only the calls that name paths (and exec, clone...) stop: the filter lets the
+    // others through, so a replay costs little more than an untraced run.
+    let known: Vec<u32> = capsule_compiler::tables::table(options.target)
+        .syscalls
+        .iter()
+        .filter(|d| !super::ALWAYS_TRACED.contains(&d.name))
+        .map(|d| d.nr)
+        .collect();
+    let mut recorder = Recorder::new(options.target);
+    recorder.gate_below_root();
+    let traced = trace::trace(
+        trace::TraceOptions {
+            program: options.capsule,
+            argv: &run_argv,
+            cwd: options.workspace,
+            quiet: options.quiet,
+            timeout: options.timeout,
+            known: &known,
+            full_env: true,
+            progress: &mut |_| {},
+        },
+        &mut recorder,
+    );
+    let seen = recorder.finish();
+    let traced = match traced {
+        Ok(t) => t,
+        Err(e) => return failed(format!("could not be traced: {e}")),
+    };
+    let exit = traced.exit.code();
+    if seen.processes == 0 && !traced.timed_out {
+        // `capsule run` ended before it exec'd the command: it refused to run it.
+        return failed(format!("`capsule run` did not start the command (exit {exit}; its message is above)"));
+    }
+    let refused_paths = seen
+        .refusals
+        .iter()
+        .filter(|r| !profiled.refusals.contains(*r))
+        .map(|(syscall, errno, path)| Refusal { syscall: syscall.clone(), errno: errno.clone(), path: path.clone() })
+        .collect();
+    Replay { exit, refused: denials(&log), refused_paths, timed_out: traced.timed_out, failure: None }
+}
+
+/// The `syscall.denied` records of the replay's log, counted by syscall name.
+fn denials(log: &Path) -> BTreeMap<String, u64> {
+    let mut refused = BTreeMap::new();
+    let Ok(file) = std::fs::File::open(log) else { return refused };
+    for line in std::io::BufReader::new(file).split(b'\n').map_while(Result::ok) {
+        let Ok(record) = LogLine::parse(&line) else { continue };
+        if record.kind() != kind::SYSCALL_DENIED {
+            continue;
+        }
+        let name = match (record.get("name").and_then(Value::as_str), record.get("nr").and_then(Value::as_int)) {
+            (Some(name), _) => name.to_owned(),
+            (None, Some(nr)) => format!("#{nr}"),
+            (None, None) => "other syscalls".to_owned(),
+        };
+        let count = record.get("count").and_then(Value::as_u64_str).unwrap_or(1);
+        *refused.entry(name).or_default() += count;
+    }
+    refused
 }

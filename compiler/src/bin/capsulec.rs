@@ -112,9 +112,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         caps: Option<Vec<String>>,
     },
-    /// Print a policy (YAML or JSON) in the other form on stdout: the same document, keys
-    /// in source order, values typed as the policy language reads them; comments are not
-    /// kept. Exit 1 when the policy has errors.
+    /// Print a policy (YAML or JSON) as JSON (default) or YAML on stdout, canonical: the
+    /// same document, keys in source order, values typed as the policy language reads
+    /// them; comments are not kept. Exit 1 when the policy has errors.
     Convert {
         policy: PathBuf,
         /// The form to write.

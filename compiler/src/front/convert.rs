@@ -220,11 +220,25 @@ fn yaml_map(out: &mut String, entries: &[(Node, Node)], indent: usize, mut inlin
             out.extend(std::iter::repeat_n(' ', indent));
         }
         inline_first = false;
-        yaml_inline(out, key);
+        let mut text = String::new();
+        yaml_inline(&mut text, key);
+        // YAML limits an implicit key to 1024 characters; a longer one (only in a policy
+        // with errors) is written as an explicit `? KEY` with `:` on the next line.
+        if text.chars().count() > MAX_IMPLICIT_KEY {
+            out.push_str("? ");
+            out.push_str(&text);
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent));
+        } else {
+            out.push_str(&text);
+        }
         out.push(':');
         yaml_value(out, value, indent);
     }
 }
+
+/// The longest implicit key YAML allows, in characters.
+const MAX_IMPLICIT_KEY: usize = 1024;
 
 fn yaml_seq(out: &mut String, items: &[Node], indent: usize, mut inline_first: bool) {
     for item in items {
@@ -280,8 +294,17 @@ fn yaml_inline(out: &mut String, node: &Node) {
 
 /// Text that YAML reads back, unquoted in block context, as exactly this string.
 fn plain_safe(text: &str) -> bool {
-    let Some(first) = text.chars().next() else { return false };
-    !"-?:,[]{}#&*!|>'\"%@`".contains(first)
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else { return false };
+    // `-`, `?` and `:` may start a plain scalar when a non-space follows (`-11`).
+    let first_ok = match first {
+        '-' | '?' | ':' => chars.next().is_some_and(|c| !c.is_whitespace()),
+        c => !",[]{}#&*!|>'\"%@`".contains(c),
+    };
+    first_ok
+        // `---` and `...` at the start of a line are document markers.
+        && !text.starts_with("---")
+        && !text.starts_with("...")
         && !first.is_whitespace()
         && !text.ends_with(char::is_whitespace)
         && !text.ends_with(':')
@@ -436,6 +459,32 @@ mod tests {
         assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(src, Format::Json).unwrap());
         // A root that is not a mapping is written as a block too.
         assert_eq!(document_to_yaml("[1, \"a\", []]", Format::Json).unwrap(), "- 1\n- a\n- []\n");
+    }
+
+    /// Found by the `convert` fuzz target: a negative number under an unknown key came
+    /// back quoted, a string.
+    #[test]
+    fn plain_scalars_may_start_with_a_dash_followed_by_a_non_space() {
+        let src = "version&: -11\nx: -.5e3\ny: \"-a\"\nz: \"- a\"\n";
+        let yaml = document_to_yaml(src, Format::Yaml).unwrap();
+        assert_eq!(yaml, "version&: -11\nx: -.5e3\ny: -a\nz: \"- a\"\n");
+        // `---` and `...` at the start of a line end or start a document: quoted.
+        let src = "--- ---  ..\n";
+        assert_eq!(document_to_yaml(src, Format::Yaml).unwrap(), "\"---  ..\"\n");
+        let src = "{\"---\": \"...\", \"a\": [\"---\"]}";
+        assert_eq!(document_to_yaml(src, Format::Json).unwrap(), "\"---\": \"...\"\na:\n  - \"---\"\n");
+    }
+
+    /// Found by the `convert` fuzz target: a key longer than YAML's 1024-character
+    /// limit for implicit keys.
+    #[test]
+    fn a_key_too_long_for_yaml_is_written_as_an_explicit_key() {
+        // Two hundred DEL characters: escaped, the key is over 1,200 characters.
+        let long = format!("k{}", "\u{7f}".repeat(200));
+        let src = format!("{{\"version\": 1, \"{long}\": \"yes\", \"limits\": {{\"{long}\": [1]}}}}");
+        let yaml = document_to_yaml(&src, Format::Json).unwrap();
+        assert!(yaml.contains("\n? \"k\\u007f") && yaml.contains("\n  ? \"k"), "{yaml}");
+        assert_eq!(document_to_json(&yaml, Format::Yaml).unwrap(), document_to_json(&src, Format::Json).unwrap());
     }
 
     #[test]

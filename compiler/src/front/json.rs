@@ -12,8 +12,8 @@
 //! readers usually keep one silently) and nesting deeper than [`MAX_DEPTH`] (E0008).
 //!
 //! The text is not given to the YAML parser: JSON is not quite a subset of what
-//! saphyr accepts (a tab after `:`, `\ud83d\ude00` surrogate pairs, keys over 1024
-//! characters), and a JSON file should fail only for being bad JSON.
+//! saphyr accepts (it refuses a tab after `:` and `\ud83d\ude00` surrogate pairs), and
+//! a JSON file should fail only for being bad JSON.
 
 use super::yaml::{MAX_DEPTH, Node, NodeKind, Scalar};
 use crate::diagnostic::{Code, Diagnostic};
@@ -361,5 +361,86 @@ mod tests {
         assert_eq!((d.code, d.primary.span.clone()), (Code::JsonSyntax, 100_000..100_000));
         let d = err(&"{\"a\":".repeat(100_000));
         assert_eq!(d.code, Code::JsonSyntax);
+    }
+
+    fn assert_spans_inside(src: &str, node: &Node) {
+        let span = &node.span;
+        assert!(span.start <= span.end && span.end <= src.len(), "{span:?} outside {src:?}");
+        assert!(src.is_char_boundary(span.start) && src.is_char_boundary(span.end), "{span:?} in {src:?}");
+        match &node.kind {
+            NodeKind::Scalar(s) => {
+                if let Some(at) = s.verbatim_at {
+                    assert_eq!(src.get(at..at + s.value.len()), Some(s.value.as_str()), "verbatim in {src:?}");
+                }
+            }
+            NodeKind::Seq(items) => items.iter().for_each(|n| assert_spans_inside(src, n)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+                assert_spans_inside(src, k);
+                assert_spans_inside(src, v);
+            }),
+        }
+    }
+
+    /// The tree as the JSON value it stands for (numbers compared by their text).
+    fn as_value(node: &Node) -> serde_json::Value {
+        match &node.kind {
+            NodeKind::Scalar(s) if !s.plain => serde_json::Value::String(s.value.clone()),
+            NodeKind::Scalar(s) => serde_json::from_str(&s.value).expect("a plain scalar is a JSON literal"),
+            NodeKind::Seq(items) => serde_json::Value::Array(items.iter().map(as_value).collect()),
+            NodeKind::Map(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| match &k.kind {
+                        NodeKind::Scalar(s) => (s.value.clone(), as_value(v)),
+                        _ => panic!("a key is a string"),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::String),
+            any::<String>().prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z@-]{0,8}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any text: no panic, and spans inside the text on character boundaries.
+        #[test]
+        fn any_text_gives_a_tree_or_a_diagnostic_inside_the_text(src in "[{}\\[\\]\":,\\\\ \t\nrtufalse0-9eE.+\\-é😀\u{feff}]{0,48}") {
+            match parse(&src) {
+                Ok(Some(root)) => assert_spans_inside(&src, &root),
+                Ok(None) => {}
+                Err(d) => {
+                    let span = &d.primary.span;
+                    assert!(span.end <= src.len() && src.is_char_boundary(span.start) && src.is_char_boundary(span.end), "{d:?}");
+                }
+            }
+        }
+
+        /// Any JSON value, compact or pretty: the tree stands for that value.
+        #[test]
+        fn any_json_value_reads_back_as_itself(value in arb_json(), pretty: bool) {
+            let src = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+            let root = parse(&src).unwrap().unwrap();
+            assert_spans_inside(&src, &root);
+            assert_eq!(as_value(&root), value);
+        }
     }
 }

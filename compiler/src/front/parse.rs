@@ -25,7 +25,7 @@ impl Parser<'_> {
     pub fn policy(&mut self, root: &Node) -> PolicyAst {
         let mut ast = PolicyAst { span: root.span.clone(), ..PolicyAst::default() };
         let Some(entries) = self.map(root, "the policy") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::POLICY, "a policy") {
             let k = key_name(key);
             match k {
                 "version" => ast.version = self.integer(value, "version"),
@@ -46,6 +46,21 @@ impl Parser<'_> {
             }
         }
         ast
+    }
+
+    /// The entries of a mapping whose keys the language has here ([`shape`]); each other
+    /// key is reported (E0101). The parser reads no key the shape does not list, so the
+    /// shape, the schema generated from it and the parser agree on the keys.
+    fn known<'n>(&mut self, entries: &'n [(Node, Node)], fields: &[Field], place: &str) -> Vec<&'n (Node, Node)> {
+        let mut known = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if shape::field(fields, key_name(&entry.0)).is_some() {
+                known.push(entry);
+            } else {
+                self.unknown_key(&entry.0, fields, place);
+            }
+        }
+        known
     }
 
     fn unknown_key(&mut self, key: &Node, known: &[Field], place: &str) {
@@ -228,7 +243,7 @@ impl Parser<'_> {
     fn syscalls(&mut self, node: &Node) -> SyscallsAst {
         let mut ast = SyscallsAst::default();
         let Some(entries) = self.map(node, "syscalls") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::SYSCALLS, "`syscalls`") {
             let section = match key_name(key) {
                 "allow" => Section::Allow,
                 "deny" => Section::Deny,
@@ -287,7 +302,7 @@ impl Parser<'_> {
             NodeKind::Scalar(s) if s.plain && is_null(&s.value) => {}
             NodeKind::Scalar(s) => rule.when = self.condition(s, body),
             NodeKind::Map(entries) => {
-                for (key, value) in entries {
+                for (key, value) in self.known(entries, shape::RULE, "a rule") {
                     match key_name(key) {
                         "when" => match &value.kind {
                             NodeKind::Scalar(s) if !(s.plain && is_null(&s.value)) => {
@@ -342,7 +357,7 @@ impl Parser<'_> {
     fn filesystem(&mut self, node: &Node) -> FilesystemAst {
         let mut ast = FilesystemAst::default();
         let Some(entries) = self.map(node, "filesystem") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::FILESYSTEM, "`filesystem`") {
             let slot = match key_name(key) {
                 "read" => &mut ast.read,
                 "write" => &mut ast.write,
@@ -370,7 +385,7 @@ impl Parser<'_> {
     fn network(&mut self, node: &Node) -> NetworkAst {
         let mut ast = NetworkAst::default();
         let Some(entries) = self.map(node, "network") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::NETWORK, "`network`") {
             let what = key_name(key);
             let slot = match what {
                 "connect" => &mut ast.connect,
@@ -635,7 +650,7 @@ impl Parser<'_> {
     fn limits(&mut self, node: &Node) -> LimitsAst {
         let mut ast = LimitsAst::default();
         let Some(entries) = self.map(node, "limits") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::LIMITS, "`limits`") {
             match key_name(key) {
                 "cpu" => {
                     ast.cpu_seconds =
@@ -683,7 +698,7 @@ impl Parser<'_> {
     fn env(&mut self, node: &Node) -> EnvAst {
         let mut ast = EnvAst::default();
         let Some(entries) = self.map(node, "env") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::ENV, "`env`") {
             match key_name(key) {
                 "pass" => {
                     for name in self.string_list(value, "pass").unwrap_or_default() {
@@ -727,7 +742,7 @@ impl Parser<'_> {
     fn audit(&mut self, node: &Node) -> AuditAst {
         let mut ast = AuditAst::default();
         let Some(entries) = self.map(node, "audit") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::AUDIT, "`audit`") {
             match key_name(key) {
                 "log" => ast.log = self.string(value, "log"),
                 "record" => {
@@ -767,7 +782,7 @@ impl Parser<'_> {
     fn landlock(&mut self, node: &Node) -> LandlockAst {
         let mut ast = LandlockAst::default();
         let Some(entries) = self.map(node, "landlock") else { return ast };
-        for (key, value) in entries {
+        for (key, value) in self.known(entries, shape::LANDLOCK, "`landlock`") {
             match key_name(key) {
                 "abi" => ast.abi = self.integer(value, "abi"),
                 "scope" => ast.scope = self.boolean(value, "scope"),

@@ -1,9 +1,9 @@
 //! The shape of a policy document, as data: every key, the type of its value, and
 //! what it means. One table, three readers:
 //!
-//! - `parse.rs` takes its lists of known keys and values from it (the "unknown key"
-//!   and "did you mean" diagnostics), so the parser and this table cannot drift apart
-//!   without a test failing (`every_key_of_the_shape_is_parsed` below);
+//! - `parse.rs` reads a mapping's entries through it (`Parser::known`: any other key
+//!   is E0101, with "did you mean" from this table), so it reads no key the table
+//!   lacks; `every_key_of_the_shape_is_parsed` below checks the other direction;
 //! - `convert.rs` types the scalars of a YAML policy by it when writing the JSON form
 //!   (`processes: 0x10` becomes the number 16, `name: 123` the string "123");
 //! - `schema.rs` generates the JSON Schema of the language (`capsulec schema`,

@@ -188,7 +188,8 @@ pub fn parse(src: &str) -> Result<Option<Node>, Box<Diagnostic>> {
 /// deep flow nesting (its own recursion limit) and aliases to unknown anchors.
 fn scan_error(e: &saphyr_parser::ScanError, offsets: &Offsets, src: &str) -> Box<Diagnostic> {
     let at = offsets.byte(e.marker().index());
-    let span = at..(at + 1).min(src.len()).max(at);
+    // One character, not one byte: the character may be several bytes (a stray BOM).
+    let span = at..src.get(at..).and_then(|rest| rest.chars().next()).map_or(at, |c| at + c.len_utf8());
     let info = e.info();
     Box::new(if info.contains("recursion limit") {
         Diagnostic::new(Code::TooDeep, span, format!("nesting deeper than {MAX_DEPTH} levels"))
@@ -239,4 +240,19 @@ fn check_anchor_and_tag(anchor: usize, tag: Option<&saphyr_parser::Tag>, span: &
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `convert` fuzz target: a scan error at a multi-byte character (a
+    /// byte-order mark inside the document) had a one-byte span that split it.
+    #[test]
+    fn a_scan_error_at_a_multibyte_character_spans_the_whole_character() {
+        let src = "version: 1\nname: a\u{feff}b\n";
+        let d = parse(src).unwrap_err();
+        assert_eq!(d.code, Code::YamlSyntax);
+        assert_eq!(&src[d.primary.span.clone()], "\u{feff}");
+    }
 }

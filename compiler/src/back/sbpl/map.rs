@@ -37,6 +37,19 @@ pub const MAPPED_SYSCALLS: &[&str] = &["fork", "vfork", "clone", "socket", "conn
 
 impl SyscallFacts {
     pub fn of(policy: &Policy) -> SyscallFacts {
+        let mut facts = SyscallFacts::of_rules(policy);
+        // Network by name (`network: domains:`/`routes:`) reaches the network only
+        // through the launcher's proxy, which runs on Linux only so far: on macOS such a
+        // policy gets no IP network at all (TCP and UDP), failing closed, rather than
+        // the direct TCP its port rules alone would allow (docs/macos.md).
+        if policy.launch.network.proxy.is_some() {
+            facts.inet_stream = false;
+            facts.inet_dgram = false;
+        }
+        facts
+    }
+
+    fn of_rules(policy: &Policy) -> SyscallFacts {
         let linux: Vec<Target> = policy.syscalls.iter().map(|s| s.target).collect();
         let d = policy.default.lets_call_run();
         if linux.is_empty() {
