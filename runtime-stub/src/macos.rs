@@ -123,12 +123,15 @@ pub fn protected_log(log: &Path, settings: &LaunchSettings, vars: &PathVars) -> 
 /// that fails (command not found, sandbox-exec missing) is recorded as a launch
 /// failure with its code. What macOS cannot give is not invented: no syscall records
 /// (Seatbelt writes its denials to the unified log, not to the parent) and no CPU
-/// time or memory figures (zero in the record).
+/// time or memory figures (zero in the record). `announce_fd`, as on Linux
+/// ([`LaunchOptions::announce_fd`]), receives the invocation's id once its start is on
+/// disk, before `spawn` runs.
 pub fn run_recorded(
     log: &Path,
     policy: &str,
     pin: &str,
     command: &[OsString],
+    announce_fd: Option<std::os::fd::RawFd>,
     spawn: impl FnOnce() -> Result<ExitStatus, Failure>,
 ) -> LaunchOutcome {
     use capsule_artifacts::log::ExitStatus as Logged;
@@ -143,7 +146,17 @@ pub fn run_recorded(
         Err(e) => return LaunchOutcome::failed(Failure::setup(format!("cannot write to the audit log: {e}"))),
     };
     let started = Instant::now();
-    let mut outcome = outcome_of(spawn());
+    let announced = match announce_fd {
+        Some(fd) => {
+            // SAFETY: the caller keeps the descriptor open for the whole launch.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            rustix::io::write(fd, format!("{invocation}\n").as_bytes())
+                .map(drop)
+                .map_err(|e| Failure::setup(format!("cannot announce the invocation: {e}")))
+        }
+        None => Ok(()),
+    };
+    let mut outcome = outcome_of(announced.and_then(|()| spawn()));
     outcome.invocation = Some(invocation);
     let status = match outcome.status.map(|s| (s.code(), s.signal())) {
         Some((Some(code), _)) => Logged::Code(code),
@@ -325,7 +338,8 @@ pub fn launch_with(
             if verbose {
                 crate::say(&format!("audit log: {}", log.display()));
             }
-            run_recorded(&log, &artifact.manifest.policy.name, &artifact.pin, &options.command, run)
+            let policy = &artifact.manifest.policy.name;
+            run_recorded(&log, policy, &artifact.pin, &options.command, options.announce_fd, run)
         }
     }
 }
@@ -340,6 +354,8 @@ pub fn launch(artifact: &VerifiedArtifact, options: &LaunchOptions) -> LaunchOut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn argv_names_sandbox_exec_by_absolute_path_and_binds_the_three_parameters() {
@@ -379,11 +395,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("state/capsule.log");
         let command: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), "exit 3".into()];
-        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, || {
+        let (read, write) = std::io::pipe().unwrap();
+        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, Some(write.as_raw_fd()), || {
             Ok(std::process::Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap())
         });
+        drop(write);
+        let announced = std::io::read_to_string(read).unwrap();
         assert_eq!((outcome.exit_code, outcome.status.unwrap().code()), (3, Some(3)), "{outcome:?}");
         let invocation = outcome.invocation.unwrap();
+        assert_eq!(announced, format!("{invocation}\n"), "the id announced is the log's");
         let text = std::fs::read_to_string(&log).unwrap();
         let start = text.lines().find(|l| l.contains("\"invocation.start\"")).expect("a start record");
         let end = text.lines().find(|l| l.contains("\"invocation.end\"")).expect("an end record");
@@ -394,7 +414,7 @@ mod tests {
         assert_eq!(report.verdict, capsule_artifacts::log::verify::Verdict::Intact, "{report:?}");
 
         // A spawn that cannot start is recorded as a launch failure, and reported.
-        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, || {
+        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, None, || {
             Err(Failure::new(crate::EXIT_NOT_FOUND, "cannot start sandbox-exec: not found"))
         });
         assert_eq!(outcome.exit_code, crate::EXIT_NOT_FOUND);
