@@ -228,8 +228,8 @@ pub fn run_sandboxed(argv: &[OsString], env: &BTreeMap<OsString, OsString>) -> s
     unsafe {
         command.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
     }
-    // SAFETY: sigset_t and sigaction values are initialised (zeroed, then emptied)
-    // before use; the calls read and write live locals only. The handler only loads an
+    // SAFETY: sigset_t, sigaction and siginfo_t values are initialised (zeroed, then
+    // emptied) before use; the calls read and write live locals only. The handler only loads an
     // atomic and calls kill. The signals are blocked until the child's pid is known
     // (the child starts with an empty mask: std resets it), so none is lost.
     unsafe {
@@ -253,7 +253,20 @@ pub fn run_sandboxed(argv: &[OsString], env: &BTreeMap<OsString, OsString>) -> s
             FORWARD_TO.store(child.id() as i32, Ordering::SeqCst);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
-        let status = child.and_then(|mut child| child.wait());
+        let status = child.and_then(|mut child| {
+            // Wait without reaping, then stop forwarding, then reap: until it is reaped
+            // the pid stays the command's, so a late forward reaches no other process.
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            while libc::waitid(libc::P_PID, child.id() as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) != 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    break; // `wait` below reports the problem, or reaps.
+                }
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+            FORWARD_TO.store(0, Ordering::SeqCst);
+            child.wait()
+        });
         libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
         FORWARD_TO.store(0, Ordering::SeqCst);
         for (signal, previous) in FORWARDED.into_iter().zip(previous.iter()) {
