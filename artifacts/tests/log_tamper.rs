@@ -427,16 +427,21 @@ fn every_prefix_of_a_recovered_log_is_intact_or_incomplete() {
     }
 }
 
+/// The genesis record of docs/audit-log.md's test vectors (a fixed id and time).
+fn vector_genesis() -> Record {
+    Record::new(kind::GENESIS)
+        .with("format", 1)
+        .with("hash", "blake3")
+        .with("log_id", "000102030405060708090a0b0c0d0e0f")
+        .with("time_ns", Value::u64(1_700_000_000_000_000_000))
+}
+
 /// The test vectors of docs/audit-log.md: a three-record log built by hand, its leaf
 /// hashes and root. The doc must show exactly these bytes and hashes.
 #[test]
 fn documented_test_vectors_match_the_implementation() {
     use capsule_artifacts::log::merkle::{Blake3, Hash, leaf_hash, root};
-    let genesis = Record::new(kind::GENESIS)
-        .with("format", 1)
-        .with("hash", "blake3")
-        .with("log_id", "000102030405060708090a0b0c0d0e0f")
-        .with("time_ns", Value::u64(1_700_000_000_000_000_000));
+    let genesis = vector_genesis();
     let call = Record::new(kind::TOOL_CALL)
         .with("args", Value::Array(vec!["a b".into(), "\u{e9}".into()]))
         .with("name", "echo");
@@ -473,11 +478,7 @@ fn documented_test_vectors_match_the_implementation() {
 fn documented_tool_record_vectors_match_the_implementation() {
     use capsule_artifacts::log::merkle::leaf_hash;
     use capsule_artifacts::log::record::tool_record;
-    let genesis = Record::new(kind::GENESIS)
-        .with("format", 1)
-        .with("hash", "blake3")
-        .with("log_id", "000102030405060708090a0b0c0d0e0f")
-        .with("time_ns", Value::u64(1_700_000_000_000_000_000));
+    let genesis = vector_genesis();
     let object = |record: Record| record.data;
     let call = tool_record(
         kind::TOOL_CALL,
