@@ -10,11 +10,11 @@ mod kernel;
 mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
 mod libseccomp;
+mod network;
 mod profile;
 #[path = "../../compiler/tests/profiles/mod.rs"]
 mod profiles;
 mod sbpl;
-mod network;
 mod seccompiler_filter;
 
 #[derive(Parser)]

@@ -54,7 +54,12 @@ pub fn compile(source: &[u8], format: Format) -> Result<build::Artifacts, build:
 
 /// The artifact for `source` from `dir`, compiled and stored there first when missing
 /// or not verifying (the Python SDK).
-pub fn load_or_build(source: &[u8], format: Format, dir: &Path, target: Target) -> anyhow::Result<(VerifiedArtifact, Origin)> {
+pub fn load_or_build(
+    source: &[u8],
+    format: Format,
+    dir: &Path,
+    target: Target,
+) -> anyhow::Result<(VerifiedArtifact, Origin)> {
     if let Some(artifact) = load(dir, target) {
         return Ok((artifact, Origin::Hit));
     }

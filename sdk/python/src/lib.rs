@@ -10,13 +10,13 @@ use capsule_artifacts::log::canonical::{Object, Value};
 use capsule_artifacts::log::record::{Record, tool_record};
 use capsule_artifacts::log::verify::{Verdict, VerifyOptions, verify as verify_log};
 use capsule_artifacts::log::writer::Durability;
+use capsule_artifacts::log::writer::LogWriter;
 use capsule_compiler::diagnostic::{self, SourceFile};
 use capsule_compiler::front::Format;
 use clap::Parser;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
-use capsule_artifacts::log::writer::LogWriter;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -62,8 +62,8 @@ fn build(py: Python<'_>, source: &[u8], name: &str, workspace: PathBuf) -> PyRes
         let dir = root.join(capsule_cli::cache::key(source));
         let (artifact, _) = capsule_cli::cache::load_or_build(source, format, &dir, target)
             .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-        let log = capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace))
-            .map_err(PyOSError::new_err)?;
+        let log =
+            capsule_launch::audit::policy_log_path(artifact.launch(), Some(&workspace)).map_err(PyOSError::new_err)?;
         Ok((dir, artifact.pin.clone(), log))
     })
 }
@@ -164,7 +164,9 @@ fn append_tool_records(
             if kind != "tool.call" && kind != "tool.result" {
                 return Err(PyValueError::new_err(format!("the SDK writes tool.call and tool.result, not {kind}")));
             }
-            let Value::Object(fields) = to_value(fields.as_any())? else { unreachable!("a dict converts to an object") };
+            let Value::Object(fields) = to_value(fields.as_any())? else {
+                unreachable!("a dict converts to an object")
+            };
             Ok(tool_record(&kind, invocation, fields))
         })
         .collect::<PyResult<_>>()?;
@@ -201,11 +203,7 @@ fn seccomp_kill(py: Python<'_>, pid: u32, since_us: u64) -> Option<(u32, Option<
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     py.detach(|| {
-        let mut kmsg = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-            .ok()?;
+        let mut kmsg = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg").ok()?;
         let needle = format!(" pid={pid} ");
         let mut found = None;
         let mut record = vec![0u8; 8192];
@@ -221,12 +219,14 @@ fn seccomp_kill(py: Python<'_>, pid: u32, since_us: u64) -> Option<(u32, Option<
             let text = String::from_utf8_lossy(&record[..n]);
             let Some((prefix, message)) = text.split_once(';') else { continue };
             let at: u64 = prefix.split(',').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
-            if at < since_us || !message.contains("type=1326") || !message.contains(&needle) || !message.contains(" sig=31 ") {
+            if at < since_us
+                || !message.contains("type=1326")
+                || !message.contains(&needle)
+                || !message.contains(" sig=31 ")
+            {
                 continue;
             }
-            let field = |name: &str| {
-                message.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned)
-            };
+            let field = |name: &str| message.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned);
             let arch = field("arch=").and_then(|a| u32::from_str_radix(&a, 16).ok());
             let nr = field("syscall=").and_then(|n| n.parse::<u32>().ok());
             if let (Some(arch), Some(nr)) = (arch, nr) {
@@ -254,7 +254,9 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     if obj.is_instance_of::<PyInt>() {
         return Ok(match obj.extract::<i64>() {
-            Ok(n) if n.unsigned_abs() <= capsule_artifacts::log::canonical::MAX_SAFE_INT.unsigned_abs() => Value::Int(n),
+            Ok(n) if n.unsigned_abs() <= capsule_artifacts::log::canonical::MAX_SAFE_INT.unsigned_abs() => {
+                Value::Int(n)
+            }
             _ => Value::Str(obj.str()?.to_string()),
         });
     }
