@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import capsule  # noqa: E402
 from capsule import _codec, _native  # noqa: E402
 import bench_tools  # noqa: E402
 

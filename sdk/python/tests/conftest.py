@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 

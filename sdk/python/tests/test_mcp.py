@@ -5,7 +5,6 @@ through an MCP client over stdio."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import uuid

@@ -12,7 +12,6 @@ The worker is single-threaded (a selector loop), so fork is safe.
 
 from __future__ import annotations
 
-import errno as errno_module
 import gc
 import importlib
 import importlib.util
@@ -33,7 +32,7 @@ _READ_CHUNK = 1 << 16
 
 class _Call:
     __slots__ = ("id", "pid", "pidfd", "result_fd", "chunks", "size", "deadline", "limit", "status", "too_large",
-                 "timed_out", "started", "trace")
+                 "timed_out", "trace")
 
     def __init__(self, call_id: int, pid: int, pidfd: int, result_fd: int, deadline: Optional[float], limit: int):
         self.id = call_id
@@ -47,7 +46,6 @@ class _Call:
         self.status: Optional[int] = None
         self.too_large = False
         self.timed_out = False
-        self.started = time.monotonic()
         #: Monotonic timestamps (ns) for the benchmark's breakdown, when asked for.
         self.trace: Optional[Dict[str, int]] = None
 
