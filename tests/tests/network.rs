@@ -10,6 +10,7 @@
 //! the unprivileged user (`CAPSULE_TEST_USER`), who gets a user namespace.
 
 use capsule_tests::*;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -477,20 +478,8 @@ fn curl_and_python_urllib_fetch_https_through_the_proxy() {
     let _shared = SYSTEM.read().unwrap();
     let dir = outside_dir("capsule-tls-");
     let (cert, key) = certificate(dir.path());
-    let mut child = std::process::Command::new(python())
-        .arg("-c")
-        .arg(HTTPS_SERVER)
-        .arg(&cert)
-        .arg(&key)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut byte = [0u8; 1];
-    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        port.push(byte[0] as char);
-    }
+    let (mut child, port) =
+        python_server(&[OsStr::new("-c"), OsStr::new(HTTPS_SERVER), cert.as_os_str(), key.as_os_str()]);
     let url = format!("https://localhost:{}/", port.trim());
     let result = std::panic::catch_unwind(|| {
         for identity in identities("curl_and_python_urllib_fetch_https_through_the_proxy") {
@@ -663,18 +652,7 @@ fn pip_downloads_from_a_local_index_through_the_proxy() {
         return;
     }
     let root = outside_dir("capsule-index-");
-    let mut child = std::process::Command::new(python())
-        .args(["-c", INDEX])
-        .arg(root.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut byte = [0u8; 1];
-    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        port.push(byte[0] as char);
-    }
+    let (mut child, port) = python_server(&[OsStr::new("-c"), OsStr::new(INDEX), root.path().as_os_str()]);
     let index = format!("http://localhost:{}/simple/", port.trim());
     let result = std::panic::catch_unwind(|| {
         for identity in identities("pip_downloads_from_a_local_index_through_the_proxy") {
@@ -753,4 +731,18 @@ fn a_tunnel_carries_both_directions_at_once() {
     let records = sandbox.connections();
     assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
     assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
+}
+
+/// Starts `python3 ARGS...`, a test server that prints its port on its first line;
+/// returns the child and that port.
+fn python_server(args: &[&OsStr]) -> (std::process::Child, String) {
+    let mut child =
+        std::process::Command::new(python()).args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut port = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        port.push(byte[0] as char);
+    }
+    (child, port)
 }

@@ -275,19 +275,11 @@ pub fn summary_json(outcomes: &[Outcome], verified: bool) -> Value {
     let commands: Vec<Value> = outcomes
         .iter()
         .map(|o| {
-            json!({
-                "line": o.command.line,
-                "argv": o.command.argv,
-                "exit": o.exit,
-                "duration_ms": o.duration_ms as u64,
-                "timed_out": o.timed_out,
-                "syscalls": o.profile.total_calls(),
-                "profile": format!("{}.json", o.stem),
-                "policy": format!("{}.capsule.yaml", o.stem),
-                "replay": replay_json(&o.replay, o.exit),
-                "merged_replay": replay_json(&o.merged_replay, o.exit),
-                "notes": o.profile.notes,
-            })
+            let mut entry = command_entry(o);
+            entry.insert("timed_out".into(), json!(o.timed_out));
+            entry.insert("syscalls".into(), json!(o.profile.total_calls()));
+            entry.insert("notes".into(), json!(o.profile.notes));
+            Value::Object(entry)
         })
         .collect();
     json!({
@@ -300,22 +292,25 @@ pub fn summary_json(outcomes: &[Outcome], verified: bool) -> Value {
 }
 
 fn index_json(outcomes: &[Outcome]) -> Value {
-    let commands: Vec<Value> = outcomes
-        .iter()
-        .map(|o| {
-            json!({
-                "line": o.command.line,
-                "argv": o.command.argv,
-                "exit": o.exit,
-                "duration_ms": o.duration_ms as u64,
-                "profile": format!("{}.json", o.stem),
-                "policy": format!("{}.capsule.yaml", o.stem),
-                "replay": replay_json(&o.replay, o.exit),
-                "merged_replay": replay_json(&o.merged_replay, o.exit),
-            })
-        })
-        .collect();
+    let commands: Vec<Value> = outcomes.iter().map(|o| Value::Object(command_entry(o))).collect();
     json!({"version": 1, "commands": commands, "merged": MERGED})
+}
+
+/// One command as index.json lists it (the `--format json` summary adds to it).
+fn command_entry(o: &Outcome) -> serde_json::Map<String, Value> {
+    let Value::Object(entry) = json!({
+        "line": o.command.line,
+        "argv": o.command.argv,
+        "exit": o.exit,
+        "duration_ms": o.duration_ms as u64,
+        "profile": format!("{}.json", o.stem),
+        "policy": format!("{}.capsule.yaml", o.stem),
+        "replay": replay_json(&o.replay, o.exit),
+        "merged_replay": replay_json(&o.merged_replay, o.exit),
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    entry
 }
 
 /// The files a previous run listed in DIR/index.json (plain names only).
