@@ -128,12 +128,8 @@ class _Worker:
 
     def _start(self) -> None:
         announce_r, announce_w = os.pipe()
-        args = [
-            sys.executable, "-I", "-c", _BOOT.format("_launcher"), _PACKAGE_PARENT,
-            "--policy", self.policy_file, "--log", self.log, "--workspace", self.workspace,
-            "--announce-fd", str(announce_w),
-            "--", os.path.realpath(sys.executable), "-I", "-c", _BOOT.format("_worker"), _PACKAGE_PARENT,
-        ]  # fmt: skip
+        worker = [os.path.realpath(sys.executable), "-I", "-c", _BOOT.format("_worker"), _PACKAGE_PARENT]
+        args = _launcher_argv(self.policy_file, self.log, self.workspace, worker, announce_fd=announce_w)
         try:
             self.process = subprocess.Popen(
                 args,
@@ -310,6 +306,18 @@ def _read_line(fd: int, timeout: float) -> bytes:
             return b""
         data += chunk
     return data.strip()
+
+
+def _launcher_argv(
+    policy_file: str, log: str, workspace: str, command: List[str], announce_fd: Optional[int] = None
+) -> List[str]:
+    """`capsule run --policy FILE --log LOG --workspace DIR -- COMMAND`, in the SDK's
+    launcher process (`capsule._launcher`)."""
+    argv = [sys.executable, "-I", "-c", _BOOT.format("_launcher"), _PACKAGE_PARENT]
+    argv += ["--policy", policy_file, "--log", log, "--workspace", workspace]
+    if announce_fd is not None:
+        argv += ["--announce-fd", str(announce_fd)]
+    return argv + ["--", *command]
 
 
 def _policy_file(policy: Policy) -> str:
@@ -734,10 +742,7 @@ def run(
     cmd = [os.fspath(a) for a in argv]
     if not cmd:
         raise ValueError("run needs a command")
-    args = [
-        sys.executable, "-I", "-c", _BOOT.format("_launcher"), _PACKAGE_PARENT,
-        "--policy", _policy_file(pol), "--log", log_path, "--workspace", ws, "--", *cmd,
-    ]  # fmt: skip
+    args = _launcher_argv(_policy_file(pol), log_path, ws, cmd)
     pipe = subprocess.PIPE if capture_output else None
     with subprocess.Popen(
         args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL, stdout=pipe, stderr=pipe, cwd=ws
