@@ -109,7 +109,7 @@ fn mean_max(program: &Program, nrs: &[u32]) -> (f64, usize) {
 }
 
 fn syscall_name(nr: u32) -> &'static str {
-    tables::table(TARGET).by_nr(nr).map_or("(no syscall)", |d| d.name)
+    tables::table(TARGET).by_nr(nr).map_or("(no syscall)", |d| d.name())
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {

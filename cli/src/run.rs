@@ -260,7 +260,7 @@ fn mount_options(mountinfo: &str, dir: &Path) -> Option<String> {
 /// The name of syscall `nr` of the target whose `AUDIT_ARCH_*` is `arch`.
 pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
     let target = Target::LINUX.into_iter().find(|t| t.audit_arch() == Some(arch))?;
-    capsule_compiler::tables::table(target).by_nr(nr).map(|s| s.name)
+    capsule_compiler::tables::table(target).by_nr(nr).map(|s| s.name())
 }
 
 #[cfg(test)]

@@ -133,12 +133,12 @@ pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
             }
             match (unconditional(ro, old.default), unconditional(rn, new.default)) {
                 (Some(a), Some(b)) if !a.lets_call_run() && b.lets_call_run() => {
-                    d.newly_allowed.push(def.name.to_owned())
+                    d.newly_allowed.push(def.name().to_owned())
                 }
                 (Some(a), Some(b)) if a.lets_call_run() && !b.lets_call_run() => {
-                    d.newly_denied.push(def.name.to_owned())
+                    d.newly_denied.push(def.name().to_owned())
                 }
-                _ => d.changed.push(SyscallChange { name: def.name.to_owned(), nr: def.nr, old: lo, new: ln }),
+                _ => d.changed.push(SyscallChange { name: def.name().to_owned(), nr: def.nr, old: lo, new: ln }),
             }
         }
         out.targets.push(d);

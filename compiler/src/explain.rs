@@ -17,7 +17,7 @@ use std::fmt::Write;
 pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call) -> String {
     let d = ir::decide(policy, target, call);
     let mut out = String::new();
-    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
+    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name());
     let audited = if d.audited { " (audited: recorded in the audit log)" } else { "" };
     let _ = writeln!(out, "{target} {name}({}) => {}{audited}", args_text(&call.args), d.action);
     match &d.reason {
@@ -59,7 +59,7 @@ pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call
 pub fn explain_program(program: &Program, notify: Option<&NotifyTable>, target: Target, call: &Call) -> String {
     let data = SeccompData { nr: call.nr, arch: call.arch, instruction_pointer: 0, args: call.args };
     let outcome = program.run(&data);
-    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name);
+    let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name());
     let mut out = String::new();
     let _ =
         writeln!(out, "{target} {name}({}) => {} (ret {:#010x})", args_text(&call.args), outcome.action(), outcome.ret);

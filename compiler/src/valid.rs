@@ -207,8 +207,8 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
             return Err(VerifyError::UnknownSyscall { target, name, nr: sc.nr });
         };
         let def = &table.syscalls[i];
-        if def.name != name {
-            return Err(VerifyError::NameMismatch { target, nr: sc.nr, name, expected: def.name });
+        if def.name() != name {
+            return Err(VerifyError::NameMismatch { target, nr: sc.nr, name, expected: def.name() });
         }
         if sc.rules.is_empty() {
             return Err(VerifyError::NoRules { target, name });
@@ -229,8 +229,8 @@ fn verify_target(policy: &Policy, syscalls: &SyscallPolicy) -> Result<TargetInfo
                     return;
                 }
                 let index = arg.index;
-                let count = if def.args_known { def.args.len() } else { 6 };
-                let bits = def.args.get(index as usize).map(|a| a.bits);
+                let count = if def.args_known { def.args().len() } else { 6 };
+                let bits = def.args().get(index as usize).map(|a| a.bits);
                 let expected = bits.map(width_of_bits);
                 if index as usize >= count {
                     err = Some(VerifyError::NoSuchArg { target, name, index, count });

@@ -32,7 +32,7 @@ fn nr(target: Target, name: &str) -> u32 {
 
 fn arg(target: Target, name: &str, index: u8) -> Arg {
     let def = tables::table(target).by_name(name).expect("known syscall");
-    Arg { index, width: width_of_bits(def.args[index as usize].bits) }
+    Arg { index, width: width_of_bits(def.args()[index as usize].bits) }
 }
 
 fn test(name: &str, index: u8, test: Test) -> Cond {
@@ -59,7 +59,7 @@ fn policy(rules: Vec<(&str, Vec<Rule>)>) -> Policy {
         let def = tables::table(X86).by_name(name).expect("known syscall");
         syscalls
             .entry(def.nr)
-            .or_insert(SyscallRules { name: def.name, nr: def.nr, rules: vec![] })
+            .or_insert(SyscallRules { name: def.name(), nr: def.nr, rules: vec![] })
             .rules
             .extend(rules);
     }
@@ -322,11 +322,11 @@ fn long_jumps_get_trampolines() {
     let rules: Vec<(&str, Vec<Rule>)> = table
         .syscalls
         .iter()
-        .filter(|d| d.args_known && !d.args.is_empty() && !d.args[0].pointer)
+        .filter(|d| d.args_known && !d.args().is_empty() && !d.args()[0].pointer)
         .take(120)
         .map(|d| {
-            let a = Arg { index: 0, width: width_of_bits(d.args[0].bits) };
-            (d.name, vec![allow(Cond::Test { arg: a, test: Test::In(vec![1, 5, 9, 100]) })])
+            let a = Arg { index: 0, width: width_of_bits(d.args()[0].bits) };
+            (d.name(), vec![allow(Cond::Test { arg: a, test: Test::In(vec![1, 5, 9, 100]) })])
         })
         .collect();
     let built = build(&policy(rules));
@@ -343,11 +343,11 @@ fn a_program_over_4096_instructions_is_an_error_naming_the_heaviest_syscalls() {
     let rules: Vec<(&str, Vec<Rule>)> = table
         .syscalls
         .iter()
-        .filter(|d| d.args_known && d.args.len() >= 2 && d.args[1].bits == 64)
+        .filter(|d| d.args_known && d.args().len() >= 2 && d.args()[1].bits == 64)
         .take(60)
         .map(|d| {
             (
-                d.name,
+                d.name(),
                 vec![allow(Cond::Test {
                     arg: Arg { index: 1, width: width_of_bits(64) },
                     test: Test::In(values.clone()),
@@ -563,8 +563,8 @@ fn a_docker_shaped_policy_keeps_every_allowed_path_within_the_budget() {
     let mut rules: Vec<(&str, Vec<Rule>)> = tables::table(X86)
         .syscalls
         .iter()
-        .filter(|d| !denied.contains(&d.name) && !argument_checked.contains(&d.name))
-        .map(|d| (d.name, vec![allow(Cond::True)]))
+        .filter(|d| !denied.contains(&d.name()) && !argument_checked.contains(&d.name()))
+        .map(|d| (d.name(), vec![allow(Cond::True)]))
         .collect();
     rules.extend([
         ("socket", vec![allow(test("socket", 0, Test::NotIn(vec![38, 40])))]),

@@ -24,7 +24,7 @@ fn rule(kind: RuleKind, cond: Cond) -> Rule {
 
 fn domain(test: Test) -> Cond {
     let def = tables::table(X86).by_name("socket").expect("socket");
-    Cond::Test { arg: Arg { index: 0, width: width_of_bits(def.args[0].bits) }, test }
+    Cond::Test { arg: Arg { index: 0, width: width_of_bits(def.args()[0].bits) }, test }
 }
 
 /// Default EPERM; exit and getpid allowed; AF_UNIX/AF_INET sockets allowed and
@@ -48,7 +48,7 @@ fn agent_policy() -> Policy {
         .into_iter()
         .map(|(name, rules)| {
             let def = tables::table(X86).by_name(name).expect("known syscall");
-            (def.nr, SyscallRules { name: def.name, nr: def.nr, rules })
+            (def.nr, SyscallRules { name: def.name(), nr: def.nr, rules })
         })
         .collect::<BTreeMap<_, _>>();
     Policy {

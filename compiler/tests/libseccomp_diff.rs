@@ -387,7 +387,7 @@ fn probes(case: &Case) -> Vec<SeccompData> {
 fn narrow_args(target: Target, nr: u32) -> Vec<usize> {
     tables::table(target)
         .by_nr(nr)
-        .map(|def| def.args.iter().enumerate().filter(|(_, a)| a.bits <= 32).map(|(i, _)| i).collect())
+        .map(|def| def.args().iter().enumerate().filter(|(_, a)| a.bits <= 32).map(|(i, _)| i).collect())
         .unwrap_or_default()
 }
 
@@ -409,7 +409,7 @@ fn classify(
         let expected = (action_ret(case.policy.newer_syscalls), case.spec.default);
         return ((ours, theirs) == expected).then(|| ("above table".to_owned(), Reason::AboveTable));
     }
-    let name = table.by_nr(p.nr)?.name;
+    let name = table.by_nr(p.nr)?.name();
     if unknown.contains(name) {
         return (theirs == case.spec.default).then(|| (name.to_owned(), Reason::UnknownToLibseccomp));
     }

@@ -203,7 +203,7 @@ fn interesting_values(json: &str) -> BTreeSet<u64> {
 /// is the documented difference (see `a_32_bit_argument_is_read_on_its_low_half`).
 fn vectors(def: Option<&tables::SyscallDef>, values: &BTreeSet<u64>) -> Vec<[u64; 6]> {
     let fits = |i: usize, v: u64| match def {
-        Some(d) if d.args_known => d.args.get(i).is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
+        Some(d) if d.args_known => d.args().get(i).is_none_or(|a| a.bits > 32 || v <= u32::MAX as u64),
         _ => true,
     };
     let mut out = vec![[0u64; 6]];
@@ -231,12 +231,12 @@ fn assert_same_decisions(policy: &Policy, target: Target, reference: &RefProfile
     for nr in 0..=table.max_nr {
         let def = table.by_nr(nr);
         let conditional =
-            def.and_then(|d| reference.rules.get(d.name)).is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
+            def.and_then(|d| reference.rules.get(d.name())).is_some_and(|rs| rs.iter().any(|r| !r.args.is_empty()));
         let args_list = if conditional { vectors(def, values) } else { vec![[0; 6], [u64::MAX; 6]] };
         for args in args_list {
             let got = ir::decide(policy, target, &Call { arch, nr, args }).action;
-            let want = def.map_or(reference.default, |d| ref_decide(reference, d.name, &args));
-            assert_eq!(got, want, "{target} nr {nr} ({:?}) args {args:x?}", def.map(|d| d.name));
+            let want = def.map_or(reference.default, |d| ref_decide(reference, d.name(), &args));
+            assert_eq!(got, want, "{target} nr {nr} ({:?}) args {args:x?}", def.map(|d| d.name()));
             compared += 1;
         }
     }
@@ -377,22 +377,22 @@ fn packaged_profiles_round_trip_through_export() {
             let approximated: BTreeSet<&str> = tables::table(target)
                 .syscalls
                 .iter()
-                .map(|d| d.name)
+                .map(|d| d.name())
                 .filter(|name| exported.warnings.iter().any(|w| w.starts_with(&format!("{target} `{name}`:"))))
                 .collect();
             let table = tables::table(target);
             for def in table.syscalls {
                 for args in vectors(Some(def), &values) {
-                    let (got, want) = (ref_decide(&round, def.name, &args), ref_decide(&original, def.name, &args));
-                    if approximated.contains(def.name) {
+                    let (got, want) = (ref_decide(&round, def.name(), &args), ref_decide(&original, def.name(), &args));
+                    if approximated.contains(def.name()) {
                         assert!(
                             !got.lets_call_run() || want.lets_call_run(),
                             "{} {target} {} {args:x?}: export runs what the profile denies",
                             profile.name,
-                            def.name
+                            def.name()
                         );
                     } else {
-                        assert_eq!(got, want, "{} {target} {} {args:x?}", profile.name, def.name);
+                        assert_eq!(got, want, "{} {target} {} {args:x?}", profile.name, def.name());
                     }
                 }
             }
@@ -662,7 +662,7 @@ fn widths_used_by_the_tests_are_the_tables() {
     // The vectors above lean on these widths; fail loudly if the tables change them.
     let t = tables::table(Target::LinuxX86_64);
     let width = |name: &str, i: usize| {
-        if t.by_name(name).unwrap().args[i].bits <= 32 { Width::W32 } else { Width::W64 }
+        if t.by_name(name).unwrap().args()[i].bits <= 32 { Width::W32 } else { Width::W64 }
     };
     assert_eq!(width("personality", 0), Width::W32);
     assert_eq!(width("lseek", 1), Width::W64);

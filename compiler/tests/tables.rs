@@ -18,7 +18,7 @@ fn def(target: Target, name: &str) -> &'static SyscallDef {
 }
 
 fn arg_summary(def: &SyscallDef) -> Vec<(&'static str, Option<&'static str>, &'static str, u8, bool)> {
-    def.args.iter().map(|a| (a.kernel_name, a.man_name, a.c_type, a.bits, a.pointer)).collect()
+    def.args().iter().map(|a| (a.kernel_name(), a.man_name(), a.c_type(), a.bits, a.pointer)).collect()
 }
 
 // ------------------------------------------------------------------ libseccomp cross-check
@@ -71,16 +71,16 @@ fn libseccomp_agrees_except_for_the_listed_newer_syscalls() {
         let mut differences = BTreeSet::new();
 
         // Every name of ours resolves to our number.
-        let names: Vec<String> = table.syscalls.iter().map(|s| s.name.to_owned()).collect();
+        let names: Vec<String> = table.syscalls.iter().map(|s| s.name().to_owned()).collect();
         for (def, answer) in table.syscalls.iter().zip(resolve_all(arch, &names)) {
             if answer != def.nr.to_string() {
-                differences.insert(format!("{}: ours {}, libseccomp {answer}", def.name, def.nr));
+                differences.insert(format!("{}: ours {}, libseccomp {answer}", def.name(), def.nr));
             }
         }
         // Every number libseccomp knows, up to our highest, is ours under the same name.
         let numbers: Vec<String> = (0..=table.max_nr).map(|nr| nr.to_string()).collect();
         for (nr, answer) in (0..=table.max_nr).zip(resolve_all(arch, &numbers)) {
-            let ours = table.by_nr(nr).map(|d| d.name);
+            let ours = table.by_nr(nr).map(|d| d.name());
             if answer != "UNKNOWN" && ours != Some(answer.as_str()) {
                 differences.insert(format!("number {nr}: ours {ours:?}, libseccomp {answer}"));
             }
@@ -141,21 +141,21 @@ fn tables_are_sorted_and_lookups_find_every_entry() {
         let table = tables::table(target);
         assert_eq!(table.target, target);
         assert!(table.syscalls.windows(2).all(|w| w[0].nr < w[1].nr), "syscalls sorted by number");
-        assert!(table.constants.windows(2).all(|w| w[0].name < w[1].name), "constants sorted by name");
+        assert!(table.constants.windows(2).all(|w| w[0].name() < w[1].name()), "constants sorted by name");
         assert_eq!(table.max_nr, table.syscalls.last().unwrap().nr);
         for def in table.syscalls {
-            assert_eq!(table.by_name(def.name), Some(def));
+            assert_eq!(table.by_name(def.name()), Some(def));
             assert_eq!(table.by_nr(def.nr), Some(def));
-            assert!(def.args.len() <= 6);
-            assert!(def.args_known || def.args.is_empty());
-            for arg in def.args {
-                assert!(matches!(arg.bits, 16 | 32 | 64), "{}: {} bits", def.name, arg.bits);
+            assert!(def.args().len() <= 6);
+            assert!(def.args_known || def.args().is_empty());
+            for arg in def.args() {
+                assert!(matches!(arg.bits, 16 | 32 | 64), "{}: {} bits", def.name(), arg.bits);
                 assert!(!arg.pointer || arg.bits == 64);
-                assert_ne!(arg.man_name, Some(arg.kernel_name), "man_name only when it differs");
+                assert_ne!(arg.man_name(), Some(arg.kernel_name()), "man_name only when it differs");
             }
         }
         for c in table.constants {
-            assert_eq!(table.constant(c.name), Some(c.value));
+            assert_eq!(table.constant(c.name()), Some(c.value));
         }
         assert_eq!(table.by_name("no_such_syscall"), None);
         assert_eq!(table.by_nr(table.max_nr + 1), None);
@@ -220,8 +220,8 @@ fn argument_names_types_and_widths_come_from_the_kernel_and_the_man_pages() {
             ("protocol", None, "int", 32, false),
         ]
     );
-    assert_eq!(socket.args[0].display_name(), "domain");
-    assert!(socket.args[0].answers_to("family") && socket.args[0].answers_to("domain"));
+    assert_eq!(socket.args()[0].display_name(), "domain");
+    assert!(socket.args()[0].answers_to("family") && socket.args()[0].answers_to("domain"));
 
     // fs/ioctl.c: SYSCALL_DEFINE3(ioctl, unsigned int, fd, unsigned int, cmd, unsigned long, arg)
     assert_eq!(
@@ -234,25 +234,25 @@ fn argument_names_types_and_widths_come_from_the_kernel_and_the_man_pages() {
     );
     for target in Target::LINUX {
         let mmap = def(target, "mmap");
-        assert_eq!(mmap.args.len(), 6);
-        assert!(mmap.args.iter().all(|a| a.bits == 64 && a.c_type == "unsigned long"));
+        assert_eq!(mmap.args().len(), 6);
+        assert!(mmap.args().iter().all(|a| a.bits == 64 && a.c_type() == "unsigned long"));
         let openat = def(target, "openat");
         assert_eq!(arg_summary(openat)[1], ("filename", Some("pathname"), "const char *", 64, true));
-        assert_eq!(openat.args[3].c_type, "umode_t");
-        assert_eq!(openat.args[3].bits, 16);
+        assert_eq!(openat.args()[3].c_type(), "umode_t");
+        assert_eq!(openat.args()[3].bits, 16);
         let personality = def(target, "personality");
         assert_eq!(arg_summary(personality), [("personality", Some("persona"), "unsigned int", 32, false)]);
         let capget = def(target, "capget");
-        assert!(capget.args.iter().all(|a| a.pointer), "cap_user_*_t are pointer typedefs");
-        assert_eq!(def(target, "getpid").args, &[]);
+        assert!(capget.args().iter().all(|a| a.pointer), "cap_user_*_t are pointer typedefs");
+        assert_eq!(def(target, "getpid").args(), &[]);
         assert!(def(target, "getpid").args_known);
-        assert!(def(target, "rt_sigreturn").args.is_empty());
+        assert!(def(target, "rt_sigreturn").args().is_empty());
     }
     // The raw clone: CONFIG_CLONE_BACKWARDS on arm64 swaps the last two arguments.
-    let names = |d: &SyscallDef| d.args.iter().map(|a| a.display_name()).collect::<Vec<_>>();
+    let names = |d: &SyscallDef| d.args().iter().map(|a| a.display_name()).collect::<Vec<_>>();
     assert_eq!(names(def(X86, "clone")), ["flags", "stack", "parent_tid", "child_tid", "tls"]);
     assert_eq!(names(def(ARM, "clone")), ["flags", "stack", "parent_tid", "tls", "child_tid"]);
-    assert_eq!(def(X86, "clone").args[0].kernel_name, "clone_flags");
+    assert_eq!(def(X86, "clone").args()[0].kernel_name(), "clone_flags");
     // No SYSCALL_DEFINE: the number exists, the kernel answers ENOSYS.
     assert!(!def(X86, "uselib").args_known);
     assert!(!def(ARM, "map_shadow_stack").args_known);
@@ -316,9 +316,9 @@ fn errno_names_and_values() {
     assert_eq!(tables::errno_value("EHWPOISON"), Some(133));
     assert_eq!(tables::errno_value("eperm"), None);
     // Every errno constant round-trips through its canonical name.
-    for c in tables::table(X86).constants.iter().filter(|c| tables::errno_value(c.name).is_some()) {
+    for c in tables::table(X86).constants.iter().filter(|c| tables::errno_value(c.name()).is_some()) {
         let value = u16::try_from(c.value).unwrap();
-        assert_eq!(tables::errno_value(c.name), Some(value));
+        assert_eq!(tables::errno_value(c.name()), Some(value));
         assert_eq!(tables::errno_value(tables::errno_name(value).unwrap()), Some(value));
     }
 }
@@ -328,7 +328,7 @@ fn all_syscall_names_is_the_sorted_union() {
     let all: Vec<&str> = tables::all_syscall_names().collect();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
     let union: BTreeSet<&str> =
-        Target::LINUX.iter().flat_map(|t| tables::table(*t).syscalls.iter().map(|s| s.name)).collect();
+        Target::LINUX.iter().flat_map(|t| tables::table(*t).syscalls.iter().map(|s| s.name())).collect();
     assert_eq!(all, union.into_iter().collect::<Vec<_>>());
     assert!(all.contains(&"open") && all.contains(&"mseal"));
 }
@@ -349,7 +349,7 @@ fn macos_has_no_table() {
 // ------------------------------------------------------------------ groups
 
 fn expanded_names(name: &str, target: Target) -> BTreeSet<&'static str> {
-    groups::expand(name, target).into_iter().map(|d| d.name).collect()
+    groups::expand(name, target).into_iter().map(|d| d.name()).collect()
 }
 
 #[test]
@@ -400,7 +400,7 @@ fn expand_resolves_nesting_sorted_and_deduplicated() {
             let defs = groups::expand(g.name, target);
             assert!(defs.windows(2).all(|w| w[0].nr < w[1].nr), "@{} sorted by number, each once", g.name);
             // Every direct syscall member the target has is in the expansion.
-            let names: BTreeSet<&str> = defs.iter().map(|d| d.name).collect();
+            let names: BTreeSet<&str> = defs.iter().map(|d| d.name()).collect();
             for member in g.members.iter().filter(|m| !m.starts_with('@')) {
                 assert_eq!(names.contains(member), tables::table(target).by_name(member).is_some());
             }

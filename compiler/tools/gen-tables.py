@@ -687,10 +687,41 @@ def header(sources: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_target(target: Target, sources: str) -> str:
+class Pools:
+    """The strings and argument lists of every table, each once.
+
+    The tables hold offsets into these pools instead of references: a reference in a
+    static is a load-time relocation in a position-independent binary, and the tables'
+    thousands of them cost every start of `capsule` the copy-on-write faults of the
+    pages the loader writes (docs/benchmarks.md, issue 12).
+    """
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.string_order: list[str] = []
+        self.size = 0
+        self.arg_lists: dict[tuple, int] = {}
+        self.args: list[Arg] = []
+
+    def string(self, s: str) -> str:
+        if s not in self.strings:
+            self.strings[s] = self.size
+            self.string_order.append(s)
+            self.size += len(s.encode())
+        return f"Str({self.strings[s]}, {len(s.encode())})"
+
+    def arg_list(self, args: list[Arg]) -> str:
+        key = tuple((a.kernel_name, a.man_name, a.c_type, a.bits, a.pointer) for a in args)
+        if key not in self.arg_lists:
+            self.arg_lists[key] = len(self.args)
+            self.args.extend(args)
+        return f"Args({self.arg_lists[key]}, {len(args)})"
+
+
+def render_target(target: Target, pools: Pools, sources: str) -> str:
     spec = target.spec
     out = [header(sources), f"//! The {spec.name} table.", ""]
-    out.append("use super::{ArgDef, ConstDef, SyscallDef, Table};")
+    out.append("use super::{Args, ConstDef, Str, SyscallDef, Table};")
     out.append("use capsule_artifacts::Target;")
     out.append("")
     max_nr = max(s.nr for s in target.syscalls)
@@ -704,25 +735,12 @@ def render_target(target: Target, sources: str) -> str:
     out.append("")
     out.append("static SYSCALLS: &[SyscallDef] = &[")
     for s in target.syscalls:
-        note = f" // {s.entry or 'no entry point'}" + (f", added in {s.since}" if s.since else "")
-        if s.args is None:
-            out.append(
-                f"    SyscallDef {{ name: {rust_str(s.name)}, nr: {s.nr}, args: &[], args_known: false }},{note}"
-            )
-            continue
-        if not s.args:
-            out.append(
-                f"    SyscallDef {{ name: {rust_str(s.name)}, nr: {s.nr}, args: &[], args_known: true }},{note}"
-            )
-            continue
-        out.append(f"    SyscallDef {{ name: {rust_str(s.name)}, nr: {s.nr}, args_known: true, args: &[{note}")
-        for a in s.args:
-            man = f"Some({rust_str(a.man_name)})" if a.man_name else "None"
-            out.append(
-                f"        ArgDef {{ kernel_name: {rust_str(a.kernel_name)}, man_name: {man}, "
-                f"c_type: {rust_str(a.c_type)}, bits: {a.bits}, pointer: {'true' if a.pointer else 'false'} }},"
-            )
-        out.append("    ] },")
+        note = f" // {s.name}: {s.entry or 'no entry point'}" + (f", added in {s.since}" if s.since else "")
+        known = "false" if s.args is None else "true"
+        args = pools.arg_list(s.args or [])
+        out.append(
+            f"    SyscallDef {{ name: {pools.string(s.name)}, nr: {s.nr}, args: {args}, args_known: {known} }},{note}"
+        )
     out.append("];")
     out.append("")
     order = sorted(range(len(target.syscalls)), key=lambda i: target.syscalls[i].name)
@@ -734,13 +752,17 @@ def render_target(target: Target, sources: str) -> str:
     out.append("")
     out.append("static CONSTANTS: &[ConstDef] = &[")
     for c in target.constants:
-        out.append(f"    ConstDef {{ name: {rust_str(c.name)}, value: {c.value:#x} }},")
+        out.append(f"    ConstDef {{ name: {pools.string(c.name)}, value: {c.value:#x} }}, // {c.name}")
     out.append("];")
     return "\n".join(out) + "\n"
 
 
-def render_common(targets: list[Target], errno: list[tuple[str, int]], sources: str) -> str:
-    out = [header(sources), "//! What every target shares: errno names, the union of syscall names, the sources.", ""]
+def render_common(targets: list[Target], errno: list[tuple[str, int]], pools: Pools, sources: str) -> str:
+    out = [header(sources), "//! What every target shares: errno names, the union of syscall names, the sources,"]
+    out.append("//! and the pools of strings and argument lists the tables index.")
+    out.append("")
+    out.append("use super::{ArgDef, Str};")
+    out.append("")
     out.append("/// The kernel release the tables describe.")
     out.append(f"pub const KERNEL_VERSION: &str = {rust_str(KERNEL_VERSION)};")
     out.append("")
@@ -751,23 +773,41 @@ def render_common(targets: list[Target], errno: list[tuple[str, int]], sources: 
     for name, value in errno:
         canonical.setdefault(value, name)
     out.append("/// errno values and their canonical names, sorted by value.")
-    out.append("pub(super) static ERRNO_BY_VALUE: &[(u16, &str)] = &[")
+    out.append("pub(super) static ERRNO_BY_VALUE: &[(u16, Str)] = &[")
     for value in sorted(canonical):
-        out.append(f"    ({value}, {rust_str(canonical[value])}),")
+        out.append(f"    ({value}, {pools.string(canonical[value])}), // {canonical[value]}")
     out.append("];")
     out.append("")
     out.append("/// Every errno name, aliases included, sorted by name.")
-    out.append("pub(super) static ERRNO_BY_NAME: &[(&str, u16)] = &[")
+    out.append("pub(super) static ERRNO_BY_NAME: &[(Str, u16)] = &[")
     for name, value in sorted(errno):
-        out.append(f"    ({rust_str(name)}, {value}),")
+        out.append(f"    ({pools.string(name)}, {value}), // {name}")
     out.append("];")
     out.append("")
     names = sorted({s.name for t in targets for s in t.syscalls})
     out.append("/// The union of the targets' syscall names, sorted.")
-    out.append("pub(super) static ALL_SYSCALL_NAMES: &[&str] = &[")
+    out.append("pub(super) static ALL_SYSCALL_NAMES: &[Str] = &[")
     for n in names:
-        out.append(f"    {rust_str(n)},")
+        out.append(f"    {pools.string(n)}, // {n}")
     out.append("];")
+    out.append("")
+    out.append("/// Every argument list of every target's syscalls, each list once; `Args` indexes it.")
+    out.append(f"pub(super) static ARGS: [ArgDef; {len(pools.args)}] = [")
+    for i, a in enumerate(pools.args):
+        man = f"Some({pools.string(a.man_name)})" if a.man_name else "None"
+        kernel, c_type = pools.string(a.kernel_name), pools.string(a.c_type)
+        pointer = "true" if a.pointer else "false"
+        out.append(
+            f"    ArgDef {{ kernel_name: {kernel}, man_name: {man}, c_type: {c_type}, bits: {a.bits}, "
+            f"pointer: {pointer} }}, // {i}: {a.c_type} {a.kernel_name}"
+        )
+    out.append("];")
+    out.append("")
+    out.append("/// Every string of the tables, each once; `Str` is an offset and a length into it.")
+    out.append("pub(super) static STRINGS: &str = concat!(")
+    for s in pools.string_order:
+        out.append(f"    {rust_str(s)},")
+    out.append(");")
     return "\n".join(out) + "\n"
 
 
@@ -825,15 +865,13 @@ def generate(out_dir: Path, tarball: Path) -> list[Path]:
     sources = "\n".join(wrap(sources, 86))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for target in targets:
-        path = out_dir / f"{target.spec.module}.rs"
-        path.write_text(render_target(target, sources))
-        written.append(path)
-    path = out_dir / "common.rs"
-    path.write_text(render_common(targets, errno, sources))
-    written.append(path)
-    return written
+    pools = Pools()
+    # The targets first, then common.rs, which holds the pools they filled.
+    rendered = [(out_dir / f"{t.spec.module}.rs", render_target(t, pools, sources)) for t in targets]
+    rendered.append((out_dir / "common.rs", render_common(targets, errno, pools, sources)))
+    for path, text in rendered:
+        path.write_text(text)
+    return [path for path, _ in rendered]
 
 
 def wrap(text: str, width: int) -> list[str]:

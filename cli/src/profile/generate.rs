@@ -349,7 +349,7 @@ pub fn policy(name: &str, description: &str, header: &[String], sources: &[Sourc
                     } else {
                         s.label.clone()
                     };
-                    users.entry(def.name).or_default().push(note);
+                    users.entry(def.name()).or_default().push(note);
                 }
             }
         }
@@ -481,7 +481,7 @@ fn rule(name: &str, profile: &Profile, table: &Table, ns_mask: u64) -> String {
             continue;
         }
         let Some(def) = table.by_name(name) else { continue };
-        let Some(arg_def) = def.args.iter().find(|a| a.answers_to(arg)) else { continue };
+        let Some(arg_def) = def.args().iter().find(|a| a.answers_to(arg)) else { continue };
         let mask = if arg_def.bits >= 64 { u64::MAX } else { (1u64 << arg_def.bits) - 1 };
         let masked: BTreeSet<u64> = set.iter().map(|v| v & mask).collect();
         let names: Vec<String> = masked

@@ -71,7 +71,7 @@ fn known_profile(known: &[u32], target: Target) -> Profile {
     let calls = p.syscalls.entry(target.name().to_owned()).or_default();
     for &nr in known {
         if let Some(d) = table.by_nr(nr) {
-            calls.insert(d.name.to_owned(), Default::default());
+            calls.insert(d.name().to_owned(), Default::default());
         }
     }
     p

@@ -227,8 +227,10 @@ pub fn constant_name(table: &Table, prefixes: &[&str], value: u64) -> Option<&'s
     table
         .constants
         .iter()
-        .filter(|c| c.value == value && prefixes.iter().any(|p| c.name.starts_with(p)) && !ALIASES.contains(&c.name))
-        .map(|c| c.name)
+        .filter(|c| {
+            c.value == value && prefixes.iter().any(|p| c.name().starts_with(p)) && !ALIASES.contains(&c.name())
+        })
+        .map(|c| c.name())
         .min_by_key(|name| (name.len(), *name))
 }
 
@@ -468,7 +470,7 @@ impl Recorder {
         if set.len() < MAX_VALUES {
             set.insert(value);
         } else if let Some(def) = self.table.by_nr(nr) {
-            self.profile.args_overflow.insert((def.name.to_owned(), arg.to_owned()));
+            self.profile.args_overflow.insert((def.name().to_owned(), arg.to_owned()));
         }
     }
 
@@ -523,7 +525,7 @@ impl Recorder {
                 _ => None,
             };
             if let (Some(errno), Some(def)) = (name, self.table.by_nr(nr)) {
-                self.refusing = Some((def.name, errno));
+                self.refusing = Some((def.name(), errno));
             }
         }
         self.record_exit(pid, pending, rval, failed);
@@ -733,7 +735,7 @@ impl Recorder {
     pub fn finish(mut self) -> Profile {
         for ((nr, arg), values) in std::mem::take(&mut self.values) {
             if let Some(def) = self.table.by_nr(nr) {
-                self.profile.args.entry(def.name.to_owned()).or_default().insert(arg.to_owned(), values);
+                self.profile.args.entry(def.name().to_owned()).or_default().insert(arg.to_owned(), values);
             }
         }
         let arch = self.target.name().to_owned();
@@ -742,7 +744,7 @@ impl Recorder {
             if c.count == 0 {
                 continue;
             }
-            let name = self.table.by_nr(nr as u32).map_or_else(|| format!("#{nr}"), |d| d.name.to_owned());
+            let name = self.table.by_nr(nr as u32).map_or_else(|| format!("#{nr}"), |d| d.name().to_owned());
             native.insert(name, *c);
         }
         for (nr, c) in &self.unknown_native {

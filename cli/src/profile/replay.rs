@@ -95,7 +95,7 @@ pub fn replay(source: &str, argv: &[String], options: &ReplayOptions<'_>, profil
     let known: Vec<u32> = capsule_compiler::tables::table(options.target)
         .syscalls
         .iter()
-        .filter(|d| !super::ALWAYS_TRACED.contains(&d.name))
+        .filter(|d| !super::ALWAYS_TRACED.contains(&d.name()))
         .map(|d| d.nr)
         .collect();
     let mut recorder = Recorder::new(options.target);

@@ -473,7 +473,7 @@ fn groups(name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
                 let per_target: serde_json::Map<String, serde_json::Value> = Target::LINUX
                     .iter()
                     .map(|&t| {
-                        let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name).collect();
+                        let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name()).collect();
                         (t.name().to_owned(), serde_json::json!(names))
                     })
                     .collect();
@@ -490,7 +490,7 @@ fn groups(name: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
             writeln!(out, "  includes: {}", nested.join(" "))?;
         }
         for t in Target::LINUX {
-            let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name).collect();
+            let names: Vec<&str> = groups::expand(g.name, t).iter().map(|d| d.name()).collect();
             writeln!(out, "  {t} ({}): {}", names.len(), names.join(" "))?;
         }
         writeln!(out)?;

@@ -145,13 +145,13 @@ fn op_comment(op: Op, state: State, ctx: &DisasmContext) -> Option<String> {
             Some(Field::Arg { index, high }) => {
                 let half = if high { "high" } else { "low" };
                 match state.nr.and_then(|nr| ctx.syscall(nr)) {
-                    Some(def) if def.args_known => match def.args.get(usize::from(index)) {
+                    Some(def) if def.args_known => match def.args().get(usize::from(index)) {
                         Some(arg) => {
-                            format!("{}.arg{index} ({}) {half}", def.name, arg.display_name())
+                            format!("{}.arg{index} ({}) {half}", def.name(), arg.display_name())
                         }
-                        None => format!("{}.arg{index} (unused) {half}", def.name),
+                        None => format!("{}.arg{index} (unused) {half}", def.name()),
                     },
-                    Some(def) => format!("{}.arg{index} {half}", def.name),
+                    Some(def) => format!("{}.arg{index} {half}", def.name()),
                     None => format!("arg{index} {half}"),
                 }
             }
@@ -181,7 +181,7 @@ fn nr_comment(op: JmpOp, k: u32, ctx: &DisasmContext) -> Option<String> {
     if k == X32_SYSCALL_BIT && matches!(op, JmpOp::Ge | JmpOp::Set) {
         return Some("x32 bit".to_string());
     }
-    let name = ctx.syscall(k)?.name;
+    let name = ctx.syscall(k)?.name();
     Some(match op {
         JmpOp::Eq => name.to_string(),
         JmpOp::Gt => format!("> {name}"),

@@ -193,7 +193,7 @@ impl Lower {
                     },
                 };
                 let entry = syscalls.entry(def.nr).or_insert_with(|| SyscallRules {
-                    name: def.name,
+                    name: def.name(),
                     nr: def.nr,
                     rules: Vec::new(),
                 });
@@ -425,23 +425,26 @@ impl Lower {
         let span = when.file_span(ident.span);
         let index = match ident.name.strip_prefix("arg").and_then(|n| n.parse::<u8>().ok()) {
             Some(i) if i < 6 => Some(i as usize),
-            _ => def.args.iter().position(|a| a.kernel_name == ident.name || a.man_name == Some(ident.name.as_str())),
+            _ => def
+                .args()
+                .iter()
+                .position(|a| a.kernel_name() == ident.name || a.man_name() == Some(ident.name.as_str())),
         };
         let Some(index) = index else {
-            let names: Vec<&str> = def.args.iter().map(|a| a.man_name.unwrap_or(a.kernel_name)).collect();
+            let names: Vec<&str> = def.args().iter().map(|a| a.man_name().unwrap_or(a.kernel_name())).collect();
             let mut d = Diagnostic::new(
                 Code::UnknownArgument,
                 span,
-                format!("`{}` has no argument `{}`", def.name, ident.name),
+                format!("`{}` has no argument `{}`", def.name(), ident.name),
             )
             .label("unknown argument");
-            let candidates = def.args.iter().flat_map(|a| [Some(a.kernel_name), a.man_name]).flatten();
+            let candidates = def.args().iter().flat_map(|a| [Some(a.kernel_name()), a.man_name()]).flatten();
             d = match (did_you_mean(&ident.name, candidates), names.is_empty()) {
                 (Some(s), _) => d.help(format!("did you mean `{s}`?")),
-                (None, true) => d.help(format!("`{}` takes no arguments", def.name)),
+                (None, true) => d.help(format!("`{}` takes no arguments", def.name())),
                 (None, false) => d.help(format!(
                     "`{}` takes ({}); `arg0`..`arg{}` work too",
-                    def.name,
+                    def.name(),
                     names.join(", "),
                     names.len() - 1
                 )),
@@ -449,8 +452,8 @@ impl Lower {
             self.push(d);
             return None;
         };
-        let Some(arg) = def.args.get(index) else {
-            if def.args.is_empty() && !has_signature(def) {
+        let Some(arg) = def.args().get(index) else {
+            if def.args().is_empty() && !has_signature(def) {
                 // No kernel signature known: every register is a full-width argument.
                 return Some((Arg { index: index as u8, width: Width::W64 }, 64));
             }
@@ -458,7 +461,7 @@ impl Lower {
                 Diagnostic::new(
                     Code::UnknownArgument,
                     span,
-                    format!("`{}` has {} argument(s); there is no `{}`", def.name, def.args.len(), ident.name),
+                    format!("`{}` has {} argument(s); there is no `{}`", def.name(), def.args().len(), ident.name),
                 )
                 .label("no such argument"),
             );
@@ -469,7 +472,7 @@ impl Lower {
                 Diagnostic::new(
                     Code::PointerArgument,
                     span,
-                    format!("`{}` of `{}` is a pointer (`{}`)", ident.name, def.name, arg.c_type),
+                    format!("`{}` of `{}` is a pointer (`{}`)", ident.name, def.name(), arg.c_type()),
                 )
                 .label("seccomp compares the address, not what it points to")
                 .help("to restrict paths, use `filesystem:`; a pointer test is only useful against 0 (NULL)"),
@@ -542,7 +545,7 @@ impl Lower {
                     let mut d =
                         Diagnostic::new(Code::UnknownConstant, span, format!("unknown constant `{}`", ident.name))
                             .label("not a constant the compiler knows");
-                    d = match did_you_mean(&ident.name, table.constants.iter().map(|c| c.name)) {
+                    d = match did_you_mean(&ident.name, table.constants.iter().map(|c| c.name())) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None => d.help("write the number instead, or see docs/tables.md for the constants"),
                     };
@@ -674,7 +677,7 @@ fn deny_setid(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMa
     let mut deny = |name: &str, action: Action, cond: &dyn Fn(&SyscallDef) -> Cond| {
         let Some(def) = table.by_name(name) else { return };
         let entry =
-            syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name, nr: def.nr, rules: Vec::new() });
+            syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name(), nr: def.nr, rules: Vec::new() });
         let may_run =
             default.lets_call_run() || entry.rules.iter().any(|r| matches!(r.kind, RuleKind::Allow | RuleKind::Audit));
         if may_run {
@@ -702,9 +705,10 @@ fn deny_setid(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMa
 
 /// `test` on the argument the kernel calls `name`, at the width the kernel reads.
 fn arg_test(def: &SyscallDef, name: &str, test: Test) -> Cond {
-    let index = def.args.iter().position(|a| a.kernel_name == name).unwrap_or_else(|| panic!("{}({name})", def.name));
-    let bits = u32::from(def.args[index].bits);
-    let arg = Arg { index: index as u8, width: width_of_bits(def.args[index].bits) };
+    let index =
+        def.args().iter().position(|a| a.kernel_name() == name).unwrap_or_else(|| panic!("{}({name})", def.name()));
+    let bits = u32::from(def.args()[index].bits);
+    let arg = Arg { index: index as u8, width: width_of_bits(def.args()[index].bits) };
     if bits < arg.width.bits() { on_low_bits(arg, low_bits(bits), test) } else { Cond::Test { arg, test } }
 }
 

@@ -156,7 +156,7 @@ pub fn import_oci(json: &str, opts: &ImportOptions) -> Result<Imported, ImportEr
             };
             for conjunct in &conditions {
                 if let Some(rule) = Rule::new(def, entry_action, conjunct, &mut report) {
-                    rules.entry(def.name).or_default().push(rule);
+                    rules.entry(def.name()).or_default().push(rule);
                 }
             }
         }
@@ -228,7 +228,7 @@ impl Rule {
                 let kept = !action.lets_call_run();
                 report.notes.push(format!(
                     "`{}` has no argument {index}: {}",
-                    def.name,
+                    def.name(),
                     if kept { "the deny rule ignores that test" } else { "the allow rule testing it is dropped" }
                 ));
                 if kept {
@@ -243,7 +243,7 @@ impl Rule {
                 Folded::Always(false) => {
                     report.notes.push(format!(
                         "`{}`: a rule whose test can never hold for a {bits}-bit argument is dropped",
-                        def.name,
+                        def.name(),
                     ));
                     return None;
                 }
@@ -321,11 +321,11 @@ fn arg_bits(def: &SyscallDef, index: u8) -> Option<u8> {
     if !def.args_known {
         return Some(64);
     }
-    def.args.get(usize::from(index)).map(|a| a.bits)
+    def.args().get(usize::from(index)).map(|a| a.bits)
 }
 
 fn arg_name(def: &SyscallDef, index: u8) -> String {
-    match def.args.get(usize::from(index)) {
+    match def.args().get(usize::from(index)) {
         Some(a) if def.args_known => a.display_name().to_string(),
         _ => format!("arg{index}"),
     }

@@ -23,7 +23,7 @@ pub fn def(nr: u32) -> &'static SyscallDef {
 
 /// Argument `index` of syscall `nr` with the table's width.
 pub fn arg(nr: u32, index: u8) -> Arg {
-    let bits = def(nr).args.get(index as usize).map_or(64, |a| a.bits);
+    let bits = def(nr).args().get(index as usize).map_or(64, |a| a.bits);
     Arg { index, width: valid::width_of_bits(bits) }
 }
 
@@ -51,7 +51,7 @@ pub fn deny(action: Action, cond: Cond) -> Rule {
 pub fn policy_with(syscalls: Vec<(u32, Vec<Rule>)>) -> Policy {
     let syscalls = syscalls
         .into_iter()
-        .map(|(nr, rules)| (nr, SyscallRules { name: def(nr).name, nr, rules }))
+        .map(|(nr, rules)| (nr, SyscallRules { name: def(nr).name(), nr, rules }))
         .collect::<BTreeMap<_, _>>();
     Policy {
         name: "test".to_owned(),
@@ -67,7 +67,7 @@ pub fn policy_with(syscalls: Vec<(u32, Vec<Rule>)>) -> Policy {
 
 /// The first few syscalls of the table that take at least two arguments.
 fn sample_syscalls() -> Vec<&'static SyscallDef> {
-    let picked: Vec<_> = tables::table(X86).syscalls.iter().filter(|d| d.args.len() >= 2).take(3).collect();
+    let picked: Vec<_> = tables::table(X86).syscalls.iter().filter(|d| d.args().len() >= 2).take(3).collect();
     assert!(picked.len() == 3, "the x86_64 table has too few syscalls with arguments (are the tables generated?)");
     picked
 }
@@ -99,7 +99,7 @@ fn arb_test(width: Width) -> impl Strategy<Value = Test> {
 
 fn arb_cond(def: &'static SyscallDef) -> impl Strategy<Value = Cond> {
     let args: Vec<Arg> =
-        (0..2u8).map(|i| Arg { index: i, width: valid::width_of_bits(def.args[i as usize].bits) }).collect();
+        (0..2u8).map(|i| Arg { index: i, width: valid::width_of_bits(def.args()[i as usize].bits) }).collect();
     let leaf = prop_oneof![
         1 => Just(Cond::True),
         1 => Just(Cond::False),
@@ -181,7 +181,7 @@ pub fn check_pass_preserves(policy: &Policy, pass: fn(&mut Policy)) {
             assert!(
                 (a.action, a.audited) == (b.action, b.audited),
                 "{} {args:x?}: before {:?} audited={}, after {:?} audited={}\nbefore: {:#?}\nafter: {:#?}",
-                def.name,
+                def.name(),
                 a.action,
                 a.audited,
                 b.action,
