@@ -20,12 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a policy (cached) and run a command under it.
-    ///
-    /// The policy is --policy, else ./capsule.yaml if trusted (`capsule trust`), else the
-    /// built-in default policy (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
-    /// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
-    /// the command cannot be executed; 127 when it is not found.
+    // Its help is RunArgs' doc comment, which `parse_run` shows too.
     Run(run::RunArgs),
     /// Check the audit log: exit 0 intact, 1 tampered or rolled back (the first bad
     /// record and why), 2 unreadable or bad arguments, 3 incomplete (a torn last line).
@@ -83,6 +78,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        return exit(run::run(parse_run()));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run::run(args),
@@ -99,7 +97,23 @@ fn main() -> ExitCode {
         }
         Command::Man { out } => man(&out),
     };
+    exit(code)
+}
+
+fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(125))
+}
+
+/// `capsule run ...` parsed against `run`'s own arguments only. `capsule run` is the hot
+/// path (every tool call of an agent), and clap builds the whole command tree, every
+/// subcommand's arguments with it, before it parses: for `run` that was a fifth of the
+/// start-up cost `capsule run` adds over `capsule-launch` (docs/benchmarks.md). Help,
+/// usage and errors read as the full tree's do (a test compares them).
+fn parse_run() -> run::RunArgs {
+    use clap::{Args, FromArgMatches};
+    let command = run::RunArgs::augment_args(clap::Command::new("run").bin_name("capsule run"));
+    let matches = command.get_matches_from(std::env::args_os().skip(1));
+    run::RunArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn man(out: &std::path::Path) -> i32 {

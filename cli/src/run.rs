@@ -16,6 +16,12 @@ const LOCAL_POLICY: &str = "capsule.yaml";
 const LOCAL_POLICY_NAME: &str = "./capsule.yaml";
 const BUILT_IN_NAME: &str = "the built-in default policy";
 
+/// Compile a policy (cached) and run a command under it.
+///
+/// The policy is --policy, else ./capsule.yaml if trusted (`capsule trust`), else the
+/// built-in default policy (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
+/// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
+/// the command cannot be executed; 127 when it is not found.
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The policy to run under (default: ./capsule.yaml, else the built-in default).

@@ -3,7 +3,8 @@
 //! cache, as root and as the unprivileged user. The first run compiles, the second
 //! hits the cache.
 
-use capsule_tests::{Sandbox, assert_exit, identities, text};
+use capsule_tests::{Sandbox, assert_exit, bin, identities, text};
+use std::process::Command;
 
 #[test]
 fn echo_and_ls_work_and_the_second_run_is_cached() {
@@ -64,4 +65,23 @@ print("squares", sorted(results))
         assert_eq!(text(&output.stdout), "squares [0, 1, 4, 9]\n");
         assert_eq!(std::fs::read_to_string(sandbox.workspace.path().join("out.json")).unwrap(), "[0, 1, 4, 9]");
     }
+}
+
+/// `capsule run` is parsed against its own arguments only (cli/src/main.rs,
+/// `parse_run`); what a user reads must not change for it.
+#[test]
+fn run_help_and_usage_errors_read_as_the_full_command_trees() {
+    let fast = Command::new(bin("capsule")).args(["run", "--help"]).output().unwrap();
+    let full = Command::new(bin("capsule")).args(["help", "run"]).output().unwrap();
+    assert!(fast.status.success() && full.status.success());
+    assert_eq!(text(&fast.stdout), text(&full.stdout));
+    assert!(text(&fast.stdout).starts_with("Compile a policy (cached) and run a command under it."));
+    assert!(text(&fast.stdout).contains("Usage: capsule run [OPTIONS] <COMMAND>..."));
+
+    let bad = Command::new(bin("capsule")).args(["run", "--policy"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a usage error exits 2");
+    assert!(text(&bad.stderr).contains("a value is required for '--policy <POLICY>'"), "{}", text(&bad.stderr));
+    let missing = Command::new(bin("capsule")).arg("run").output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("Usage: capsule run <COMMAND>..."), "{}", text(&missing.stderr));
 }
