@@ -93,21 +93,25 @@ done
 step "4. the escape attacks inside the container"
 mkdir -p "$work/escapes"
 for source in tests/escapes/*.c; do
-    name=$(basename "$source" .c)
-    case $name in
-        # They need a listener, a terminal or a process limit the Rust tests set up:
-        # tests/tests/escapes.rs and fork_bomb.rs run them on the host.
-        fork_bomb | tty_inject | tcp_connect | unix_connect) continue ;;
-    esac
-    cc -O1 -Wall -Wextra -Werror -o "$work/escapes/$name" "$source"
+    cc -O1 -Wall -Wextra -Werror -o "$work/escapes/$(basename "$source" .c)" "$source"
 done
+# The listener and the pty of the network and terminal attacks (test-only, not in the image).
+cc -O1 -Wall -Wextra -Werror -o "$work/escapes/harness" packaging/docker-escape-harness.c
 cp packaging/docker-escapes.sh "$work/escapes/run.sh"
 chmod -R a+rX "$work/escapes"
+# The fork bomb's bound: the default policy's `processes:`, as tests/tests/fork_bomb.rs
+# reads it, and Docker's --pids-limit beneath it, the safety net for root (whom
+# RLIMIT_NPROC does not hold) and above the bare bomb's PROCESS_LIMIT + 64 children.
+process_limit=$(sed -n 's/^ *processes: *\([0-9][0-9]*\).*/\1/p' cli/src/default-policy.yaml)
+[ -n "$process_limit" ] || fail "no limits: processes: in cli/src/default-policy.yaml"
+pids_limit=$((process_limit + 256))
 for user in capsule root; do
     echo "-- as $user"
     # A workspace both users may write (sticky, like /tmp); the programs read-only in /opt.
     mkdir -m 1777 "$work/ws-$user"
-    docker run --rm --user "$user" -v "$work/ws-$user":/workspace -v "$work/escapes":/opt/escapes:ro \
+    docker run --rm --user "$user" --pids-limit "$pids_limit" \
+        -e PROCESS_LIMIT="$process_limit" -e PIDS_LIMIT="$pids_limit" \
+        -v "$work/ws-$user":/workspace -v "$work/escapes":/opt/escapes:ro \
         --entrypoint sh capsule /opt/escapes/run.sh || fail "escape attacks as $user"
 done
 
