@@ -88,6 +88,7 @@ echo "the README's run command with --user 12345:12345: exit $code: $out"
 expect_in "a uid with no passwd entry" "cannot create /.local/state/capsule for the audit log" "$out"
 expect_in "a uid with no passwd entry" "uid 12345 has no entry in the password database" "$out"
 expect_in "a uid with no passwd entry" "-e HOME=/home/me --tmpfs /home/me:uid=12345" "$out"
+if grep -qF hello-from-the-host.txt <<<"$out"; then fail "the command ran without an audit log: $out"; fi
 # What keeps no state works as is.
 out=$(docker run --rm --user 12345:12345 capsule --version 2>&1) || fail "capsule --version as uid 12345: $out"
 expect_in "capsule --version as uid 12345" "capsule " "$out"
