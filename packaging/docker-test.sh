@@ -104,6 +104,13 @@ echo "$out"
 expect_in "a uid with a home on tmpfs" "hello-from-the-host.txt" "$out"
 expect_in "a uid with a home on tmpfs" "log verified" "$out"
 expect_in "the record of a uid with no passwd entry" '"uid":12345,"user":null' "$out"
+# The other remedy: a folder of the host, owned by that uid, as its home keeps the log.
+mkdir -m 700 "$work/home-12345"
+chown 12345:12345 "$work/home-12345"
+docker run --rm --user 12345:12345 -e HOME=/home/me -v "$work/home-12345":/home/me -v "$work":/workspace \
+    capsule run true || fail "a uid with no passwd entry, its home a folder of the host"
+[ -s "$work/home-12345/.local/state/capsule/capsule.log" ] || fail "no log kept in the host's folder"
+rm -rf "$work/home-12345"
 
 step "3. capsule verify inside the container (the image's user, then root)"
 for user in capsule root; do
