@@ -3,10 +3,13 @@
 # engine, under Docker's default seccomp profile and capabilities.
 #  1. the README's Docker commands, verbatim (the build in the repository, the run in a
 #     temporary folder);
-#  2. no workspace mounted, a read-only one, root and the image's user;
-#  3. `capsule verify` inside the container, and a tampered log caught there;
-#  4. the escape attacks of tests/escapes/ inside the container (packaging/docker-escapes.sh),
-#     each first shown to work there without Capsule, as the image's user and as root;
+#  2. no workspace mounted, a read-only one, root and the image's user; a uid with no
+#     passwd entry (refused with the way out, which is then shown to work);
+#  3. `capsule verify` inside the container, a tampered log caught there, and the user
+#     named in the records;
+#  4. the escape attacks of tests/escapes/ inside the container (packaging/docker-escapes.sh,
+#     with packaging/docker-escape-harness.c as listener and pty), each first shown to
+#     work there without Capsule, as the image's user and as root;
 #  5. docker-compose.yml, as written;
 #  6. the image: size (at most 120 MB), user, workdir, entrypoint, labels, stripped
 #     binaries, man pages and completions.
@@ -75,6 +78,40 @@ expect_in "as root" "0" "$out"
 [ "$(cat "$work/made-by-root")" = written ] || fail "root's command did not write the workspace"
 rm -f "$work/made-by-root"
 
+step "2b. a uid with no passwd entry (--user 12345:12345, so HOME=/)"
+set +e
+out=$(cd "$work" && docker run --rm --user 12345:12345 -v "$(pwd)":/workspace capsule run ls -l 2>&1)
+code=$?
+set -e
+echo "the README's run command with --user 12345:12345: exit $code: $out"
+[ "$code" = 125 ] || fail "a uid with no passwd entry: exit $code (expected 125)"
+expect_in "a uid with no passwd entry" "cannot create /.local/state/capsule for the audit log" "$out"
+expect_in "a uid with no passwd entry" "uid 12345 has no entry in the password database" "$out"
+expect_in "a uid with no passwd entry" "-e HOME=/home/me --tmpfs /home/me:uid=12345" "$out"
+if grep -qF hello-from-the-host.txt <<<"$out"; then fail "the command ran without an audit log: $out"; fi
+# What keeps no state works as is.
+out=$(docker run --rm --user 12345:12345 capsule --version 2>&1) || fail "capsule --version as uid 12345: $out"
+expect_in "capsule --version as uid 12345" "capsule " "$out"
+# The remedy the message gives works; the log records the uid, and no name.
+out=$(docker run --rm --user 12345:12345 -e HOME=/home/me --tmpfs /home/me:uid=12345 -v "$work":/workspace \
+    --entrypoint sh capsule -c '
+        set -e
+        capsule run ls -l
+        capsule verify >/dev/null && echo "log verified"
+        grep -o "\"uid\":[0-9]*,\"user\":[^,}]*" "$HOME/.local/state/capsule/capsule.log" | sort -u
+    ' 2>&1) || fail "a uid with no passwd entry, given a home: $out"
+echo "$out"
+expect_in "a uid with a home on tmpfs" "hello-from-the-host.txt" "$out"
+expect_in "a uid with a home on tmpfs" "log verified" "$out"
+expect_in "the record of a uid with no passwd entry" '"uid":12345,"user":null' "$out"
+# The other remedy: a folder of the host, owned by that uid, as its home keeps the log.
+mkdir -m 700 "$work/home-12345"
+chown 12345:12345 "$work/home-12345"
+docker run --rm --user 12345:12345 -e HOME=/home/me -v "$work/home-12345":/home/me -v "$work":/workspace \
+    capsule run true || fail "a uid with no passwd entry, its home a folder of the host"
+[ -s "$work/home-12345/.local/state/capsule/capsule.log" ] || fail "no log kept in the host's folder"
+rm -rf "$work/home-12345"
+
 step "3. capsule verify inside the container (the image's user, then root)"
 for user in capsule root; do
     out=$(docker run --rm --user "$user" -v "$work":/workspace --entrypoint sh capsule -c '
@@ -83,31 +120,41 @@ for user in capsule root; do
         capsule run ls -l >/dev/null
         capsule verify
         log=$HOME/.local/state/capsule/capsule.log
+        grep -o "\"uid\":[0-9]*,\"user\":[^,}]*" "$log" | sort -u
         sed -i "s/logged once/logged twice/" "$log"
         if capsule verify; then echo "TAMPERING NOT DETECTED"; exit 1; else echo "tampering detected: exit $?"; fi
     ' 2>&1) || fail "verify as $user: $out"
     echo "$user: $out"
+    verify_outputs="${verify_outputs:-}$out
+"
     expect_in "verify as $user" "tampering detected: exit 1" "$out"
 done
+# No USER in a container: the records name the user from the image's passwd.
+expect_in "the user in the records" '"uid":1000,"user":"capsule"' "$verify_outputs"
+expect_in "the user in the records" '"uid":0,"user":"root"' "$verify_outputs"
 
 step "4. the escape attacks inside the container"
 mkdir -p "$work/escapes"
 for source in tests/escapes/*.c; do
-    name=$(basename "$source" .c)
-    case $name in
-        # They need a listener, a terminal or a process limit the Rust tests set up:
-        # tests/tests/escapes.rs and fork_bomb.rs run them on the host.
-        fork_bomb | tty_inject | tcp_connect | unix_connect) continue ;;
-    esac
-    cc -O1 -Wall -Wextra -Werror -o "$work/escapes/$name" "$source"
+    cc -O1 -Wall -Wextra -Werror -o "$work/escapes/$(basename "$source" .c)" "$source"
 done
+# The listener and the pty of the network and terminal attacks (test-only, not in the image).
+cc -O1 -Wall -Wextra -Werror -o "$work/escapes/harness" packaging/docker-escape-harness.c
 cp packaging/docker-escapes.sh "$work/escapes/run.sh"
 chmod -R a+rX "$work/escapes"
+# The fork bomb's bound: the default policy's `processes:`, as tests/tests/fork_bomb.rs
+# reads it, and Docker's --pids-limit beneath it, the safety net for root (whom
+# RLIMIT_NPROC does not hold) and above the bare bomb's PROCESS_LIMIT + 64 children.
+process_limit=$(sed -n 's/^ *processes: *\([0-9][0-9]*\).*/\1/p' cli/src/default-policy.yaml)
+[ -n "$process_limit" ] || fail "no limits: processes: in cli/src/default-policy.yaml"
+pids_limit=$((process_limit + 256))
 for user in capsule root; do
     echo "-- as $user"
     # A workspace both users may write (sticky, like /tmp); the programs read-only in /opt.
     mkdir -m 1777 "$work/ws-$user"
-    docker run --rm --user "$user" -v "$work/ws-$user":/workspace -v "$work/escapes":/opt/escapes:ro \
+    docker run --rm --user "$user" --pids-limit "$pids_limit" \
+        -e PROCESS_LIMIT="$process_limit" -e PIDS_LIMIT="$pids_limit" \
+        -v "$work/ws-$user":/workspace -v "$work/escapes":/opt/escapes:ro \
         --entrypoint sh capsule /opt/escapes/run.sh || fail "escape attacks as $user"
 done
 

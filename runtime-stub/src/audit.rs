@@ -18,7 +18,7 @@
 //! implied. `denials` and `audited-syscalls` select the syscall records.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -149,9 +149,10 @@ pub fn cache_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "neither XDG_CACHE_HOME nor HOME is an absolute path".to_owned())
 }
 
-/// The home directory of the user the launcher runs as, from the password database:
-/// where the default state and cache directories are, whatever the environment says.
-fn passwd_home() -> Option<PathBuf> {
+/// The password database's entry for the user the launcher runs as (its real uid):
+/// the name and the home directory. `None` for a uid with no entry, as in a container
+/// run with `--user 12345`.
+fn passwd_entry() -> Option<(Vec<u8>, Vec<u8>)> {
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: an all-zero passwd is a valid out-parameter; getpwuid_r writes it and the
     // strings it points to into `buf`, which outlives every use of `pw` below.
@@ -159,12 +160,31 @@ fn passwd_home() -> Option<PathBuf> {
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are to live locals of the sizes passed.
     let rc = unsafe { libc::getpwuid_r(libc::getuid(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() || pw.pw_dir.is_null() {
+    if rc != 0 || found.is_null() {
         return None;
     }
-    // SAFETY: pw_dir points to a NUL-terminated string inside `buf`.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()))).filter(|p| p.is_absolute())
+    let field = |p: *const libc::c_char| {
+        // SAFETY: non-null pw_name and pw_dir point to NUL-terminated strings in `buf`.
+        (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes().to_vec())
+    };
+    Some((field(pw.pw_name).unwrap_or_default(), field(pw.pw_dir).unwrap_or_default()))
+}
+
+/// The home directory of the user the launcher runs as, from the password database:
+/// where the default state and cache directories are, whatever the environment says.
+fn passwd_home() -> Option<PathBuf> {
+    let (_, dir) = passwd_entry()?;
+    Some(PathBuf::from(OsString::from_vec(dir))).filter(|p| p.is_absolute())
+}
+
+/// The name an invocation's record gives its user (next to the uid, which is the
+/// authority): `USER` when set, else the password database's name for the uid (a
+/// container sets no `USER`), else none (a uid with no entry).
+pub(crate) fn invoking_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|name| !name.is_empty()).or_else(|| {
+        let (name, _) = passwd_entry()?;
+        String::from_utf8(name).ok().filter(|name| !name.is_empty())
+    })
 }
 
 /// Refuses a policy that lets the command write capsule's per-user directories, whose
@@ -263,6 +283,27 @@ pub struct Resources {
     pub max_rss_kib: u64,
 }
 
+/// Why the default state directory cannot be made, when the user has no home of its
+/// own: `HOME=/`, as Docker gives a `--user UID` with no passwd entry.
+fn homeless_hint() -> String {
+    let home = std::env::var_os("HOME");
+    let entry = passwd_entry();
+    if home.as_deref() != Some(std::ffi::OsStr::new("/")) && entry.is_some() {
+        return String::new();
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let why = if entry.is_none() {
+        format!("uid {uid} has no entry in the password database (a container run with --user {uid}?), so HOME is /")
+    } else {
+        "HOME is /".to_owned()
+    };
+    format!(
+        "; {why}: give it a home it may write, outside the workspace (`-e HOME=/home/me --tmpfs \
+         /home/me:uid={uid}`, or a folder of the host mounted there, to keep the log), or set XDG_STATE_HOME \
+         and XDG_CACHE_HOME"
+    )
+}
+
 /// Opens (or creates) the log at `path`, with the signing key from the environment.
 pub fn open_log(path: &Path) -> Result<LogWriter, String> {
     if let Some(dir) = path.parent()
@@ -274,7 +315,7 @@ pub fn open_log(path: &Path) -> Result<LogWriter, String> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create {} for the audit log: {e}", dir.display()))?;
+            .map_err(|e| format!("cannot create {} for the audit log: {e}{}", dir.display(), homeless_hint()))?;
     }
     let signer = capsule_artifacts::log::note::signer_from_env()
         .map_err(|e| format!("the log signing key cannot be used: {e}"))?;
@@ -307,6 +348,7 @@ pub fn record_refusal(
         reason.to_owned(),
         source.as_os_str().as_bytes().to_vec(),
         expected_pin.map(str::to_owned),
+        invoking_user(),
     );
     writer
         .append(&Record::from(&refused), Durability::Buffered)
@@ -352,7 +394,13 @@ impl AuditTrail {
         let mut writer = open_log(&path).map_err(Failure::setup)?;
 
         let (argv, cwd) = argv_and_cwd(&options.command);
-        let start = InvocationStart::now(argv, cwd, artifact.manifest.policy.name.clone(), artifact.pin.clone());
+        let start = InvocationStart::now(
+            argv,
+            cwd,
+            artifact.manifest.policy.name.clone(),
+            artifact.pin.clone(),
+            invoking_user(),
+        );
         let appended = writer
             .append(&Record::from(&start), Durability::Sync)
             .map_err(|e| Failure::setup(format!("cannot write to the audit log: {e}")))?;

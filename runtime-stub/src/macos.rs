@@ -140,7 +140,7 @@ pub fn run_recorded(
         Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
     };
     let (argv, cwd) = crate::audit::argv_and_cwd(command);
-    let start = InvocationStart::now(argv, cwd, policy.to_owned(), pin.to_owned());
+    let start = InvocationStart::now(argv, cwd, policy.to_owned(), pin.to_owned(), crate::audit::invoking_user());
     let invocation = match writer.append(&Record::from(&start), Durability::Sync) {
         Ok(appended) => appended.seq,
         Err(e) => return LaunchOutcome::failed(Failure::setup(format!("cannot write to the audit log: {e}"))),

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use capsule_tests::audit_support::{AuditSandbox, Programs, assert_ok, of_kind, records};
-use capsule_tests::{bin, text};
+use capsule_tests::{Identity, Sandbox, bin, current_uid, identities, is_root, text};
 
 #[test]
 fn an_invocation_is_recorded_with_start_end_and_a_checkpoint_in_the_per_user_log() {
@@ -42,6 +42,81 @@ fn an_invocation_is_recorded_with_start_end_and_a_checkpoint_in_the_per_user_log
     let plain = sandbox.capsule().arg("verify").output().unwrap();
     assert_ok(&plain);
     assert!(text(&plain.stdout).contains(log.to_str().unwrap()), "{}", text(&plain.stdout));
+}
+
+/// `user` in `invocation.start`, for each run of `capsule run true` in `sandbox`.
+fn recorded_users(sandbox: &Sandbox) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let log = sandbox.home.path().join(".local/state/capsule/capsule.log");
+    let all = records(&log);
+    of_kind(&all, "invocation.start").iter().map(|r| (r["data"]["uid"].clone(), r["data"]["user"].clone())).collect()
+}
+
+/// Next to the uid, the record names the user: `USER` when the caller set it, else
+/// the password database's name for the uid (a container sets no `USER`), and null for
+/// a uid with no entry, whose uid is still recorded.
+#[test]
+fn the_invocation_names_its_user_from_user_or_the_password_database() {
+    for identity in identities("the_invocation_names_its_user_from_user_or_the_password_database") {
+        let (uid, name) = match &identity {
+            Identity::Current => {
+                let id = std::process::Command::new("id").arg("-un").output().unwrap();
+                (current_uid(), text(&id.stdout).trim().to_owned())
+            }
+            Identity::User { uid, name, .. } => (*uid, name.clone()),
+        };
+        let sandbox = Sandbox::new(&identity);
+        for user in [None, Some(""), Some("set-by-the-caller")] {
+            let output = sandbox.run_with(&[], &["/bin/true"], |cmd| {
+                cmd.env_remove("XDG_STATE_HOME");
+                match user {
+                    Some(user) => cmd.env("USER", user),
+                    None => cmd.env_remove("USER"),
+                };
+            });
+            assert_ok(&output);
+        }
+        let uid = serde_json::json!(uid);
+        assert_eq!(
+            recorded_users(&sandbox),
+            [
+                (uid.clone(), serde_json::json!(name)),
+                (uid.clone(), serde_json::json!(name)),
+                (uid, serde_json::json!("set-by-the-caller")),
+            ],
+            "as {}",
+            identity.describe()
+        );
+    }
+    if !is_root() {
+        eprintln!(
+            "the_invocation_names_its_user_from_user_or_the_password_database: SKIPPED a uid with no entry (needs root)"
+        );
+        return;
+    }
+    // `docker run --user 54321:54321`: no passwd entry, no USER.
+    let nobody = 54_321;
+    assert!(
+        !std::process::Command::new("getent").args(["passwd", &nobody.to_string()]).status().unwrap().success(),
+        "uid {nobody} has a passwd entry here"
+    );
+    let identity = Identity::User { name: "(no entry)".to_owned(), uid: nobody, gid: nobody };
+    let sandbox = Sandbox::new(&identity);
+    let output = std::process::Command::new("setpriv")
+        .args([format!("--reuid={nobody}"), format!("--regid={nobody}"), "--clear-groups".to_owned(), "--".to_owned()])
+        .arg(bin("capsule"))
+        .args(["run", "--workspace"])
+        .arg(sandbox.workspace.path())
+        .args(["--", "/bin/true"])
+        .current_dir(sandbox.workspace.path())
+        .env_remove("USER")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", sandbox.home.path())
+        .env("XDG_CACHE_HOME", sandbox.cache_home())
+        .env("PATH", capsule_tests::SYSTEM_PATH)
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    assert_eq!(recorded_users(&sandbox), [(serde_json::json!(nobody), serde_json::Value::Null)]);
 }
 
 #[test]

@@ -174,8 +174,15 @@ pub struct InvocationStart {
 }
 
 impl InvocationStart {
-    /// The current process's identity and time; fill in argv, cwd, policy and pin.
-    pub fn now(argv: Vec<Vec<u8>>, cwd: Vec<u8>, policy: String, manifest_pin: String) -> InvocationStart {
+    /// The current process's pid, uid and time; fill in argv, cwd, policy, pin and
+    /// the user's name (the launcher's `invoking_user`).
+    pub fn now(
+        argv: Vec<Vec<u8>>,
+        cwd: Vec<u8>,
+        policy: String,
+        manifest_pin: String,
+        user: Option<String>,
+    ) -> InvocationStart {
         InvocationStart {
             argv,
             cwd,
@@ -183,7 +190,7 @@ impl InvocationStart {
             manifest_pin,
             pid: std::process::id(),
             uid: rustix::process::getuid().as_raw(),
-            user: std::env::var("USER").ok(),
+            user,
             time_ns: now_ns(),
         }
     }
@@ -223,13 +230,14 @@ pub struct InvocationRefused {
 }
 
 impl InvocationRefused {
-    /// The current process's identity and time; fill in the rest.
+    /// The current process's pid, uid and time; fill in the rest.
     pub fn now(
         argv: Vec<Vec<u8>>,
         cwd: Vec<u8>,
         reason: String,
         source: Vec<u8>,
         expected_pin: Option<String>,
+        user: Option<String>,
     ) -> InvocationRefused {
         InvocationRefused {
             argv,
@@ -239,7 +247,7 @@ impl InvocationRefused {
             expected_pin,
             pid: std::process::id(),
             uid: rustix::process::getuid().as_raw(),
-            user: std::env::var("USER").ok(),
+            user,
             time_ns: now_ns(),
         }
     }
