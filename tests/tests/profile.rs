@@ -683,3 +683,35 @@ fn a_replay_reports_a_call_the_filter_refused_even_when_the_command_exits_0() {
         assert!(text(&output.stderr).contains("refused write"), "{}", explain(&output));
     }
 }
+
+/// On a terminal, a progress line (command i of N, elapsed time, syscalls so far) is
+/// drawn and cleared again; written to a pipe, there is none.
+#[test]
+fn a_terminal_gets_a_progress_line_and_a_pipe_does_not() {
+    let sandbox = Sandbox::new(&Identity::Current);
+    let list = write_commands(&sandbox, "true\necho hi\n");
+    let out = out_dir(&sandbox);
+    let capsule = capsule_tests::bin("capsule");
+    let line = format!("{} profile {} --out-dir {} --no-verify", capsule.display(), list.display(), out.display());
+    // script(1) runs the command on a new pseudo-terminal and copies what it writes.
+    let on_terminal = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .current_dir(sandbox.workspace.path())
+        .env("HOME", sandbox.home.path())
+        .env("XDG_CACHE_HOME", sandbox.cache_home())
+        .env("PATH", capsule_tests::SYSTEM_PATH)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1)");
+    assert!(on_terminal.status.success(), "{}", explain(&on_terminal));
+    let screen = text(&on_terminal.stdout);
+    for drawn in ["command 1 of 2 [00:00:", "command 2 of 2 [00:00:", "syscalls: echo hi", "\x1b[2K"] {
+        assert!(screen.contains(drawn), "{drawn:?} is not on the terminal:\n{screen:?}");
+    }
+    assert!(screen.contains("capsule profile: "), "the status lines are printed too:\n{screen:?}");
+
+    let piped = profile(&sandbox, &[list.to_str().unwrap(), "--out-dir", out.to_str().unwrap(), "--no-verify"]);
+    assert!(piped.status.success(), "{}", explain(&piped));
+    let stderr = text(&piped.stderr);
+    assert!(!stderr.contains("command 1 of 2") && !stderr.contains('\x1b'), "{stderr:?}");
+}

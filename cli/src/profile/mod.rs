@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod generate;
 pub mod output;
+mod progress;
 pub mod record;
 pub mod replay;
 pub mod trace;
@@ -166,21 +167,12 @@ fn profile(args: ProfileArgs) -> anyhow::Result<i32> {
     let ctx = generate::Context::from_env(workspace.clone(), target);
     let stems = output::stems(&list);
 
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(list.len() as u64), indicatif::ProgressDrawTarget::stderr());
-    if args.format == Format::Json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let mut bar = progress::Progress::new(args.format == Format::Text);
 
     let mut outcomes = Vec::new();
     for (i, (command, stem)) in list.iter().zip(&stems).enumerate() {
         bar.set_prefix(format!("command {} of {}", i + 1, list.len()));
-        let outcome = profile_one(command, stem, &args, &known, within.as_ref(), target, &ctx, &bar);
-        bar.inc(1);
+        let outcome = profile_one(command, stem, &args, &known, within.as_ref(), target, &ctx, &mut bar);
         if args.format == Format::Text {
             bar.suspend(|| eprintln!("capsule profile: {}", output::status_line(&outcome)));
         }
@@ -241,7 +233,7 @@ fn profile_one(
     within: Option<&(PathBuf, PathBuf)>,
     target: Target,
     ctx: &generate::Context,
-    bar: &indicatif::ProgressBar,
+    bar: &mut progress::Progress,
 ) -> Outcome {
     let mut outcome = Outcome {
         command: command.clone(),
