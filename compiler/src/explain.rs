@@ -67,6 +67,9 @@ pub fn explain_program(program: &Program, notify: Option<&NotifyTable>, target: 
         let answer = match notify.and_then(|t| t.answer(call.nr)) {
             Some(NotifyAnswer::Continue) => "let the call run and record it (an audited call)".to_owned(),
             Some(NotifyAnswer::Errno(e)) => format!("record the denial and fail the call with {}", Action::Errno(e)),
+            Some(NotifyAnswer::Destination) => "let the call run when its address is the proxy's; refuse and record \
+                 any other address (a direct connection attempt)"
+                .to_owned(),
             None => "deny with EPERM: the manifest has no answer for this number".to_owned(),
         };
         let _ = writeln!(out, "  supervisor: {answer}");

@@ -302,11 +302,61 @@ fn direct_tcp_the_proxy_port_on_another_address_and_udp_are_refused() {
         let before = server.requests().len();
         let o = proxied.run(&python_args(true));
         let stdout = text(&o.stdout);
-        assert!(stdout.contains("direct refused"), "{}", out(&o));
-        assert!(stdout.contains("hole refused"), "{}", out(&o));
+        // ECONNREFUSED (111) for each: the supervisor refuses what the namespace would.
+        assert!(stdout.contains("direct refused 111"), "{}", out(&o));
+        assert!(stdout.contains("hole refused 111"), "{}", out(&o));
+        assert!(stdout.contains("udp refused 111"), "{}", out(&o));
         assert_eq!(accepted(&hole), 0, "nothing reached 127.0.0.2");
         assert_eq!(received(&udp), 0, "no datagram left the sandbox");
         assert_eq!(server.requests().len(), before, "nothing reached the server directly");
+
+        // Each direct attempt is a record: the syscall, the address and port asked for.
+        let records = proxied.connections();
+        let direct: Vec<&serde_json::Value> = records.iter().filter(|r| r["reason"] == "direct-connect").collect();
+        let attempts: Vec<(String, String, String, String)> = direct
+            .iter()
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().map_or_else(|| r[k].to_string(), str::to_owned);
+                (field("method"), field("address"), field("port"), field("verdict"))
+            })
+            .collect();
+        let expected = |method: &str, ip: &str, port: u16| {
+            (method.to_owned(), format!("{ip}:{port}"), port.to_string(), "refused".to_owned())
+        };
+        assert_eq!(
+            attempts,
+            vec![
+                expected("connect", "127.0.0.1", server.port),
+                expected("connect", "127.0.0.2", hole_port),
+                expected("sendto", "127.0.0.1", udp_port),
+            ],
+            "{records:#?}"
+        );
+        assert!(direct.iter().all(|r| r["pid"].as_u64().is_some_and(|p| p > 1)), "{direct:?}");
+        assert_eq!(records.len(), 3, "no proxy connection was made: {records:#?}");
+
+        // A connection through the proxy is the proxy's record, not a direct attempt.
+        let url = format!("http://localhost:{}/through", server.port);
+        let o = proxied.run(&[curl(), "-sS", "-m", "5", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        let records = proxied.connections();
+        assert_eq!(records.iter().filter(|r| r["reason"] == "direct-connect").count(), 3, "{records:#?}");
+        let through = records.last().unwrap();
+        assert_eq!(through["verdict"], "allowed", "{records:#?}");
+        assert_eq!(through["method"], "GET", "{records:#?}");
+
+        let shown =
+            std::process::Command::new(bin("capsule")).args(["log", "show"]).arg(&proxied.log).output().unwrap();
+        let shown = text(&shown.stdout);
+        assert!(
+            shown.contains(&format!(
+                "direct connect() to 127.0.0.2:{hole_port} refused (direct-connect: not through the proxy) by pid"
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains(&format!("direct sendto() to 127.0.0.1:{udp_port} refused")), "{shown}");
+        let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&proxied.log).output().unwrap();
+        assert!(verified.status.success(), "{}", out(&verified));
     }
 }
 
