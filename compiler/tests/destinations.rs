@@ -16,7 +16,7 @@ const TARGETS: [Target; 2] = [Target::LinuxX86_64, Target::LinuxAarch64];
 fn build(syscalls: &str, network: &str) -> Artifacts {
     let src =
         format!("version: 1\nname: destinations\n{syscalls}\nfilesystem:\n  write: [/tmp]\nnetwork:\n{network}\n");
-    let options = BuildOptions { targets: TARGETS.to_vec(), ..BuildOptions::default() };
+    let options = BuildOptions { targets: TARGETS.to_vec() };
     build::build(src.as_bytes(), &options).unwrap_or_else(|e| panic!("{src}\n{e:?}"))
 }
 

@@ -28,8 +28,8 @@ pub fn proxy_address(proxy: &capsule_artifacts::launch::Proxy) -> SocketAddr {
 /// The name and the address arguments of a native destination syscall.
 fn destination_syscall(nr: i32) -> Option<(&'static str, usize, usize)> {
     let name = match i64::from(nr) {
-        n if n == libc::SYS_connect as i64 => "connect",
-        n if n == libc::SYS_sendto as i64 => "sendto",
+        n if n == libc::SYS_connect => "connect",
+        n if n == libc::SYS_sendto => "sendto",
         _ => return None,
     };
     DESTINATION_SYSCALLS.iter().copied().find(|(n, _, _)| *n == name)

@@ -306,6 +306,7 @@ fn direct_tcp_the_proxy_port_on_another_address_and_udp_are_refused() {
         assert!(stdout.contains("direct refused 111"), "{}", out(&o));
         assert!(stdout.contains("hole refused 111"), "{}", out(&o));
         assert!(stdout.contains("udp refused 111"), "{}", out(&o));
+        assert!(text(&o.stderr).contains("the supervisor refuses and records connect"), "{}", out(&o));
         assert_eq!(accepted(&hole), 0, "nothing reached 127.0.0.2");
         assert_eq!(received(&udp), 0, "no datagram left the sandbox");
         assert_eq!(server.requests().len(), before, "nothing reached the server directly");
