@@ -361,6 +361,75 @@ fn direct_tcp_the_proxy_port_on_another_address_and_udp_are_refused() {
     }
 }
 
+/// The supervisor reads a `connect` address from memory the command can rewrite before
+/// the kernel reads it. A thread flipping the address between the proxy's and
+/// 127.0.0.2 on the proxy's port (tests/escapes/connect_race.c) must still reach
+/// nothing but the proxy: the namespace enforces, the supervisor only records. The
+/// records are a lower bound on the direct attempts, and the log still verifies.
+#[test]
+fn a_race_on_the_connect_address_reaches_nothing_but_the_proxy() {
+    let _shared = SYSTEM.read().unwrap();
+    let hole = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    hole.set_nonblocking(true).unwrap();
+    let accepted = || std::iter::from_fn(|| hole.accept().ok()).count();
+    let program = EscapePrograms::get().path("connect_race");
+    for identity in identities("a_race_on_the_connect_address_reaches_nothing_but_the_proxy") {
+        // Fewer attempts than the listener's backlog (128), which nothing accepts
+        // meanwhile. A few tries: on a loaded machine the flipping thread may not run
+        // at all during one.
+        let mut bare = None;
+        for _ in 0..5 {
+            let report =
+                Report { output: identity.command(&program).args([&port.to_string(), "100"]).output().unwrap() };
+            let reached = accepted();
+            if report.code() == Some(0) {
+                assert!(reached > 0, "unsandboxed, the flipped address reaches 127.0.0.2");
+                bare = Some(report);
+                break;
+            }
+            bare = Some(report);
+        }
+        bare.expect("tried").assert_escaped();
+
+        let sandbox = NetSandbox::new(
+            &identity,
+            &format!(
+                "  connect: [tcp/{port}]\n  domains: [localhost]\n  proxy: {{ port: {port}, allow-private: true }}"
+            ),
+        );
+        // Read through the loader from the workspace (the policy executes system paths only).
+        let copy = sandbox.sandbox.workspace.path().join("connect_race");
+        std::fs::copy(&program, &copy).unwrap();
+        identity.own(&copy);
+        let o = sandbox.run(&[LOADER, copy.to_str().unwrap(), &port.to_string(), "300"]);
+        let report = Report { output: o };
+        report.assert_blocked("connect", "ECONNREFUSED");
+        assert_eq!(accepted(), 0, "nothing reached 127.0.0.2: {}", out(&report.output));
+        let stdout = text(&report.output.stdout);
+        let refused: usize = stdout
+            .split("refused ")
+            .nth(1)
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let records = sandbox.connections();
+        let direct = records.iter().filter(|r| r["reason"] == "direct-connect").count();
+        eprintln!("{identity:?}: {} {direct} direct-connect records", stdout.lines().next().unwrap_or(""));
+        // A refusal the race won (the supervisor read the proxy's address) has no record.
+        assert!(direct <= refused, "{direct} direct-connect records for {refused} refusals: {stdout}");
+        assert!(
+            records
+                .iter()
+                .filter(|r| r["reason"] == "direct-connect")
+                .all(|r| r["address"] == format!("127.0.0.2:{port}")),
+            "only the other address is recorded as direct"
+        );
+        let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&sandbox.log).output().unwrap();
+        assert!(verified.status.success(), "{}", out(&verified));
+    }
+}
+
 /// CONNECT localhost:443 through the proxy, then a TLS ClientHello naming `sni`.
 const SNI: &str = r#"
 import os, socket, ssl, sys
