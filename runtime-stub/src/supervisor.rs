@@ -3,7 +3,9 @@
 //!
 //! The audit trail wraps it (`audit::Recording`). Invariant: a supervisor never allows a call
 //! because of what it read from the child's memory (it could change after the check);
-//! notification is for observing and denying.
+//! notification is for observing and denying. The one answer that reads memory,
+//! `destination` (`destination.rs`), is given only for calls the policy allows: what it
+//! reads can make it refuse one, never run one the policy refuses.
 
 use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 #[cfg(target_os = "linux")]
