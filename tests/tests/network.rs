@@ -740,6 +740,37 @@ fn a_connection_storm_is_recorded_within_bounds() {
     assert_eq!(summaries[0]["reason"], "not-listed");
 }
 
+/// Direct attempts share the bound: 1,024 records one by one, the rest one summary.
+const DIRECT_STORM: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+refused = 0
+for _ in range(int(sys.argv[1])):
+    try:
+        s.sendto(b"x", ("127.0.0.9", 9))
+    except ConnectionRefusedError:
+        refused += 1
+print("refused", refused)
+"#;
+
+#[test]
+fn a_storm_of_direct_attempts_is_recorded_within_bounds() {
+    let _shared = SYSTEM.read().unwrap();
+    let sandbox = NetSandbox::new(&Identity::Current, "  domains: [localhost]");
+    let o = sandbox.run(&[python(), "-c", DIRECT_STORM, "1100"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(text(&o.stdout).contains("refused 1100"), "every one refused: {}", out(&o));
+    let records = sandbox.connections();
+    let single = records.iter().filter(|r| r.get("summary").is_none()).count();
+    let summaries: Vec<_> = records.iter().filter(|r| r.get("summary").is_some()).collect();
+    assert_eq!(single, 1024);
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["count"], "76");
+    assert_eq!(summaries[0]["reason"], "direct-connect");
+    let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&sandbox.log).output().unwrap();
+    assert!(verified.status.success(), "{}", out(&verified));
+}
+
 /// A one-file wheel and a PEP 503 index for it, served by python3's http.server.
 const INDEX: &str = r#"
 import http.server, os, sys, zipfile
