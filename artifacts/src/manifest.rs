@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// The value of the manifest's `format` field.
 pub const FORMAT: &str = "capsule-artifacts";
 /// The one manifest version this code reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The manifest's file name inside an artifact folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// A manifest larger than this is refused before it is parsed.

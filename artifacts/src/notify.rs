@@ -15,7 +15,23 @@ pub enum NotifyAnswer {
     Continue,
     /// A recorded denial: record it and fail the call with this errno.
     Errno(u16),
+    /// An allowed call that names a destination address ([`DESTINATION_SYSCALLS`]),
+    /// notified only when the policy runs the proxy (`network: domains:` or `routes:`):
+    /// the supervisor reads the address and lets the call run when it is the proxy's
+    /// listening address; any other IPv4 or IPv6 destination is refused (recorded as a
+    /// `network.connection` with the reason `direct-connect`). The command's network
+    /// namespace refuses such a destination anyway: this answer records it, and can
+    /// only refuse more than the policy (docs/network.md, "Direct attempts").
+    Destination,
 }
+
+/// The syscalls whose allowed calls are [`NotifyAnswer::Destination`] under a policy
+/// with a proxy, with the indices of their address and address-length arguments.
+/// `sendto` only with an address (`addr != NULL`): a plain `send` on a connected socket
+/// (which libc makes a `sendto` with NULL) never reaches the supervisor. `sendmsg` and
+/// `sendmmsg` are not listed: their address is inside a `struct msghdr`, which the
+/// filter cannot read, so every call would have to be notified.
+pub const DESTINATION_SYSCALLS: [(&str, usize, usize); 2] = [("connect", 1, 2), ("sendto", 4, 5)];
 
 /// Per syscall number, the answer the supervisor gives when the filter returns
 /// `SECCOMP_RET_USER_NOTIF` for it. A filter notifies for a number only with the one

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod bpf;
 mod check;
+mod destination;
 mod kernel;
 mod launch;
 #[path = "../../compiler/tests/libseccomp/mod.rs"]
@@ -38,6 +39,9 @@ enum Command {
     /// Network by name: 100 MB through the proxy against direct, the cost of a
     /// connection through it, and the launch with and without `domains`.
     Network(network::Options),
+    /// The destination check under `domains`: what the supervisor adds to a `connect`,
+    /// to the proxy's address and to another one, against a policy without domains.
+    Destination(destination::Options),
     /// The audit log: appends per second, `capsule verify` on 1,000,000 records, and
     /// a logged denial against an unlogged one.
     Audit,
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Check(options) => check::run(&options),
         Command::Launch(options) => launch::run(&options),
         Command::Network(options) => network::run(&options),
+        Command::Destination(options) => destination::run(&options),
         Command::Audit => audit::run(),
         Command::Profile(options) => profile::run(&options),
         Command::Sbpl(options) => sbpl::run(&options),

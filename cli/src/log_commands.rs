@@ -283,6 +283,19 @@ fn connection_details(record: &LogLine) -> Option<String> {
         ));
     }
     let port = record.get("port").and_then(Value::as_int)?;
+    if get("reason").as_deref() == Some("direct-connect") {
+        // Refused by the supervisor before it left the command: no bytes, no duration.
+        let pid = record.get("pid").and_then(Value::as_int).map(|p| format!(" by pid {p}")).unwrap_or_default();
+        let line = format!(
+            "direct {}() to {} {} (direct-connect: not through the proxy){pid}",
+            get("method").filter(|m| !m.is_empty()).unwrap_or_else(|| "?".into()),
+            get("address").unwrap_or_else(|| format!("{}:{port}", get("host").unwrap_or_default())),
+            get("verdict")?,
+        );
+        return Some(
+            line.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect(),
+        );
+    }
     let mut line = format!(
         "{} {}:{port} -> {} {}",
         get("method").filter(|m| !m.is_empty()).unwrap_or_else(|| "?".into()),

@@ -18,11 +18,18 @@ pub fn explain_policy(policy: &Policy, source: &str, target: Target, call: &Call
     let d = ir::decide(policy, target, call);
     let mut out = String::new();
     let name = crate::tables::table(target).by_nr(call.nr).map_or("?", |s| s.name());
-    let audited = if d.audited { " (audited: recorded in the audit log)" } else { "" };
+    let by_proxy = matches!(&d.reason, Reason::Rule(o) if o.implied_by == Some(crate::front::lower::PROXY_SETTING));
+    let audited = match (d.audited, by_proxy) {
+        (true, true) => " (to the supervisor: refused and recorded unless the address is the proxy's)",
+        (true, false) => " (audited: recorded in the audit log)",
+        (false, _) => "",
+    };
     let _ = writeln!(out, "{target} {name}({}) => {}{audited}", args_text(&call.args), d.action);
     match &d.reason {
         Reason::Rule(origin) if let Some(setting) = origin.implied_by => {
-            if origin.span.is_empty() {
+            if origin.span.is_empty() && by_proxy {
+                let _ = writeln!(out, "  by `{setting}`");
+            } else if origin.span.is_empty() {
                 let _ = writeln!(out, "  by `{setting}`, not written: its default, false, denies this call");
             } else {
                 let (line, col) = line_col(source, origin.span.start);
@@ -67,6 +74,9 @@ pub fn explain_program(program: &Program, notify: Option<&NotifyTable>, target: 
         let answer = match notify.and_then(|t| t.answer(call.nr)) {
             Some(NotifyAnswer::Continue) => "let the call run and record it (an audited call)".to_owned(),
             Some(NotifyAnswer::Errno(e)) => format!("record the denial and fail the call with {}", Action::Errno(e)),
+            Some(NotifyAnswer::Destination) => "let the call run when its address is the proxy's; refuse and record \
+                 any other address (a direct connection attempt)"
+                .to_owned(),
             None => "deny with EPERM: the manifest has no answer for this number".to_owned(),
         };
         let _ = writeln!(out, "  supervisor: {answer}");

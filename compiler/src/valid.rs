@@ -71,6 +71,14 @@ impl TargetInfo {
 
 pub use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 
+/// Whether the audited calls of syscall `name` go to the supervisor's destination
+/// check ([`NotifyAnswer::Destination`]): the policy runs the proxy and the syscall
+/// names a destination address.
+pub fn checks_destination(policy: &Policy, name: &str) -> bool {
+    policy.launch.network.proxy.is_some()
+        && capsule_artifacts::notify::DESTINATION_SYSCALLS.iter().any(|(n, _, _)| *n == name)
+}
+
 /// How the policy's records turn a concrete outcome into a notification.
 fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) -> NotifyTable {
     let record = &policy.launch.audit.record;
@@ -87,7 +95,12 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
         // only makes a conflict, and so a direct return, more likely).
         let unconditional = rules.rules.iter().any(|r| r.cond == Cond::True);
         let mut candidates: Vec<NotifyAnswer> = Vec::new();
-        if audits && rules.rules.iter().any(|r| r.kind == RuleKind::Audit) {
+        let audited = rules.rules.iter().any(|r| r.kind == RuleKind::Audit);
+        if audited && checks_destination(policy, rules.name) {
+            // Its audited calls (the proxy's implied rule, or the policy's own) go to
+            // the supervisor's destination check, whatever `audit: record:` lists.
+            candidates.push(NotifyAnswer::Destination);
+        } else if audits && audited {
             // An audited call must always reach the supervisor; denials of the
             // same number are then returned by the filter itself.
             candidates.push(NotifyAnswer::Continue);
@@ -103,8 +116,10 @@ fn build_notify_table(policy: &Policy, syscalls: &SyscallPolicy, max_nr: u32) ->
         }
         // Between several errnos, the default's keeps the number out of the
         // table; otherwise the first written one is notified.
-        let answer = if candidates.contains(&NotifyAnswer::Continue) {
-            Some(NotifyAnswer::Continue)
+        let answer = if let Some(&run) =
+            candidates.iter().find(|a| matches!(a, NotifyAnswer::Continue | NotifyAnswer::Destination))
+        {
+            Some(run)
         } else if default.is_some() && candidates.contains(&default.unwrap()) {
             default
         } else {

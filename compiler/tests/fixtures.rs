@@ -117,7 +117,7 @@ fn bpf_decision(artifacts: &build::Artifacts, run: &filetest::RunLine) -> (Actio
         RetAction::UserNotif => {
             let entry = artifacts.manifest.entry_for(run.target).unwrap();
             match entry.notify.as_ref().and_then(|t| t.answer(call.nr)) {
-                Some(NotifyAnswer::Continue) => (Action::Allow, true),
+                Some(NotifyAnswer::Continue | NotifyAnswer::Destination) => (Action::Allow, true),
                 Some(NotifyAnswer::Errno(e)) => (Action::Errno(e), false),
                 None => panic!("{}: notified without an answer", run.text),
             }
@@ -146,9 +146,12 @@ fn valid_policies_decide_alike_after_the_passes_and_in_the_compiled_filter() {
                 run.line,
                 run.text
             );
-            // The filter reports audited calls only when the policy records them.
+            // The filter reports audited calls only when the policy records them, or
+            // when the proxy's destination check takes them.
+            let name = capsule_compiler::tables::table(run.target).by_nr(run.call.nr).map_or("", |s| s.name());
             let records_audits =
-                artifacts.policy.launch.audit.record.contains(&capsule_artifacts::launch::Record::AuditedSyscalls);
+                artifacts.policy.launch.audit.record.contains(&capsule_artifacts::launch::Record::AuditedSyscalls)
+                    || capsule_compiler::valid::checks_destination(&artifacts.policy, name);
             let (action, audited) = bpf_decision(&artifacts, &run);
             assert_eq!(
                 (action, audited),

@@ -10,7 +10,9 @@
 //!    is started.
 //! 3. While the command runs, every notified call is recorded *before* it is
 //!    answered, as `syscall.denied` or `syscall.audited`; a storm is bounded by
-//!    [`SyscallAggregator`].
+//!    [`SyscallAggregator`]. Under a proxy, a direct connection attempt the
+//!    supervisor refuses is a `network.connection` (`direct-connect`), bounded with
+//!    the proxy's connection records by [`MAX_CONNECTION_RECORDS`].
 //! 4. Afterwards the storm summaries, `invocation.end` and a checkpoint are appended
 //!    and synced.
 //!
@@ -438,6 +440,8 @@ impl AuditTrail {
                 (kind::SYSCALL_DENIED, action, self.record_denials)
             }
             Response::Continue => (kind::SYSCALL_AUDITED, "allow".to_owned(), self.record_audited),
+            // A `network.connection`, written by `direct_connection`.
+            Response::RefuseDirect { .. } => return,
         };
         if !wanted || self.failure.is_some() {
             return;
@@ -461,9 +465,36 @@ impl AuditTrail {
         }
     }
 
+    /// Records a direct connection attempt the supervisor refused (an address that is
+    /// not the proxy's): a `network.connection` with the reason `direct-connect`, the
+    /// syscall as its method and the calling thread's pid, bounded with the proxy's
+    /// records.
+    fn direct_connection(&mut self, notification: &Notification, syscall: &str, destination: std::net::SocketAddr) {
+        let event = capsule_artifacts::log::ConnectionEvent {
+            invocation: self.invocation,
+            method: syscall.to_owned(),
+            host: destination.ip().to_string(),
+            port: destination.port(),
+            address: Some(destination.to_string()),
+            verdict: "refused",
+            reason: Some(crate::destination::DIRECT_CONNECT.to_owned()),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ns: 0,
+            route: None,
+            injected_headers: Vec::new(),
+            time_ns: capsule_artifacts::log::record::unix_time_ns(std::time::SystemTime::now()),
+        };
+        self.record_connection(event, Some(notification.pid));
+    }
+
     /// Records one connection attempt through the proxy (page cache only, like
     /// syscall records); past [`MAX_CONNECTION_RECORDS`] it is only counted.
-    fn connection(&mut self, mut event: capsule_artifacts::log::ConnectionEvent) {
+    fn connection(&mut self, event: capsule_artifacts::log::ConnectionEvent) {
+        self.record_connection(event, None);
+    }
+
+    fn record_connection(&mut self, mut event: capsule_artifacts::log::ConnectionEvent, pid: Option<u32>) {
         if self.failure.is_some() {
             return;
         }
@@ -477,7 +508,11 @@ impl AuditTrail {
         }
         self.connections += 1;
         event.invocation = self.invocation;
-        if let Err(e) = self.writer.append(&Record::from(&event), Durability::Buffered) {
+        let mut record = Record::from(&event);
+        if let Some(pid) = pid {
+            record = record.with("pid", pid);
+        }
+        if let Err(e) = self.writer.append(&record, Durability::Buffered) {
             self.failure = Some(format!("cannot write to the audit log: {e}"));
         }
     }
@@ -548,7 +583,12 @@ pub(crate) struct Recording<'a> {
 impl Supervisor for Recording<'_> {
     fn decide(&mut self, notification: &Notification) -> Response {
         let response = self.inner.decide(notification);
-        self.trail.observe(notification, response);
+        match response {
+            Response::RefuseDirect { syscall, destination, .. } => {
+                self.trail.direct_connection(notification, syscall, destination)
+            }
+            _ => self.trail.observe(notification, response),
+        }
         if self.trail.failure.is_some() {
             // Fail closed: an audited call that cannot be recorded does not run.
             return Response::Deny { errno: libc::EPERM };

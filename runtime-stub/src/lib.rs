@@ -38,6 +38,8 @@ mod child;
 pub mod cli;
 pub mod command;
 #[cfg(target_os = "linux")]
+mod destination;
+#[cfg(target_os = "linux")]
 mod linux;
 pub mod macos;
 #[cfg(target_os = "linux")]
@@ -156,7 +158,8 @@ pub fn launch(artifact: &VerifiedArtifact, options: &LaunchOptions) -> LaunchOut
     let empty = capsule_artifacts::notify::NotifyTable::default();
     let table = artifact.entry.notify.as_ref().unwrap_or(&empty);
     let native_arch = artifact.target.audit_arch().unwrap_or(0);
-    launch_supervised(artifact, options, &mut PolicyAnswers { table, native_arch })
+    let proxy = artifact.launch().network.proxy.as_ref().map(destination::proxy_address);
+    launch_supervised(artifact, options, &mut PolicyAnswers { table, native_arch, proxy })
 }
 
 /// Launches under the artifact's pinned macos.sb through `/usr/bin/sandbox-exec`

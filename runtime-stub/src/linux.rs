@@ -193,6 +193,14 @@ fn prepare(
         }
         if let Some(config) = &proxy {
             config.describe().iter().for_each(|l| say(l));
+            let checked = artifact.entry.notify.as_ref().is_some_and(|table| {
+                table.runs().iter().any(|run| run.2 == Some(capsule_artifacts::notify::NotifyAnswer::Destination))
+            });
+            if checked {
+                say(
+                    "network: the supervisor refuses and records connect and addressed sendto calls to anything but the proxy",
+                );
+            }
         }
         let names: Vec<String> = env.keys().map(|k| k.to_string_lossy().into_owned()).collect();
         say(&format!("env: {}", if names.is_empty() { "(empty)".to_owned() } else { names.join(" ") }));

@@ -3,7 +3,9 @@
 //!
 //! The audit trail wraps it (`audit::Recording`). Invariant: a supervisor never allows a call
 //! because of what it read from the child's memory (it could change after the check);
-//! notification is for observing and denying.
+//! notification is for observing and denying. The one answer that reads memory,
+//! `destination` (`destination.rs`), is given only for calls the policy allows: what it
+//! reads can make it refuse one, never run one the policy refuses.
 
 use capsule_artifacts::notify::{NotifyAnswer, NotifyTable};
 #[cfg(target_os = "linux")]
@@ -20,6 +22,39 @@ pub struct Notification {
     pub syscall: i32,
     pub instruction_pointer: u64,
     pub args: [u64; 6],
+    /// The listener it came from, to check that it is still pending after reading the
+    /// caller's memory (`None` outside a live launch, e.g. in tests).
+    pub listener: Option<i32>,
+}
+
+#[cfg(target_os = "linux")]
+impl Notification {
+    /// Up to `len` bytes at `addr` in the calling thread's memory (`process_vm_readv`),
+    /// read only while the notification is still pending: afterwards its thread may
+    /// have died and its pid been reused by another process.
+    ///
+    /// What is read is a snapshot the command can change before the kernel reads it:
+    /// good for a record or a refusal, never for letting a call run.
+    pub fn read_memory(&self, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+        let listener =
+            self.listener.ok_or_else(|| io::Error::other("no listener to check the notification against"))?;
+        let mut buf = vec![0u8; len];
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len };
+        let remote = libc::iovec { iov_base: addr as usize as *mut libc::c_void, iov_len: len };
+        // SAFETY: the local iovec covers `buf`, which lives for the call; the kernel
+        // checks the remote range against the other process's address space.
+        let read = unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if read < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(read as usize);
+        let mut id = self.id;
+        // SAFETY: SECCOMP_IOCTL_NOTIF_ID_VALID reads one u64, a live local.
+        if unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id as *mut u64) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(buf)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +64,9 @@ pub enum Response {
     /// Let the kernel run the call (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`): only for calls
     /// the policy audits, never on the strength of the child's memory.
     Continue,
+    /// Fail the call with this errno: a direct connection attempt (an address that is
+    /// not the proxy's) while the proxy runs, recorded as a `network.connection`.
+    RefuseDirect { errno: i32, syscall: &'static str, destination: std::net::SocketAddr },
 }
 
 /// Decides notifications for one launch.
@@ -64,6 +102,9 @@ pub struct PolicyAnswers<'a> {
     pub table: &'a NotifyTable,
     /// The target's `AUDIT_ARCH_*`: the table answers native calls only.
     pub native_arch: u32,
+    /// The proxy's listening address in the command's namespace, when the policy runs
+    /// one: the only destination [`NotifyAnswer::Destination`] lets through.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 impl PolicyAnswers<'_> {
@@ -74,6 +115,14 @@ impl PolicyAnswers<'_> {
         match u32::try_from(notification.syscall).ok().and_then(|nr| self.table.answer(nr)) {
             Some(NotifyAnswer::Continue) => Response::Continue,
             Some(NotifyAnswer::Errno(errno)) => Response::Deny { errno: i32::from(errno) },
+            #[cfg(target_os = "linux")]
+            Some(NotifyAnswer::Destination) => match self.proxy {
+                Some(proxy) => crate::destination::answer(notification, proxy),
+                // A manifest that checks destinations without a proxy: fail closed.
+                None => Response::Deny { errno: libc::EPERM },
+            },
+            #[cfg(not(target_os = "linux"))]
+            Some(NotifyAnswer::Destination) => Response::Deny { errno: libc::EPERM },
             None => Response::Deny { errno: libc::EPERM },
         }
     }
@@ -145,10 +194,11 @@ impl Listener {
             syscall: raw.data.nr,
             instruction_pointer: raw.data.instruction_pointer,
             args: raw.data.args,
+            listener: Some(self.fd.as_raw_fd()),
         };
         let (error, flags) = match supervisor.decide(&notification) {
             // errno 0 (a policy's `errno(0)`) makes the call return 0 without running.
-            Response::Deny { errno } => (-errno.abs(), 0),
+            Response::Deny { errno } | Response::RefuseDirect { errno, .. } => (-errno.abs(), 0),
             Response::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
         };
         let resp = libc::seccomp_notif_resp { id: raw.id, val: 0, error, flags };

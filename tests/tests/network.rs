@@ -302,11 +302,131 @@ fn direct_tcp_the_proxy_port_on_another_address_and_udp_are_refused() {
         let before = server.requests().len();
         let o = proxied.run(&python_args(true));
         let stdout = text(&o.stdout);
-        assert!(stdout.contains("direct refused"), "{}", out(&o));
-        assert!(stdout.contains("hole refused"), "{}", out(&o));
+        // ECONNREFUSED (111) for each: the supervisor refuses what the namespace would.
+        assert!(stdout.contains("direct refused 111"), "{}", out(&o));
+        assert!(stdout.contains("hole refused 111"), "{}", out(&o));
+        assert!(stdout.contains("udp refused 111"), "{}", out(&o));
+        assert!(text(&o.stderr).contains("the supervisor refuses and records connect"), "{}", out(&o));
         assert_eq!(accepted(&hole), 0, "nothing reached 127.0.0.2");
         assert_eq!(received(&udp), 0, "no datagram left the sandbox");
         assert_eq!(server.requests().len(), before, "nothing reached the server directly");
+
+        // Each direct attempt is a record: the syscall, the address and port asked for.
+        let records = proxied.connections();
+        let direct: Vec<&serde_json::Value> = records.iter().filter(|r| r["reason"] == "direct-connect").collect();
+        let attempts: Vec<(String, String, String, String)> = direct
+            .iter()
+            .map(|r| {
+                let field = |k: &str| r[k].as_str().map_or_else(|| r[k].to_string(), str::to_owned);
+                (field("method"), field("address"), field("port"), field("verdict"))
+            })
+            .collect();
+        let expected = |method: &str, ip: &str, port: u16| {
+            (method.to_owned(), format!("{ip}:{port}"), port.to_string(), "refused".to_owned())
+        };
+        assert_eq!(
+            attempts,
+            vec![
+                expected("connect", "127.0.0.1", server.port),
+                expected("connect", "127.0.0.2", hole_port),
+                expected("sendto", "127.0.0.1", udp_port),
+            ],
+            "{records:#?}"
+        );
+        assert!(direct.iter().all(|r| r["pid"].as_u64().is_some_and(|p| p > 1)), "{direct:?}");
+        assert_eq!(records.len(), 3, "no proxy connection was made: {records:#?}");
+
+        // A connection through the proxy is the proxy's record, not a direct attempt.
+        let url = format!("http://localhost:{}/through", server.port);
+        let o = proxied.run(&[curl(), "-sS", "-m", "5", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        let records = proxied.connections();
+        assert_eq!(records.iter().filter(|r| r["reason"] == "direct-connect").count(), 3, "{records:#?}");
+        let through = records.last().unwrap();
+        assert_eq!(through["verdict"], "allowed", "{records:#?}");
+        assert_eq!(through["method"], "GET", "{records:#?}");
+
+        let shown =
+            std::process::Command::new(bin("capsule")).args(["log", "show"]).arg(&proxied.log).output().unwrap();
+        let shown = text(&shown.stdout);
+        assert!(
+            shown.contains(&format!(
+                "direct connect() to 127.0.0.2:{hole_port} refused (direct-connect: not through the proxy) by pid"
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains(&format!("direct sendto() to 127.0.0.1:{udp_port} refused")), "{shown}");
+        let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&proxied.log).output().unwrap();
+        assert!(verified.status.success(), "{}", out(&verified));
+    }
+}
+
+/// The supervisor reads a `connect` address from memory the command can rewrite before
+/// the kernel reads it. A thread flipping the address between the proxy's and
+/// 127.0.0.2 on the proxy's port (tests/escapes/connect_race.c) must still reach
+/// nothing but the proxy: the namespace enforces, the supervisor only records. The
+/// records are a lower bound on the direct attempts, and the log still verifies.
+#[test]
+fn a_race_on_the_connect_address_reaches_nothing_but_the_proxy() {
+    let _shared = SYSTEM.read().unwrap();
+    let hole = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    hole.set_nonblocking(true).unwrap();
+    let accepted = || std::iter::from_fn(|| hole.accept().ok()).count();
+    let program = EscapePrograms::get().path("connect_race");
+    for identity in identities("a_race_on_the_connect_address_reaches_nothing_but_the_proxy") {
+        // Fewer attempts than the listener's backlog (128), which nothing accepts
+        // meanwhile. A few tries: on a loaded machine the flipping thread may not run
+        // at all during one.
+        let mut bare = None;
+        for _ in 0..5 {
+            let report =
+                Report { output: identity.command(&program).args([&port.to_string(), "100"]).output().unwrap() };
+            let reached = accepted();
+            if report.code() == Some(0) {
+                assert!(reached > 0, "unsandboxed, the flipped address reaches 127.0.0.2");
+                bare = Some(report);
+                break;
+            }
+            bare = Some(report);
+        }
+        bare.expect("tried").assert_escaped();
+
+        let sandbox = NetSandbox::new(
+            &identity,
+            &format!(
+                "  connect: [tcp/{port}]\n  domains: [localhost]\n  proxy: {{ port: {port}, allow-private: true }}"
+            ),
+        );
+        // Read through the loader from the workspace (the policy executes system paths only).
+        let copy = sandbox.sandbox.workspace.path().join("connect_race");
+        std::fs::copy(&program, &copy).unwrap();
+        identity.own(&copy);
+        let o = sandbox.run(&[LOADER, copy.to_str().unwrap(), &port.to_string(), "300"]);
+        let report = Report { output: o };
+        report.assert_blocked("connect", "ECONNREFUSED");
+        assert_eq!(accepted(), 0, "nothing reached 127.0.0.2: {}", out(&report.output));
+        let stdout = text(&report.output.stdout);
+        let refused: usize = stdout
+            .split("refused ")
+            .nth(1)
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let records = sandbox.connections();
+        let direct = records.iter().filter(|r| r["reason"] == "direct-connect").count();
+        eprintln!("{identity:?}: {} {direct} direct-connect records", stdout.lines().next().unwrap_or(""));
+        // A refusal the race won (the supervisor read the proxy's address) has no record.
+        assert!(direct <= refused, "{direct} direct-connect records for {refused} refusals: {stdout}");
+        assert!(
+            records
+                .iter()
+                .filter(|r| r["reason"] == "direct-connect")
+                .all(|r| r["address"] == format!("127.0.0.2:{port}")),
+            "only the other address is recorded as direct"
+        );
+        let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&sandbox.log).output().unwrap();
+        assert!(verified.status.success(), "{}", out(&verified));
     }
 }
 
@@ -618,6 +738,37 @@ fn a_connection_storm_is_recorded_within_bounds() {
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     assert_eq!(summaries[0]["count"], "76");
     assert_eq!(summaries[0]["reason"], "not-listed");
+}
+
+/// Direct attempts share the bound: 1,024 records one by one, the rest one summary.
+const DIRECT_STORM: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+refused = 0
+for _ in range(int(sys.argv[1])):
+    try:
+        s.sendto(b"x", ("127.0.0.9", 9))
+    except ConnectionRefusedError:
+        refused += 1
+print("refused", refused)
+"#;
+
+#[test]
+fn a_storm_of_direct_attempts_is_recorded_within_bounds() {
+    let _shared = SYSTEM.read().unwrap();
+    let sandbox = NetSandbox::new(&Identity::Current, "  domains: [localhost]");
+    let o = sandbox.run(&[python(), "-c", DIRECT_STORM, "1100"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(text(&o.stdout).contains("refused 1100"), "every one refused: {}", out(&o));
+    let records = sandbox.connections();
+    let single = records.iter().filter(|r| r.get("summary").is_none()).count();
+    let summaries: Vec<_> = records.iter().filter(|r| r.get("summary").is_some()).collect();
+    assert_eq!(single, 1024);
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["count"], "76");
+    assert_eq!(summaries[0]["reason"], "direct-connect");
+    let verified = std::process::Command::new(bin("capsule")).args(["verify"]).arg(&sandbox.log).output().unwrap();
+    assert!(verified.status.success(), "{}", out(&verified));
 }
 
 /// A one-file wheel and a PEP 503 index for it, served by python3's http.server.

@@ -84,7 +84,7 @@ pub fn validate(
         let answer = if arch == native { tinfo.notify.answer(nr) } else { None };
         let found: Option<(Action, bool)> = match ret {
             RetAction::UserNotif => match answer {
-                Some(NotifyAnswer::Continue) => Some((Action::Allow, true)),
+                Some(NotifyAnswer::Continue | NotifyAnswer::Destination) => Some((Action::Allow, true)),
                 Some(NotifyAnswer::Errno(e)) => Some((Action::Errno(e), false)),
                 None => None,
             },
@@ -96,8 +96,11 @@ pub fn validate(
             RetAction::Allow => Some((Action::Allow, false)),
             RetAction::Trap(_) | RetAction::Trace(_) | RetAction::Unknown(_) => None,
         };
-        // Audited calls are notified exactly when the policy records them.
-        let expected = (ir.action, ir.audited && audits_recorded);
+        // Audited calls are notified exactly when the policy records them, or when
+        // the proxy's destination check takes them.
+        let name = crate::tables::table(target).by_nr(nr).map_or("", |s| s.name());
+        let notified = audits_recorded || (arch == native && crate::valid::checks_destination(original, name));
+        let expected = (ir.action, ir.audited && notified);
         if found != Some(expected) {
             let shown = match (ret, answer) {
                 (RetAction::UserNotif, a) => format!("user-notif (supervisor answers {a:?})"),

@@ -10,6 +10,7 @@ use crate::ir::{Action, Arg, Cond, Origin, Policy, Rule, RuleKind, Span, Syscall
 use crate::tables::{self, SyscallDef, Table};
 use crate::valid::{low_bits, width_of_bits};
 use capsule_artifacts::launch::{self, LandlockMode, Record};
+use capsule_artifacts::notify::DESTINATION_SYSCALLS;
 use capsule_artifacts::{LaunchSettings, Target};
 use capsule_grammar as g;
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,6 +208,18 @@ impl Lower {
         match &ast.filesystem.setid {
             Some(setid) if setid.value => {}
             written => deny_setid(table, default, written.as_ref().map_or(0..0, |s| s.span.clone()), &mut syscalls),
+        }
+        let net = &ast.network;
+        if net.domains.is_some() || net.routes.is_some() {
+            let span = net
+                .domains
+                .iter()
+                .flatten()
+                .map(|d| d.span.clone())
+                .chain(net.routes.iter().flatten().map(|r| r.span.clone()))
+                .next()
+                .unwrap_or(0..0);
+            audit_destinations(table, default, span, &mut syscalls);
         }
         SyscallPolicy { target, syscalls }
     }
@@ -701,6 +714,48 @@ fn deny_setid(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMa
         deny(name, Action::Errno(EPERM), &creating_setid);
     }
     deny("openat2", Action::Errno(ENOSYS), &|_| Cond::True);
+}
+
+/// The setting behind the rules [`audit_destinations`] adds.
+pub const PROXY_SETTING: &str = "network: domains";
+
+/// With a proxy, every allowed call that names a destination address
+/// ([`DESTINATION_SYSCALLS`]: `connect` and `sendto` with an address) goes to the
+/// launcher's supervisor, which records one not meant for the proxy as a direct
+/// connection attempt (docs/network.md). An audit rule whose condition is the
+/// syscall's own allowing condition (its allow and audit rules', or `true` under an
+/// allowing default), so it never lets a call run that would not: a deny rule still
+/// wins, and where nothing allows the call no rule is added. The notification table
+/// answers these numbers with [`NotifyAnswer::Destination`](crate::valid::NotifyAnswer).
+fn audit_destinations(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMap<u32, SyscallRules>) {
+    let origin = Origin { span, group: None, implied_by: Some(PROXY_SETTING) };
+    for (name, addr, _) in DESTINATION_SYSCALLS {
+        let Some(def) = table.by_name(name) else { continue };
+        let rules = syscalls.get(&def.nr).map_or(&[][..], |r| r.rules.as_slice());
+        let allowed = if default == Action::Allow {
+            Cond::True
+        } else {
+            let conds: Vec<Cond> = rules
+                .iter()
+                .filter(|r| matches!(r.kind, RuleKind::Allow | RuleKind::Audit))
+                .map(|r| r.cond.clone())
+                .collect();
+            match conds.len() {
+                0 => continue,
+                1 => conds.into_iter().next().unwrap_or(Cond::True),
+                _ => Cond::Or(conds),
+            }
+        };
+        // Without an address there is no destination: `sendto(fd, buf, len, flags,
+        // NULL, 0)` is how libc sends on a connected socket, and `connect(fd, NULL, ..)`
+        // fails with EFAULT.
+        let Some(arg) = def.args().get(addr) else { continue };
+        let with_address = arg_test(def, arg.kernel_name(), Test::Ne(0));
+        let cond = if allowed == Cond::True { with_address } else { Cond::And(vec![allowed, with_address]) };
+        let entry =
+            syscalls.entry(def.nr).or_insert_with(|| SyscallRules { name: def.name(), nr: def.nr, rules: Vec::new() });
+        entry.rules.push(Rule { kind: RuleKind::Audit, cond, origin: origin.clone() });
+    }
 }
 
 /// `test` on the argument the kernel calls `name`, at the width the kernel reads.

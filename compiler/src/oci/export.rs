@@ -109,7 +109,12 @@ pub fn export_oci(policy: &Policy) -> Exported {
         .syscalls
         .iter()
         .flat_map(|s| s.syscalls.values())
-        .any(|r| r.rules.iter().any(|r| r.kind == RuleKind::Audit));
+        // The rules `network: domains:` implies only feed the launcher's proxy records.
+        .any(|r| {
+            r.rules
+                .iter()
+                .any(|r| r.kind == RuleKind::Audit && r.origin.implied_by != Some(crate::front::lower::PROXY_SETTING))
+        });
     if audited {
         warnings.push("audit rules are exported as SCMP_ACT_ALLOW: an OCI runtime has no Capsule audit log".into());
     }

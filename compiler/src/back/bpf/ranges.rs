@@ -36,7 +36,7 @@ pub struct NrRange {
 /// notify table answers exactly this decision for `nr`, else the action itself.
 pub fn ret_value(info: &TargetInfo, nr: u32, action: Action, audited: bool) -> u32 {
     let notified = match (info.notify.answer(nr), action) {
-        (Some(NotifyAnswer::Continue), Action::Allow) => audited,
+        (Some(NotifyAnswer::Continue | NotifyAnswer::Destination), Action::Allow) => audited,
         (Some(NotifyAnswer::Errno(e)), Action::Errno(a)) => e == a,
         _ => false,
     };
