@@ -656,9 +656,9 @@ fn network_by_name_reaches_only_the_proxy_on_localhost_on_macos() {
     assert_eq!(decide(&fixed, Operation::NetworkOutbound, tcp("localhost", 8118)), Verdict::Allow);
     assert_eq!(decide(&fixed, Operation::NetworkOutbound, tcp("localhost", 49152)), Verdict::Deny);
     // Without socket(AF_INET) or connect the command cannot use the proxy: no rule.
-    let no_inet = built(&format!(
-        "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n  deny: [connect]\nnetwork:\n  domains: [example.org]\n"
-    ));
+    let no_inet = built(
+        "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n  deny: [connect]\nnetwork:\n  domains: [example.org]\n",
+    );
     assert_eq!(decide(&no_inet, Operation::NetworkOutbound, tcp("localhost", 49152)), Verdict::Deny);
 }
 
