@@ -549,6 +549,10 @@ mod tests {
         assert!(sandbox_exec_argv(profile, &params, Path::new("cat"), &[]).is_err());
         assert!(sandbox_exec_argv(b"\xff", &params, Path::new("/bin/cat"), &[]).is_err());
         assert!(sandbox_exec_argv(b"(version 1)\0", &params, Path::new("/bin/cat"), &[]).is_err());
+        // A policy with a proxy: its port is the fourth parameter, before the command.
+        let with_proxy = ProfileParams { proxy_port: Some(49152), ..params.clone() };
+        let argv = sandbox_exec_argv(profile, &with_proxy, Path::new("/bin/cat"), &[]).unwrap();
+        assert_eq!(argv[9..], [OsString::from("-D"), "PROXY_PORT=49152".into(), "/bin/cat".into()]);
         let huge = vec![b' '; MAX_PROFILE_BYTES + 1];
         assert!(sandbox_exec_argv(&huge, &params, Path::new("/bin/cat"), &[]).is_err());
     }
@@ -597,6 +601,43 @@ mod tests {
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(text.matches("\"invocation.end\"").count(), 2);
         assert!(text.contains("cannot start sandbox-exec"));
+    }
+
+    #[test]
+    fn connections_past_the_bound_are_summarised_per_verdict_and_reason() {
+        let event = |verdict: &'static str, reason: Option<&str>| ConnectionEvent {
+            invocation: 0,
+            method: "GET".into(),
+            host: "a.example".into(),
+            port: 80,
+            address: None,
+            verdict,
+            reason: reason.map(str::to_owned),
+            bytes_up: 10,
+            bytes_down: 20,
+            duration_ns: 1,
+            route: None,
+            injected_headers: Vec::new(),
+            time_ns: 1,
+        };
+        let bound = crate::audit::MAX_CONNECTION_RECORDS as usize;
+        let mut tally = ConnectionTally::default();
+        for _ in 0..bound + 3 {
+            tally.add(event("allowed", None));
+        }
+        for _ in 0..2 {
+            tally.add(event("refused", Some("not-listed")));
+        }
+        let records = tally.records(7);
+        assert_eq!(records.len(), bound + 2, "whole records, then one summary per verdict and reason");
+        let line = |r: &Record| String::from_utf8(r.to_line(1, &capsule_artifacts::log::Hash([0; 32]))).unwrap();
+        let summaries: Vec<String> = records[bound..].iter().map(line).collect();
+        assert!(
+            summaries[0].contains("\"count\":\"3\"") && summaries[0].contains("\"bytes_down\":\"60\""),
+            "{summaries:?}"
+        );
+        assert!(summaries[1].contains("not-listed") && summaries[1].contains("\"count\":\"2\""), "{summaries:?}");
+        assert!(line(&records[0]).contains("\"invocation\":\"7\""), "{}", line(&records[0]));
     }
 
     #[test]

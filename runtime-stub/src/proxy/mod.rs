@@ -805,6 +805,22 @@ mod tests {
     }
 
     #[test]
+    fn an_https_upstream_gets_port_443_and_a_tls_client_and_other_schemes_are_refused() {
+        let mut p = proxy(&[]);
+        p.routes[0].upstream = "https://api.example.org".into();
+        let config = Config::new(&p, |_| Some("k".to_owned())).unwrap();
+        assert!(config.tls.is_some(), "an https route builds the TLS client");
+        assert_eq!((config.routes[0].port, config.routes[0].https), (443, true));
+        assert!(config.describe()[1].contains("/api -> https://api.example.org:443"), "{:?}", config.describe());
+        // Without an https route no trust store is read.
+        assert!(Config::new(&proxy(&[]), |_| Some("k".to_owned())).unwrap().tls.is_none());
+        for bad in ["ftp://api.example.org", "https://", "https://a b.org"] {
+            p.routes[0].upstream = bad.into();
+            assert!(Config::new(&p, |_| Some("k".to_owned())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn every_answer_of_the_one_lookup_is_checked_and_only_those_are_used() {
         let config = Config::new(&proxy(&["a.example.org"]), |_| Some(String::new())).unwrap();
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
