@@ -504,7 +504,21 @@ fn test_ca(dir: &Path, ca_name: &str) -> (PathBuf, [(PathBuf, PathBuf); 2]) {
 const HTTPS_RECORDING_SERVER: &str = r#"
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        got = self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"received %d bytes, %d of them y\n" % (len(got), got.count(b"y"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def do_GET(self):
+        if self.path == "/big":
+            self.send_response(200)
+            self.send_header("Content-Length", str(5_000_000))
+            self.end_headers()
+            for _ in range(5):
+                self.wfile.write(b"x" * 1_000_000)
+            return
         with open(sys.argv[3], "a") as heads:
             heads.write(self.requestline + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()) + "\r\n")
         body = b"hello from the https upstream\n"
@@ -625,6 +639,13 @@ fn a_route_to_an_https_upstream_verifies_it_and_delivers_the_credential_over_tls
                 "{records:?}"
             );
             assert!(records[0]["bytes_down"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{records:?}");
+
+            // Bodies larger than the relay's buffers, both ways, arrive whole.
+            let script = "yes | tr -d '\\n' | head -c 3000000 > big && \
+                          curl -sS -m 20 --data-binary @big \"$CAPSULE_PROXY_URL/api/upload\" && \
+                          curl -sS -m 20 -o /dev/null -w '%{size_download}\\n' \"$CAPSULE_PROXY_URL/api/big\"";
+            let o = sandbox.run_env(&["/bin/sh", "-c", script], &env);
+            assert_eq!(text(&o.stdout), "received 3000000 bytes, 3000000 of them y\n5000000\n", "{}", out(&o));
 
             // The upstream's name passes the same address checks as a domain's.
             let private = NetSandbox::new(&identity, &network.replace("allow-private: true", "allow-private: false"));
