@@ -20,7 +20,8 @@ mkdir -p "$WS" && WS=$(cd "$WS" && pwd -P)
 
 sandboxed_with() { # PROFILE COMMAND...
   local profile=$1; shift
-  (cd "$WS" && /usr/bin/sandbox-exec -p "$(cat "$profile")" -D "WORKSPACE=$WS" -D "HOME=$HOME_REAL" -D "TMPDIR=$TMP_REAL" "$@")
+  # PROXY_PORT: read by the profiles of policies with `network: domains:`/`routes:`.
+  (cd "$WS" && /usr/bin/sandbox-exec -p "$(cat "$profile")" -D "WORKSPACE=$WS" -D "HOME=$HOME_REAL" -D "TMPDIR=$TMP_REAL" -D PROXY_PORT=3128 "$@")
 }
 sandboxed() { sandboxed_with "$PROFILE" "$@"; }
 
@@ -96,6 +97,52 @@ if (cd "$WS" && "$CAPSULE" run -- /bin/sh -c "echo ok > '$WS/run'") && [ "$(cat 
 else
   echo "CAPSULE RUN FAILED"; failures=$((failures + 1))
 fi
+
+# Network by name (docs/macos.md): the launcher's proxy on 127.0.0.1 and a profile
+# that lets the command reach its port only. A listed name through the proxy works; the
+# server's address straight, bypassing the proxy, is denied by Seatbelt; the address
+# through the proxy is not listed (403).
+NET_POLICY="$HOME_REAL/capsule-net-$$.yaml"
+cat > "$NET_POLICY" <<'YAML'
+version: 1
+name: macos-network-by-name
+syscalls:
+  allow: ["@default", "@basic-io", "@file-system", "@io-event", "@process", "@signal",
+          "@timer", "@memory", "@ipc", "@network-io", ioctl, uname, sysinfo, getrusage, umask]
+filesystem:
+  read: [/usr, /bin, /System, /Library, /private/etc, "${WORKSPACE}"]
+  write: ["${WORKSPACE}"]
+  execute: [/usr, /bin]
+network:
+  domains: [localhost]
+  proxy: { allow-private: true }
+env:
+  pass: [PATH, HOME]
+YAML
+(cd "$WS" && exec python3 -m http.server --bind 127.0.0.1 18765 >/dev/null 2>&1) & SERVER=$!
+sleep 2
+net_run() { (cd "$WS" && "$CAPSULE" run --policy "$NET_POLICY" -- "$@") >/dev/null 2>&1; }
+if ! /usr/bin/curl -sSf -m 5 --noproxy '*' http://127.0.0.1:18765/ >/dev/null; then
+  echo "SETUP FAILED: the local HTTP server does not answer"; failures=$((failures + 1))
+else
+  if net_run /usr/bin/curl -sSf -m 10 http://localhost:18765/; then
+    echo "ok: a listed name is reached through the proxy under macos.sb"
+  else
+    echo "PROXY FAILED: the listed name is not reached through the proxy"; failures=$((failures + 1))
+  fi
+  if net_run /usr/bin/curl -sSf -m 10 --noproxy '*' http://127.0.0.1:18765/; then
+    echo "ESCAPE: a direct connect bypassing the proxy works"; failures=$((failures + 1))
+  else
+    echo "ok: a direct connect bypassing the proxy is denied (and works outside)"
+  fi
+  if net_run /usr/bin/curl -sSf -m 10 http://127.0.0.1:18765/; then
+    echo "ESCAPE: an unlisted address is reached through the proxy"; failures=$((failures + 1))
+  else
+    echo "ok: an unlisted address is refused by the proxy"
+  fi
+fi
+kill "$SERVER" 2>/dev/null
+rm -f "$NET_POLICY"
 rm -rf "$HOME_REAL/capsule-log-$$"
 rm -f "$HOME/.ssh/capsule-probe"
 rm -rf "$WS"

@@ -4,7 +4,9 @@
 //!   (curl's own `speed_download`, so the launch is not counted);
 //! - per-connection cost: Python's urllib making sequential requests, each on a new
 //!   connection, directly and through the proxy, in one process each;
-//! - launch cost: `/bin/true` under the same policy without and with `domains`.
+//! - launch cost: `/bin/true` under the same policy without and with `domains`, and
+//!   with a route to an `http://` and to an `https://` upstream (the latter reads the
+//!   trust store and configures the TLS client at launch).
 //!
 //! The server is this process, on 127.0.0.1; `localhost` is the name the policy lists
 //! (`allow-private: true`, since it resolves to loopback).
@@ -119,6 +121,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     };
     let plain = write_policy("plain.yaml", "")?;
     let proxied = write_policy("proxied.yaml", "network:\n  domains: [localhost]\n  proxy: { allow-private: true }")?;
+    let route = |scheme: &str| format!("network:\n  routes: [{{ prefix: /r, upstream: \"{scheme}://localhost:1\" }}]");
+    let http_route = write_policy("http-route.yaml", &route("http"))?;
+    let https_route = write_policy("https-route.yaml", &route("https"))?;
     let sandboxed = |policy: &Path, command: &[&str]| {
         let mut c = Command::new(&capsule);
         c.current_dir(&work)
@@ -187,6 +192,17 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let (a, b) = (median(without), median(with));
     println!(
         "capsule run /bin/true (median of {}): without domains {a:.2} ms, with domains {b:.2} ms: +{:.2} ms (namespace and proxy start)",
+        options.launches,
+        b - a
+    );
+    let (mut plain_route, mut tls_route) = (Vec::new(), Vec::new());
+    for _ in 0..options.launches {
+        plain_route.push(time(sandboxed(&http_route, &["/bin/true"]))?.as_secs_f64() * 1e3);
+        tls_route.push(time(sandboxed(&https_route, &["/bin/true"]))?.as_secs_f64() * 1e3);
+    }
+    let (a, b) = (median(plain_route), median(tls_route));
+    println!(
+        "capsule run /bin/true (median of {}): with an http:// route {a:.2} ms, with an https:// route {b:.2} ms: +{:.2} ms (trust store and TLS client set-up)",
         options.launches,
         b - a
     );

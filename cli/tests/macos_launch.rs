@@ -172,3 +172,65 @@ fn run_sandboxed_starts_a_new_session_and_forwards_sigterm() {
     let status = run_sandboxed(&argv("/bin/sleep 0.3; kill -TERM $PPID; /bin/sleep 5; exit 7"), &env).unwrap();
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// Network by name on the macOS path: the launcher starts the proxy on 127.0.0.1 of
+/// the host, binds its port into the profile (`-D PROXY_PORT=N`, the profile's one
+/// TCP rule), points the command at it, and records its connections before
+/// `invocation.end`. Seatbelt itself is not run here: the command (curl) runs
+/// unsandboxed through the proxy, which is the proxy's part of the launch.
+#[test]
+fn a_policy_with_domains_gets_the_proxy_and_its_port_in_the_profile() {
+    use std::io::{Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n");
+        }
+    });
+    let network = "network:\n  domains: [localhost]\n  proxy: { allow-private: true }\n";
+    let policy =
+        POLICY.replace("env:\n", &format!("syscalls:\n  allow: [\"@default\", \"@network-io\"]\n{network}env:\n"));
+    let s = setup(&policy);
+    let profile = std::fs::read_to_string(s.artifact.dir.join("macos.sb")).unwrap();
+    assert!(
+        profile.contains("(allow network-outbound (remote tcp (string-append \"localhost:\" (param \"PROXY_PORT\"))))"),
+        "{profile}"
+    );
+    let _serial = serial();
+    let seen: Seen = RefCell::new(None);
+    let url = format!("http://localhost:{server_port}/x");
+    let unlisted = format!("http://127.0.0.1:{server_port}/x");
+    let script = format!("curl -sS -m 5 {url}; curl -sS -m 5 -o /dev/null -w '%{{http_code}}\\n' {unlisted}");
+    let outcome = launch_with(&s.artifact, &options(&s, &["sh", "-c", &script], Some(s.log.clone())), |argv, env| {
+        *seen.borrow_mut() = Some((argv.to_vec(), env.clone()));
+        let mut env = env.clone();
+        env.insert("PATH".into(), "/usr/bin:/bin".into());
+        let out = std::process::Command::new(&argv[11]).args(&argv[12..]).env_clear().envs(&env).output()?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n403\n", "{out:?}");
+        Ok(out.status)
+    });
+    assert_eq!((outcome.exit_code, outcome.failure.as_ref()), (0, None), "{outcome:?}");
+    let (argv, env) = seen.into_inner().unwrap();
+    let port_param = argv[10].to_str().unwrap().strip_prefix("PROXY_PORT=").expect("-D PROXY_PORT=N").to_owned();
+    assert_eq!(argv[9], OsString::from("-D"));
+    assert_eq!(env[&OsString::from("HTTP_PROXY")], OsString::from(format!("http://127.0.0.1:{port_param}")));
+    assert_eq!(env[&OsString::from("NO_PROXY")], OsString::new());
+    // The proxy is gone with the command.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port_param.parse::<u16>().unwrap())).is_err());
+
+    let text = std::fs::read_to_string(&s.log).unwrap();
+    let connections: Vec<&str> = text.lines().filter(|l| l.contains("\"network.connection\"")).collect();
+    assert_eq!(connections.len(), 2, "{text}");
+    assert!(connections[0].contains("\"verdict\":\"allowed\"") && connections[0].contains("localhost"), "{text}");
+    assert!(connections[1].contains("\"reason\":\"not-listed\""), "{text}");
+    let end_at = text.find("\"invocation.end\"").unwrap();
+    assert!(text.rfind("\"network.connection\"").unwrap() < end_at, "recorded before the end");
+    assert_eq!(verify(&s.log, &Default::default()).verdict, Verdict::Intact);
+}

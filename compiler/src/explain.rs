@@ -217,7 +217,8 @@ pub fn explain_domain(policy: &Policy, name: &str) -> String {
         }
     }
     for route in &proxy.routes {
-        let upstream_host = route.upstream.trim_start_matches("http://").split(':').next().unwrap_or("");
+        let upstream_host =
+            route.upstream.split_once("://").map_or("", |(_, rest)| rest).split(':').next().unwrap_or("");
         if upstream_host == host {
             let names: Vec<&str> = route.headers.iter().map(|(n, _)| n.as_str()).collect();
             let _ = writeln!(

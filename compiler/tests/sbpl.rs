@@ -26,7 +26,12 @@ fn valid_fixtures() -> Vec<PathBuf> {
 }
 
 fn bindings() -> Bindings {
-    Bindings { workspace: "/Users/u/work".into(), home: "/Users/u".into(), tmpdir: "/private/var/folders/x/T".into() }
+    Bindings {
+        workspace: "/Users/u/work".into(),
+        home: "/Users/u".into(),
+        tmpdir: "/private/var/folders/x/T".into(),
+        proxy_port: "49152".into(),
+    }
 }
 
 fn policy(src: &str) -> capsule_compiler::ir::Policy {
@@ -272,6 +277,7 @@ fn parser_accepts_the_subset_and_round_trips_every_filter() {
                     Filter::Remote(Proto::Tcp, Some("*:443".into())),
                     Filter::Local(Proto::Udp, Some("localhost:*".into())),
                     Filter::Remote(Proto::UnixSocket, None),
+                    Filter::Remote(Proto::Tcp, Some(Str::Append(vec![lit("localhost:"), Str::Param("PROXY_PORT")]))),
                 ],
             ),
             rule(Verdict::Allow, &[Operation::MachLookup], vec![Filter::GlobalName("com.apple.logd".into())]),
@@ -311,6 +317,8 @@ fn parser_refuses_everything_outside_the_subset() {
         &format!("{head}(allow file-read* #\"/a\")"),
         &format!("{head}(allow system-socket (socket-domain AF_NETLINK))"),
         &format!("{head}(allow system-socket (socket-domain \"AF_UNIX\"))"),
+        &format!("{head}(allow network-outbound (remote tcp (param \"PORT\")))"),
+        &format!("{head}(allow network-outbound (remote tcp localhost:80))"),
         &format!("{head}{}{}", "(allow file-read* ".to_owned() + &"(require-not ".repeat(40), ")".repeat(41)),
     ] {
         assert!(parse::parse(bad).is_err(), "accepted: {bad}");
@@ -610,18 +618,75 @@ fn an_empty_connect_list_allows_no_outbound_tcp_and_a_missing_one_allows_all() {
 }
 
 #[test]
-fn network_by_name_gets_no_ip_network_on_macos() {
-    // The proxy runs on Linux only: on macOS a policy with `domains:` must not fall
-    // back to the direct TCP and UDP its port rules alone would allow.
-    let tcp = |port| Object::Net { proto: Proto::Tcp, remote: true, host: "203.0.113.7".into(), port };
+fn network_by_name_reaches_only_the_proxy_on_localhost_on_macos() {
+    // The command reaches the launcher's proxy at localhost:PROXY_PORT and nothing
+    // else: not the direct TCP and UDP its port rules alone would allow, not another
+    // port on localhost, not the proxy's port on another host.
+    let tcp = |host: &str, port| Object::Net { proto: Proto::Tcp, remote: true, host: host.into(), port };
     let udp = |port| Object::Net { proto: Proto::Udp, remote: true, host: "203.0.113.7".into(), port };
     let base = "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n";
     let direct = built(&format!("{base}network:\n  connect: [tcp/443]\n"));
-    assert_eq!(decide(&direct, Operation::NetworkOutbound, tcp(443)), Verdict::Allow);
+    assert_eq!(decide(&direct, Operation::NetworkOutbound, tcp("203.0.113.7", 443)), Verdict::Allow);
     assert_eq!(decide(&direct, Operation::NetworkOutbound, udp(53)), Verdict::Allow);
     let by_name = built(&format!("{base}network:\n  connect: [tcp/443]\n  domains: [example.org]\n"));
+    let proxy =
+        Filter::Remote(Proto::Tcp, Some(Str::Append(vec![Str::Lit("localhost:".into()), Str::Param("PROXY_PORT")])));
+    assert!(by_name.rules.iter().any(|r| r.filters == [proxy.clone()]), "{by_name:?}");
+    // bindings() binds PROXY_PORT to 49152.
+    assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp("localhost", 49152)), Verdict::Allow);
+    assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp("127.0.0.1", 49152)), Verdict::Allow);
+    assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp("203.0.113.7", 49152)), Verdict::Deny);
     for port in [53, 80, 443, 3128] {
-        assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp(port)), Verdict::Deny, "tcp/{port}");
+        for host in ["203.0.113.7", "localhost"] {
+            assert_eq!(decide(&by_name, Operation::NetworkOutbound, tcp(host, port)), Verdict::Deny, "{host}:{port}");
+        }
         assert_eq!(decide(&by_name, Operation::NetworkOutbound, udp(port)), Verdict::Deny, "udp/{port}");
     }
+    assert_eq!(
+        decide(
+            &by_name,
+            Operation::NetworkBind,
+            Object::Net { proto: Proto::Tcp, remote: false, host: "localhost".into(), port: 49152 }
+        ),
+        Verdict::Deny
+    );
+    // A fixed port is written literally, and PROXY_PORT is not read.
+    let fixed = built(&format!("{base}network:\n  domains: [example.org]\n  proxy: {{ port: 8118 }}\n"));
+    assert!(fixed.rules.iter().any(|r| r.filters == [Filter::Remote(Proto::Tcp, Some("localhost:8118".into()))]));
+    assert_eq!(decide(&fixed, Operation::NetworkOutbound, tcp("localhost", 8118)), Verdict::Allow);
+    assert_eq!(decide(&fixed, Operation::NetworkOutbound, tcp("localhost", 49152)), Verdict::Deny);
+    // Without socket(AF_INET) or connect the command cannot use the proxy: no rule.
+    let no_inet = built(
+        "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\n  deny: [connect]\nnetwork:\n  domains: [example.org]\n",
+    );
+    assert_eq!(decide(&no_inet, Operation::NetworkOutbound, tcp("localhost", 49152)), Verdict::Deny);
+}
+
+#[test]
+fn validation_catches_a_proxy_rule_wider_or_narrower_than_the_proxy() {
+    let src = "version: 1\ntargets: [linux-x86_64, macos]\nsyscalls:\n  allow: [\"@default\", \"@network-io\"]\nnetwork:\n  domains: [example.org]\n";
+    let pol = policy(src);
+    let facts = SyscallFacts::of(&pol);
+    assert!(facts.proxy && !facts.inet_stream, "{facts:?}");
+    let good = map::profile(&pol, &facts).unwrap();
+    assert!(validate::validate(&pol, &facts, &good, &emit::emit(&good)).is_ok());
+    let widen = |address: &str| {
+        let mut bad = good.clone();
+        for r in &mut bad.rules {
+            for f in &mut r.filters {
+                if let Filter::Remote(Proto::Tcp, a) = f {
+                    *a = Some(address.into());
+                }
+            }
+        }
+        validate::validate(&pol, &facts, &bad, &emit::emit(&bad))
+    };
+    for address in ["localhost:*", "*:49152", "localhost:3129"] {
+        let r = widen(address);
+        assert!(matches!(r, Err(validate::SbplValidationError::Mismatch { .. })), "{address}: {r:?}");
+    }
+    let mut none = good.clone();
+    none.rules.retain(|r| !r.operations.contains(&Operation::NetworkOutbound));
+    let r = validate::validate(&pol, &facts, &none, &emit::emit(&none));
+    assert!(matches!(r, Err(validate::SbplValidationError::Mismatch { .. })), "{r:?}");
 }

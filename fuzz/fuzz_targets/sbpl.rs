@@ -28,7 +28,7 @@ fuzz_target!(|src: &str| {
     let profile = Profile { default_message: None, rules: vec![rule] };
     let text = emit::emit(&profile);
     assert_eq!(parse::parse(&text).as_ref(), Ok(&profile), "path {path:?} does not read back");
-    let b = Bindings { workspace: "/w".into(), home: "/h".into(), tmpdir: "/t".into() };
+    let b = Bindings { workspace: "/w".into(), home: "/h".into(), tmpdir: "/t".into(), proxy_port: "3128".into() };
     let granted = match &profile.rules[0].filters[0] {
         Filter::Subpath(Str::Lit(g)) => g.clone(),
         _ => return,

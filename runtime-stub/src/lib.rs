@@ -45,7 +45,6 @@ pub mod macos;
 #[cfg(target_os = "linux")]
 mod netns;
 pub mod paths;
-#[cfg(target_os = "linux")]
 pub mod proxy;
 #[cfg(target_os = "linux")]
 mod sandbox;

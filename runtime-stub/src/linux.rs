@@ -118,32 +118,9 @@ fn prepare(
     let mut env = policy_env(settings);
     let proxy = match &settings.network.proxy {
         Some(p) => {
-            // A route's credential must not reach the command, however the manifest
-            // was made (the compiler refuses such a policy: E0145).
-            for route in &p.routes {
-                for (_, template) in &route.headers {
-                    let parts = capsule_artifacts::launch::parse_template(template).map_err(Failure::setup)?;
-                    for part in parts {
-                        if let capsule_artifacts::launch::TemplatePart::Env(var) = part
-                            && env.contains_key(&OsString::from(var))
-                        {
-                            return Err(Failure::setup(format!(
-                                "the route {} reads {var}, which the policy also gives to the command",
-                                route.prefix
-                            )));
-                        }
-                    }
-                }
-            }
+            proxy::refuse_passed_credentials(p, &env).map_err(Failure::setup)?;
             let config = proxy::Config::new(p, |name| std::env::var(name).ok()).map_err(Failure::setup)?;
-            let url = format!("http://127.0.0.1:{}", config.port);
-            for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
-                env.insert(name.into(), url.clone().into());
-            }
-            for name in ["NO_PROXY", "no_proxy"] {
-                env.insert(name.into(), OsString::new());
-            }
-            env.insert("CAPSULE_PROXY_URL".into(), url.into());
+            proxy::command_env(&mut env, config.port);
             Some(config)
         }
         None => None,

@@ -7,6 +7,13 @@
 //! was checked against: with `-f PATH`, sandbox-exec would read the file again, after
 //! the check, and a file swapped in between would be applied unchecked.
 //!
+//! Network by name (`network: domains:`/`routes:`): the same proxy as on Linux
+//! ([`crate::proxy`]) listens on 127.0.0.1 of the host, on the policy's port or a free
+//! one, for this invocation only ([`MacProxy`]); the profile lets the command reach
+//! `localhost:PORT` and no other IP address, PORT being bound by `-D PROXY_PORT=N`
+//! when the policy leaves the port to the launcher. Its connections are recorded as on
+//! Linux, before `invocation.end`.
+//!
 //! [`crate::launch`], the one entry of `capsule-launch` and `capsule run`, is
 //! `launch` on macOS. Everything but the last step is built on every platform and
 //! tested on Linux ([`launch_with`] with the sandbox-exec command line inspected, and
@@ -18,7 +25,8 @@ use crate::paths::PathVars;
 use crate::{Failure, LaunchOptions, LaunchOutcome};
 use capsule_artifacts::Target;
 use capsule_artifacts::launch::LaunchSettings;
-use capsule_artifacts::log::record::{InvocationEnd, InvocationStart, Record, unix_time_ns};
+use capsule_artifacts::log::ConnectionEvent;
+use capsule_artifacts::log::record::{InvocationEnd, InvocationStart, Record, kind, unix_time_ns};
 use capsule_artifacts::log::writer::Durability;
 use capsule_artifacts::manifest::VerifiedArtifact;
 use std::collections::BTreeMap;
@@ -26,18 +34,21 @@ use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Instant, SystemTime};
 
 /// Where macOS keeps sandbox-exec. Absolute: a PATH entry must not choose the sandbox.
 pub const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
 
-/// The values of `(param "WORKSPACE")`, `(param "HOME")` and `(param "TMPDIR")`.
+/// The values of `(param "WORKSPACE")`, `(param "HOME")` and `(param "TMPDIR")`, and
+/// of `(param "PROXY_PORT")` when the policy has a proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileParams {
     pub workspace: PathBuf,
     pub home: PathBuf,
     pub tmpdir: PathBuf,
+    pub proxy_port: Option<u16>,
 }
 
 impl ProfileParams {
@@ -53,6 +64,7 @@ impl ProfileParams {
             workspace: real("the workspace", &vars.workspace)?,
             home: real("HOME", home)?,
             tmpdir: real("TMPDIR", &vars.tmpdir)?,
+            proxy_port: None,
         })
     }
 }
@@ -61,7 +73,8 @@ impl ProfileParams {
 /// few KiB) and far below macOS's ARG_MAX (1 MiB).
 pub const MAX_PROFILE_BYTES: usize = 256 << 10;
 
-/// `sandbox-exec -p PROFILE -D WORKSPACE=... -D HOME=... -D TMPDIR=... COMMAND ARGS...`,
+/// `sandbox-exec -p PROFILE -D WORKSPACE=... -D HOME=... -D TMPDIR=... [-D PROXY_PORT=N]
+/// COMMAND ARGS...`,
 /// `profile` being the pinned macos.sb as verified. `command` must be absolute
 /// (resolved on the clean PATH by the caller), so it can never be read as an option
 /// of sandbox-exec.
@@ -84,6 +97,10 @@ pub fn sandbox_exec_argv(
         d.push(value);
         argv.push("-D".into());
         argv.push(d);
+    }
+    if let Some(port) = params.proxy_port {
+        argv.push("-D".into());
+        argv.push(format!("PROXY_PORT={port}").into());
     }
     argv.push(command.into());
     argv.extend(args.iter().cloned());
@@ -125,7 +142,8 @@ pub fn protected_log(log: &Path, settings: &LaunchSettings, vars: &PathVars) -> 
 /// (Seatbelt writes its denials to the unified log, not to the parent) and no CPU
 /// time or memory figures (zero in the record). `announce_fd`, as on Linux
 /// ([`LaunchOptions::announce_fd`]), receives the invocation's id once its start is on
-/// disk, before `spawn` runs.
+/// disk, before `spawn` runs. The proxy's connections (`connections`, asked for once
+/// `spawn` has returned) are recorded before `invocation.end`.
 pub fn run_recorded(
     log: &Path,
     policy: &str,
@@ -133,6 +151,7 @@ pub fn run_recorded(
     command: &[OsString],
     announce_fd: Option<std::os::fd::RawFd>,
     spawn: impl FnOnce() -> Result<ExitStatus, Failure>,
+    connections: impl FnOnce() -> ConnectionTally,
 ) -> LaunchOutcome {
     use capsule_artifacts::log::ExitStatus as Logged;
     let mut writer = match crate::audit::open_log(log) {
@@ -158,6 +177,7 @@ pub fn run_recorded(
     };
     let mut outcome = outcome_of(announced.and_then(|()| spawn()));
     outcome.invocation = Some(invocation);
+    let mut records = connections().records(invocation);
     let status = match outcome.status.map(|s| (s.code(), s.signal())) {
         Some((Some(code), _)) => Logged::Code(code),
         Some((None, Some(signal))) => Logged::Signal(signal),
@@ -173,8 +193,8 @@ pub fn run_recorded(
         max_rss_kib: 0,
         time_ns: unix_time_ns(SystemTime::now()),
     };
-    let written =
-        writer.append(&Record::from(&end), Durability::Buffered).and_then(|_| writer.checkpoint(Durability::Sync));
+    records.push(Record::from(&end));
+    let written = writer.append_all(&records, Durability::Buffered).and_then(|_| writer.checkpoint(Durability::Sync));
     if let Err(e) = written {
         // The command ran, but its evidence is incomplete: say so with capsule's code.
         outcome.exit_code = crate::EXIT_SETUP_FAILURE;
@@ -313,11 +333,28 @@ pub fn launch_with(
         return LaunchOutcome::failed(Failure::setup(e));
     }
     let verbose = options.verbose || options.explain;
-    let env = crate::policy_env(settings);
+    let mut env = crate::policy_env(settings);
     let profile = &artifact.blob;
+    let proxy: std::cell::RefCell<Option<MacProxy>> = std::cell::RefCell::new(None);
+    let running_proxy = &proxy;
     let run = move || -> Result<ExitStatus, Failure> {
         let (program, args) = options.command.split_first().ok_or_else(|| Failure::setup("no command to run"))?;
         let exec = crate::command::resolve(program, env.get(std::ffi::OsStr::new("PATH")).map(OsString::as_os_str))?;
+        let mut params = params;
+        if let Some(p) = &settings.network.proxy {
+            let started = MacProxy::start(p, &mut env).map_err(Failure::setup)?;
+            params.proxy_port = Some(started.port);
+            if verbose {
+                for line in &started.description {
+                    crate::say(line);
+                }
+                crate::say(&format!(
+                    "network: the profile lets the command reach localhost:{} (the proxy) and no other IP address",
+                    started.port
+                ));
+            }
+            *running_proxy.borrow_mut() = Some(started);
+        }
         let argv = sandbox_exec_argv(profile, &params, &exec, args).map_err(Failure::setup)?;
         if verbose {
             crate::say(&format!(
@@ -341,8 +378,13 @@ pub fn launch_with(
         }
         spawn(&argv, &env).map_err(|e| Failure::setup(format!("cannot start {SANDBOX_EXEC}: {e}")))
     };
+    let connections = || proxy.borrow_mut().take().map(MacProxy::stop).unwrap_or_default();
     match &options.log {
-        None => outcome_of(run()),
+        None => {
+            let outcome = outcome_of(run());
+            connections();
+            outcome
+        }
         Some(log) => {
             let log = match protected_log(log, settings, &vars) {
                 Ok(log) => log,
@@ -352,8 +394,115 @@ pub fn launch_with(
                 crate::say(&format!("audit log: {}", log.display()));
             }
             let policy = &artifact.manifest.policy.name;
-            run_recorded(&log, policy, &artifact.pin, &options.command, options.announce_fd, run)
+            run_recorded(&log, policy, &artifact.pin, &options.command, options.announce_fd, run, connections)
         }
+    }
+}
+
+/// The connections of a launch's proxy, bounded as on Linux: the first
+/// [`crate::audit::MAX_CONNECTION_RECORDS`] kept whole, the others counted per verdict
+/// and reason (count, bytes up, bytes down), one summary record each.
+#[derive(Debug, Default)]
+pub struct ConnectionTally {
+    kept: Vec<ConnectionEvent>,
+    held: BTreeMap<(&'static str, String), (u64, u64, u64)>,
+}
+
+impl ConnectionTally {
+    pub fn add(&mut self, event: ConnectionEvent) {
+        if (self.kept.len() as u64) < crate::audit::MAX_CONNECTION_RECORDS {
+            self.kept.push(event);
+            return;
+        }
+        let held = self.held.entry((event.verdict, event.reason.unwrap_or_default())).or_default();
+        held.0 += 1;
+        held.1 += event.bytes_up;
+        held.2 += event.bytes_down;
+    }
+
+    /// The `network.connection` records of invocation `invocation`, summaries last.
+    pub fn records(self, invocation: u64) -> Vec<Record> {
+        use capsule_artifacts::log::Value;
+        let mut out: Vec<Record> = self
+            .kept
+            .into_iter()
+            .map(|mut event| {
+                event.invocation = invocation;
+                Record::from(&event)
+            })
+            .collect();
+        for ((verdict, reason), (count, up, down)) in self.held {
+            out.push(
+                Record::new(kind::NETWORK_CONNECTION)
+                    .with("invocation", Value::u64(invocation))
+                    .with("verdict", verdict)
+                    .with("reason", if reason.is_empty() { Value::Null } else { Value::Str(reason) })
+                    .with("count", Value::u64(count))
+                    .with("bytes_up", Value::u64(up))
+                    .with("bytes_down", Value::u64(down))
+                    .with("summary", true),
+            );
+        }
+        out
+    }
+}
+
+/// The proxy of a macOS launch: [`crate::proxy`] on 127.0.0.1 of the host (no network
+/// namespace there), on the policy's port or, for `port: 0`, a free one. A thread
+/// collects its records as they come, so a storm of connections costs bounded memory.
+pub struct MacProxy {
+    /// The port it listens on, bound into the profile as `PROXY_PORT`.
+    pub port: u16,
+    /// For `--verbose`: domains, routes and the names of added headers, no values.
+    pub description: Vec<String>,
+    stopping: Arc<AtomicBool>,
+    collector: std::thread::JoinHandle<ConnectionTally>,
+}
+
+impl MacProxy {
+    /// Refuses a route credential the policy also passes to the command, expands the
+    /// routes' headers from the launcher's environment, listens, and points `env` (the
+    /// command's) at the proxy.
+    pub fn start(
+        proxy: &capsule_artifacts::launch::Proxy,
+        env: &mut BTreeMap<OsString, OsString>,
+    ) -> Result<MacProxy, String> {
+        use std::os::fd::IntoRawFd;
+        crate::proxy::refuse_passed_credentials(proxy, env)?;
+        let mut config = crate::proxy::Config::new(proxy, |name| std::env::var(name).ok())?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", proxy.port))
+            .map_err(|e| format!("the proxy cannot listen on 127.0.0.1:{}: {e}", proxy.port))?;
+        let port = listener.local_addr().map_err(|e| format!("the proxy's address: {e}"))?.port();
+        config.port = port;
+        let description = config.describe();
+        let running = crate::proxy::Running::start(listener.into_raw_fd(), config)
+            .map_err(|e| format!("cannot start the proxy: {e}"))?;
+        crate::proxy::command_env(env, port);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
+        let collector = std::thread::Builder::new()
+            .name("capsule-proxy-records".into())
+            .spawn(move || {
+                let mut tally = ConnectionTally::default();
+                while !stop.load(Ordering::SeqCst) {
+                    let mut ready = libc::pollfd { fd: running.wake_fd(), events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one live pollfd; the timeout bounds how late `stop` is seen.
+                    unsafe {
+                        libc::poll(&mut ready, 1, 100);
+                    }
+                    running.drain().into_iter().for_each(|event| tally.add(event));
+                }
+                running.stop().into_iter().for_each(|event| tally.add(event));
+                tally
+            })
+            .map_err(|e| format!("cannot start the proxy: {e}"))?;
+        Ok(MacProxy { port, description, stopping, collector })
+    }
+
+    /// Stops the proxy (open connections are cut) and returns its connections.
+    pub fn stop(self) -> ConnectionTally {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.collector.join().unwrap_or_default()
     }
 }
 
@@ -376,6 +525,7 @@ mod tests {
             workspace: "/Users/u/w s".into(),
             home: "/Users/u".into(),
             tmpdir: "/private/var/folders/x/T".into(),
+            proxy_port: None,
         };
         let profile = b"(version 1)\n(deny default)\n";
         let argv = sandbox_exec_argv(profile, &params, Path::new("/bin/cat"), &["-n".into()]).unwrap();
@@ -399,6 +549,10 @@ mod tests {
         assert!(sandbox_exec_argv(profile, &params, Path::new("cat"), &[]).is_err());
         assert!(sandbox_exec_argv(b"\xff", &params, Path::new("/bin/cat"), &[]).is_err());
         assert!(sandbox_exec_argv(b"(version 1)\0", &params, Path::new("/bin/cat"), &[]).is_err());
+        // A policy with a proxy: its port is the fourth parameter, before the command.
+        let with_proxy = ProfileParams { proxy_port: Some(49152), ..params.clone() };
+        let argv = sandbox_exec_argv(profile, &with_proxy, Path::new("/bin/cat"), &[]).unwrap();
+        assert_eq!(argv[9..], [OsString::from("-D"), "PROXY_PORT=49152".into(), "/bin/cat".into()]);
         let huge = vec![b' '; MAX_PROFILE_BYTES + 1];
         assert!(sandbox_exec_argv(&huge, &params, Path::new("/bin/cat"), &[]).is_err());
     }
@@ -409,9 +563,15 @@ mod tests {
         let log = dir.path().join("state/capsule.log");
         let command: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), "exit 3".into()];
         let (read, write) = std::io::pipe().unwrap();
-        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, Some(write.as_raw_fd()), || {
-            Ok(std::process::Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap())
-        });
+        let outcome = run_recorded(
+            &log,
+            "p",
+            &"ab".repeat(32),
+            &command,
+            Some(write.as_raw_fd()),
+            || Ok(std::process::Command::new("/bin/sh").args(["-c", "exit 3"]).status().unwrap()),
+            ConnectionTally::default,
+        );
         drop(write);
         let announced = std::io::read_to_string(read).unwrap();
         assert_eq!((outcome.exit_code, outcome.status.unwrap().code()), (3, Some(3)), "{outcome:?}");
@@ -427,14 +587,57 @@ mod tests {
         assert_eq!(report.verdict, capsule_artifacts::log::verify::Verdict::Intact, "{report:?}");
 
         // A spawn that cannot start is recorded as a launch failure, and reported.
-        let outcome = run_recorded(&log, "p", &"ab".repeat(32), &command, None, || {
-            Err(Failure::new(crate::EXIT_NOT_FOUND, "cannot start sandbox-exec: not found"))
-        });
+        let outcome = run_recorded(
+            &log,
+            "p",
+            &"ab".repeat(32),
+            &command,
+            None,
+            || Err(Failure::new(crate::EXIT_NOT_FOUND, "cannot start sandbox-exec: not found")),
+            ConnectionTally::default,
+        );
         assert_eq!(outcome.exit_code, crate::EXIT_NOT_FOUND);
         assert!(outcome.failure.unwrap().message.contains("cannot start sandbox-exec"));
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(text.matches("\"invocation.end\"").count(), 2);
         assert!(text.contains("cannot start sandbox-exec"));
+    }
+
+    #[test]
+    fn connections_past_the_bound_are_summarised_per_verdict_and_reason() {
+        let event = |verdict: &'static str, reason: Option<&str>| ConnectionEvent {
+            invocation: 0,
+            method: "GET".into(),
+            host: "a.example".into(),
+            port: 80,
+            address: None,
+            verdict,
+            reason: reason.map(str::to_owned),
+            bytes_up: 10,
+            bytes_down: 20,
+            duration_ns: 1,
+            route: None,
+            injected_headers: Vec::new(),
+            time_ns: 1,
+        };
+        let bound = crate::audit::MAX_CONNECTION_RECORDS as usize;
+        let mut tally = ConnectionTally::default();
+        for _ in 0..bound + 3 {
+            tally.add(event("allowed", None));
+        }
+        for _ in 0..2 {
+            tally.add(event("refused", Some("not-listed")));
+        }
+        let records = tally.records(7);
+        assert_eq!(records.len(), bound + 2, "whole records, then one summary per verdict and reason");
+        let line = |r: &Record| String::from_utf8(r.to_line(1, &capsule_artifacts::log::Hash([0; 32]))).unwrap();
+        let summaries: Vec<String> = records[bound..].iter().map(line).collect();
+        assert!(
+            summaries[0].contains("\"count\":\"3\"") && summaries[0].contains("\"bytes_down\":\"60\""),
+            "{summaries:?}"
+        );
+        assert!(summaries[1].contains("not-listed") && summaries[1].contains("\"count\":\"2\""), "{summaries:?}");
+        assert!(line(&records[0]).contains("\"invocation\":\"7\""), "{}", line(&records[0]));
     }
 
     #[test]

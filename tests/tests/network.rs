@@ -553,6 +553,247 @@ fn a_route_adds_the_credential_upstream_and_the_command_never_holds_it() {
     }
 }
 
+/// A test CA named `ca_name` and two server certificates it signs, one for `localhost` and one for
+/// another name, made with Debian's openssl: (ca.pem, [(cert, key) for localhost,
+/// (cert, key) for wrong.example]).
+fn test_ca(dir: &Path, ca_name: &str) -> (PathBuf, [(PathBuf, PathBuf); 2]) {
+    let openssl = |args: &[&OsStr]| {
+        let o = std::process::Command::new("openssl").args(args).output().expect("run openssl (.ci/run installs it)");
+        assert!(o.status.success(), "openssl {args:?}: {}", out(&o));
+    };
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    openssl(&[
+        "req".as_ref(),
+        "-x509".as_ref(),
+        "-newkey".as_ref(),
+        "rsa:2048".as_ref(),
+        "-nodes".as_ref(),
+        "-days".as_ref(),
+        "2".as_ref(),
+        "-subj".as_ref(),
+        format!("/CN={ca_name}").as_ref(),
+        "-keyout".as_ref(),
+        ca_key.as_os_str(),
+        "-out".as_ref(),
+        ca.as_os_str(),
+    ]);
+    let leaf = |name: &str| {
+        let (cert, key, csr, ext) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+            dir.join(format!("{name}.csr")),
+            dir.join(format!("{name}.ext")),
+        );
+        std::fs::write(&ext, format!("subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n")).unwrap();
+        openssl(&[
+            "req".as_ref(),
+            "-newkey".as_ref(),
+            "rsa:2048".as_ref(),
+            "-nodes".as_ref(),
+            "-subj".as_ref(),
+            format!("/CN={name}").as_ref(),
+            "-keyout".as_ref(),
+            key.as_os_str(),
+            "-out".as_ref(),
+            csr.as_os_str(),
+        ]);
+        openssl(&[
+            "x509".as_ref(),
+            "-req".as_ref(),
+            "-in".as_ref(),
+            csr.as_os_str(),
+            "-CA".as_ref(),
+            ca.as_os_str(),
+            "-CAkey".as_ref(),
+            ca_key.as_os_str(),
+            "-CAcreateserial".as_ref(),
+            "-days".as_ref(),
+            "2".as_ref(),
+            "-extfile".as_ref(),
+            ext.as_os_str(),
+            "-out".as_ref(),
+            cert.as_os_str(),
+        ]);
+        (cert, key)
+    };
+    let leaves = [leaf("localhost"), leaf("wrong.example")];
+    (ca, leaves)
+}
+
+/// An HTTPS server on 127.0.0.1 that appends each request's head to `argv[3]`.
+const HTTPS_RECORDING_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        got = self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"received %d bytes, %d of them y\n" % (len(got), got.count(b"y"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/big":
+            self.send_response(200)
+            self.send_header("Content-Length", str(5_000_000))
+            self.end_headers()
+            for _ in range(5):
+                self.wfile.write(b"x" * 1_000_000)
+            return
+        with open(sys.argv[3], "a") as heads:
+            heads.write(self.requestline + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()) + "\r\n")
+        body = b"hello from the https upstream\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn a_route_to_an_https_upstream_verifies_it_and_delivers_the_credential_over_tls() {
+    let _shared = SYSTEM.read().unwrap();
+    let dir = outside_dir("capsule-route-tls-");
+    let (ca, [(good_cert, good_key), (wrong_cert, wrong_key)]) = test_ca(dir.path(), "capsule test CA");
+    // A certificate for `localhost` from another CA, which the launcher does not trust.
+    let untrusted = dir.path().join("untrusted");
+    std::fs::create_dir(&untrusted).unwrap();
+    let (_, [(untrusted_cert, untrusted_key), _]) = test_ca(&untrusted, "capsule untrusted test CA");
+    let heads = dir.path().join("heads.txt");
+    let mut servers = Vec::new();
+    let mut ports = Vec::new();
+    for (cert, key) in [(&good_cert, &good_key), (&wrong_cert, &wrong_key), (&untrusted_cert, &untrusted_key)] {
+        let (child, port) = python_server(&[
+            OsStr::new("-c"),
+            OsStr::new(HTTPS_RECORDING_SERVER),
+            cert.as_os_str(),
+            key.as_os_str(),
+            heads.as_os_str(),
+        ]);
+        servers.push(child);
+        ports.push(port.trim().to_owned());
+    }
+    let result = std::panic::catch_unwind(|| {
+        let read_heads = || std::fs::read_to_string(&heads).unwrap_or_default();
+        // Without the proxy: all three servers answer over TLS (so a refusal below is
+        // the verification's doing), and only the first is trusted for `localhost`.
+        for port in &ports {
+            let o = std::process::Command::new(curl())
+                .args(["-sS", "-m", "5", "-k", &format!("https://localhost:{port}/")])
+                .output()
+                .unwrap();
+            assert_eq!(text(&o.stdout), "hello from the https upstream\n", "{}", out(&o));
+        }
+        let o = std::process::Command::new(curl())
+            .args(["-sS", "-m", "5", "--cacert", ca.to_str().unwrap(), &format!("https://localhost:{}/", ports[0])])
+            .output()
+            .unwrap();
+        assert_eq!(text(&o.stdout), "hello from the https upstream\n", "{}", out(&o));
+        std::fs::write(&heads, "").unwrap();
+
+        for identity in identities("a_route_to_an_https_upstream_verifies_it_and_delivers_the_credential_over_tls") {
+            let route = |prefix: &str, port: &str| {
+                format!(
+                    "    - prefix: {prefix}\n      upstream: \"https://localhost:{port}\"\n      headers: {{ Authorization: \"Bearer ${{env:CAPSULE_TEST_KEY}}\" }}\n"
+                )
+            };
+            let network = format!(
+                "  proxy: {{ allow-private: true }}\n  routes:\n{}{}{}",
+                route("/api", &ports[0]),
+                route("/wrong", &ports[1]),
+                route("/untrusted", &ports[2])
+            );
+            let sandbox = NetSandbox::new(&identity, &network);
+            let script = "curl -sS -m 10 -H 'Authorization: forged' \"$CAPSULE_PROXY_URL/api/v1/models?x=1\"; \
+                          curl -sS -m 10 -i \"$CAPSULE_PROXY_URL/wrong/\"; \
+                          curl -sS -m 10 -i \"$CAPSULE_PROXY_URL/untrusted/\"; env; true";
+            // The launcher's trust store is the test CA alone (an SSL_CERT_DIR of the
+            // caller's, as on this machine, would be added to it: emptied here).
+            let env = [("CAPSULE_TEST_KEY", SECRET), ("SSL_CERT_FILE", ca.to_str().unwrap()), ("SSL_CERT_DIR", "")];
+            let o = sandbox.run_env(&["/bin/sh", "-c", script], &env);
+            assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+            let stdout = text(&o.stdout);
+            assert!(stdout.starts_with("hello from the https upstream\n"), "{}", out(&o));
+            assert!(stdout.contains("X-Capsule-Refused: upstream-certificate-wrong-name"), "{}", out(&o));
+            assert!(stdout.contains("X-Capsule-Refused: upstream-certificate-untrusted"), "{}", out(&o));
+            assert!(text(&o.stderr).contains(&format!("route /api -> https://localhost:{}", ports[0])), "{}", out(&o));
+
+            // The trusted upstream got one request, with the key, over TLS; the others
+            // got nothing: the handshake failed before a byte of the request was sent.
+            let got = read_heads();
+            assert_eq!(got.matches("GET ").count(), 1, "{got}");
+            assert!(got.starts_with("GET /v1/models?x=1 HTTP/1.1\r\n"), "{got}");
+            assert!(got.contains(&format!("Authorization: Bearer {SECRET}\r\n")), "{got}");
+            assert!(got.contains(&format!("Host: localhost:{}\r\n", ports[0])), "{got}");
+            assert!(!got.contains("forged"), "{got}");
+            std::fs::write(&heads, "").unwrap();
+
+            // The key is nowhere on the command's side, in --verbose output or the log.
+            assert!(!stdout.contains(SECRET), "{}", out(&o));
+            assert!(!text(&o.stderr).contains(SECRET), "{}", out(&o));
+            assert!(!sandbox.log_text().contains(SECRET));
+            let records = sandbox.connections();
+            let summary: Vec<_> =
+                records.iter().map(|r| (r["route"].clone(), r["verdict"].clone(), r["reason"].clone())).collect();
+            assert_eq!(
+                summary,
+                [
+                    (serde_json::json!("/api"), serde_json::json!("allowed"), serde_json::Value::Null),
+                    (
+                        serde_json::json!("/wrong"),
+                        serde_json::json!("refused"),
+                        serde_json::json!("upstream-certificate-wrong-name")
+                    ),
+                    (
+                        serde_json::json!("/untrusted"),
+                        serde_json::json!("refused"),
+                        serde_json::json!("upstream-certificate-untrusted")
+                    ),
+                ],
+                "{records:?}"
+            );
+            assert!(records[0]["bytes_down"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{records:?}");
+
+            // Bodies larger than the relay's buffers, both ways, arrive whole.
+            let script = "yes | tr -d '\\n' | head -c 3000000 > big && \
+                          curl -sS -m 20 --data-binary @big \"$CAPSULE_PROXY_URL/api/upload\" && \
+                          curl -sS -m 20 -o /dev/null -w '%{size_download}\\n' \"$CAPSULE_PROXY_URL/api/big\"";
+            let o = sandbox.run_env(&["/bin/sh", "-c", script], &env);
+            assert_eq!(text(&o.stdout), "received 3000000 bytes, 3000000 of them y\n5000000\n", "{}", out(&o));
+
+            // The upstream's name passes the same address checks as a domain's.
+            let private = NetSandbox::new(&identity, &network.replace("allow-private: true", "allow-private: false"));
+            let o = private.run_env(&["/bin/sh", "-c", "curl -sS -m 10 -i \"$CAPSULE_PROXY_URL/api/\""], &env);
+            assert!(text(&o.stdout).contains("X-Capsule-Refused: private-address"), "{}", out(&o));
+            assert_eq!(read_heads(), "", "nothing reached the upstream");
+
+            // A trust store that holds nothing usable: the launch fails before the
+            // command runs, and says why.
+            let empty = dir.path().join("empty.pem");
+            std::fs::write(&empty, "").unwrap();
+            let only_empty =
+                [("CAPSULE_TEST_KEY", SECRET), ("SSL_CERT_FILE", empty.to_str().unwrap()), ("SSL_CERT_DIR", "")];
+            let o = sandbox.run_env(&["/bin/true"], &only_empty);
+            assert_eq!(o.status.code(), Some(EXIT_SETUP_FAILURE), "{}", out(&o));
+            assert!(text(&o.stderr).contains("no trusted certificate"), "{}", out(&o));
+            assert!(!text(&o.stderr).contains(SECRET), "{}", out(&o));
+        }
+    });
+    for mut child in servers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A self-signed certificate for `localhost`, made with Debian's openssl.
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));

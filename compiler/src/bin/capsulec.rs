@@ -379,6 +379,9 @@ fn explain_macos(input: &Path, operation: &str, args: &[String]) -> anyhow::Resu
         workspace: resolved(std::env::current_dir()?),
         home: resolved(env_path("HOME", "/var/empty")),
         tmpdir: resolved(env_path("TMPDIR", "/tmp")),
+        // A profile for `proxy: port: 0` reaches the port the launcher finds free at
+        // launch; explained here as 3128, the port `capsule-launch` uses on Linux.
+        proxy_port: "3128".into(),
     };
     let out =
         capsule_compiler::explain::explain_sbpl(&profile, &bindings, op, &object).map_err(|e| anyhow::anyhow!(e))?;

@@ -563,7 +563,7 @@ impl Parser<'_> {
                         Ok(normal) => upstream = Some(Spanned { value: normal, span: u.span }),
                         Err(help) => self.error(
                             Diagnostic::new(Code::BadRoute, u.span, format!("`{}` is not a route upstream", u.value))
-                                .label("expected `http://host[:port]`")
+                                .label("expected `http://host[:port]` or `https://host[:port]`")
                                 .help(help),
                         ),
                     }
@@ -870,15 +870,14 @@ pub fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
-/// `http://host[:port]` with an optional trailing `/`, normalised to no trailing `/`
-/// and a lower-case host. Errors are help lines.
+/// `http://host[:port]` or `https://host[:port]` with an optional trailing `/`,
+/// normalised to no trailing `/` and a lower-case host. Errors are help lines.
 fn check_upstream(text: &str) -> Result<String, &'static str> {
-    if text.starts_with("https://") {
-        return Err(
-            "this launcher forwards routes over plain HTTP only (it links no TLS library yet); see docs/network.md",
-        );
-    }
-    let rest = text.strip_prefix("http://").ok_or("an upstream starts with `http://`")?;
+    let (scheme, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+        (Some(rest), _) => ("https", rest),
+        (None, Some(rest)) => ("http", rest),
+        (None, None) => return Err("an upstream starts with `http://` or `https://`"),
+    };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '?', '#', '@']) {
         return Err("an upstream is a scheme, a host and an optional port: no path, query or user");
@@ -895,7 +894,7 @@ fn check_upstream(text: &str) -> Result<String, &'static str> {
     if !capsule_artifacts::launch::is_dns_name(host) && host.parse::<std::net::Ipv4Addr>().is_err() {
         return Err("the host is a DNS name or an IPv4 address");
     }
-    Ok(format!("http://{}", rest.to_ascii_lowercase()))
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
 }
 
 fn parse_port_rule(text: &str) -> Option<PortRule> {

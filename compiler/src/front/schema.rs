@@ -151,7 +151,7 @@ fn ty(t: &Ty) -> Value {
         Ty::RoutePrefix => {
             json!({ "type": "string", "pattern": r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*[A-Za-z0-9._~!$&'()*+,;=:@%-]$" })
         }
-        Ty::Upstream => json!({ "type": "string", "pattern": r"^http://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$" }),
+        Ty::Upstream => json!({ "type": "string", "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$" }),
         Ty::HeaderMap => json!({
             "type": "object",
             "propertyNames": { "pattern": HEADER_NAME },

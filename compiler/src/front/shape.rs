@@ -53,7 +53,7 @@ pub enum Ty {
     Domain,
     /// A route's path prefix: `/` followed by path characters, no trailing `/`.
     RoutePrefix,
-    /// A route's upstream: `http://host[:port]`.
+    /// A route's upstream: `http://host[:port]` or `https://host[:port]`.
     Upstream,
     /// A mapping from HTTP header names to value templates (`${env:NAME}` allowed).
     HeaderMap,
@@ -216,7 +216,11 @@ pub const PROXY: &[Field] = &[
 
 pub const ROUTE: &[Field] = &[
     Field { key: "prefix", ty: Ty::RoutePrefix, doc: "The path prefix the command calls, e.g. /openai." },
-    Field { key: "upstream", ty: Ty::Upstream, doc: "Where the route goes: http://host[:port]." },
+    Field {
+        key: "upstream",
+        ty: Ty::Upstream,
+        doc: "Where the route goes: http://host[:port] or https://host[:port].",
+    },
     Field {
         key: "headers",
         ty: Ty::HeaderMap,

@@ -1,15 +1,19 @@
 //! The per-invocation HTTP proxy: outbound access by name (`network: domains:`) and
 //! reverse-proxy routes that add headers the command never sees (`network: routes:`).
 //!
-//! It runs in the launcher, on threads started after the command has exec'd, and
-//! accepts on a listening socket the child created inside the command's network
-//! namespace (`netns.rs`): the command reaches nothing else. Upstream connections are
-//! made from the launcher's own namespace. Per connection:
+//! It runs in the launcher, on threads started after the command has exec'd. On Linux
+//! it accepts on a listening socket the child created inside the command's network
+//! namespace (`netns.rs`): the command reaches nothing else; upstream connections are
+//! made from the launcher's own namespace. On macOS it accepts on 127.0.0.1 of the
+//! host, and the Seatbelt profile lets the command reach that port only (`macos.rs`).
+//! Per connection:
 //!
 //! - `CONNECT host:port`: the name must be listed; on port 443 the tunnel must start
 //!   with a TLS ClientHello whose server name is the CONNECT host.
 //! - `METHOD http://host[:port]/path`: plain HTTP, forwarded with `Connection: close`.
-//! - `METHOD /prefix/...`: a route; the upstream gets the route's headers.
+//! - `METHOD /prefix/...`: a route; the upstream gets the route's headers, over TLS
+//!   for an `https://` upstream (`upstream_tls.rs`, whose certificate is verified
+//!   against the system trust store for the upstream's name).
 //!
 //! Names are resolved here, once: every address must be acceptable
 //! (`addr::refusal`), and the proxy connects to exactly the addresses it checked, so
@@ -22,13 +26,16 @@
 mod addr;
 mod http;
 mod tls;
+mod upstream_tls;
 
 use capsule_artifacts::launch::{self, TemplatePart};
 use capsule_artifacts::log::ConnectionEvent;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -49,6 +56,43 @@ pub fn listen_port(proxy: &launch::Proxy) -> u16 {
     if proxy.port == 0 { DEFAULT_PORT } else { proxy.port }
 }
 
+/// Refuses a route whose `${env:NAME}` the policy also gives the command: its
+/// credential must not reach the command, however the manifest was made (the
+/// compiler refuses such a policy: E0145).
+pub(crate) fn refuse_passed_credentials(
+    proxy: &launch::Proxy,
+    env: &BTreeMap<OsString, OsString>,
+) -> Result<(), String> {
+    for route in &proxy.routes {
+        for (_, template) in &route.headers {
+            for part in launch::parse_template(template)? {
+                if let TemplatePart::Env(var) = part
+                    && env.contains_key(&OsString::from(var))
+                {
+                    return Err(format!(
+                        "the route {} reads {var}, which the policy also gives to the command",
+                        route.prefix
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Points the command's HTTP clients at the proxy on 127.0.0.1:`port`: the proxy
+/// variables in both cases, `NO_PROXY` empty, and `CAPSULE_PROXY_URL` for the routes.
+pub(crate) fn command_env(env: &mut BTreeMap<OsString, OsString>, port: u16) {
+    let url = format!("http://127.0.0.1:{port}");
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+        env.insert(name.into(), url.clone().into());
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        env.insert(name.into(), OsString::new());
+    }
+    env.insert("CAPSULE_PROXY_URL".into(), url.into());
+}
+
 /// A header value with a credential in it. Never printed.
 #[derive(Clone)]
 pub(crate) struct Secret(String);
@@ -64,6 +108,8 @@ pub(crate) struct RouteConfig {
     prefix: String,
     host: String,
     port: u16,
+    /// An `https://` upstream: the proxy speaks TLS to it.
+    https: bool,
     headers: Vec<(String, Secret)>,
 }
 
@@ -72,6 +118,8 @@ pub(crate) struct Config {
     domains: Vec<String>,
     allow_private: bool,
     routes: Vec<RouteConfig>,
+    /// The TLS client for `https://` routes; none (and no trust store read) without one.
+    tls: Option<Arc<rustls::ClientConfig>>,
     pub port: u16,
 }
 
@@ -81,11 +129,19 @@ impl Config {
     pub(crate) fn new(proxy: &launch::Proxy, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut routes = Vec::new();
         for route in &proxy.routes {
-            let authority = route
-                .upstream
-                .strip_prefix("http://")
-                .ok_or_else(|| format!("the route {} has an upstream that is not http://", route.prefix))?;
-            let (host, port) = http::host_port(authority, Some(80))
+            let (https, authority) =
+                match (route.upstream.strip_prefix("https://"), route.upstream.strip_prefix("http://")) {
+                    (Some(authority), _) => (true, authority),
+                    (None, Some(authority)) => (false, authority),
+                    (None, None) => {
+                        return Err(format!(
+                            "the route {} has an upstream that is neither http:// nor https://",
+                            route.prefix
+                        ));
+                    }
+                };
+            let (host, port) = http::host_port(authority, Some(if https { 443 } else { 80 }))
+                .filter(|(host, _)| !https || upstream_tls::valid_server_name(host))
                 .ok_or_else(|| format!("the route {} has an invalid upstream", route.prefix))?;
             let mut headers = Vec::new();
             for (name, template) in &route.headers {
@@ -115,12 +171,16 @@ impl Config {
                 }
                 headers.push((name.clone(), Secret(value)));
             }
-            routes.push(RouteConfig { prefix: route.prefix.clone(), host, port, headers });
+            routes.push(RouteConfig { prefix: route.prefix.clone(), host, port, https, headers });
         }
+        // Only a launch with an https:// route reads the trust store and builds a TLS
+        // client; it fails here, before the command runs, when no root can be loaded.
+        let tls = if routes.iter().any(|r| r.https) { Some(upstream_tls::client_config()?) } else { None };
         Ok(Config {
             domains: proxy.domains.clone(),
             allow_private: proxy.allow_private,
             routes,
+            tls,
             port: listen_port(proxy),
         })
     }
@@ -136,8 +196,9 @@ impl Config {
         for r in &self.routes {
             let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
             lines.push(format!(
-                "proxy: route {} -> http://{}:{} (adds headers: {})",
+                "proxy: route {} -> {}://{}:{} (adds headers: {})",
                 r.prefix,
+                if r.https { "https" } else { "http" },
                 r.host,
                 r.port,
                 if names.is_empty() { "none".to_owned() } else { names.join(", ") }
@@ -155,7 +216,10 @@ struct Shared {
     /// Sockets of open connections, shut down when the proxy stops.
     open: Mutex<BTreeMap<u64, Vec<TcpStream>>>,
     events: Mutex<mpsc::Sender<ConnectionEvent>>,
-    wake: OwnedFd,
+    /// A byte is written to `wake_tx` per record, so `wake_rx` polls readable while
+    /// records wait (a socket pair, not an eventfd, so macOS builds it too).
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
 }
 
 impl Shared {
@@ -163,11 +227,8 @@ impl Shared {
         if let Ok(sender) = self.events.lock() {
             let _ = sender.send(event);
         }
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live local to the eventfd this struct owns.
-        unsafe {
-            libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8);
-        }
+        // Non-blocking: when the buffer is full, the reader is already woken.
+        let _ = (&self.wake_tx).write(&[1]);
     }
 }
 
@@ -185,13 +246,9 @@ impl Running {
         // SAFETY: the child created this listening socket in the descriptor table it
         // shared with us, and nothing else owns it.
         let listener = Arc::new(unsafe { TcpListener::from_raw_fd(listener_fd) });
-        // SAFETY: eventfd with flags only.
-        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor that nothing else owns.
-        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
         let (sender, events) = mpsc::channel();
         let shared = Arc::new(Shared {
             config,
@@ -200,7 +257,8 @@ impl Running {
             next_id: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
             events: Mutex::new(sender),
-            wake,
+            wake_tx,
+            wake_rx,
         });
         let (l, s) = (listener.clone(), shared.clone());
         let accept = std::thread::Builder::new().name("capsule-proxy".into()).spawn(move || accept_loop(&l, &s))?;
@@ -209,16 +267,13 @@ impl Running {
 
     /// The descriptor that becomes readable when records are waiting.
     pub(crate) fn wake_fd(&self) -> RawFd {
-        self.shared.wake.as_raw_fd()
+        self.shared.wake_rx.as_raw_fd()
     }
 
     /// The records of connections finished since the last call.
     pub(crate) fn drain(&self) -> Vec<ConnectionEvent> {
-        let mut count = [0u8; 8];
-        // SAFETY: reads 8 bytes into a live local from the non-blocking eventfd.
-        unsafe {
-            libc::read(self.shared.wake.as_raw_fd(), count.as_mut_ptr().cast(), 8);
-        }
+        let mut wakes = [0u8; 512];
+        while matches!((&self.shared.wake_rx).read(&mut wakes), Ok(n) if n > 0) {}
         self.events.try_iter().collect()
     }
 
@@ -226,9 +281,16 @@ impl Running {
     /// and returns the remaining records.
     pub(crate) fn stop(mut self) -> Vec<ConnectionEvent> {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // SAFETY: shutdown on a socket we own; it wakes the thread blocked in accept.
+        // SAFETY: shutdown on a socket we own; on Linux it wakes the thread blocked in
+        // accept.
         unsafe {
             libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+        // Elsewhere (macOS) shutdown does not wake accept: a connection does, and the
+        // loop, seeing `stopping`, ends without serving it.
+        #[cfg(not(target_os = "linux"))]
+        if let Ok(address) = self.listener.local_addr() {
+            let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
         }
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
@@ -468,11 +530,18 @@ fn serve(shared: &Shared, id: u64, client: &mut TcpStream, event: &mut Connectio
             (if reason == "connect-failed" || reason == "resolve-failed" { 502 } else { 403 }, reason)
         })?;
         event.address = Some(address.to_string());
-        let host_header = if route.port == 80 { route.host.clone() } else { format!("{}:{}", route.host, route.port) };
+        let default_port = if route.https { 443 } else { 80 };
+        let host_header =
+            if route.port == default_port { route.host.clone() } else { format!("{}:{}", route.host, route.port) };
         let names: Vec<&str> = route.headers.iter().map(|(n, _)| n.as_str()).collect();
         let added: Vec<(&str, &str)> = route.headers.iter().map(|(n, v)| (n.as_str(), v.0.as_str())).collect();
         let out = rewrite_head(&head, &path, Some(&host_header), &names, &added);
-        return pump(shared, id, client, upstream, &[out, head.rest.clone()].concat(), event);
+        let first = [out, head.rest.clone()].concat();
+        if route.https {
+            let tls = config.tls.as_ref().ok_or((502, "upstream-tls-failed"))?;
+            return pump_tls(shared, id, client, upstream, tls, &route.host, &first, event);
+        }
+        return pump(shared, id, client, upstream, &first, event);
     }
     Err((400, "bad-request"))
 }
@@ -560,6 +629,34 @@ fn checked_addresses(
         }
     }
     Ok(addresses)
+}
+
+/// [`pump`] for an `https://` route: the handshake (the certificate verified for
+/// `host`), then `first` and the copy both ways through the TLS session. A failed
+/// handshake is answered 502 with its reason, and nothing was sent upstream.
+#[allow(clippy::too_many_arguments)]
+fn pump_tls(
+    shared: &Shared,
+    id: u64,
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    first: &[u8],
+    event: &mut ConnectionEvent,
+) -> Result<(), Refusal> {
+    register(shared, id, &upstream);
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err((0, "stopped"));
+    }
+    let mut session =
+        upstream_tls::handshake(tls, host, &mut upstream, CONNECT_TIMEOUT).map_err(|reason| (502, reason))?;
+    let _ = client.set_read_timeout(None);
+    let _ = client.set_nodelay(true);
+    let (up, down) = upstream_tls::relay(client, &upstream, &mut session, first);
+    event.bytes_up = up;
+    event.bytes_down = down;
+    Ok(())
 }
 
 /// Sends `first` upstream, then copies both ways until both sides are done.
@@ -705,6 +802,22 @@ mod tests {
         let err = Config::new(&proxy(&["a.org"]), |_| Some("s3cr3t\r\nX: y".to_owned())).unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert_eq!(listen_port(&proxy(&[])), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn an_https_upstream_gets_port_443_and_a_tls_client_and_other_schemes_are_refused() {
+        let mut p = proxy(&[]);
+        p.routes[0].upstream = "https://api.example.org".into();
+        let config = Config::new(&p, |_| Some("k".to_owned())).unwrap();
+        assert!(config.tls.is_some(), "an https route builds the TLS client");
+        assert_eq!((config.routes[0].port, config.routes[0].https), (443, true));
+        assert!(config.describe()[1].contains("/api -> https://api.example.org:443"), "{:?}", config.describe());
+        // Without an https route no trust store is read.
+        assert!(Config::new(&proxy(&[]), |_| Some("k".to_owned())).unwrap().tls.is_none());
+        for bad in ["ftp://api.example.org", "https://", "https://a b.org"] {
+            p.routes[0].upstream = bad.into();
+            assert!(Config::new(&p, |_| Some("k".to_owned())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,8 +6,13 @@
 //! There is no `define`, `if`, `import`, `lambda` or other Scheme, so a profile in
 //! this subset can be parsed and evaluated without a Mac (`parse.rs`, `eval.rs`).
 
-/// The three launch-time parameters, bound by `sandbox-exec -D NAME=VALUE`.
+/// The three launch-time path parameters, bound by `sandbox-exec -D NAME=VALUE`.
 pub const PARAMS: [&str; 3] = ["WORKSPACE", "HOME", "TMPDIR"];
+
+/// The port of the launcher's proxy on localhost, bound at launch (`-D PROXY_PORT=N`)
+/// for a policy with `network: domains:` or `routes:` and `proxy: port: 0`, the port
+/// being the free one the launcher found. Used only in `(remote tcp ...)`.
+pub const PROXY_PORT: &str = "PROXY_PORT";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -96,10 +101,16 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Str {
     Lit(String),
-    /// One of [`PARAMS`].
+    /// One of [`PARAMS`], or [`PROXY_PORT`].
     Param(&'static str),
     /// `(string-append ...)` of literals and parameters (never nested).
     Append(Vec<Str>),
+}
+
+impl From<&str> for Str {
+    fn from(s: &str) -> Str {
+        Str::Lit(s.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +167,9 @@ pub enum Filter {
     RequireAny(Vec<Filter>),
     RequireNot(Box<Filter>),
     /// `(remote tcp "*:443")`; `None` for `unix-socket`, which takes no address here.
-    Remote(Proto, Option<String>),
-    Local(Proto, Option<String>),
+    /// The address may be built with `(string-append "localhost:" (param "PROXY_PORT"))`.
+    Remote(Proto, Option<Str>),
+    Local(Proto, Option<Str>),
     GlobalName(String),
     SysctlName(String),
     Target(TargetKind),

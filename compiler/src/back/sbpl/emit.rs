@@ -68,7 +68,7 @@ pub fn filter(f: &Filter) -> String {
         Filter::Remote(p, a) | Filter::Local(p, a) => {
             let side = if matches!(f, Filter::Remote(..)) { "remote" } else { "local" };
             match a {
-                Some(a) => format!("({side} {} {})", p.name(), quote(a)),
+                Some(a) => format!("({side} {} {})", p.name(), str_expr(a)),
                 None => format!("({side} {})", p.name()),
             }
         }

@@ -16,6 +16,8 @@ pub struct Bindings {
     pub workspace: String,
     pub home: String,
     pub tmpdir: String,
+    /// The proxy's port (`PROXY_PORT`), as the launcher passes it.
+    pub proxy_port: String,
 }
 
 impl Bindings {
@@ -24,6 +26,7 @@ impl Bindings {
             "WORKSPACE" => Some(&self.workspace),
             "HOME" => Some(&self.home),
             "TMPDIR" => Some(&self.tmpdir),
+            "PROXY_PORT" => Some(&self.proxy_port),
             _ => None,
         }
     }
@@ -144,7 +147,7 @@ fn matches(f: &Filter, b: &Bindings, object: &Object) -> Result<bool, EvalError>
         Filter::RequireNot(f) => !matches(f, b, object)?,
         Filter::Remote(proto, addr) | Filter::Local(proto, addr) => {
             let want_remote = matches!(f, Filter::Remote(..));
-            let parsed = addr.as_deref().map(parse_address).transpose()?;
+            let parsed = addr.as_ref().map(|a| parse_address(&resolve(a, b))).transpose()?;
             match object {
                 Object::Net { proto: p, remote, host, port } => {
                     *p == *proto

@@ -29,6 +29,10 @@ pub struct SyscallFacts {
     pub bind: bool,
     /// kill runs.
     pub kill: bool,
+    /// The policy names domains or routes (`network: domains:`/`routes:`), and its
+    /// syscall rules let the command make a TCP socket and connect: the command may
+    /// reach the launcher's proxy on localhost, and no other IP address.
+    pub proxy: bool,
 }
 
 /// The syscalls whose rules the macOS profile reads (through [`SyscallFacts`]); every
@@ -39,10 +43,12 @@ impl SyscallFacts {
     pub fn of(policy: &Policy) -> SyscallFacts {
         let mut facts = SyscallFacts::of_rules(policy);
         // Network by name (`network: domains:`/`routes:`) reaches the network only
-        // through the launcher's proxy, which runs on Linux only so far: on macOS such a
-        // policy gets no IP network at all (TCP and UDP), failing closed, rather than
-        // the direct TCP its port rules alone would allow (docs/macos.md).
+        // through the launcher's proxy: on macOS such a policy gets outbound TCP to the
+        // proxy's port on localhost and nothing else (no UDP, no port rules, which
+        // would open those ports on every host), as the network namespace does on
+        // Linux (docs/macos.md).
         if policy.launch.network.proxy.is_some() {
+            facts.proxy = facts.inet_stream && facts.connect;
             facts.inet_stream = false;
             facts.inet_dgram = false;
         }
@@ -53,7 +59,16 @@ impl SyscallFacts {
         let linux: Vec<Target> = policy.syscalls.iter().map(|s| s.target).collect();
         let d = policy.default.lets_call_run();
         if linux.is_empty() {
-            return SyscallFacts { fork: d, inet_stream: d, inet_dgram: d, unix: d, connect: d, bind: d, kill: d };
+            return SyscallFacts {
+                fork: d,
+                inet_stream: d,
+                inet_dgram: d,
+                unix: d,
+                connect: d,
+                bind: d,
+                kill: d,
+                proxy: false,
+            };
         }
         let all = |probe: &dyn Fn(Target) -> bool| linux.iter().all(|&t| probe(t));
         let runs = |t: Target, name: &str, args: &[&str]| -> Option<bool> {
@@ -78,6 +93,7 @@ impl SyscallFacts {
             connect: all(&|t| runs(t, "connect", &["3", "4096", "16"]) == Some(true)),
             bind: all(&|t| runs(t, "bind", &["3", "4096", "16"]) == Some(true)),
             kill: all(&|t| runs(t, "kill", &["1", "15"]) == Some(true)),
+            proxy: false,
         }
     }
 }
@@ -261,10 +277,20 @@ fn ports(side_remote: bool, proto: Proto, rules: &[PortRule]) -> Vec<Filter> {
     ps.dedup();
     ps.into_iter()
         .map(|p| {
-            let a = Some(format!("*:{p}"));
+            let a = Some(Str::Lit(format!("*:{p}")));
             if side_remote { Filter::Remote(proto, a) } else { Filter::Local(proto, a) }
         })
         .collect()
+}
+
+/// `localhost:PORT` of the proxy: the policy's port when it fixes one, else the
+/// `PROXY_PORT` parameter, bound by the launcher to the free port it found.
+pub fn proxy_address(port: u16) -> Str {
+    if port == 0 {
+        Str::Append(vec![lit("localhost:"), Str::Param(super::ast::PROXY_PORT)])
+    } else {
+        Str::Lit(format!("localhost:{port}"))
+    }
 }
 
 /// The whole profile for a policy.
@@ -343,6 +369,16 @@ pub fn profile(policy: &Policy, facts: &SyscallFacts) -> Result<Profile, SbplErr
                 ports(true, Proto::Tcp, list),
             )),
         }
+    }
+    if facts.proxy
+        && let Some(proxy) = &net.proxy
+    {
+        rules.push(rule(
+            &["network: domains/routes: outbound TCP to the launcher's proxy on localhost only"],
+            Verdict::Allow,
+            &[NetworkOutbound],
+            vec![Filter::Remote(Proto::Tcp, Some(proxy_address(proxy.port)))],
+        ));
     }
     if facts.inet_stream && facts.bind {
         let what = "network.bind: bind and accept TCP on these ports";

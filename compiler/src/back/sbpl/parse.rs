@@ -5,7 +5,7 @@
 //! Used to check the emitter (a round trip gives the same profile) and by
 //! `capsulec explain` on an artifact folder, which evaluates the pinned `macos.sb`.
 
-use super::ast::{Filter, Operation, PARAMS, Profile, Proto, Rule, SocketDomain, Str, TargetKind, Verdict};
+use super::ast::{Filter, Operation, PARAMS, PROXY_PORT, Profile, Proto, Rule, SocketDomain, Str, TargetKind, Verdict};
 
 /// Deeper nesting than any profile of the subset needs; bounds the recursion.
 pub const MAX_DEPTH: usize = 32;
@@ -267,8 +267,8 @@ fn filter(f: &Sexp, depth: usize) -> Result<Filter, ParseError> {
         "remote" | "local" => {
             let (proto, addr) = match args {
                 [Sexp::Sym(p, _)] if p == "unix-socket" => (Proto::UnixSocket, None),
-                [Sexp::Sym(p, _), Sexp::Str(a, _)] if p == "tcp" || p == "udp" => {
-                    (if p == "tcp" { Proto::Tcp } else { Proto::Udp }, Some(a.clone()))
+                [Sexp::Sym(p, _), a] if p == "tcp" || p == "udp" => {
+                    (if p == "tcp" { Proto::Tcp } else { Proto::Udp }, Some(str_expr(a, true)?))
                 }
                 _ => return err(*at, format!("expected `({name} tcp|udp \"HOST:PORT\")` or `({name} unix-socket)`")),
             };
@@ -297,10 +297,12 @@ fn str_expr(s: &Sexp, append_allowed: bool) -> Result<Str, ParseError> {
     match s {
         Sexp::Str(v, _) => Ok(Str::Lit(v.clone())),
         Sexp::List(items, at) => match items.as_slice() {
-            [Sexp::Sym(p, _), Sexp::Str(n, _)] if p == "param" => match PARAMS.iter().find(|k| *k == n) {
-                Some(k) => Ok(Str::Param(k)),
-                None => err(*at, format!("unknown parameter `{n}` (WORKSPACE, HOME, TMPDIR)")),
-            },
+            [Sexp::Sym(p, _), Sexp::Str(n, _)] if p == "param" => {
+                match PARAMS.iter().chain([&PROXY_PORT]).find(|k| *k == n) {
+                    Some(k) => Ok(Str::Param(k)),
+                    None => err(*at, format!("unknown parameter `{n}` (WORKSPACE, HOME, TMPDIR, PROXY_PORT)")),
+                }
+            }
             [Sexp::Sym(a, _), rest @ ..] if a == "string-append" && append_allowed && !rest.is_empty() => {
                 Ok(Str::Append(rest.iter().map(|r| str_expr(r, false)).collect::<Result<_, _>>()?))
             }

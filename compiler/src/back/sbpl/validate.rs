@@ -14,8 +14,10 @@
 //!   keychains);
 //! - for each probe path: read data, extended attributes and metadata, write, create,
 //!   unlink, change mode, exec and map executable;
-//! - TCP connect, bind and accept on the policy's ports and 22, 53, 80, 443, 8080,
-//!   65535, to a remote host and to localhost; UDP; UNIX sockets (create, connect,
+//! - TCP connect, bind and accept on the policy's ports, the proxy's port (fixed by
+//!   the policy or as bound) and 22, 53, 80, 443, 8080, 65535, to a remote host and to
+//!   localhost (only the proxy's port on localhost is open to a policy with domains or
+//!   routes); UDP; UNIX sockets (create, connect,
 //!   bind) and no other socket domain; fork; signals to itself, the sandbox and
 //!   others; process information, a Mach service and a sysctl outside the baseline.
 //!
@@ -57,11 +59,13 @@ pub fn probe_bindings() -> [Bindings; 2] {
             workspace: "/Users/capsule/src/project".into(),
             home: "/Users/capsule".into(),
             tmpdir: "/private/var/folders/zz/capsule/T".into(),
+            proxy_port: "49152".into(),
         },
         Bindings {
             workspace: "/private/tmp/ws".into(),
             home: "/private/var/root".into(),
             tmpdir: "/private/tmp".into(),
+            proxy_port: "3128".into(),
         },
     ]
 }
@@ -211,6 +215,12 @@ pub fn validate(
             check(FileIoctl, real, false)?;
         }
         let mut ports: Vec<u16> = vec![22, 53, 80, 443, 8080, 65535];
+        // The port the command may reach the proxy on, under these bindings.
+        let proxy_port = net.proxy.as_ref().filter(|_| facts.proxy).map(|p| {
+            if p.port != 0 { p.port } else { b.proxy_port.parse().expect("a probe binding's port is a number") }
+        });
+        ports.extend(proxy_port);
+        ports.extend(probe_bindings().iter().filter_map(|b| b.proxy_port.parse::<u16>().ok()));
         for list in [&net.connect, &net.bind].into_iter().flatten() {
             ports.extend(list.iter().map(|r| r.port));
         }
@@ -223,7 +233,8 @@ pub fn validate(
             for host in ["203.0.113.7", "localhost"] {
                 let remote = |proto| Object::Net { proto, remote: true, host: host.into(), port };
                 let local = |proto| Object::Net { proto, remote: false, host: host.into(), port };
-                let tcp_out = facts.inet_stream && facts.connect && listed(&net.connect, port);
+                let to_proxy = host == "localhost" && proxy_port == Some(port);
+                let tcp_out = (facts.inet_stream && facts.connect && listed(&net.connect, port)) || to_proxy;
                 let tcp_bind = facts.inet_stream && facts.bind && listed(&net.bind, port);
                 check(Operation::NetworkOutbound, remote(Proto::Tcp), tcp_out)?;
                 check(Operation::NetworkBind, local(Proto::Tcp), tcp_bind)?;
