@@ -3,7 +3,9 @@
 //!
 //! Layout: `$XDG_CACHE_HOME/capsule/artifacts/<key>/` (else `~/.cache/...`) holds an
 //! artifact folder plus `pin`, the blake3 of its manifest. `key` is the blake3 of the
-//! compiler's id and the source bytes, so a new compiler or an edited policy misses.
+//! compiler's id, the sources it was built from (`build::SOURCE_ID`) and the policy's
+//! bytes, so a rebuilt compiler or an edited policy misses: a compiler fixed without a
+//! new version number must not keep launching what its predecessor compiled.
 //! A hit is loaded through `load_pinned` with that pin, which re-checks every file;
 //! anything that does not verify is rebuilt. A hit reads no YAML: whatever `capsule
 //! run` needs of the policy it takes from the manifest's launch settings.
@@ -26,6 +28,8 @@ pub fn cache_root() -> Option<PathBuf> {
 pub fn key(source: &[u8]) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(build::compiler_id().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(build::SOURCE_ID.as_bytes());
     hasher.update(&[0]);
     hasher.update(source);
     hasher.finalize().to_hex().to_string()

@@ -22,6 +22,12 @@ pub fn compiler_id() -> String {
     format!("capsulec {} (syscall tables: Linux {})", env!("CARGO_PKG_VERSION"), tables::KERNEL_VERSION)
 }
 
+/// The blake3 of the sources this compiler was built from (compiler/build.rs): what
+/// `capsule run`'s cache keys on besides the policy's bytes, since two builds with one
+/// [`compiler_id`] can compile a policy differently. Not in the manifest, so that an
+/// artifact's bytes depend on the policy and the compiler's version only.
+pub const SOURCE_ID: &str = env!("CAPSULE_COMPILER_SOURCE_ID");
+
 #[derive(Debug, Default, Clone)]
 pub struct BuildOptions {
     /// Only these targets (each must be one of the policy's); all of them when empty.
