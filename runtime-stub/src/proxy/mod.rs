@@ -584,6 +584,230 @@ fn pump(
     Ok(())
 }
 
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// EXPERIMENT: picks the relay by CAPSULE_PROXY_RELAY.
+fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+    let sockbuf = knob("CAPSULE_PROXY_SOCKBUF", 0);
+    if sockbuf > 0 {
+        for s in [client, upstream] {
+            for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+                let v = sockbuf as libc::c_int;
+                // SAFETY: experiment.
+                unsafe {
+                    libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), 4);
+                }
+            }
+        }
+    }
+    match std::env::var("CAPSULE_PROXY_RELAY").as_deref() {
+        Ok("poll-splice") => relay_poll_splice(client, upstream),
+        Ok("thread-splice") => relay_threads(client, upstream, true),
+        Ok("thread-copy") => relay_threads(client, upstream, false),
+        _ => relay_poll_copy(client, upstream),
+    }
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+fn pipe(nonblocking: bool) -> io::Result<Pipe> {
+    let mut fds = [0 as libc::c_int; 2];
+    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    // SAFETY: pipe2 writes two descriptors into a live local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let want = knob("CAPSULE_PROXY_BUF", 1 << 20) as libc::c_int;
+    // SAFETY: fcntl on a descriptor we own.
+    let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+    // SAFETY: fcntl on a descriptor we own.
+    let capacity = if got > 0 { got } else { unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) } };
+    Ok(Pipe { read, write, capacity: capacity.max(4096) as usize })
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize, nonblocking: bool) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | if nonblocking { libc::SPLICE_F_NONBLOCK } else { 0 };
+    // SAFETY: splice between two descriptors we own, no offsets.
+    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+fn relay_threads(client: &TcpStream, upstream: &TcpStream, use_splice: bool) -> (u64, u64) {
+    let one_way = |src: &TcpStream, dst: &TcpStream| -> u64 {
+        let mut total = 0u64;
+        let cut = || {
+            let _ = src.shutdown(Shutdown::Both);
+            let _ = dst.shutdown(Shutdown::Both);
+        };
+        if use_splice {
+            let Ok(p) = pipe(false) else {
+                cut();
+                return 0;
+            };
+            loop {
+                match splice(src.as_raw_fd(), p.write.as_raw_fd(), p.capacity, false) {
+                    Ok(0) => break,
+                    Ok(mut n) => {
+                        while n > 0 {
+                            match splice(p.read.as_raw_fd(), dst.as_raw_fd(), n, false) {
+                                Ok(m) if m > 0 => {
+                                    n -= m;
+                                    total += m as u64;
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                _ => {
+                                    cut();
+                                    return total;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        } else {
+            let mut buf = vec![0u8; knob("CAPSULE_PROXY_BUF", COPY_BUFFER)];
+            let (mut src, mut dst) = (src, dst);
+            loop {
+                match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if dst.write_all(&buf[..n]).is_err() {
+                            cut();
+                            return total;
+                        }
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let _ = dst.shutdown(Shutdown::Write);
+        total
+    };
+    std::thread::scope(|scope| {
+        let up = scope.spawn(|| one_way(client, upstream));
+        let down = one_way(upstream, client);
+        (up.join().unwrap_or(0), down)
+    })
+}
+
+/// One direction of [`relay_poll_splice`]: a pipe holding bytes spliced from the
+/// source and not yet spliced to the destination.
+struct Spliced {
+    pipe: Pipe,
+    pending: usize,
+    full: bool,
+    open: bool,
+    shut: bool,
+    total: u64,
+}
+
+fn relay_poll_splice(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+    let _ = client.set_nonblocking(true);
+    let _ = upstream.set_nonblocking(true);
+    let new = || pipe(true).map(|pipe| Spliced { pipe, pending: 0, full: false, open: true, shut: false, total: 0 });
+    let (Ok(a), Ok(b)) = (new(), new()) else {
+        return relay_poll_copy(client, upstream);
+    };
+    let mut dirs = [a, b];
+    let sockets = [client, upstream];
+    let mut failed = false;
+    while !failed {
+        let mut events = [0i16; 2];
+        for (d, dir) in dirs.iter().enumerate() {
+            let (src, dst) = (d, 1 - d);
+            if dir.pending > 0 {
+                events[dst] |= libc::POLLOUT;
+            }
+            if dir.open && !dir.full {
+                events[src] |= libc::POLLIN;
+            }
+        }
+        if events == [0, 0] {
+            break;
+        }
+        let mut fds = [client.as_raw_fd(), upstream.as_raw_fd()]
+            .iter()
+            .zip(events)
+            .map(|(&fd, ev)| libc::pollfd { fd: if ev == 0 { -1 } else { fd }, events: ev, revents: 0 })
+            .collect::<Vec<_>>();
+        // SAFETY: `fds` is a live array of two pollfd records.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        let ready = [fds[0].revents, fds[1].revents];
+        for (d, dir) in dirs.iter_mut().enumerate() {
+            let (src, dst) = (sockets[d], sockets[1 - d]);
+            // Only what poll reported ready is tried: a splice that would block costs a
+            // system call for nothing.
+            let mut readable = ready[d] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            let mut writable = ready[1 - d] & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0;
+            while readable || (writable && dir.pending > 0) {
+                if readable && dir.open {
+                    match splice(src.as_raw_fd(), dir.pipe.write.as_raw_fd(), dir.pipe.capacity, true) {
+                        Ok(0) => {
+                            dir.open = false;
+                            readable = false;
+                        }
+                        Ok(n) => {
+                            dir.pending += n;
+                            writable = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            dir.full = dir.pending > 0;
+                            readable = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            dir.open = false;
+                            readable = false;
+                        }
+                    }
+                } else {
+                    readable = false;
+                }
+                if writable && dir.pending > 0 {
+                    match splice(dir.pipe.read.as_raw_fd(), dst.as_raw_fd(), dir.pending, true) {
+                        Ok(n) if n > 0 => {
+                            dir.pending -= n;
+                            dir.total += n as u64;
+                            dir.full = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        _ => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if failed {
+                break;
+            }
+            if !dir.open && dir.pending == 0 && !dir.shut {
+                dir.shut = true;
+                let _ = dst.shutdown(Shutdown::Write);
+            }
+        }
+    }
+    (dirs[0].total, dirs[1].total)
+}
+
 /// One direction of [`relay`]: bytes read from its source and not yet written.
 struct Direction {
     buf: Vec<u8>,
@@ -599,10 +823,11 @@ struct Direction {
 /// per direction: measured against a thread per direction (with splice(2) or with
 /// read and write), it cost less per connection and no throughput
 /// (docs/benchmarks.md).
-fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+fn relay_poll_copy(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     let _ = client.set_nonblocking(true);
     let _ = upstream.set_nonblocking(true);
-    let new = || Direction { buf: vec![0u8; COPY_BUFFER], start: 0, end: 0, open: true, total: 0 };
+    let new =
+        || Direction { buf: vec![0u8; knob("CAPSULE_PROXY_BUF", COPY_BUFFER)], start: 0, end: 0, open: true, total: 0 };
     let mut dirs = [new(), new()];
     let mut ends = [(client, upstream), (upstream, client)];
     let mut failed = false;
