@@ -43,6 +43,11 @@ const MAX_ACTIVE: usize = 256;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COPY_BUFFER: usize = 256 * 1024;
+/// The most one `splice(2)` asks for: the pipe (64 KiB by default) bounds it anyway.
+const SPLICE_CHUNK: usize = 1 << 20;
+/// The upload thread's stack: it holds a few locals (the copy buffer, when there is
+/// one, is on the heap).
+const UPLOAD_STACK: usize = 64 * 1024;
 
 /// The port the proxy listens on in the command's namespace.
 pub fn listen_port(proxy: &launch::Proxy) -> u16 {
@@ -584,231 +589,127 @@ fn pump(
     Ok(())
 }
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// EXPERIMENT: picks the relay by CAPSULE_PROXY_RELAY.
+/// Copies both ways until both sides are done: returns (client to upstream, upstream
+/// to client) bytes, counted as handed to the receiving socket. A thread per
+/// direction, each moving bytes with `splice(2)` through its own pipe, so the payload
+/// is never copied into the launcher (pages move from one socket to the other). The
+/// download direction runs on this thread, so a request's answer never waits for a
+/// newly started thread to be scheduled; the upload direction gets a small thread of
+/// its own. Chosen by measurement against one thread relaying both ways with poll(2)
+/// (by read and write, or by splice) and a thread per direction copying: it used the
+/// least CPU per byte at no measurable cost per connection (docs/benchmarks.md).
+/// Without a thread, the one-thread relay takes over.
 fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
-    let sockbuf = knob("CAPSULE_PROXY_SOCKBUF", 0);
-    if sockbuf > 0 {
-        for s in [client, upstream] {
-            for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-                let v = sockbuf as libc::c_int;
-                // SAFETY: experiment.
-                unsafe {
-                    libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), 4);
-                }
-            }
-        }
-    }
-    match std::env::var("CAPSULE_PROXY_RELAY").as_deref() {
-        Ok("poll-splice") => relay_poll_splice(client, upstream),
-        Ok("thread-splice") => relay_threads(client, upstream, true),
-        Ok("thread-copy") => relay_threads(client, upstream, false),
-        _ => relay_poll_copy(client, upstream),
-    }
-}
-
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: usize,
-}
-
-fn pipe(nonblocking: bool) -> io::Result<Pipe> {
-    let mut fds = [0 as libc::c_int; 2];
-    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
-    // SAFETY: pipe2 writes two descriptors into a live local array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: two new descriptors that nothing else owns.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let want = knob("CAPSULE_PROXY_BUF", 1 << 20) as libc::c_int;
-    // SAFETY: fcntl on a descriptor we own.
-    let got = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
-    // SAFETY: fcntl on a descriptor we own.
-    let capacity = if got > 0 { got } else { unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) } };
-    Ok(Pipe { read, write, capacity: capacity.max(4096) as usize })
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize, nonblocking: bool) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | if nonblocking { libc::SPLICE_F_NONBLOCK } else { 0 };
-    // SAFETY: splice between two descriptors we own, no offsets.
-    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-}
-
-fn relay_threads(client: &TcpStream, upstream: &TcpStream, use_splice: bool) -> (u64, u64) {
-    let one_way = |src: &TcpStream, dst: &TcpStream| -> u64 {
-        let mut total = 0u64;
-        let cut = || {
-            let _ = src.shutdown(Shutdown::Both);
-            let _ = dst.shutdown(Shutdown::Both);
-        };
-        if use_splice {
-            let Ok(p) = pipe(false) else {
-                cut();
-                return 0;
-            };
-            loop {
-                match splice(src.as_raw_fd(), p.write.as_raw_fd(), p.capacity, false) {
-                    Ok(0) => break,
-                    Ok(mut n) => {
-                        while n > 0 {
-                            match splice(p.read.as_raw_fd(), dst.as_raw_fd(), n, false) {
-                                Ok(m) if m > 0 => {
-                                    n -= m;
-                                    total += m as u64;
-                                }
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                _ => {
-                                    cut();
-                                    return total;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        } else {
-            let mut buf = vec![0u8; knob("CAPSULE_PROXY_BUF", COPY_BUFFER)];
-            let (mut src, mut dst) = (src, dst);
-            loop {
-                match src.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if dst.write_all(&buf[..n]).is_err() {
-                            cut();
-                            return total;
-                        }
-                        total += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        let _ = dst.shutdown(Shutdown::Write);
-        total
-    };
     std::thread::scope(|scope| {
-        let up = scope.spawn(|| one_way(client, upstream));
+        let upload = std::thread::Builder::new()
+            .name("capsule-proxy-up".into())
+            .stack_size(UPLOAD_STACK)
+            .spawn_scoped(scope, || one_way(client, upstream));
+        let Ok(upload) = upload else {
+            return relay_one_thread(client, upstream);
+        };
         let down = one_way(upstream, client);
-        (up.join().unwrap_or(0), down)
+        // The direction cuts both sockets on failure instead of panicking; a panic
+        // would have been a bug, and the bytes it moved are then unknown.
+        (upload.join().unwrap_or(0), down)
     })
 }
 
-/// One direction of [`relay_poll_splice`]: a pipe holding bytes spliced from the
-/// source and not yet spliced to the destination.
-struct Spliced {
-    pipe: Pipe,
-    pending: usize,
-    full: bool,
-    open: bool,
-    shut: bool,
-    total: u64,
+/// Moves `src`'s bytes to `dst` until `src` ends, then ends `dst`'s sending side.
+/// If `dst` cannot take them, both sockets are cut, which also ends the other
+/// direction. Returns the bytes handed to `dst`.
+fn one_way(src: &TcpStream, dst: &TcpStream) -> u64 {
+    let mut total = 0u64;
+    let delivered = match Pipe::new() {
+        Ok(pipe) => match splice_all(src, dst, &pipe, &mut total) {
+            Some(delivered) => delivered,
+            None => copy_all(src, dst, &mut total),
+        },
+        // Out of descriptors: copy through a buffer instead.
+        Err(_) => copy_all(src, dst, &mut total),
+    };
+    if delivered {
+        let _ = dst.shutdown(Shutdown::Write);
+    } else {
+        let _ = src.shutdown(Shutdown::Both);
+        let _ = dst.shutdown(Shutdown::Both);
+    }
+    total
 }
 
-fn relay_poll_splice(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
-    let _ = client.set_nonblocking(true);
-    let _ = upstream.set_nonblocking(true);
-    let new = || pipe(true).map(|pipe| Spliced { pipe, pending: 0, full: false, open: true, shut: false, total: 0 });
-    let (Ok(a), Ok(b)) = (new(), new()) else {
-        return relay_poll_copy(client, upstream);
-    };
-    let mut dirs = [a, b];
-    let sockets = [client, upstream];
-    let mut failed = false;
-    while !failed {
-        let mut events = [0i16; 2];
-        for (d, dir) in dirs.iter().enumerate() {
-            let (src, dst) = (d, 1 - d);
-            if dir.pending > 0 {
-                events[dst] |= libc::POLLOUT;
-            }
-            if dir.open && !dir.full {
-                events[src] |= libc::POLLIN;
-            }
+/// A pipe for `splice(2)`, at its default size: measured as fast as 256 KiB and
+/// 1 MiB ones, and larger pipes count against the user's pipe allowance, which the
+/// sandboxed command (the same user) shares.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into a live local array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
         }
-        if events == [0, 0] {
-            break;
-        }
-        let mut fds = [client.as_raw_fd(), upstream.as_raw_fd()]
-            .iter()
-            .zip(events)
-            .map(|(&fd, ev)| libc::pollfd { fd: if ev == 0 { -1 } else { fd }, events: ev, revents: 0 })
-            .collect::<Vec<_>>();
-        // SAFETY: `fds` is a live array of two pollfd records.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break;
-        }
-        let ready = [fds[0].revents, fds[1].revents];
-        for (d, dir) in dirs.iter_mut().enumerate() {
-            let (src, dst) = (sockets[d], sockets[1 - d]);
-            // Only what poll reported ready is tried: a splice that would block costs a
-            // system call for nothing.
-            let mut readable = ready[d] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-            let mut writable = ready[1 - d] & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0;
-            while readable || (writable && dir.pending > 0) {
-                if readable && dir.open {
-                    match splice(src.as_raw_fd(), dir.pipe.write.as_raw_fd(), dir.pipe.capacity, true) {
-                        Ok(0) => {
-                            dir.open = false;
-                            readable = false;
-                        }
-                        Ok(n) => {
-                            dir.pending += n;
-                            writable = true;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            dir.full = dir.pending > 0;
-                            readable = false;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => {
-                            dir.open = false;
-                            readable = false;
-                        }
-                    }
-                } else {
-                    readable = false;
+        // SAFETY: two new descriptors that nothing else owns.
+        Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(fds[0]), write: OwnedFd::from_raw_fd(fds[1]) } })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice between two open descriptors, without offsets (sockets and a pipe).
+    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether everything read from `src` (until its end, or an error reading it) reached
+/// `dst`; blocking sockets and pipe. `None` when the kernel cannot splice these
+/// sockets, before any byte was moved.
+fn splice_all(src: &TcpStream, dst: &TcpStream, pipe: &Pipe, total: &mut u64) -> Option<bool> {
+    let mut first = true;
+    loop {
+        let mut held = match splice(src.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK) {
+            Ok(0) => return Some(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if first && e.raw_os_error() == Some(libc::EINVAL) => return None,
+            // The source is done (reset, or cut when the proxy stops).
+            Err(_) => return Some(true),
+        };
+        first = false;
+        while held > 0 {
+            match splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), held) {
+                Ok(n) if n > 0 => {
+                    held -= n;
+                    *total += n as u64;
                 }
-                if writable && dir.pending > 0 {
-                    match splice(dir.pipe.read.as_raw_fd(), dst.as_raw_fd(), dir.pending, true) {
-                        Ok(n) if n > 0 => {
-                            dir.pending -= n;
-                            dir.total += n as u64;
-                            dir.full = false;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        _ => {
-                            failed = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if failed {
-                break;
-            }
-            if !dir.open && dir.pending == 0 && !dir.shut {
-                dir.shut = true;
-                let _ = dst.shutdown(Shutdown::Write);
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The receiving side is gone: nothing more can be delivered.
+                _ => return Some(false),
             }
         }
     }
-    (dirs[0].total, dirs[1].total)
 }
 
-/// One direction of [`relay`]: bytes read from its source and not yet written.
+fn copy_all(src: &TcpStream, dst: &TcpStream, total: &mut u64) -> bool {
+    let (mut src, mut dst) = (src, dst);
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        };
+        if dst.write_all(&buf[..n]).is_err() {
+            return false;
+        }
+        *total += n as u64;
+    }
+}
+
+/// One direction of [`relay_one_thread`]: bytes read from its source and not yet written.
 struct Direction {
     buf: Vec<u8>,
     start: usize,
@@ -819,15 +720,12 @@ struct Direction {
 
 /// Copies both ways on this thread, with poll(2) on non-blocking sockets: returns
 /// (client to upstream, upstream to client) bytes. Ends when both sides have finished,
-/// or when one cannot take what is left for it. One thread per connection, not one
-/// per direction: measured against a thread per direction (with splice(2) or with
-/// read and write), it cost less per connection and no throughput
-/// (docs/benchmarks.md).
-fn relay_poll_copy(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+/// or when one cannot take what is left for it. [`relay`]'s fallback when no thread
+/// can be started for the upload direction.
+fn relay_one_thread(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     let _ = client.set_nonblocking(true);
     let _ = upstream.set_nonblocking(true);
-    let new =
-        || Direction { buf: vec![0u8; knob("CAPSULE_PROXY_BUF", COPY_BUFFER)], start: 0, end: 0, open: true, total: 0 };
+    let new = || Direction { buf: vec![0u8; COPY_BUFFER], start: 0, end: 0, open: true, total: 0 };
     let mut dirs = [new(), new()];
     let mut ends = [(client, upstream), (upstream, client)];
     let mut failed = false;
