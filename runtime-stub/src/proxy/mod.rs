@@ -43,11 +43,8 @@ const MAX_ACTIVE: usize = 256;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COPY_BUFFER: usize = 256 * 1024;
-/// The most one `splice(2)` asks for: the pipe (64 KiB by default) bounds it anyway.
+/// The most one `splice(2)` into a pipe asks for: the pipe's room bounds it anyway.
 const SPLICE_CHUNK: usize = 1 << 20;
-/// The upload thread's stack: it holds a few locals (the copy buffer, when there is
-/// one, is on the heap).
-const UPLOAD_STACK: usize = 64 * 1024;
 
 /// The port the proxy listens on in the command's namespace.
 pub fn listen_port(proxy: &launch::Proxy) -> u16 {
@@ -589,57 +586,132 @@ fn pump(
     Ok(())
 }
 
-/// Copies both ways until both sides are done: returns (client to upstream, upstream
-/// to client) bytes, counted as handed to the receiving socket. A thread per
-/// direction, each moving bytes with `splice(2)` through its own pipe, so the payload
-/// is never copied into the launcher (pages move from one socket to the other). The
-/// download direction runs on this thread, so a request's answer never waits for a
-/// newly started thread to be scheduled; the upload direction gets a small thread of
-/// its own. Chosen by measurement against one thread relaying both ways with poll(2)
-/// (by read and write, or by splice) and a thread per direction copying: it used the
-/// least CPU per byte at no measurable cost per connection (docs/benchmarks.md).
-/// Without a thread, the one-thread relay takes over.
+/// Copies both ways on this thread until both sides are done: returns (client to
+/// upstream, upstream to client) bytes, counted as handed to the receiving socket.
+/// Non-blocking sockets and poll(2); the bytes move with `splice(2)` through a pipe
+/// per direction, so the payload is never copied into the launcher (the kernel moves
+/// page references from one socket to the other). Ends when both sides have
+/// finished, or when one cannot take what is left for it. Chosen by measurement
+/// against read and write through a buffer, a thread per direction (splicing or
+/// copying) and larger pipes and socket buffers (docs/benchmarks.md).
 fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
-    std::thread::scope(|scope| {
-        let upload = std::thread::Builder::new()
-            .name("capsule-proxy-up".into())
-            .stack_size(UPLOAD_STACK)
-            .spawn_scoped(scope, || one_way(client, upstream));
-        let Ok(upload) = upload else {
-            return relay_one_thread(client, upstream);
-        };
-        let down = one_way(upstream, client);
-        // The direction cuts both sockets on failure instead of panicking; a panic
-        // would have been a bug, and the bytes it moved are then unknown.
-        (upload.join().unwrap_or(0), down)
-    })
-}
-
-/// Moves `src`'s bytes to `dst` until `src` ends, then ends `dst`'s sending side.
-/// If `dst` cannot take them, both sockets are cut, which also ends the other
-/// direction. Returns the bytes handed to `dst`.
-fn one_way(src: &TcpStream, dst: &TcpStream) -> u64 {
-    let mut total = 0u64;
-    let delivered = match Pipe::new() {
-        Ok(pipe) => match splice_all(src, dst, &pipe, &mut total) {
-            Some(delivered) => delivered,
-            None => copy_all(src, dst, &mut total),
-        },
+    let (Ok(up), Ok(down)) = (Pipe::new(), Pipe::new()) else {
         // Out of descriptors: copy through a buffer instead.
-        Err(_) => copy_all(src, dst, &mut total),
+        return relay_copying(client, upstream);
     };
-    if delivered {
-        let _ = dst.shutdown(Shutdown::Write);
-    } else {
-        let _ = src.shutdown(Shutdown::Both);
-        let _ = dst.shutdown(Shutdown::Both);
+    let _ = client.set_nonblocking(true);
+    let _ = upstream.set_nonblocking(true);
+    let new = |pipe| Spliced { pipe, held: 0, full: false, open: true, ended: false, total: 0 };
+    let mut dirs = [new(up), new(down)];
+    // Slot 0 is the client, slot 1 the upstream; direction d reads slot d.
+    let sockets = [client, upstream];
+    let mut failed = false;
+    while !failed {
+        let mut events = [0i16; 2];
+        for (d, dir) in dirs.iter().enumerate() {
+            if dir.held > 0 {
+                events[1 - d] |= libc::POLLOUT;
+            }
+            if dir.open && !dir.full {
+                events[d] |= libc::POLLIN;
+            }
+        }
+        if events == [0, 0] {
+            break;
+        }
+        let mut fds = [client.as_raw_fd(), upstream.as_raw_fd()]
+            .iter()
+            .zip(events)
+            .map(|(&fd, ev)| libc::pollfd { fd: if ev == 0 { -1 } else { fd }, events: ev, revents: 0 })
+            .collect::<Vec<_>>();
+        // SAFETY: `fds` is a live array of two pollfd records.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        let ready = [fds[0].revents, fds[1].revents];
+        for (d, dir) in dirs.iter_mut().enumerate() {
+            let (src, dst) = (sockets[d], sockets[1 - d]);
+            // Only what poll reported ready is tried: a splice that would block is a
+            // system call for nothing, and measurably so at these rates.
+            let mut readable = ready[d] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            let mut writable = ready[1 - d] & (libc::POLLOUT | libc::POLLHUP | libc::POLLERR) != 0;
+            while readable || (writable && dir.held > 0) {
+                if readable && dir.open {
+                    match splice(src.as_raw_fd(), dir.pipe.write.as_raw_fd(), SPLICE_CHUNK) {
+                        Ok(0) => {
+                            dir.open = false;
+                            readable = false;
+                        }
+                        Ok(n) => {
+                            dir.held += n;
+                            writable = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // With bytes held, the pipe may be what is full: wait for
+                            // the destination before reading again.
+                            dir.full = dir.held > 0;
+                            readable = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // The source is done (reset, or cut when the proxy stops).
+                        Err(_) => {
+                            dir.open = false;
+                            readable = false;
+                        }
+                    }
+                } else {
+                    readable = false;
+                }
+                if writable && dir.held > 0 {
+                    match splice(dir.pipe.read.as_raw_fd(), dst.as_raw_fd(), dir.held) {
+                        Ok(n) if n > 0 => {
+                            dir.held -= n;
+                            dir.total += n as u64;
+                            dir.full = false;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // The receiving side is gone: nothing more can be delivered.
+                        _ => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if failed {
+                break;
+            }
+            if !dir.open && dir.held == 0 && !dir.ended {
+                dir.ended = true;
+                let _ = dst.shutdown(Shutdown::Write);
+            }
+        }
     }
-    total
+    (dirs[0].total, dirs[1].total)
 }
 
-/// A pipe for `splice(2)`, at its default size: measured as fast as 256 KiB and
-/// 1 MiB ones, and larger pipes count against the user's pipe allowance, which the
-/// sandboxed command (the same user) shares.
+/// One direction of [`relay`]: a pipe holding bytes spliced from the source and not
+/// yet spliced to the destination.
+struct Spliced {
+    pipe: Pipe,
+    /// Bytes in the pipe.
+    held: usize,
+    /// The pipe took nothing more while holding bytes: read again once some have gone.
+    full: bool,
+    /// The source has not ended.
+    open: bool,
+    /// The destination's sending side has been shut.
+    ended: bool,
+    total: u64,
+}
+
+/// A non-blocking pipe for `splice(2)`, at its default size (64 KiB): measured about as
+/// fast as 256 KiB and 1 MiB ones, and larger pipes count against the user's pipe
+/// allowance, which the sandboxed command (the same user) shares.
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
@@ -649,7 +721,7 @@ impl Pipe {
     fn new() -> io::Result<Pipe> {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: pipe2 writes two descriptors into a live local array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: two new descriptors that nothing else owns.
@@ -658,58 +730,13 @@ impl Pipe {
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: splice between two open descriptors, without offsets (sockets and a pipe).
-    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE) };
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: splice between two open descriptors (a socket and a pipe), no offsets.
+    let n = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Whether everything read from `src` (until its end, or an error reading it) reached
-/// `dst`; blocking sockets and pipe. `None` when the kernel cannot splice these
-/// sockets, before any byte was moved.
-fn splice_all(src: &TcpStream, dst: &TcpStream, pipe: &Pipe, total: &mut u64) -> Option<bool> {
-    let mut first = true;
-    loop {
-        let mut held = match splice(src.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK) {
-            Ok(0) => return Some(true),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if first && e.raw_os_error() == Some(libc::EINVAL) => return None,
-            // The source is done (reset, or cut when the proxy stops).
-            Err(_) => return Some(true),
-        };
-        first = false;
-        while held > 0 {
-            match splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), held) {
-                Ok(n) if n > 0 => {
-                    held -= n;
-                    *total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The receiving side is gone: nothing more can be delivered.
-                _ => return Some(false),
-            }
-        }
-    }
-}
-
-fn copy_all(src: &TcpStream, dst: &TcpStream, total: &mut u64) -> bool {
-    let (mut src, mut dst) = (src, dst);
-    let mut buf = vec![0u8; COPY_BUFFER];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return true,
-        };
-        if dst.write_all(&buf[..n]).is_err() {
-            return false;
-        }
-        *total += n as u64;
-    }
-}
-
-/// One direction of [`relay_one_thread`]: bytes read from its source and not yet written.
+/// One direction of [`relay_copying`]: bytes read from its source and not yet written.
 struct Direction {
     buf: Vec<u8>,
     start: usize,
@@ -720,9 +747,9 @@ struct Direction {
 
 /// Copies both ways on this thread, with poll(2) on non-blocking sockets: returns
 /// (client to upstream, upstream to client) bytes. Ends when both sides have finished,
-/// or when one cannot take what is left for it. [`relay`]'s fallback when no thread
-/// can be started for the upload direction.
-fn relay_one_thread(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+/// or when one cannot take what is left for it. [`relay`]'s fallback when it gets no
+/// pipes.
+fn relay_copying(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     let _ = client.set_nonblocking(true);
     let _ = upstream.set_nonblocking(true);
     let new = || Direction { buf: vec![0u8; COPY_BUFFER], start: 0, end: 0, open: true, total: 0 };
