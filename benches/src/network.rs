@@ -1,9 +1,10 @@
 //! Network by name (docs/network.md), side by side on loopback:
 //!
-//! - throughput: a 100 MB download by curl, directly and through the proxy
+//! - throughput: a 100 MB download by curl, directly, in the sandbox without
+//!   `domains` (the sandbox's own cost, apart from the proxy's) and through the proxy
 //!   (curl's own `speed_download`, so the launch is not counted);
 //! - per-connection cost: Python's urllib making sequential requests, each on a new
-//!   connection, directly and through the proxy, in one process each;
+//!   connection, on the same three sides, in one process each;
 //! - launch cost: `/bin/true` under the same policy without and with `domains`, and
 //!   with a route to an `http://` and to an `https://` upstream (the latter reads the
 //!   trust store and configures the TLS client at launch).
@@ -142,39 +143,47 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         Ok(String::from_utf8(o.stdout)?)
     };
 
-    // Throughput.
+    // Throughput. Three sides, interleaved: curl alone, curl in the sandbox without
+    // `domains` (so the sandbox's own cost is seen apart from the proxy's), and curl
+    // in the sandbox through the proxy.
     let big = format!("http://localhost:{port}/big");
     let curl = ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", big.as_str()];
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    let (mut direct, mut sandboxed_direct, mut through) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..options.downloads {
         let mut c = Command::new(curl[0]);
         c.args(&curl[1..]).env("NO_PROXY", "*").env_remove("http_proxy").env_remove("HTTP_PROXY");
         direct.push(output(c)?.trim().parse::<f64>()? / 1e6);
+        sandboxed_direct.push(output(sandboxed(&plain, &curl))?.trim().parse::<f64>()? / 1e6);
         through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
     }
-    let (d, t) = (median(direct), median(through));
+    let (d, s, t) = (median(direct), median(sandboxed_direct), median(through));
     println!(
-        "100 MB download (median of {}): direct {d:.0} MB/s, through the proxy {t:.0} MB/s: {:.2} of direct",
+        "100 MB download (median of {}): direct {d:.0} MB/s, sandboxed without domains {s:.0} MB/s, through the \
+         proxy {t:.0} MB/s: {:.2} of direct, {:.2} of sandboxed",
         options.downloads,
-        t / d
+        t / d,
+        t / s
     );
 
     // Per-connection cost.
     let small = format!("http://localhost:{port}/small");
     let n = options.requests.to_string();
     let script = ["/usr/bin/python3", "-c", URLLIB, small.as_str(), n.as_str()];
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    let (mut direct, mut sandboxed_direct, mut through) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         let mut c = Command::new(script[0]);
         c.args(&script[1..]).env("NO_PROXY", "*");
         direct.push(output(c)?.trim().parse::<f64>()?);
+        sandboxed_direct.push(output(sandboxed(&plain, &script))?.trim().parse::<f64>()?);
         through.push(output(sandboxed(&proxied, &script))?.trim().parse::<f64>()?);
     }
-    let (d, t) = (median(direct), median(through));
+    let (d, s, t) = (median(direct), median(sandboxed_direct), median(through));
     println!(
-        "one request on a new connection (median of 3 x {}): direct {d:.0} µs, through the proxy {t:.0} µs: +{:.0} µs",
+        "one request on a new connection (median of 3 x {}): direct {d:.0} µs, sandboxed without domains {s:.0} µs, \
+         through the proxy {t:.0} µs: +{:.0} µs over direct, +{:.0} µs over sandboxed",
         options.requests,
-        t - d
+        t - d,
+        t - s
     );
 
     // Launch cost without and with domains.

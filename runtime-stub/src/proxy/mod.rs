@@ -25,8 +25,13 @@
 
 mod addr;
 mod http;
+#[cfg(target_os = "linux")]
+mod splice;
 mod tls;
 mod upstream_tls;
+
+#[cfg(target_os = "linux")]
+use splice::relay;
 
 use capsule_artifacts::launch::{self, TemplatePart};
 use capsule_artifacts::log::ConnectionEvent;
@@ -681,7 +686,13 @@ fn pump(
     Ok(())
 }
 
-/// One direction of [`relay`]: bytes read from its source and not yet written.
+/// macOS has no `splice(2)`: the relay copies through a buffer there.
+#[cfg(not(target_os = "linux"))]
+fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+    relay_copying(client, upstream)
+}
+
+/// One direction of [`relay_copying`]: bytes read from its source and not yet written.
 struct Direction {
     buf: Vec<u8>,
     start: usize,
@@ -692,11 +703,9 @@ struct Direction {
 
 /// Copies both ways on this thread, with poll(2) on non-blocking sockets: returns
 /// (client to upstream, upstream to client) bytes. Ends when both sides have finished,
-/// or when one cannot take what is left for it. One thread per connection, not one
-/// per direction: measured against a thread per direction (with splice(2) or with
-/// read and write), it cost less per connection and no throughput
-/// (docs/benchmarks.md).
-fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
+/// or when one cannot take what is left for it. [`relay`]'s fallback when it gets no
+/// pipes.
+pub(super) fn relay_copying(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     let _ = client.set_nonblocking(true);
     let _ = upstream.set_nonblocking(true);
     let new = || Direction { buf: vec![0u8; COPY_BUFFER], start: 0, end: 0, open: true, total: 0 };
