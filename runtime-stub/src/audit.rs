@@ -371,9 +371,8 @@ pub(crate) struct AuditTrail {
     names: Option<Names>,
     /// `network.connection` records written one by one so far.
     connections: u64,
-    /// Connections past [`MAX_CONNECTION_RECORDS`], counted per (verdict, reason):
-    /// count, bytes up, bytes down.
-    held_connections: std::collections::BTreeMap<(&'static str, String), (u64, u64, u64)>,
+    /// Connections past [`MAX_CONNECTION_RECORDS`].
+    held_connections: HeldConnections,
     /// The first write that failed; the launch is stopped when set.
     failure: Option<String>,
 }
@@ -381,6 +380,36 @@ pub(crate) struct AuditTrail {
 /// `network.connection` records written one by one per invocation; further attempts
 /// are counted per verdict and reason, one summary record each at the end.
 pub const MAX_CONNECTION_RECORDS: u64 = 1024;
+
+/// Connections past [`MAX_CONNECTION_RECORDS`], counted per (verdict, reason): count,
+/// bytes up, bytes down; one summary record each at the end of the invocation (Linux's
+/// audit trail and the macOS launch alike).
+#[derive(Debug, Default)]
+pub struct HeldConnections(std::collections::BTreeMap<(&'static str, String), (u64, u64, u64)>);
+
+impl HeldConnections {
+    pub fn count(&mut self, event: &capsule_artifacts::log::ConnectionEvent) {
+        let held = self.0.entry((event.verdict, event.reason.clone().unwrap_or_default())).or_default();
+        held.0 += 1;
+        held.1 += event.bytes_up;
+        held.2 += event.bytes_down;
+    }
+
+    /// The summary records of invocation `invocation`, in (verdict, reason) order.
+    pub fn records(self, invocation: u64) -> impl Iterator<Item = Record> {
+        use capsule_artifacts::log::Value;
+        self.0.into_iter().map(move |((verdict, reason), (count, up, down))| {
+            Record::new(capsule_artifacts::log::record::kind::NETWORK_CONNECTION)
+                .with("invocation", Value::u64(invocation))
+                .with("verdict", verdict)
+                .with("reason", if reason.is_empty() { Value::Null } else { Value::Str(reason) })
+                .with("count", Value::u64(count))
+                .with("bytes_up", Value::u64(up))
+                .with("bytes_down", Value::u64(down))
+                .with("summary", true)
+        })
+    }
+}
 
 #[cfg(target_os = "linux")]
 impl AuditTrail {
@@ -415,7 +444,7 @@ impl AuditTrail {
             aggregator: SyscallAggregator::new(appended.seq, DEFAULT_MAX_INDIVIDUAL),
             names: options.names,
             connections: 0,
-            held_connections: std::collections::BTreeMap::new(),
+            held_connections: HeldConnections::default(),
             failure: None,
         })
     }
@@ -499,11 +528,7 @@ impl AuditTrail {
             return;
         }
         if self.connections >= MAX_CONNECTION_RECORDS {
-            let held =
-                self.held_connections.entry((event.verdict, event.reason.clone().unwrap_or_default())).or_default();
-            held.0 += 1;
-            held.1 += event.bytes_up;
-            held.2 += event.bytes_down;
+            self.held_connections.count(&event);
             return;
         }
         self.connections += 1;
@@ -547,19 +572,7 @@ impl AuditTrail {
         }
         let invocation = self.invocation;
         let mut records = std::mem::replace(&mut self.aggregator, SyscallAggregator::new(invocation, 0)).finish();
-        for ((verdict, reason), (count, up, down)) in std::mem::take(&mut self.held_connections) {
-            use capsule_artifacts::log::Value;
-            records.push(
-                Record::new(kind::NETWORK_CONNECTION)
-                    .with("invocation", Value::u64(invocation))
-                    .with("verdict", verdict)
-                    .with("reason", if reason.is_empty() { Value::Null } else { Value::Str(reason) })
-                    .with("count", Value::u64(count))
-                    .with("bytes_up", Value::u64(up))
-                    .with("bytes_down", Value::u64(down))
-                    .with("summary", true),
-            );
-        }
+        records.extend(std::mem::take(&mut self.held_connections).records(invocation));
         records.push(end);
         self.writer
             .append_all(&records, Durability::Buffered)

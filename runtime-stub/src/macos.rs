@@ -26,7 +26,7 @@ use crate::{Failure, LaunchOptions, LaunchOutcome};
 use capsule_artifacts::Target;
 use capsule_artifacts::launch::LaunchSettings;
 use capsule_artifacts::log::ConnectionEvent;
-use capsule_artifacts::log::record::{InvocationEnd, InvocationStart, Record, kind, unix_time_ns};
+use capsule_artifacts::log::record::{InvocationEnd, InvocationStart, Record, unix_time_ns};
 use capsule_artifacts::log::writer::Durability;
 use capsule_artifacts::manifest::VerifiedArtifact;
 use std::collections::BTreeMap;
@@ -405,45 +405,25 @@ pub fn launch_with(
 #[derive(Debug, Default)]
 pub struct ConnectionTally {
     kept: Vec<ConnectionEvent>,
-    held: BTreeMap<(&'static str, String), (u64, u64, u64)>,
+    held: crate::audit::HeldConnections,
 }
 
 impl ConnectionTally {
     pub fn add(&mut self, event: ConnectionEvent) {
         if (self.kept.len() as u64) < crate::audit::MAX_CONNECTION_RECORDS {
             self.kept.push(event);
-            return;
+        } else {
+            self.held.count(&event);
         }
-        let held = self.held.entry((event.verdict, event.reason.unwrap_or_default())).or_default();
-        held.0 += 1;
-        held.1 += event.bytes_up;
-        held.2 += event.bytes_down;
     }
 
     /// The `network.connection` records of invocation `invocation`, summaries last.
     pub fn records(self, invocation: u64) -> Vec<Record> {
-        use capsule_artifacts::log::Value;
-        let mut out: Vec<Record> = self
-            .kept
-            .into_iter()
-            .map(|mut event| {
-                event.invocation = invocation;
-                Record::from(&event)
-            })
-            .collect();
-        for ((verdict, reason), (count, up, down)) in self.held {
-            out.push(
-                Record::new(kind::NETWORK_CONNECTION)
-                    .with("invocation", Value::u64(invocation))
-                    .with("verdict", verdict)
-                    .with("reason", if reason.is_empty() { Value::Null } else { Value::Str(reason) })
-                    .with("count", Value::u64(count))
-                    .with("bytes_up", Value::u64(up))
-                    .with("bytes_down", Value::u64(down))
-                    .with("summary", true),
-            );
-        }
-        out
+        let kept = self.kept.into_iter().map(|mut event| {
+            event.invocation = invocation;
+            Record::from(&event)
+        });
+        kept.chain(self.held.records(invocation)).collect()
     }
 }
 
