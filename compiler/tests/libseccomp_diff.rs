@@ -83,6 +83,9 @@ const EXPECTED: &[(&str, Reason, &[&str])] = &[
     ("network-proxy", Reason::HighHalf, &["socket"]),
     ("network-proxy", Reason::UnknownToLibseccomp, GROUPS_NEWER),
     ("network-proxy", Reason::AboveTable, ABOVE_TABLE),
+    ("network-proxy-https", Reason::HighHalf, &["socket"]),
+    ("network-proxy-https", Reason::UnknownToLibseccomp, GROUPS_NEWER),
+    ("network-proxy-https", Reason::AboveTable, ABOVE_TABLE),
     // Tests on 16-bit modes are written as masked tests, which libseccomp compares alike.
     ("narrow-arguments", Reason::AboveTable, ABOVE_TABLE),
     ("cli-default", Reason::HighHalf, &["ioctl", "personality", "socket", "socketpair"]),
