@@ -103,7 +103,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let bwrap = Path::new("/usr/bin/bwrap").exists();
 
     type Make<'a> = Box<dyn Fn() -> Command + 'a>;
-    let mut rows: Vec<(&str, Make, Vec<(Duration, Duration)>)> = vec![
+    /// A side of the comparison: its label, how to start one run, and each run's wall
+    /// and CPU time.
+    type Row<'a> = (&'static str, Make<'a>, Vec<(Duration, Duration)>);
+    let mut rows: Vec<Row> = vec![
         ("/bin/true (direct)", Box::new(|| Command::new("/bin/true")), vec![]),
         (
             "floor: C posix_spawn + wait",
