@@ -2,8 +2,9 @@
 //! cache: a cached artifact must not outlive a change to the code that compiled it,
 //! and a fix that adds deny rules need not change the version number or the manifest
 //! format. It is the blake3 of every file under the `src` directories of this crate
-//! and of the crates whose code decides an artifact's bytes, in path order, so the same
-//! sources give the same identity on every machine.
+//! and of the crates whose code decides an artifact's bytes, of their manifests and of
+//! the workspace's lock file, in path order, so the same sources give the same identity
+//! on every machine.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,20 @@ fn main() {
     for root in &roots {
         println!("cargo::rerun-if-changed={}", root.display());
         collect(root, &mut files);
+    }
+    // What else decides the compiled code: this script, the crates' manifests (features)
+    // and the lock file (the versions of the YAML parser, pest, serde, ...).
+    let manifests = [
+        crate_dir.join("build.rs"),
+        crate_dir.join("Cargo.toml"),
+        workspace.join("artifacts/Cargo.toml"),
+        workspace.join("grammar/Cargo.toml"),
+        workspace.join("Cargo.toml"),
+        workspace.join("Cargo.lock"),
+    ];
+    for file in manifests.into_iter().filter(|file| file.is_file()) {
+        println!("cargo::rerun-if-changed={}", file.display());
+        files.push(file);
     }
     files.sort();
     let mut hasher = blake3::Hasher::new();
