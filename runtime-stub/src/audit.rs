@@ -471,6 +471,8 @@ impl AuditTrail {
             Response::Continue => (kind::SYSCALL_AUDITED, "allow".to_owned(), self.record_audited),
             // A `network.connection`, written by `direct_connection`.
             Response::RefuseDirect { .. } => return,
+            // The proxy's own address: the proxy records the connection.
+            Response::Pass => return,
         };
         if !wanted || self.failure.is_some() {
             return;

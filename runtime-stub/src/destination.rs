@@ -37,16 +37,22 @@ fn destination_syscall(nr: i32) -> Option<(&'static str, usize, usize)> {
 
 /// The answer to a notification the table answers with `Destination`. Fails closed
 /// for a number that is not a destination syscall (the manifest is inconsistent).
-/// An address that cannot be read (a bad pointer, a thread that died) lets the call
-/// continue unrecorded: the kernel reads it again and fails, or the namespace
-/// refuses it.
+/// An address that cannot be read because the pointer is bad or the thread is gone
+/// lets the call run unrecorded: the kernel reads it again and fails, or there is no
+/// call left to answer. Any other read failure (the launcher may not read the
+/// command's memory: Yama's `ptrace_scope` 3, a security module) refuses the call
+/// with EACCES, recorded as a denial: attempts are not let through unchecked.
 pub fn answer(notification: &Notification, proxy: SocketAddr) -> Response {
     let Some((syscall, addr_arg, len_arg)) = destination_syscall(notification.syscall) else {
         return Response::Deny { errno: libc::EPERM };
     };
     let len = (notification.args[len_arg] as u32 as usize).min(SOCKADDR_STORAGE);
-    let Ok(bytes) = notification.read_memory(notification.args[addr_arg], len) else {
-        return Response::Continue;
+    let bytes = match notification.read_memory(notification.args[addr_arg], len) {
+        Ok(bytes) => bytes,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EFAULT | libc::ESRCH | libc::ENOENT)) => {
+            return Response::Pass;
+        }
+        Err(_) => return Response::Deny { errno: libc::EACCES },
     };
     match socket_address(&bytes) {
         Some(destination) if !is_proxy(destination, proxy) => {
@@ -54,7 +60,7 @@ pub fn answer(notification: &Notification, proxy: SocketAddr) -> Response {
         }
         // The proxy (which records the connection), or not an internet address
         // (AF_UNSPEC to disconnect, AF_UNIX, AF_NETLINK): not a network destination.
-        _ => Response::Continue,
+        _ => Response::Pass,
     }
 }
 

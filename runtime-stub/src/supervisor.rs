@@ -67,6 +67,10 @@ pub enum Response {
     /// Fail the call with this errno: a direct connection attempt (an address that is
     /// not the proxy's) while the proxy runs, recorded as a `network.connection`.
     RefuseDirect { errno: i32, syscall: &'static str, destination: std::net::SocketAddr },
+    /// Let the kernel run the call, recording nothing here: the destination check found
+    /// the proxy's address (the proxy records the connection) or no internet address.
+    /// The network namespace still decides where the call can reach.
+    Pass,
 }
 
 /// Decides notifications for one launch.
@@ -199,7 +203,7 @@ impl Listener {
         let (error, flags) = match supervisor.decide(&notification) {
             // errno 0 (a policy's `errno(0)`) makes the call return 0 without running.
             Response::Deny { errno } | Response::RefuseDirect { errno, .. } => (-errno.abs(), 0),
-            Response::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+            Response::Continue | Response::Pass => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
         };
         let resp = libc::seccomp_notif_resp { id: raw.id, val: 0, error, flags };
         let mut resp_buf = vec![0u64; self.resp_size.div_ceil(8)];

@@ -366,6 +366,34 @@ fn direct_tcp_the_proxy_port_on_another_address_and_udp_are_refused() {
 /// 127.0.0.2 on the proxy's port (tests/escapes/connect_race.c) must still reach
 /// nothing but the proxy: the namespace enforces, the supervisor only records. The
 /// records are a lower bound on the direct attempts, and the log still verifies.
+/// The destination check records direct attempts only: a connection through the proxy
+/// is the proxy's record, and is not also a `syscall.audited` record when the policy
+/// records audited calls.
+#[test]
+fn the_destination_check_adds_no_audited_syscall_records() {
+    let _shared = SYSTEM.read().unwrap();
+    let server = HttpServer::start("127.0.0.1");
+    let url = format!("http://localhost:{}/file", server.port);
+    for identity in identities("the_destination_check_adds_no_audited_syscall_records") {
+        // `audit:` follows the network section as a key of its own.
+        let sandbox = NetSandbox::new(
+            &identity,
+            "  domains: [localhost]\n  proxy: { allow-private: true }\naudit:\n  record: [invocations, denials, audited-syscalls]",
+        );
+        let o = sandbox.run(&[curl(), "-sS", "-m", "5", &url]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        assert!(text(&o.stdout).contains("hello from the test server"), "{}", out(&o));
+        assert_eq!(sandbox.connections().len(), 1, "the proxy's record");
+        let audited: Vec<_> = sandbox
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "syscall.audited")
+            .collect();
+        assert!(audited.is_empty(), "the checked connect is not also an audited call: {audited:?}");
+    }
+}
+
 #[test]
 fn a_race_on_the_connect_address_reaches_nothing_but_the_proxy() {
     let _shared = SYSTEM.read().unwrap();

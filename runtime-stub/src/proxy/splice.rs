@@ -29,6 +29,9 @@ pub(super) fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     // Slot 0 is the client, slot 1 the upstream; direction d reads slot d.
     let sockets = [client, upstream];
     let mut failed = false;
+    // Whether any byte has gone into a pipe yet: until then, the copying relay can
+    // still take over.
+    let mut moved = false;
     while !failed {
         let mut events = [0i16; 2];
         for (d, dir) in dirs.iter().enumerate() {
@@ -71,6 +74,7 @@ pub(super) fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
                         Ok(n) => {
                             dir.held += n;
                             writable = true;
+                            moved = true;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             // With bytes held, the pipe may be what is full: wait for
@@ -79,6 +83,11 @@ pub(super) fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
                             readable = false;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // splice(2) refused as such (a kernel or an outer seccomp
+                        // profile without it) before anything moved: copy instead.
+                        Err(e) if !moved && splice_unavailable(&e) => {
+                            return relay_copying(client, upstream);
+                        }
                         // The source is done (reset, or cut when the proxy stops).
                         Err(_) => {
                             dir.open = false;
@@ -150,6 +159,12 @@ impl Pipe {
         // SAFETY: two new descriptors that nothing else owns.
         Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(fds[0]), write: OwnedFd::from_raw_fd(fds[1]) } })
     }
+}
+
+/// The errors of a `splice(2)` the kernel or a seccomp profile does not offer for these
+/// descriptors, as opposed to the end of a connection.
+fn splice_unavailable(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM))
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
