@@ -437,6 +437,66 @@ pub struct MacProxy {
     pub description: Vec<String>,
     stopping: Arc<AtomicBool>,
     collector: std::thread::JoinHandle<ConnectionTally>,
+    /// [::1]:PORT, bound and never listened on, for the invocation's length.
+    _ipv6_guard: Option<std::os::fd::OwnedFd>,
+}
+
+/// The proxy's listener on 127.0.0.1:`port` (a free port for 0), and [::1] held at the
+/// same port: the profile's `localhost:PORT` may also match [::1]:PORT, and no other
+/// program's listener there may be reachable past the proxy. A free port whose [::1]
+/// twin is taken is given up for another.
+fn listen(port: u16) -> Result<(std::net::TcpListener, u16, Option<std::os::fd::OwnedFd>), String> {
+    let attempts = if port == 0 { 8 } else { 1 };
+    let mut last = String::new();
+    for _ in 0..attempts {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .map_err(|e| format!("the proxy cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let chosen = listener.local_addr().map_err(|e| format!("the proxy's address: {e}"))?.port();
+        match hold_ipv6_loopback(chosen) {
+            Ok(guard) => return Ok((listener, chosen, guard)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Binds a TCP socket to [::1]:`port` without listening, so that no other program
+/// listens there during the invocation and a connection to it is refused. `None` when
+/// the host has no IPv6 (nothing can listen there either); an error when another
+/// program holds the address.
+fn hold_ipv6_loopback(port: u16) -> Result<Option<std::os::fd::OwnedFd>, String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Ok(None);
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_in6 is plain data; all zeroes is a valid value.
+    let mut address: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    #[cfg(target_os = "macos")]
+    {
+        address.sin6_len = size_of::<libc::sockaddr_in6>() as u8;
+    }
+    address.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    address.sin6_port = port.to_be();
+    address.sin6_addr.s6_addr = std::net::Ipv6Addr::LOCALHOST.octets();
+    // SAFETY: bind reads one sockaddr_in6 from a live local of the length given.
+    let bound = unsafe {
+        libc::bind(fd.as_raw_fd(), (&raw const address).cast(), size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+    };
+    if bound == 0 {
+        return Ok(Some(fd));
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EADDRINUSE) => Err(format!(
+            "[::1]:{port} is in use by another program, which the sandbox's localhost:{port} rule would let the \
+             command reach past the proxy"
+        )),
+        // No IPv6 loopback: nothing can listen there either.
+        _ => Ok(None),
+    }
 }
 
 impl MacProxy {
@@ -450,9 +510,7 @@ impl MacProxy {
         use std::os::fd::IntoRawFd;
         crate::proxy::refuse_passed_credentials(proxy, env)?;
         let mut config = crate::proxy::Config::new(proxy, |name| std::env::var(name).ok())?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", proxy.port))
-            .map_err(|e| format!("the proxy cannot listen on 127.0.0.1:{}: {e}", proxy.port))?;
-        let port = listener.local_addr().map_err(|e| format!("the proxy's address: {e}"))?.port();
+        let (listener, port, ipv6_guard) = listen(proxy.port)?;
         config.port = port;
         let description = config.describe();
         let running = crate::proxy::Running::start(listener.into_raw_fd(), config)
@@ -476,7 +534,7 @@ impl MacProxy {
                 tally
             })
             .map_err(|e| format!("cannot start the proxy: {e}"))?;
-        Ok(MacProxy { port, description, stopping, collector })
+        Ok(MacProxy { port, description, stopping, collector, _ipv6_guard: ipv6_guard })
     }
 
     /// Stops the proxy (open connections are cut) and returns its connections.
@@ -498,6 +556,27 @@ mod tests {
     use super::*;
 
     use std::os::fd::AsRawFd;
+
+    /// The proxy's port is held on [::1] too: no other program can listen there, and a
+    /// connection to it is refused; a port whose [::1] twin is taken is refused.
+    #[test]
+    fn the_proxy_port_is_held_on_the_ipv6_loopback_too() {
+        let (listener, port, guard) = listen(0).unwrap();
+        if guard.is_none() {
+            eprintln!("SKIPPED: no IPv6 loopback on this host");
+            return;
+        }
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        let taken = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port));
+        assert_eq!(taken.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        let refused = std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port));
+        assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+
+        let other = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let busy = other.local_addr().unwrap().port();
+        let error = listen(busy).map(|_| ()).unwrap_err();
+        assert!(error.contains("in use by another program"), "{error}");
+    }
 
     #[test]
     fn argv_names_sandbox_exec_by_absolute_path_and_binds_the_three_parameters() {

@@ -335,6 +335,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
+        #[cfg(target_os = "macos")]
+        if !same_user(&client) {
+            // Closed unanswered and unrecorded: not this invocation's connection.
+            continue;
+        }
         if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_ACTIVE {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             let _ = client.write_all(&refusal_response(503, "too-many-connections"));
@@ -359,6 +364,20 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Whether the peer of a connection to the proxy runs as this launcher's user. On
+/// macOS the proxy listens on the host's loopback, where any local process can reach
+/// it, and a route adds its credential to whatever it forwards: other users' processes
+/// are turned away. (On Linux the listener is inside the command's network namespace,
+/// which nothing else can reach.)
+#[cfg(target_os = "macos")]
+fn same_user(client: &TcpStream) -> bool {
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: getpeereid writes two ids into live locals.
+    let known = unsafe { libc::getpeereid(client.as_raw_fd(), &mut uid, &mut gid) } == 0;
+    // SAFETY: geteuid has no preconditions.
+    known && uid == unsafe { libc::geteuid() }
 }
 
 /// The proxy's workers: connections are handed to them through `jobs`.
