@@ -49,8 +49,27 @@ use std::time::{Duration, Instant};
 /// every port is free there, and a fixed one lets the environment be prepared before
 /// the namespace exists.
 pub const DEFAULT_PORT: u16 = 3128;
-/// Connections handled at once; more are answered 503 and recorded.
+/// Connections handled at once, at most; more are answered 503 and recorded. Fewer
+/// when the launcher's descriptor limit would not hold them (`max_active`).
 const MAX_ACTIVE: usize = 256;
+/// Descriptors one relayed connection holds: its two sockets and two pipes.
+const FDS_PER_CONNECTION: u64 = 6;
+/// Descriptors left for everything else of the launcher (log, listener, supervisor).
+const FDS_RESERVED: u64 = 64;
+
+/// How many connections the launcher's soft `RLIMIT_NOFILE` lets the proxy relay at
+/// once, up to [`MAX_ACTIVE`]: beyond it, accepts and upstream connects would fail with
+/// EMFILE instead of being answered 503. The limit is read, not raised, since the
+/// launcher may be a library in someone else's process (the Python SDK).
+fn max_active() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return MAX_ACTIVE;
+    }
+    let room = (limit.rlim_cur as u64).saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION;
+    usize::try_from(room).unwrap_or(MAX_ACTIVE).clamp(1, MAX_ACTIVE)
+}
 /// How long a client has to send its request head (or ClientHello).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,6 +236,8 @@ struct Shared {
     config: Config,
     stopping: AtomicBool,
     active: AtomicUsize,
+    /// [`max_active`], read once at start.
+    max_active: usize,
     next_id: AtomicU64,
     /// Sockets of open connections, shut down when the proxy stops.
     open: Mutex<BTreeMap<u64, Vec<TcpStream>>>,
@@ -259,6 +280,7 @@ impl Running {
             config,
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            max_active: max_active(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
             events: Mutex::new(sender),
@@ -340,7 +362,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             // Closed unanswered and unrecorded: not this invocation's connection.
             continue;
         }
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_ACTIVE {
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.max_active {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             let _ = client.write_all(&refusal_response(503, "too-many-connections"));
             let mut event = new_event();
