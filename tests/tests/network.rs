@@ -1153,6 +1153,70 @@ fn a_tunnel_carries_both_directions_at_once() {
     assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
 }
 
+/// The launcher itself under a seccomp filter that refuses `splice(2)` (a kernel or a
+/// container profile without it): the proxy's relay falls back to copying, and the
+/// bytes still arrive whole, counted to the byte. The wrapper first shows that splice
+/// is refused to it.
+#[test]
+fn without_splice_the_relay_copies_and_the_bytes_arrive_whole() {
+    const NO_SPLICE: &str = r#"
+import errno, os, sys, seccomp
+f = seccomp.SyscallFilter(seccomp.ALLOW)
+f.add_rule(seccomp.ERRNO(errno.EPERM), "splice")
+f.load()
+r, w = os.pipe()
+r2, w2 = os.pipe()
+os.write(w, b"x")
+try:
+    os.splice(r, w2, 1)
+    sys.exit("splice was not refused")
+except PermissionError:
+    print("splice refused", file=sys.stderr, flush=True)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    let _shared = SYSTEM.read().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    let size = 5_000_000u64;
+    for identity in identities("without_splice_the_relay_copies_and_the_bytes_arrive_whole") {
+        let sandbox = NetSandbox::new(&identity, "  domains: [localhost]\n  proxy: { allow-private: true }");
+        let o = identity
+            .command(python())
+            .args(["-c", NO_SPLICE])
+            .arg(capsule_tests::bin("capsule"))
+            .args(["run", "--verbose", "--policy"])
+            .arg(&sandbox.policy)
+            .arg("--log")
+            .arg(&sandbox.log)
+            .arg("--workspace")
+            .arg(sandbox.sandbox.workspace.path())
+            .args(["--", python(), "-c", ECHO, &port.to_string(), &size.to_string()])
+            .current_dir(sandbox.sandbox.workspace.path())
+            .env("HOME", sandbox.sandbox.home.path())
+            .env("XDG_CACHE_HOME", sandbox.sandbox.cache_home())
+            .env("PATH", capsule_tests::SYSTEM_PATH)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(text(&o.stderr).contains("splice refused"), "{}", out(&o));
+        assert_eq!(text(&o.stdout).trim(), format!("echoed {size}"), "{}", out(&o));
+        let records = sandbox.connections();
+        assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
+        assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
+    }
+}
+
 /// Starts `python3 ARGS...`, a test server that prints its port on its first line;
 /// returns the child and that port.
 fn python_server(args: &[&OsStr]) -> (std::process::Child, String) {
