@@ -92,10 +92,10 @@ fn explain_names_the_setting_behind_the_rule() {
     let decision = capsule_compiler::ir::decide(&policy, Target::LinuxX86_64, &call);
     assert!(decision.audited);
     match decision.reason {
-        capsule_compiler::ir::Reason::Rule(origin) => assert_eq!(origin.implied_by, Some("network: domains")),
+        capsule_compiler::ir::Reason::Rule(origin) => assert_eq!(origin.implied_by, Some("network: domains or routes")),
         other => panic!("{other:?}"),
     }
     let text = capsule_compiler::explain::explain_policy(&policy, &src, Target::LinuxX86_64, &call);
     assert!(text.contains("refused and recorded unless the address is the proxy's"), "{text}");
-    assert!(text.contains("by `network: domains` at line 8, column 13: example.org"), "{text}");
+    assert!(text.contains("by `network: domains or routes` at line 8, column 13: example.org"), "{text}");
 }

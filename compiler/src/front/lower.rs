@@ -717,7 +717,7 @@ fn deny_setid(table: &Table, default: Action, span: Span, syscalls: &mut BTreeMa
 }
 
 /// The setting behind the rules [`audit_destinations`] adds.
-pub const PROXY_SETTING: &str = "network: domains";
+pub const PROXY_SETTING: &str = "network: domains or routes";
 
 /// With a proxy, every allowed call that names a destination address
 /// ([`DESTINATION_SYSCALLS`]: `connect` and `sendto` with an address) goes to the
