@@ -67,7 +67,7 @@ fn max_active() -> usize {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return MAX_ACTIVE;
     }
-    let room = (limit.rlim_cur as u64).saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION;
+    let room = limit.rlim_cur.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION;
     usize::try_from(room).unwrap_or(MAX_ACTIVE).clamp(1, MAX_ACTIVE)
 }
 /// How long a client has to send its request head (or ClientHello).
@@ -733,6 +733,19 @@ fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
     relay_copying(client, upstream)
 }
 
+/// Waits until the client (slot 0) or the upstream (slot 1) is ready for its `events`
+/// (0 leaves a slot out): the events that are, per slot; `[0, 0]` when a signal
+/// interrupted the wait (the caller looks again); `None` when poll(2) fails.
+pub(super) fn poll_pair(client: &TcpStream, upstream: &TcpStream, events: [i16; 2]) -> Option<[i16; 2]> {
+    let slot = |fd: RawFd, events: i16| libc::pollfd { fd: if events == 0 { -1 } else { fd }, events, revents: 0 };
+    let mut fds = [slot(client.as_raw_fd(), events[0]), slot(upstream.as_raw_fd(), events[1])];
+    // SAFETY: `fds` is a live array of two pollfd records.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        return (io::Error::last_os_error().kind() == io::ErrorKind::Interrupted).then_some([0, 0]);
+    }
+    Some([fds[0].revents, fds[1].revents])
+}
+
 /// One direction of [`relay_copying`]: bytes read from its source and not yet written.
 struct Direction {
     buf: Vec<u8>,
@@ -767,18 +780,7 @@ pub(super) fn relay_copying(client: &TcpStream, upstream: &TcpStream) -> (u64, u
         if events == [0, 0] {
             break;
         }
-        let mut fds = [client.as_raw_fd(), upstream.as_raw_fd()]
-            .iter()
-            .zip(events)
-            .map(|(&fd, ev)| libc::pollfd { fd: if ev == 0 { -1 } else { fd }, events: ev, revents: 0 })
-            .collect::<Vec<_>>();
-        // SAFETY: `fds` is a live array of two pollfd records.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break;
-        }
+        let Some(_) = poll_pair(client, upstream, events) else { break };
         for (d, dir) in dirs.iter_mut().enumerate() {
             let (src, dst) = &mut ends[d];
             loop {

@@ -1,7 +1,7 @@
 //! The proxy's relay on Linux: the bytes move between the two sockets with `splice(2)`
 //! through a pipe per direction, never copied into the launcher.
 
-use super::relay_copying;
+use super::{poll_pair, relay_copying};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -45,19 +45,7 @@ pub(super) fn relay(client: &TcpStream, upstream: &TcpStream) -> (u64, u64) {
         if events == [0, 0] {
             break;
         }
-        let mut fds = [client.as_raw_fd(), upstream.as_raw_fd()]
-            .iter()
-            .zip(events)
-            .map(|(&fd, ev)| libc::pollfd { fd: if ev == 0 { -1 } else { fd }, events: ev, revents: 0 })
-            .collect::<Vec<_>>();
-        // SAFETY: `fds` is a live array of two pollfd records.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break;
-        }
-        let ready = [fds[0].revents, fds[1].revents];
+        let Some(ready) = poll_pair(client, upstream, events) else { break };
         for (d, dir) in dirs.iter_mut().enumerate() {
             let (src, dst) = (sockets[d], sockets[1 - d]);
             // Only what poll reported ready is tried: a splice that would block is a

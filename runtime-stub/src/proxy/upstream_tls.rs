@@ -13,7 +13,6 @@ use rustls::pki_types::ServerName;
 use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,26 +157,10 @@ pub(crate) fn relay(client: &TcpStream, upstream: &TcpStream, conn: &mut ClientC
         if client_events == 0 && upstream_events == 0 {
             return (sent, delivered);
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: if client_events == 0 { -1 } else { client.as_raw_fd() },
-                events: client_events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if upstream_events == 0 { -1 } else { upstream.as_raw_fd() },
-                events: upstream_events,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a live array of two pollfd records.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        let Some(ready) = super::poll_pair(client, upstream, [client_events, upstream_events]) else {
             return (sent, delivered);
-        }
-        if fds[1].revents != 0 && !upstream_eof {
+        };
+        if ready[1] != 0 && !upstream_eof {
             match conn.read_tls(&mut &*upstream) {
                 Ok(0) => upstream_eof = true,
                 Ok(_) => {}
@@ -190,7 +173,7 @@ pub(crate) fn relay(client: &TcpStream, upstream: &TcpStream, conn: &mut ClientC
                 return (sent, delivered);
             }
         }
-        if fds[0].revents != 0 && client_open && up_at == up.len() {
+        if ready[0] != 0 && client_open && up_at == up.len() {
             up.resize(CHUNK, 0);
             match (&*client).read(&mut up) {
                 Ok(0) => {
