@@ -200,7 +200,13 @@ impl Sandbox {
     /// `capsule ARGS...` as this sandbox's identity, in its workspace, with its HOME and
     /// cache.
     pub fn capsule(&self) -> Command {
-        let mut cmd = self.identity.command(bin("capsule"));
+        self.command(bin("capsule"))
+    }
+
+    /// `program` as this sandbox's identity, in its workspace, with its HOME, cache and
+    /// the system PATH: what starts `capsule` here, or a wrapper that then starts it.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = self.identity.command(program);
         cmd.current_dir(self.workspace.path())
             .env("HOME", self.home.path())
             .env("XDG_CACHE_HOME", self.cache_home())
@@ -229,13 +235,8 @@ impl Sandbox {
     /// script prepares the caller (say, opens a descriptor), then runs the rest with
     /// `shift N; exec "$@"`.
     pub fn run_from_shell(&self, script: &str, script_args: &[&OsStr], command: &[impl AsRef<OsStr>]) -> Output {
-        let mut cmd = self.identity.command("/bin/sh");
-        cmd.current_dir(self.workspace.path())
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.cache_home())
-            .env("PATH", SYSTEM_PATH)
-            .stdin(Stdio::null())
-            .arg("-c")
+        let mut cmd = self.command("/bin/sh");
+        cmd.arg("-c")
             .arg(script)
             .arg("sh")
             .args(script_args)

@@ -112,10 +112,13 @@ impl NetSandbox {
         self.run_env(command, &[])
     }
 
+    /// The options of `capsule run` this sandbox runs with: its policy and its log.
+    fn run_options(&self) -> [&str; 5] {
+        ["--verbose", "--policy", self.policy.to_str().unwrap(), "--log", self.log.to_str().unwrap()]
+    }
+
     fn run_env(&self, command: &[&str], env: &[(&str, &str)]) -> Output {
-        let policy = self.policy.to_str().unwrap().to_owned();
-        let log = self.log.to_str().unwrap().to_owned();
-        self.sandbox.run_with(&["--verbose", "--policy", &policy, "--log", &log], command, |cmd| {
+        self.sandbox.run_with(&self.run_options(), command, |cmd| {
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -1131,26 +1134,11 @@ print("echoed", got)
 #[test]
 fn a_tunnel_carries_both_directions_at_once() {
     let _shared = SYSTEM.read().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = stream.try_clone().unwrap();
-                let mut writer = stream;
-                let _ = std::io::copy(&mut reader, &mut writer);
-                let _ = writer.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
+    let port = echo_server();
     let size = 20_000_000u64;
     let sandbox = NetSandbox::new(&Identity::Current, "  domains: [localhost]\n  proxy: { allow-private: true }");
     let o = sandbox.run(&[python(), "-c", ECHO, &port.to_string(), &size.to_string()]);
-    assert_eq!(text(&o.stdout).trim(), format!("echoed {size}"), "{}", out(&o));
-    let records = sandbox.connections();
-    assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
-    assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
+    assert_echoed_through_the_proxy(&sandbox, &o, size);
 }
 
 /// The launcher itself under a seccomp filter that refuses `splice(2)` (a kernel or a
@@ -1175,6 +1163,30 @@ except PermissionError:
 os.execv(sys.argv[1], sys.argv[1:])
 "#;
     let _shared = SYSTEM.read().unwrap();
+    let port = echo_server();
+    let size = 5_000_000u64;
+    for identity in identities("without_splice_the_relay_copies_and_the_bytes_arrive_whole") {
+        let sandbox = NetSandbox::new(&identity, "  domains: [localhost]\n  proxy: { allow-private: true }");
+        let o = sandbox
+            .sandbox
+            .command(python())
+            .args(["-c", NO_SPLICE])
+            .arg(capsule_tests::bin("capsule"))
+            .arg("run")
+            .args(sandbox.run_options())
+            .arg("--workspace")
+            .arg(sandbox.sandbox.workspace.path())
+            .args(["--", python(), "-c", ECHO, &port.to_string(), &size.to_string()])
+            .output()
+            .unwrap();
+        assert!(text(&o.stderr).contains("splice refused"), "{}", out(&o));
+        assert_echoed_through_the_proxy(&sandbox, &o, size);
+    }
+}
+
+/// A TCP server on 127.0.0.1 that echoes every connection back until its client stops
+/// sending; returns its port.
+fn echo_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -1188,33 +1200,16 @@ os.execv(sys.argv[1], sys.argv[1:])
             });
         }
     });
-    let size = 5_000_000u64;
-    for identity in identities("without_splice_the_relay_copies_and_the_bytes_arrive_whole") {
-        let sandbox = NetSandbox::new(&identity, "  domains: [localhost]\n  proxy: { allow-private: true }");
-        let o = identity
-            .command(python())
-            .args(["-c", NO_SPLICE])
-            .arg(capsule_tests::bin("capsule"))
-            .args(["run", "--verbose", "--policy"])
-            .arg(&sandbox.policy)
-            .arg("--log")
-            .arg(&sandbox.log)
-            .arg("--workspace")
-            .arg(sandbox.sandbox.workspace.path())
-            .args(["--", python(), "-c", ECHO, &port.to_string(), &size.to_string()])
-            .current_dir(sandbox.sandbox.workspace.path())
-            .env("HOME", sandbox.sandbox.home.path())
-            .env("XDG_CACHE_HOME", sandbox.sandbox.cache_home())
-            .env("PATH", capsule_tests::SYSTEM_PATH)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        assert!(text(&o.stderr).contains("splice refused"), "{}", out(&o));
-        assert_eq!(text(&o.stdout).trim(), format!("echoed {size}"), "{}", out(&o));
-        let records = sandbox.connections();
-        assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
-        assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
-    }
+    port
+}
+
+/// `ECHO` sent and got back `size` bytes through the proxy, and the connection's record
+/// counts them to the byte each way.
+fn assert_echoed_through_the_proxy(sandbox: &NetSandbox, o: &Output, size: u64) {
+    assert_eq!(text(&o.stdout).trim(), format!("echoed {size}"), "{}", out(o));
+    let records = sandbox.connections();
+    assert_eq!(records[0]["bytes_up"], size.to_string(), "{records:?}");
+    assert_eq!(records[0]["bytes_down"], size.to_string(), "{records:?}");
 }
 
 /// Starts `python3 ARGS...`, a test server that prints its port on its first line;
