@@ -121,6 +121,16 @@ pub struct NetworkAst {
     pub routes: Option<Vec<RouteAst>>,
 }
 
+impl NetworkAst {
+    /// Where the policy asks for the proxy: its first domain, else its first route
+    /// (`0..0` when both lists are empty), for the rules and warnings the proxy implies.
+    pub fn proxy_span(&self) -> Span {
+        let domains = self.domains.iter().flatten().map(|d| d.span.clone());
+        let routes = self.routes.iter().flatten().map(|r| r.span.clone());
+        domains.chain(routes).next().unwrap_or(0..0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RouteAst {
     pub span: Span,

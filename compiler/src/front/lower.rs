@@ -211,15 +211,7 @@ impl Lower {
         }
         let net = &ast.network;
         if net.domains.is_some() || net.routes.is_some() {
-            let span = net
-                .domains
-                .iter()
-                .flatten()
-                .map(|d| d.span.clone())
-                .chain(net.routes.iter().flatten().map(|r| r.span.clone()))
-                .next()
-                .unwrap_or(0..0);
-            audit_destinations(table, default, span, &mut syscalls);
+            audit_destinations(table, default, net.proxy_span(), &mut syscalls);
         }
         SyscallPolicy { target, syscalls }
     }
@@ -826,15 +818,7 @@ fn proxy_warnings(ast: &PolicyAst, policy: &Policy) -> Vec<Diagnostic> {
     if policy.launch.network.proxy.is_none() {
         return out;
     }
-    let net = &ast.network;
-    let span = net
-        .domains
-        .iter()
-        .flatten()
-        .map(|d| d.span.clone())
-        .chain(net.routes.iter().flatten().map(|r| r.span.clone()))
-        .next()
-        .unwrap_or(0..0);
+    let span = ast.network.proxy_span();
     for target in policy.targets.iter().copied().filter(|t| t.is_linux()) {
         if policy.syscalls_for(target).is_none() {
             continue;
