@@ -62,19 +62,8 @@ filesystem:
 NETWORK
 "#;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn bin(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
-    ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
-    Ok(path)
-}
-
 pub fn run(options: &Options) -> anyhow::Result<()> {
-    let capsule = bin("capsule")?;
+    let capsule = crate::bin("capsule")?;
     let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
     let work = dir.path().join("work");
     std::fs::create_dir(&work)?;
@@ -115,7 +104,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         proxy_times.push(per_connect(&proxied, "127.0.0.1")?);
         direct_times.push(per_connect(&proxied, "127.0.0.2")?);
     }
-    let (plain, proxy, direct) = (median(plain_times), median(proxy_times), median(direct_times));
+    let (plain, proxy, direct) = (crate::median(plain_times), crate::median(proxy_times), crate::median(direct_times));
     println!(
         "connect(2) on a UDP socket (median of {} x {}): without domains {plain:.2} µs; with domains, to the proxy's \
          address {proxy:.2} µs (+{:.2} µs, {:.1}x); to another address (refused and recorded) {direct:.2} µs (+{:.2} µs)",

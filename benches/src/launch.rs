@@ -20,12 +20,6 @@ pub struct Options {
     log: Option<PathBuf>,
 }
 
-fn bin(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
-    ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
-    Ok(path)
-}
-
 /// The user + system CPU time of every child reaped so far.
 fn children_cpu() -> Duration {
     // SAFETY: getrusage writes one rusage into the zeroed local.
@@ -56,8 +50,8 @@ fn summary(mut times: Vec<Duration>) -> (f64, f64) {
 }
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
-    let capsule = bin("capsule")?;
-    let launcher = bin("capsule-launch")?;
+    let capsule = crate::bin("capsule")?;
+    let launcher = crate::bin("capsule-launch")?;
     // Not under /tmp: the default policy lets the command write /tmp, and the
     // launcher refuses to keep its log where the command could rewrite it.
     let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
@@ -67,7 +61,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let init = Command::new(&capsule).args(["init", "--out"]).arg(&policy).output()?;
     ensure!(init.status.success(), "capsule init failed");
     let artifact = dir.path().join("artifact");
-    let build = Command::new(bin("capsulec")?).arg("build").arg(&policy).arg("-o").arg(&artifact).output()?;
+    let build = Command::new(crate::bin("capsulec")?).arg("build").arg(&policy).arg("-o").arg(&artifact).output()?;
     ensure!(build.status.success(), "capsulec build failed: {}", String::from_utf8_lossy(&build.stderr));
     let pin = String::from_utf8(build.stdout)?.trim().to_owned();
     let manifest = artifact.join("manifest.json");

@@ -66,6 +66,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The release binary `name` beside this benchmark's own.
+pub(crate) fn bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
+    anyhow::ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
+    Ok(path)
+}
+
+/// The median of `v` (the upper one of an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Compiles the C program `source` to `dir/name` with `cc -O2`.
 pub(crate) fn compile_c(dir: &std::path::Path, name: &str, source: &str) -> anyhow::Result<std::path::PathBuf> {
     let (file, binary) = (dir.join(format!("{name}.c")), dir.join(name));

@@ -34,12 +34,6 @@ pub struct Options {
 
 const BIG: usize = 100 * 1000 * 1000;
 
-fn bin(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.parent().context("no parent")?.join(name);
-    ensure!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
-    Ok(path)
-}
-
 /// Serves `GET /big` (100 MB) and anything else (a short body), one thread per connection.
 fn serve() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -103,13 +97,8 @@ for _ in range(n):
 print((time.perf_counter() - start) / n * 1e6)
 "#;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(options: &Options) -> anyhow::Result<()> {
-    let capsule = bin("capsule")?;
+    let capsule = crate::bin("capsule")?;
     let port = serve()?;
     let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
     let work = dir.path().join("work");
@@ -156,7 +145,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         sandboxed_direct.push(output(sandboxed(&plain, &curl))?.trim().parse::<f64>()? / 1e6);
         through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
     }
-    let (d, s, t) = (median(direct), median(sandboxed_direct), median(through));
+    let (d, s, t) = (crate::median(direct), crate::median(sandboxed_direct), crate::median(through));
     println!(
         "100 MB download (median of {}): direct {d:.0} MB/s, sandboxed without domains {s:.0} MB/s, through the \
          proxy {t:.0} MB/s: {:.2} of direct, {:.2} of sandboxed",
@@ -177,7 +166,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         sandboxed_direct.push(output(sandboxed(&plain, &script))?.trim().parse::<f64>()?);
         through.push(output(sandboxed(&proxied, &script))?.trim().parse::<f64>()?);
     }
-    let (d, s, t) = (median(direct), median(sandboxed_direct), median(through));
+    let (d, s, t) = (crate::median(direct), crate::median(sandboxed_direct), crate::median(through));
     println!(
         "one request on a new connection (median of 3 x {}): direct {d:.0} µs, sandboxed without domains {s:.0} µs, \
          through the proxy {t:.0} µs: +{:.0} µs over direct, +{:.0} µs over sandboxed",
@@ -198,7 +187,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         without.push(time(sandboxed(&plain, &["/bin/true"]))?.as_secs_f64() * 1e3);
         with.push(time(sandboxed(&proxied, &["/bin/true"]))?.as_secs_f64() * 1e3);
     }
-    let (a, b) = (median(without), median(with));
+    let (a, b) = (crate::median(without), crate::median(with));
     println!(
         "capsule run /bin/true (median of {}): without domains {a:.2} ms, with domains {b:.2} ms: +{:.2} ms (namespace and proxy start)",
         options.launches,
@@ -209,7 +198,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         plain_route.push(time(sandboxed(&http_route, &["/bin/true"]))?.as_secs_f64() * 1e3);
         tls_route.push(time(sandboxed(&https_route, &["/bin/true"]))?.as_secs_f64() * 1e3);
     }
-    let (a, b) = (median(plain_route), median(tls_route));
+    let (a, b) = (crate::median(plain_route), crate::median(tls_route));
     println!(
         "capsule run /bin/true (median of {}): with an http:// route {a:.2} ms, with an https:// route {b:.2} ms: +{:.2} ms (trust store and TLS client set-up)",
         options.launches,
