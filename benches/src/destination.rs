@@ -8,9 +8,9 @@
 //! - with domains, to another address: notified, read, refused and recorded (the first
 //!   1,024 one by one, the rest counted).
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -64,13 +64,10 @@ NETWORK
 
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let capsule = crate::bin("capsule")?;
-    let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work)?;
-    let program = crate::compile_c(&work, "connects", CONNECTS)?;
-    let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
+    let scratch = crate::Scratch::new()?;
+    let program = crate::compile_c(&scratch.work, "connects", CONNECTS)?;
     let write_policy = |name: &str, network: &str| -> anyhow::Result<PathBuf> {
-        let path = dir.path().join(name);
+        let path = scratch.path(name);
         std::fs::write(&path, POLICY.replace("NETWORK", network))?;
         Ok(path)
     };
@@ -78,15 +75,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let proxied = write_policy("proxied.yaml", "network:\n  domains: [localhost]")?;
     let n = options.connects.to_string();
     let per_connect = |policy: &Path, ip: &str| -> anyhow::Result<f64> {
-        let log = dir.path().join("bench.log");
+        let log = scratch.path("bench.log");
         let _ = std::fs::remove_file(&log);
-        let o = Command::new(&capsule)
-            .current_dir(&work)
-            .env("XDG_CACHE_HOME", &cache)
-            .env("XDG_STATE_HOME", &state)
-            .arg("run")
-            .arg("--policy")
-            .arg(policy)
+        let o = scratch
+            .capsule_run(&capsule, policy)
             .arg("--log")
             .arg(&log)
             .arg("--")

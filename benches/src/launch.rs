@@ -52,27 +52,22 @@ fn summary(mut times: Vec<Duration>) -> (f64, f64) {
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let capsule = crate::bin("capsule")?;
     let launcher = crate::bin("capsule-launch")?;
-    // Not under /tmp: the default policy lets the command write /tmp, and the
-    // launcher refuses to keep its log where the command could rewrite it.
-    let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work)?;
-    let policy = dir.path().join("default.yaml");
+    let scratch = crate::Scratch::new()?;
+    let work = &scratch.work;
+    let policy = scratch.path("default.yaml");
     let init = Command::new(&capsule).args(["init", "--out"]).arg(&policy).output()?;
     ensure!(init.status.success(), "capsule init failed");
-    let artifact = dir.path().join("artifact");
+    let artifact = scratch.path("artifact");
     let build = Command::new(crate::bin("capsulec")?).arg("build").arg(&policy).arg("-o").arg(&artifact).output()?;
     ensure!(build.status.success(), "capsulec build failed: {}", String::from_utf8_lossy(&build.stderr));
     let pin = String::from_utf8(build.stdout)?.trim().to_owned();
     let manifest = artifact.join("manifest.json");
-    let log = options.log.clone().unwrap_or_else(|| dir.path().join("state").join("bench.log"));
+    let log = options.log.clone().unwrap_or_else(|| scratch.path("state").join("bench.log"));
     std::fs::create_dir_all(log.parent().context("the log has no directory")?)?;
-    let cache = dir.path().join("cache");
-    let state = dir.path().join("state");
 
     let launch = |binary: &Path, with_log: bool| {
         let mut c = Command::new(binary);
-        c.current_dir(&work).arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
+        c.current_dir(work).arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
         if with_log {
             c.arg("--log").arg(&log);
         }
@@ -80,19 +75,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         c
     };
     let run = || {
-        let mut c = Command::new(&capsule);
-        c.current_dir(&work)
-            .env("XDG_CACHE_HOME", &cache)
-            .env("XDG_STATE_HOME", &state)
-            .arg("run")
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--log")
-            .arg(&log)
-            .args(["--", "/bin/true"]);
+        let mut c = scratch.capsule_run(&capsule, &policy);
+        c.arg("--log").arg(&log).args(["--", "/bin/true"]);
         c
     };
-    let spawn_floor = build_spawn_floor(dir.path())?;
+    let spawn_floor = build_spawn_floor(scratch.dir())?;
     let static_launcher = static_launcher()?;
     let bwrap = Path::new("/usr/bin/bwrap").exists();
 

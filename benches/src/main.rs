@@ -74,6 +74,45 @@ pub(crate) fn bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// A benchmark's scratch folder, beside the binaries and not under /tmp: the default
+/// policy lets commands write /tmp, and the launcher refuses a log or a cache the
+/// command could rewrite. `work` is the commands' current directory.
+pub(crate) struct Scratch {
+    dir: tempfile::TempDir,
+    pub work: std::path::PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> anyhow::Result<Scratch> {
+        use anyhow::Context;
+        let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work)?;
+        Ok(Scratch { dir, work })
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `capsule run --policy POLICY` in `work`, with this folder's compile cache and state
+    /// directory (where a relative log goes); its further arguments are the caller's.
+    pub fn capsule_run(&self, capsule: &std::path::Path, policy: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new(capsule);
+        c.current_dir(&self.work)
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .arg("run")
+            .arg("--policy")
+            .arg(policy);
+        c
+    }
+}
+
 /// The median of `v` (the upper one of an even count).
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

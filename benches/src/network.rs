@@ -12,7 +12,7 @@
 //! The server is this process, on 127.0.0.1; `localhost` is the name the policy lists
 //! (`allow-private: true`, since it resolves to loopback).
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -100,12 +100,9 @@ print((time.perf_counter() - start) / n * 1e6)
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let capsule = crate::bin("capsule")?;
     let port = serve()?;
-    let dir = tempfile::tempdir_in(std::env::current_exe()?.parent().context("no parent")?)?;
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work)?;
-    let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
+    let scratch = crate::Scratch::new()?;
     let write_policy = |name: &str, network: &str| -> anyhow::Result<PathBuf> {
-        let path = dir.path().join(name);
+        let path = scratch.path(name);
         std::fs::write(&path, POLICY.replace("NETWORK", network))?;
         Ok(path)
     };
@@ -115,15 +112,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let http_route = write_policy("http-route.yaml", &route("http"))?;
     let https_route = write_policy("https-route.yaml", &route("https"))?;
     let sandboxed = |policy: &Path, command: &[&str]| {
-        let mut c = Command::new(&capsule);
-        c.current_dir(&work)
-            .env("XDG_CACHE_HOME", &cache)
-            .env("XDG_STATE_HOME", &state)
-            .arg("run")
-            .arg("--policy")
-            .arg(policy)
-            .arg("--")
-            .args(command);
+        let mut c = scratch.capsule_run(&capsule, policy);
+        c.arg("--").args(command);
         c
     };
     let output = |mut c: Command| -> anyhow::Result<String> {
