@@ -501,21 +501,12 @@ impl AuditTrail {
     /// syscall as its method and the calling thread's pid, bounded with the proxy's
     /// records.
     fn direct_connection(&mut self, notification: &Notification, syscall: &str, destination: std::net::SocketAddr) {
-        let event = capsule_artifacts::log::ConnectionEvent {
-            invocation: self.invocation,
-            method: syscall.to_owned(),
-            host: destination.ip().to_string(),
-            port: destination.port(),
-            address: Some(destination.to_string()),
-            verdict: "refused",
-            reason: Some(crate::destination::DIRECT_CONNECT.to_owned()),
-            bytes_up: 0,
-            bytes_down: 0,
-            duration_ns: 0,
-            route: None,
-            injected_headers: Vec::new(),
-            time_ns: capsule_artifacts::log::record::unix_time_ns(std::time::SystemTime::now()),
-        };
+        let mut event = crate::proxy::new_event();
+        event.method = syscall.to_owned();
+        event.host = destination.ip().to_string();
+        event.port = destination.port();
+        event.address = Some(destination.to_string());
+        event.reason = Some(crate::destination::DIRECT_CONNECT.to_owned());
         self.record_connection(event, Some(notification.pid));
     }
 

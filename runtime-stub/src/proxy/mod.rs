@@ -431,7 +431,10 @@ fn worker(shared: &Arc<Shared>, pool: &Pool) {
     }
 }
 
-fn new_event() -> ConnectionEvent {
+/// A connection attempt stamped now, refused until the caller says otherwise; the
+/// caller fills in what it learns (the proxy as a request goes on, the supervisor for a
+/// direct attempt).
+pub(crate) fn new_event() -> ConnectionEvent {
     ConnectionEvent {
         invocation: 0,
         method: String::new(),
