@@ -680,6 +680,19 @@ fn checked_addresses(
     Ok(addresses)
 }
 
+/// Readies a connection for its relay: `upstream` registered, so that stopping the
+/// proxy cuts it, and the client streamed (no read timeout, no Nagle delay). Refused
+/// when the proxy is already stopping.
+fn begin_relay(shared: &Shared, id: u64, client: &TcpStream, upstream: &TcpStream) -> Result<(), Refusal> {
+    register(shared, id, upstream);
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err((0, "stopped"));
+    }
+    let _ = client.set_read_timeout(None);
+    let _ = client.set_nodelay(true);
+    Ok(())
+}
+
 /// [`pump`] for an `https://` route: the handshake (the certificate verified for
 /// `host`), then `first` and the copy both ways through the TLS session. A failed
 /// handshake is answered 502 with its reason, and nothing was sent upstream.
@@ -694,14 +707,9 @@ fn pump_tls(
     first: &[u8],
     event: &mut ConnectionEvent,
 ) -> Result<(), Refusal> {
-    register(shared, id, &upstream);
-    if shared.stopping.load(Ordering::SeqCst) {
-        return Err((0, "stopped"));
-    }
+    begin_relay(shared, id, client, &upstream)?;
     let mut session =
         upstream_tls::handshake(tls, host, &mut upstream, CONNECT_TIMEOUT).map_err(|reason| (502, reason))?;
-    let _ = client.set_read_timeout(None);
-    let _ = client.set_nodelay(true);
     let (up, down) = upstream_tls::relay(client, &upstream, &mut session, first);
     event.bytes_up = up;
     event.bytes_down = down;
@@ -717,12 +725,7 @@ fn pump(
     first: &[u8],
     event: &mut ConnectionEvent,
 ) -> Result<(), Refusal> {
-    register(shared, id, &upstream);
-    if shared.stopping.load(Ordering::SeqCst) {
-        return Err((0, "stopped"));
-    }
-    let _ = client.set_read_timeout(None);
-    let _ = client.set_nodelay(true);
+    begin_relay(shared, id, client, &upstream)?;
     upstream.write_all(first).map_err(|_| (0, "upstream-gone"))?;
     let (up, down) = relay(client, &upstream);
     event.bytes_up = first.len() as u64 + up;
