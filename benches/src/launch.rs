@@ -1,7 +1,7 @@
 //! The cost of launching under Capsule: `/bin/true` run directly, under
 //! `capsule-launch` (without and with an audit log), under `capsule run` with a warm
-//! cache, and under bubblewrap, interleaved in one run so machine noise hits each
-//! alike; plus the time the kernel takes to install the default policy's filter.
+//! cache, and under bubblewrap, interleaved in one run (in a shuffled order each round)
+//! so machine noise hits each alike; plus the time the kernel takes to install the default policy's filter.
 
 use anyhow::{Context, ensure};
 use std::path::{Path, PathBuf};
@@ -84,11 +84,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let bwrap = Path::new("/usr/bin/bwrap").exists();
 
     type Make<'a> = Box<dyn Fn() -> Command + 'a>;
-    /// A side of the comparison: its label, how to start one run, and each run's wall
-    /// and CPU time.
-    type Row<'a> = (&'static str, Make<'a>, Vec<(Duration, Duration)>);
+    /// A side of the comparison: its label, how to start one run, the phase it runs in,
+    /// and each run's wall and CPU time.
+    type Row<'a> = (&'static str, Make<'a>, Phase, Vec<(Duration, Duration)>);
     let mut rows: Vec<Row> = vec![
-        ("/bin/true (direct)", Box::new(|| Command::new("/bin/true")), vec![]),
+        ("/bin/true (direct)", Box::new(|| Command::new("/bin/true")), Phase::Compare, vec![]),
         (
             "floor: C posix_spawn + wait",
             Box::new(|| {
@@ -96,14 +96,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                 c.arg("/bin/true");
                 c
             }),
+            Phase::Compare,
             vec![],
         ),
-        ("capsule-launch, no log", Box::new(|| launch(&launcher, false)), vec![]),
-        ("capsule-launch --log", Box::new(|| launch(&launcher, true)), vec![]),
-        ("capsule run --log (warm cache)", Box::new(run), vec![]),
+        ("capsule-launch, no log", Box::new(|| launch(&launcher, false)), Phase::Variants, vec![]),
+        ("capsule-launch --log", Box::new(|| launch(&launcher, true)), Phase::Compare, vec![]),
+        ("capsule run --log (warm cache)", Box::new(run), Phase::Compare, vec![]),
     ];
     if let Some(path) = &static_launcher {
-        rows.insert(3, ("capsule-launch (static), no log", Box::new(|| launch(path, false)), vec![]));
+        rows.insert(3, ("capsule-launch (static), no log", Box::new(|| launch(path, false)), Phase::Variants, vec![]));
     }
     if bwrap {
         rows.push((
@@ -113,20 +114,35 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                 c.args(["--ro-bind", "/", "/", "--dev", "/dev", "/bin/true"]);
                 c
             }),
+            Phase::Compare,
             vec![],
         ));
     }
     wall(&mut run())?; // warm the cache
-    for _ in 0..options.runs {
-        for (_, make, times) in &mut rows {
-            times.push(wall(&mut make())?);
+    // Each round runs every row of a phase once, in an order shuffled afresh. Rows run
+    // in two phases so that in the comparison every binary runs equally often: a binary
+    // run twice as often as another (`capsule-launch` with and without a log) stays
+    // hotter in the caches, which took 3 to 4 points off its side of the run / launch
+    // ratio (docs/benchmarks.md). The launcher's variants run in a phase of their own.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for phase in [Phase::Compare, Phase::Variants] {
+        let mut order: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].2 == phase).collect();
+        for _ in 0..options.runs {
+            for i in (1..order.len()).rev() {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                order.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            for &row in &order {
+                let (_, make, _, times) = &mut rows[row];
+                times.push(wall(&mut make())?);
+            }
         }
     }
     let walls = |times: &[(Duration, Duration)]| times.iter().map(|t| t.0).collect::<Vec<_>>();
     let cpu_mean = |times: &[(Duration, Duration)]| {
         times.iter().map(|t| t.1).sum::<Duration>().as_secs_f64() * 1e3 / times.len() as f64
     };
-    let medians: Vec<f64> = rows.iter().map(|(_, _, times)| summary(walls(times)).0).collect();
+    let medians: Vec<f64> = rows.iter().map(|(_, _, _, times)| summary(walls(times)).0).collect();
     let (direct, floor) = (medians[0], medians[1]);
     println!(
         "launch cost, {} runs each, interleaved; wall time per run, and CPU time (user + system, the",
@@ -135,16 +151,18 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     println!("command's included) per run; log: {}", log.display());
     println!("{:<34} {:>9} {:>9} {:>9} {:>8} {:>9}", "command", "median", "mean", "x direct", "x floor", "cpu mean");
     let mut by_name = std::collections::BTreeMap::new();
-    for (name, _, times) in &rows {
+    for (name, _, phase, times) in &rows {
         let (median, mean) = summary(walls(times));
         let cpu = cpu_mean(times);
         by_name.insert(*name, (median, cpu));
+        let label = if *phase == Phase::Variants { format!("{name} *") } else { name.to_string() };
         println!(
-            "{name:<34} {median:>7.2}ms {mean:>7.2}ms {:>8.2}x {:>7.2}x {cpu:>7.2}ms",
+            "{label:<34} {median:>7.2}ms {mean:>7.2}ms {:>8.2}x {:>7.2}x {cpu:>7.2}ms",
             median / direct,
             median / floor
         );
     }
+    println!("* in a second phase, interleaved with the launcher's other variants only");
     let run = by_name["capsule run --log (warm cache)"];
     let launch = by_name["capsule-launch --log"];
     println!("capsule run / capsule-launch, same log: wall {:.3}, cpu {:.3}", run.0 / launch.0, run.1 / launch.1);
@@ -161,6 +179,15 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let install = filter_install_time(&blob, options.runs)?;
     println!("filter install (default policy, {} instructions): median {:.1} us", blob.len() / 8, install * 1e6);
     Ok(())
+}
+
+/// Rows of a phase are interleaved with each other only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// What the ratios compare, each binary run once a round.
+    Compare,
+    /// The launcher without a log (and the static one), after the comparison.
+    Variants,
 }
 
 /// The least any launcher that stays the parent can cost: a C program that

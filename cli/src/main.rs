@@ -104,13 +104,17 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(125))
 }
 
-/// `capsule run ...` parsed against `run`'s own arguments only. `capsule run` is the hot
-/// path (every tool call of an agent), and clap builds the whole command tree, every
-/// subcommand's arguments with it, before it parses: for `run` that was a fifth of the
-/// start-up cost `capsule run` adds over `capsule-launch` (docs/benchmarks.md). Help,
-/// usage and errors read as the full tree's do (a test compares them).
+/// `capsule run ...` parsed without clap in its plain forms (`RunArgs::parse_plain`),
+/// else against `run`'s own arguments only. `capsule run` is the hot path (every tool
+/// call of an agent), and clap builds the whole command tree, every subcommand's
+/// arguments with it, before it parses (docs/benchmarks.md). Help, usage and errors
+/// read as the full tree's do (a test compares them).
 fn parse_run() -> run::RunArgs {
     use clap::{Args, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+    if let Some(parsed) = run::RunArgs::parse_plain(&args) {
+        return parsed;
+    }
     let command = run::RunArgs::augment_args(clap::Command::new("run").bin_name("capsule run"));
     let matches = command.get_matches_from(std::env::args_os().skip(1));
     run::RunArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())

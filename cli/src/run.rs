@@ -22,7 +22,7 @@ const BUILT_IN_NAME: &str = "the built-in default policy";
 /// built-in default policy (`capsule init` writes it out). Exit code: the command's; 128+N when signal N
 /// ended it (159: killed by the seccomp filter); 125 when capsule failed; 126 when
 /// the command cannot be executed; 127 when it is not found.
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug, PartialEq, Eq)]
 pub struct RunArgs {
     /// The policy to run under (default: ./capsule.yaml, else the built-in default).
     #[arg(long)]
@@ -45,6 +45,76 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// `capsule run`'s arguments (those after `run`) when they take only the plain
+    /// forms: `--policy`, `--log` and `--workspace` with a value (`--flag VALUE` or
+    /// `--flag=VALUE`), `-v`/`--verbose`, `--announce-fd N`, each at most once, then the
+    /// command, after `--` or from the first word that is not an option. Anything else
+    /// (help, an unknown, repeated or non-UTF-8 option, a missing or empty value, no
+    /// command) is `None`, and clap parses it, answering as the full command tree does.
+    ///
+    /// Why by hand: clap takes about 80 µs to build and run its parser, most of it the
+    /// first touch of its code and heap, and `capsule run` is every tool call of an agent
+    /// (docs/benchmarks.md). A test checks that clap reads every argument list this
+    /// accepts the same way.
+    pub fn parse_plain(args: &[OsString]) -> Option<RunArgs> {
+        let mut parsed = RunArgs {
+            policy: None,
+            log: None,
+            workspace: None,
+            verbose: false,
+            announce_fd: None,
+            command: Vec::new(),
+        };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let text = arg.to_str()?;
+            if text == "--" {
+                parsed.command = rest.cloned().collect();
+                break;
+            }
+            if !text.starts_with('-') {
+                parsed.command = std::iter::once(arg).chain(rest).cloned().collect();
+                break;
+            }
+            let (flag, inline) = match text.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+                _ => (text, None),
+            };
+            if matches!(flag, "-v" | "--verbose") {
+                if inline.is_some() || std::mem::replace(&mut parsed.verbose, true) {
+                    return None;
+                }
+                continue;
+            }
+            // A value that looks like an option is left to clap, which decides what it is.
+            let value = match inline {
+                Some(value) => value,
+                None => rest.next()?.to_str()?,
+            };
+            if value.is_empty() || value.starts_with('-') {
+                return None;
+            }
+            let slot = match flag {
+                "--policy" => &mut parsed.policy,
+                "--log" => &mut parsed.log,
+                "--workspace" => &mut parsed.workspace,
+                "--announce-fd" => {
+                    if parsed.announce_fd.replace(value.parse().ok()?).is_some() {
+                        return None;
+                    }
+                    continue;
+                }
+                _ => return None,
+            };
+            if slot.replace(PathBuf::from(value)).is_some() {
+                return None;
+            }
+        }
+        (!parsed.command.is_empty()).then_some(parsed)
+    }
 }
 
 pub fn run(args: RunArgs) -> i32 {
@@ -272,6 +342,100 @@ pub fn syscall_name(arch: u32, nr: u32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's reading of `capsule run ARGS` (as `parse_run` in main.rs builds it).
+    fn clap_parse(args: &[OsString]) -> Result<RunArgs, clap::Error> {
+        use clap::{Args, FromArgMatches};
+        let command = RunArgs::augment_args(clap::Command::new("run").bin_name("capsule run"));
+        let matches =
+            command.try_get_matches_from(std::iter::once(OsString::from("run")).chain(args.iter().cloned()))?;
+        RunArgs::from_arg_matches(&matches)
+    }
+
+    fn os(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    /// Every argument list the plain parser accepts, clap reads the same way: all lists of
+    /// up to three words from a vocabulary of options, values and edge cases, and 30,000
+    /// longer ones drawn from it (a fixed-seed generator, so a failure reproduces).
+    #[test]
+    fn the_plain_parser_agrees_with_clap() {
+        const WORDS: &[&str] = &[
+            "--policy",
+            "--policy=p.yaml",
+            "p.yaml",
+            "--log",
+            "--log=a=b",
+            "--workspace",
+            "/w",
+            "-v",
+            "--verbose",
+            "--verbose=x",
+            "-vv",
+            "--announce-fd",
+            "3",
+            "--announce-fd=+4",
+            "--announce-fd=x",
+            "--",
+            "ls",
+            "-l",
+            "--help",
+            "-h",
+            "",
+            "--policy=",
+            "x=y",
+            "-",
+            "--unknown",
+            "--pol",
+        ];
+        let mut accepted = 0;
+        let mut check = |words: Vec<&str>| {
+            let args = os(&words);
+            if let Some(plain) = RunArgs::parse_plain(&args) {
+                accepted += 1;
+                match clap_parse(&args) {
+                    Ok(full) => assert_eq!(plain, full, "{words:?}"),
+                    Err(e) => panic!("{words:?}: the plain parser accepts what clap refuses: {e}"),
+                }
+            }
+        };
+        for a in WORDS {
+            check(vec![a]);
+            for b in WORDS {
+                check(vec![a, b]);
+                for c in WORDS {
+                    check(vec![a, b, c]);
+                }
+            }
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..30_000 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let len = 4 + (state >> 60) as usize % 5;
+            let words =
+                (0..len).map(|i| WORDS[((state >> (i * 7)) as usize ^ i * 31) % WORDS.len()]).collect::<Vec<_>>();
+            check(words);
+        }
+        assert!(accepted > 1_000, "the vocabulary should exercise the plain forms ({accepted} accepted)");
+    }
+
+    /// The forms `capsule run` is called with in practice stay off clap's path.
+    #[test]
+    fn the_usual_command_lines_are_plain() {
+        for words in [
+            &["ls", "-l"][..],
+            &["--policy", "capsule.yaml", "--", "python3", "-c", "print(1)"],
+            &["--policy=p.json", "--log", "/var/log/x.log", "-v", "make", "--jobs=2"],
+            &["--workspace", "/w", "--announce-fd", "5", "--", "--weird-name"],
+        ] {
+            let plain = RunArgs::parse_plain(&os(words)).unwrap_or_else(|| panic!("{words:?} went to clap"));
+            assert_eq!(plain, clap_parse(&os(words)).unwrap());
+        }
+        for words in [&["--help"][..], &[], &["--policy"], &["-v", "-v", "ls"], &["--log=", "ls"]] {
+            assert_eq!(RunArgs::parse_plain(&os(words)), None, "{words:?}");
+        }
+    }
 
     #[test]
     fn finds_the_last_mount_on_a_folder() {
