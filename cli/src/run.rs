@@ -414,7 +414,7 @@ mod tests {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             let len = 4 + (state >> 60) as usize % 5;
             let words =
-                (0..len).map(|i| WORDS[((state >> (i * 7)) as usize ^ i * 31) % WORDS.len()]).collect::<Vec<_>>();
+                (0..len).map(|i| WORDS[((state >> (i * 7)) as usize ^ (i * 31)) % WORDS.len()]).collect::<Vec<_>>();
             check(words);
         }
         assert!(accepted > 1_000, "the vocabulary should exercise the plain forms ({accepted} accepted)");
