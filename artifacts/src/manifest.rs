@@ -212,23 +212,34 @@ pub fn load_pinned(path: &Path, expected_pin: Option<&str>, target: Target) -> R
     Ok(VerifiedArtifact { dir, manifest, pin, target, entry, blob })
 }
 
-/// The version check comes first, on a minimal view of the document, so a newer
-/// manifest is refused for its version rather than for a field this code does not know.
+/// The format and version decide first: a newer manifest is refused for its version
+/// rather than for a field this code does not know. A manifest of this version parses
+/// in one pass (every launch reads one), and only a document that does not parse as
+/// one is read again, on a minimal view, to say which of the three it is.
 fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
     #[derive(Deserialize)]
     struct Header {
         format: String,
         version: u64,
     }
-    let header: Header =
-        serde_json::from_slice(bytes).map_err(|source| ArtifactError::NotJson { path: path.to_path_buf(), source })?;
-    if header.format != FORMAT {
-        return Err(ArtifactError::WrongFormat { path: path.to_path_buf(), found: header.format });
+    let check = |format: &str, version: u64| {
+        if format != FORMAT {
+            return Err(ArtifactError::WrongFormat { path: path.to_path_buf(), found: format.to_owned() });
+        }
+        if version != u64::from(VERSION) {
+            return Err(ArtifactError::UnsupportedVersion { path: path.to_path_buf(), found: version });
+        }
+        Ok(())
+    };
+    match serde_json::from_slice::<Manifest>(bytes) {
+        Ok(manifest) => check(&manifest.format, u64::from(manifest.version)).map(|()| manifest),
+        Err(source) => {
+            let header: Header = serde_json::from_slice(bytes)
+                .map_err(|source| ArtifactError::NotJson { path: path.to_path_buf(), source })?;
+            check(&header.format, header.version)?;
+            Err(ArtifactError::Schema { path: path.to_path_buf(), source })
+        }
     }
-    if header.version != u64::from(VERSION) {
-        return Err(ArtifactError::UnsupportedVersion { path: path.to_path_buf(), found: header.version });
-    }
-    serde_json::from_slice(bytes).map_err(|source| ArtifactError::Schema { path: path.to_path_buf(), source })
 }
 
 fn check_entries(manifest: &Manifest) -> Result<(), ArtifactError> {
@@ -422,6 +433,15 @@ mod tests {
             let err = load_pinned(dir.path(), None, Target::LinuxX86_64).unwrap_err();
             assert!(err.to_string().contains(&format!("is manifest version {version}")), "{err}");
         }
+
+        // A newer manifest with a field this code does not know: refused for its version.
+        m.version = VERSION + 1;
+        let (dir, _) = folder(&[], &m);
+        let path = dir.path().join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).unwrap().replacen("\"compiler\"", "\"extra\": 1, \"compiler\"", 1);
+        std::fs::write(&path, text).unwrap();
+        let err = load_pinned(dir.path(), None, Target::LinuxX86_64).unwrap_err();
+        assert!(matches!(err, ArtifactError::UnsupportedVersion { .. }), "{err}");
 
         let mut m = manifest(vec![]);
         m.format = "other".to_owned();
