@@ -416,7 +416,11 @@ enum TailError {
 
 /// Rebuilds the chain state at the end of a log of `len` bytes from its tail.
 fn load_tail(file: &File, len: u64) -> Result<(Chain, bool), TailError> {
-    const CHUNK: u64 = 64 * 1024;
+    // Every launch opens the log here, and its last line is usually the checkpoint the
+    // previous invocation ended with (about 1.5 KB): read a small chunk first, then
+    // double up to 64 KiB, so a launch does not read and zero 64 KiB it never looks at.
+    let mut chunk_len: u64 = 8 * 1024;
+    const MAX_CHUNK: u64 = 64 * 1024;
     // `buf` holds file[start..len); its last `examined` bytes are whole lines already
     // looked at. Read backwards until a checkpoint line (or the file start) is found.
     let mut start = len;
@@ -452,7 +456,8 @@ fn load_tail(file: &File, len: u64) -> Result<(Chain, bool), TailError> {
             let tamper = Tamper { line: 0, record: 0, problem: super::chain::Problem::LineTooLong };
             return Err(TailError::Damaged(start, tamper));
         }
-        let n = CHUNK.min(start);
+        let n = chunk_len.min(start);
+        chunk_len = (chunk_len * 2).min(MAX_CHUNK);
         start -= n;
         let mut chunk = vec![0u8; usize::try_from(n).expect("chunk fits")];
         file.read_exact_at(&mut chunk, start).map_err(TailError::Io)?;
