@@ -53,7 +53,6 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let capsule = crate::bin("capsule")?;
     let launcher = crate::bin("capsule-launch")?;
     let scratch = crate::Scratch::new()?;
-    let work = &scratch.work;
     let policy = scratch.path("default.yaml");
     let init = Command::new(&capsule).args(["init", "--out"]).arg(&policy).output()?;
     ensure!(init.status.success(), "capsule init failed");
@@ -66,8 +65,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(log.parent().context("the log has no directory")?)?;
 
     let launch = |binary: &Path, with_log: bool| {
-        let mut c = Command::new(binary);
-        c.current_dir(work).arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
+        let mut c = scratch.command(binary);
+        c.arg("--manifest").arg(&manifest).arg("--pin").arg(&pin);
         if with_log {
             c.arg("--log").arg(&log);
         }

@@ -99,16 +99,20 @@ impl Scratch {
         self.dir.path().join(name)
     }
 
-    /// `capsule run --policy POLICY` in `work`, with this folder's compile cache and state
-    /// directory (where a relative log goes); its further arguments are the caller's.
+    /// `program` in `work`, with this folder's compile cache and state directory (where a
+    /// relative log goes). Both front doors start this way, so each checks the same
+    /// capsule directories (the launcher refuses a policy that could write them).
+    pub fn command(&self, program: &std::path::Path) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        c.current_dir(&self.work).env("XDG_CACHE_HOME", self.path("cache")).env("XDG_STATE_HOME", self.path("state"));
+        c
+    }
+
+    /// `capsule run --policy POLICY` started as [`Scratch::command`] starts it; its
+    /// further arguments are the caller's.
     pub fn capsule_run(&self, capsule: &std::path::Path, policy: &std::path::Path) -> std::process::Command {
-        let mut c = std::process::Command::new(capsule);
-        c.current_dir(&self.work)
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env("XDG_STATE_HOME", self.path("state"))
-            .arg("run")
-            .arg("--policy")
-            .arg(policy);
+        let mut c = self.command(capsule);
+        c.arg("run").arg("--policy").arg(policy);
         c
     }
 }
