@@ -2,7 +2,8 @@
 //!
 //! - throughput: a 100 MB download by curl, directly, in the sandbox without
 //!   `domains` (the sandbox's own cost, apart from the proxy's) and through the proxy
-//!   (curl's own `speed_download`, so the launch is not counted);
+//!   (curl's own `speed_download`, so the launch is not counted); with `--rates`, also
+//!   from a server that paces its sends, as a link of that speed would;
 //! - per-connection cost: Python's urllib making sequential requests, each on a new
 //!   connection, on the same three sides, in one process each;
 //! - launch cost: `/bin/true` under the same policy without and with `domains`, and
@@ -30,11 +31,17 @@ pub struct Options {
     /// Launches per side.
     #[arg(long, default_value_t = 50)]
     launches: usize,
+    /// Also download from a server that sends no faster than each of these rates
+    /// (MB/s, comma-separated), as a network link would: up to which rate does the
+    /// proxy keep pace? The unpaced download measures its cost when the CPU is the limit.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<u64>,
 }
 
 const BIG: usize = 100 * 1000 * 1000;
 
-/// Serves `GET /big` (100 MB) and anything else (a short body), one thread per connection.
+/// Serves `GET /big` (100 MB), `GET /big/RATE` (the same, sent at no more than RATE
+/// MB/s) and anything else (a short body), one thread per connection.
 fn serve() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -48,16 +55,25 @@ fn serve() -> anyhow::Result<u16> {
                     head.push(byte[0]);
                 }
                 let _ = stream.set_nodelay(true);
-                if head.starts_with(b"GET /big") {
+                if let Some(rest) = head.strip_prefix(b"GET /big") {
+                    // Bytes per second, for a path `/big/RATE` (RATE in MB/s).
+                    let rate = std::str::from_utf8(rest)
+                        .ok()
+                        .and_then(|r| r.strip_prefix('/')?.split(' ').next()?.parse::<f64>().ok())
+                        .map(|mb| mb * 1e6);
                     let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\nConnection: close\r\n\r\n");
                     let chunk = vec![b'x'; 1 << 20];
-                    let mut left = BIG;
+                    let (mut left, start) = (BIG, Instant::now());
                     while left > 0 {
                         let n = left.min(chunk.len());
                         if stream.write_all(&chunk[..n]).is_err() {
                             return;
                         }
                         left -= n;
+                        if let Some(rate) = rate {
+                            let due = Duration::from_secs_f64((BIG - left) as f64 / rate);
+                            std::thread::sleep(due.saturating_sub(start.elapsed()));
+                        }
                     }
                 } else {
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
@@ -143,6 +159,21 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         t / d,
         t / s
     );
+
+    // The same through links of a given speed: the server paces its sends.
+    for rate in &options.rates {
+        let paced = format!("http://localhost:{port}/big/{rate}");
+        let curl = ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", paced.as_str()];
+        let (mut direct, mut through) = (Vec::new(), Vec::new());
+        for _ in 0..options.downloads {
+            let mut c = Command::new(curl[0]);
+            c.args(&curl[1..]).env("NO_PROXY", "*").env_remove("http_proxy").env_remove("HTTP_PROXY");
+            direct.push(output(c)?.trim().parse::<f64>()? / 1e6);
+            through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
+        }
+        let (d, t) = (crate::median(direct), crate::median(through));
+        println!("  sent at {rate} MB/s: direct {d:.0} MB/s, through the proxy {t:.0} MB/s: {:.2} of direct", t / d);
+    }
 
     // Per-connection cost.
     let small = format!("http://localhost:{port}/small");
