@@ -125,14 +125,13 @@ pub(crate) fn protected_log_path(
     }
     // Readable paths too: a command that can open the log can read every earlier
     // invocation's record and hold its lock (flock needs only a read descriptor).
-    let readable = landlock.fs.iter().filter(|class| class.name == "read").flat_map(|class| &class.paths);
-    for granted in write.paths.iter().chain(readable) {
-        let granted = granted.canonicalize().unwrap_or_else(|_| granted.clone());
-        if resolved.starts_with(&granted) {
+    let readable = landlock.fs.iter().filter(|class| class.name == "read").flat_map(|class| &class.resolved);
+    for granted in write.resolved.iter().chain(readable) {
+        if resolved.starts_with(granted) {
             // The usual way here: `capsule run` from the home directory, whose state
             // directory then lies in the writable workspace.
             let is_workspace = workspace.and_then(|w| w.canonicalize().ok()).as_deref() == Some(granted.as_path());
-            let hint = if is_workspace { home_workspace_hint(&granted) } else { "" };
+            let hint = if is_workspace { home_workspace_hint(granted) } else { "" };
             return Err(format!(
                 "the audit log {} lies beneath {}, which the policy lets the command read or write; \
                  keep the log outside the policy's paths (--log FILE, or the policy's `audit: log:`){hint}",
@@ -197,9 +196,9 @@ pub(crate) fn invoking_user() -> Option<String> {
 /// and for the defaults under the home directory (a later run with other XDG variables
 /// uses those). A policy that does not restrict writes at all
 /// has made its own choice (the log check refuses it when there is a log).
-/// `write` holds the writable paths (on Linux, the Landlock plan's `write` class; on
-/// macOS, the policy's `filesystem: write:` resolved); `None` when writes are not
-/// restricted.
+/// `write` holds the writable paths with their symlinks and `..` resolved (on Linux,
+/// the Landlock plan's `write` class, `FsClass::resolved`; on macOS, the policy's
+/// `filesystem: write:` resolved); `None` when writes are not restricted.
 pub(crate) fn refuse_writable_capsule_dirs(write: Option<&[PathBuf]>, workspace: Option<&Path>) -> Result<(), String> {
     const STATE: &str = "the capsule state directory (trusted policies, the default log)";
     const CACHE: &str = "the compile cache";
@@ -228,10 +227,7 @@ fn refuse_writable_dirs(
     dirs: &[(&str, Result<PathBuf, String>)],
     workspace: Option<&Path>,
 ) -> Result<(), String> {
-    let Some(write) = write else { return Ok(()) };
-    // Resolved once for every directory (each resolution is a readlink per component).
-    let granted: Vec<PathBuf> =
-        write.iter().map(|granted| granted.canonicalize().unwrap_or_else(|_| granted.clone())).collect();
+    let Some(granted) = write else { return Ok(()) };
     for (what, dir) in dirs {
         // What cannot be located or resolved cannot be shown safe: a command may have
         // made a directory unsearchable (Landlock does not govern chmod).
@@ -239,7 +235,7 @@ fn refuse_writable_dirs(
             |e: &dyn std::fmt::Display| format!("cannot check that the policy keeps the command out of {what}: {e}");
         let dir = dir.as_ref().map_err(|e| cannot_check(e))?;
         let dir = crate::paths::resolve_existing(dir).map_err(|e| cannot_check(&e))?;
-        for granted in &granted {
+        for granted in granted {
             // Either way round: a grant beneath the directory (one entry) is as bad.
             if dir.starts_with(granted) || granted.starts_with(&dir) {
                 let hint = workspace.map_or("", home_workspace_hint);
@@ -616,9 +612,10 @@ mod tests {
     use super::*;
     use crate::sandbox::FsClass;
     use capsule_artifacts::launch::LandlockMode;
+    use std::collections::BTreeMap;
 
     fn write_grants(plan: &LandlockPlan) -> Option<&[PathBuf]> {
-        plan.fs.iter().find(|class| class.name == "write").map(|class| class.paths.as_slice())
+        plan.fs.iter().find(|class| class.name == "write").map(|class| class.resolved.as_slice())
     }
 
     fn plan(write: Option<Vec<PathBuf>>, kernel_abi: u8) -> LandlockPlan {
@@ -627,10 +624,13 @@ mod tests {
             min_abi: 1,
             kernel_abi,
             fs: write
-                .map(|paths| FsClass {
-                    name: "write",
-                    rights: landlock::AccessFs::from_write(landlock::ABI::V1),
-                    paths,
+                .map(|paths| {
+                    FsClass::new(
+                        "write",
+                        landlock::AccessFs::from_write(landlock::ABI::V1),
+                        paths,
+                        &mut BTreeMap::new(),
+                    )
                 })
                 .into_iter()
                 .collect(),
@@ -663,11 +663,12 @@ mod tests {
 
         // Readable is refused too: the command could read the log and hold its lock.
         let mut readable = plan.clone();
-        readable.fs.push(FsClass {
-            name: "read",
-            rights: landlock::AccessFs::from_read(landlock::ABI::V1),
-            paths: vec![outside.clone()],
-        });
+        readable.fs.push(FsClass::new(
+            "read",
+            landlock::AccessFs::from_read(landlock::ABI::V1),
+            vec![outside.clone()],
+            &mut BTreeMap::new(),
+        ));
         let err = protected_log_path(&outside.join("capsule.log"), &readable, None).unwrap_err();
         assert!(err.contains("lets the command read or write"), "{err}");
     }

@@ -31,7 +31,7 @@ pub fn launch_supervised(
         Err(failure) => return LaunchOutcome::failed(failure),
     };
     let workspace = options.workspace.clone().or_else(|| std::env::current_dir().ok());
-    let write = landlock.fs.iter().find(|class| class.name == "write").map(|class| class.paths.as_slice());
+    let write = landlock.fs.iter().find(|class| class.name == "write").map(|class| class.resolved.as_slice());
     if let Err(e) = audit::refuse_writable_capsule_dirs(write, workspace.as_deref()) {
         return LaunchOutcome::failed(Failure::setup(e));
     }

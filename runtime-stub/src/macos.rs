@@ -323,8 +323,9 @@ pub fn launch_with(
         Ok(params) => params,
         Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
     };
+    let resolve = |rule: &String| vars.resolve(rule).map(|path| path.canonicalize().unwrap_or(path));
     let write: Option<Result<Vec<PathBuf>, String>> =
-        settings.filesystem.write.as_ref().map(|rules| rules.iter().map(|rule| vars.resolve(rule)).collect());
+        settings.filesystem.write.as_ref().map(|rules| rules.iter().map(resolve).collect());
     let write = match write.transpose() {
         Ok(write) => write,
         Err(e) => return LaunchOutcome::failed(Failure::setup(e)),

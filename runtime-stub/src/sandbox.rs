@@ -31,7 +31,31 @@ const SCOPE_ABI: u8 = 6;
 pub struct FsClass {
     pub name: &'static str,
     pub rights: BitFlags<AccessFs>,
+    /// The rules' paths as the policy resolves them (variables substituted); Landlock
+    /// opens these, and the kernel follows their symlinks.
     pub paths: Vec<PathBuf>,
+    /// The same paths with symlinks and `..` resolved, for the launcher's own
+    /// comparisons (is the log, the cache or the state directory beneath a grant?).
+    pub resolved: Vec<PathBuf>,
+}
+
+impl FsClass {
+    /// `memo` holds the resolutions made so far for one plan: a path in several classes
+    /// (`/dev/null` is read and written) is resolved once, each a `readlink` per component.
+    pub(crate) fn new(
+        name: &'static str,
+        rights: BitFlags<AccessFs>,
+        paths: Vec<PathBuf>,
+        memo: &mut BTreeMap<PathBuf, PathBuf>,
+    ) -> FsClass {
+        let resolved = paths
+            .iter()
+            .map(|path| {
+                memo.entry(path.clone()).or_insert_with(|| path.canonicalize().unwrap_or_else(|_| path.clone())).clone()
+            })
+            .collect();
+        FsClass { name, rights, paths, resolved }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +101,7 @@ impl LandlockPlan {
         let fs = &settings.filesystem;
         let mut skipped = Vec::new();
         let mut classes = Vec::new();
+        let mut memo = BTreeMap::new();
         let newest_read = AccessFs::from_read(NEWEST_ABI);
         for (name, rules, rights) in [
             ("read", &fs.read, newest_read & !AccessFs::Execute),
@@ -95,7 +120,7 @@ impl LandlockPlan {
                     skipped.push(format!("{name} {} (does not exist)", path.display()));
                 }
             }
-            classes.push(FsClass { name, rights, paths });
+            classes.push(FsClass::new(name, rights, paths, &mut memo));
         }
         let ports = |rules: &Option<Vec<capsule_artifacts::launch::PortRule>>| {
             rules.as_ref().map(|rules| rules.iter().map(|r| r.port).collect::<Vec<u16>>())
@@ -279,8 +304,9 @@ mod tests {
 
     #[test]
     fn a_path_named_by_several_classes_gets_one_rule_with_their_union() {
-        let class =
-            |name, rights, paths: &[&str]| FsClass { name, rights, paths: paths.iter().map(PathBuf::from).collect() };
+        let class = |name, rights, paths: &[&str]| {
+            FsClass::new(name, rights, paths.iter().map(PathBuf::from).collect(), &mut BTreeMap::new())
+        };
         let read = AccessFs::ReadFile | AccessFs::ReadDir;
         let plan = LandlockPlan {
             mode: LandlockMode::Enforce,
