@@ -653,7 +653,7 @@ fn test_ca(dir: &Path, ca_name: &str) -> (PathBuf, [(PathBuf, PathBuf); 2]) {
 
 /// An HTTPS server on 127.0.0.1 that appends each request's head to `argv[3]`.
 const HTTPS_RECORDING_SERVER: &str = r#"
-import http.server, ssl, sys
+import http.server, ssl, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         got = self.rfile.read(int(self.headers["Content-Length"]))
@@ -663,6 +663,27 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
+        if self.path.startswith("/hang"):
+            # A slow answer: its start, then nothing until the client is gone (the
+            # read ends) or 10 s have passed; which, and when, goes into the file.
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"first\n")
+            self.wfile.flush()
+            self.connection.settimeout(10)
+            start = time.monotonic()
+            try:
+                self.connection.recv(1)
+                seen = "closed after %.1f s" % (time.monotonic() - start)
+            except TimeoutError:
+                seen = "open"
+            except OSError:
+                seen = "closed after %.1f s" % (time.monotonic() - start)
+            with open(sys.argv[3], "a") as heads:
+                heads.write(f"{self.path}: {seen}\n")
+            self.close_connection = True
+            return
         if self.path == "/big":
             self.send_response(200)
             self.send_header("Content-Length", str(5_000_000))
@@ -820,6 +841,102 @@ fn a_route_to_an_https_upstream_verifies_it_and_delivers_the_credential_over_tls
         let _ = child.kill();
         let _ = child.wait();
     }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A client that goes away in the middle of an answer from an https route: the proxy
+/// ends its TLS connection upstream too (close_notify after the client's FIN, at once
+/// after a reset), so a slow upstream (a model streaming tokens) stops working for
+/// nobody. Directly, the server sees either end at once; through the proxy it must
+/// too, and not only when the invocation ends (the command stays 4 s longer).
+#[test]
+fn a_client_that_goes_away_ends_its_https_upstream_connection() {
+    let _shared = SYSTEM.read().unwrap();
+    let dir = outside_dir("capsule-route-gone-");
+    let (ca, [(cert, key), _]) = test_ca(dir.path(), "capsule test CA");
+    let seen = dir.path().join("seen.txt");
+    let (mut server, port) = python_server(&[
+        OsStr::new("-c"),
+        OsStr::new(HTTPS_RECORDING_SERVER),
+        cert.as_os_str(),
+        key.as_os_str(),
+        seen.as_os_str(),
+    ]);
+    let port = port.trim().to_owned();
+    // Reads the answer's start, then closes: with a FIN, or with a reset (SO_LINGER 0).
+    const CLIENT: &str = r#"
+import os, socket, ssl, struct, sys, urllib.parse
+base, path, how = sys.argv[1], sys.argv[2], sys.argv[3]
+u = urllib.parse.urlsplit(base)
+s = socket.create_connection((u.hostname, u.port))
+if u.scheme == "https":
+    ctx = ssl.create_default_context(cafile=sys.argv[4])
+    s = ctx.wrap_socket(s, server_hostname=u.hostname)
+s.sendall(f"GET {u.path}{path} HTTP/1.1\r\nHost: {u.hostname}\r\n\r\n".encode())
+got = b""
+while b"first" not in got:
+    got += s.recv(100)
+if how == "reset":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+print("went away")
+"#;
+    // Whether the server saw `path`'s connection end within 2 s of its answer's start.
+    let soon = |text: &str, path: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{path}: closed after ")))
+            .and_then(|rest| rest.trim_end_matches(" s").parse::<f64>().ok())
+            .is_some_and(|seconds| seconds < 2.0)
+    };
+    // Both lines for `paths` in the file, waiting for the server's verdicts.
+    let verdicts = |paths: &[&str]| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&seen).unwrap_or_default();
+            if paths.iter().all(|p| text.contains(&format!("{p}: "))) || std::time::Instant::now() > deadline {
+                std::fs::write(&seen, "").unwrap();
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let result = std::panic::catch_unwind(|| {
+        // Directly: the server notices either way of going away.
+        let direct = format!("https://localhost:{port}");
+        for (path, how) in [("/hang-direct-fin", "fin"), ("/hang-direct-reset", "reset")] {
+            let o = std::process::Command::new(python())
+                .args(["-c", CLIENT, &direct, path, how, ca.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert_eq!(text(&o.stdout), "went away\n", "{}", out(&o));
+        }
+        let text_seen = verdicts(&["/hang-direct-fin", "/hang-direct-reset"]);
+        for path in ["/hang-direct-fin", "/hang-direct-reset"] {
+            assert!(soon(&text_seen, path), "{text_seen}");
+        }
+
+        for identity in identities("a_client_that_goes_away_ends_its_https_upstream_connection") {
+            let network = format!(
+                "  proxy: {{ allow-private: true }}\n  routes:\n    - prefix: /api\n      upstream: \"https://localhost:{port}\"\n"
+            );
+            let sandbox = NetSandbox::new(&identity, &network);
+            let env = [("SSL_CERT_FILE", ca.to_str().unwrap()), ("SSL_CERT_DIR", "")];
+            let script = format!(
+                "{py} -c '{CLIENT}' \"$CAPSULE_PROXY_URL/api\" /hang-fin fin && \
+                 {py} -c '{CLIENT}' \"$CAPSULE_PROXY_URL/api\" /hang-reset reset && sleep 4",
+                py = python()
+            );
+            let o = sandbox.run_env(&["/bin/sh", "-c", &script], &env);
+            assert_eq!(text(&o.stdout), "went away\nwent away\n", "{}", out(&o));
+            let text_seen = verdicts(&["/hang-fin", "/hang-reset"]);
+            assert!(soon(&text_seen, "/hang-fin"), "after the client's FIN: {text_seen}");
+            assert!(soon(&text_seen, "/hang-reset"), "after the client's reset: {text_seen}");
+        }
+    });
+    let _ = server.kill();
+    let _ = server.wait();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }

@@ -93,12 +93,19 @@ fn reason(error: &io::Error) -> &'static str {
 /// sent has reached the client, or either side fails. Returns (client to upstream,
 /// upstream to client) plaintext bytes. Poll(2) on non-blocking sockets, one thread,
 /// as the plain relay.
+///
+/// The client's end reaches the upstream as the plain relays pass it on: its FIN as a
+/// close_notify and a FIN, its reset at once (the connection is dropped). An upstream
+/// still answering a client that went away (a model streaming tokens) so learns it now,
+/// not when the invocation ends.
 pub(crate) fn relay(client: &TcpStream, upstream: &TcpStream, conn: &mut ClientConnection, first: &[u8]) -> (u64, u64) {
     let _ = client.set_nonblocking(true);
     let _ = upstream.set_nonblocking(true);
     let (mut up, mut down) = (first.to_vec(), vec![0u8; CHUNK]);
     let (mut up_at, mut down_at, mut down_end) = (0, 0, 0);
     let (mut client_open, mut upstream_open, mut upstream_eof) = (true, true, false);
+    // Whether the upstream's sending side has been shut after the client's FIN.
+    let mut upstream_shut = false;
     let (mut sent, mut delivered) = (0u64, 0u64);
     loop {
         // Plaintext from the client into the TLS session, as much as it takes.
@@ -119,6 +126,11 @@ pub(crate) fn relay(client: &TcpStream, upstream: &TcpStream, conn: &mut ClientC
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return (sent, delivered),
             }
+        }
+        // The client's FIN, passed on once the close_notify has gone out.
+        if !client_open && !upstream_shut && !conn.wants_write() {
+            let _ = upstream.shutdown(Shutdown::Write);
+            upstream_shut = true;
         }
         // Plaintext from the upstream, then out to the client.
         if upstream_open && down_at == down_end {
@@ -179,13 +191,12 @@ pub(crate) fn relay(client: &TcpStream, upstream: &TcpStream, conn: &mut ClientC
                 Ok(0) => {
                     client_open = false;
                     up.clear();
+                    conn.send_close_notify();
                 }
                 Ok(n) => up.truncate(n),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => up.clear(),
-                Err(_) => {
-                    client_open = false;
-                    up.clear();
-                }
+                // Reset: the client is gone, and nothing can reach it any more.
+                Err(_) => return (sent, delivered),
             }
             up_at = 0;
         }
