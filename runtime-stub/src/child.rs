@@ -218,6 +218,14 @@ fn setup_and_exec(plan: &ChildPlan, report: &mut SharedReport) -> Failure {
     if let Err(e) = rustix::process::setsid() {
         return setup(format!("setsid failed: {e}"));
     }
+    // The launcher ignores SIGPIPE (Rust's runtime does, so a closed stderr cannot kill
+    // the supervisor), and an ignored signal stays ignored across exec. The command
+    // gets the default back, as `std::process::Command` gives it, so `yes | head -1`
+    // ends quietly instead of reporting a broken pipe.
+    // SAFETY: sets the disposition of one signal to SIG_DFL; no handler is involved.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
+        return setup("cannot restore SIGPIPE's default action".to_owned());
+    }
     // SAFETY: restores the caller's signal mask from a valid sigset_t; the old mask is not read.
     if unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &plan.signal_mask, std::ptr::null_mut()) } != 0 {
         return setup("cannot restore the signal mask".to_owned());

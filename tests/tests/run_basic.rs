@@ -85,3 +85,28 @@ fn run_help_and_usage_errors_read_as_the_full_command_trees() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("Usage: capsule run <COMMAND>..."), "{}", text(&missing.stderr));
 }
+
+/// The command's signal dispositions are those it would have outside: the launcher
+/// ignores SIGPIPE for itself, and an ignored signal stays ignored across exec, so
+/// without care a pipeline's writer reports a broken pipe instead of ending quietly.
+#[test]
+fn the_command_gets_sigpipes_default_action() {
+    let script = "yes | head -1 >/dev/null; grep SigIgn /proc/self/status";
+    let outside = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert_exit(&outside, 0);
+    assert_eq!(text(&outside.stderr), "", "outside the sandbox, `yes` ends on SIGPIPE quietly");
+    for identity in identities("the_command_gets_sigpipes_default_action") {
+        let sandbox = Sandbox::new(&identity);
+        let inside = sandbox.run(&[], &["sh", "-c", script]);
+        assert_exit(&inside, 0);
+        assert_eq!(text(&inside.stderr), "", "no `yes: standard output: Broken pipe`");
+        assert!(!sigpipe_ignored(&inside.stdout), "{}", text(&inside.stdout));
+    }
+    assert!(!sigpipe_ignored(&outside.stdout), "{}", text(&outside.stdout));
+}
+
+/// Whether a `SigIgn:` line of /proc/PID/status has SIGPIPE's bit.
+fn sigpipe_ignored(status: &[u8]) -> bool {
+    let mask = text(status).trim().strip_prefix("SigIgn:").map(str::trim).map(str::to_owned).unwrap();
+    u64::from_str_radix(&mask, 16).unwrap() & (1 << (libc::SIGPIPE - 1)) != 0
+}
