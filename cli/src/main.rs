@@ -1,4 +1,8 @@
 //! capsule: the user's front door. Thin: each command calls the libraries.
+// Started by the C runtime's `main` below, not Rust's (capsule_launch::entry says why).
+#![cfg_attr(not(test), no_main)]
+// The test harness brings its own `main`; what only the C `main` uses is dead there.
+#![cfg_attr(test, allow(dead_code))]
 
 mod log_commands;
 // Profiling traces with ptrace and seccomp: Linux only (docs/macos.md).
@@ -9,7 +13,6 @@ use capsule_cli::{run, trust};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "capsule", version, about = "Run tools in a sandbox, with an audit trail")]
@@ -77,7 +80,15 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+// SAFETY: the one C entry point of this binary, called once by the C runtime; std
+// reads the arguments itself, and `entry::run` sets up what Rust's start-up would.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    capsule_launch::entry::run(capsule)
+}
+
+fn capsule() -> i32 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         return exit(run::run(parse_run()));
     }
@@ -100,8 +111,9 @@ fn main() -> ExitCode {
     exit(code)
 }
 
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(125))
+/// The exit status for `code`: 125 (capsule failed) for one the status cannot carry.
+fn exit(code: i32) -> i32 {
+    u8::try_from(code).map_or(125, i32::from)
 }
 
 /// `capsule run ...` parsed without clap in its plain forms (`RunArgs::parse_plain`),

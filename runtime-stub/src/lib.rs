@@ -39,6 +39,7 @@ pub mod cli;
 pub mod command;
 #[cfg(target_os = "linux")]
 mod destination;
+pub mod entry;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod macos;

@@ -110,3 +110,30 @@ fn sigpipe_ignored(status: &[u8]) -> bool {
     let mask = text(status).trim().strip_prefix("SigIgn:").map(str::trim).map(str::to_owned).unwrap();
     u64::from_str_radix(&mask, 16).unwrap() & (1 << (libc::SIGPIPE - 1)) != 0
 }
+
+/// With its standard error closed, `capsule run` keeps its messages out of the files it
+/// opens: the first of them would otherwise take descriptor 2, and `-v`'s report would
+/// be written into it, here the audit log (capsule_launch::entry opens /dev/null on a
+/// closed 0, 1 or 2, as Rust's own start-up does).
+#[test]
+fn a_closed_stderr_does_not_become_the_audit_log() {
+    for identity in identities("a_closed_stderr_does_not_become_the_audit_log") {
+        let sandbox = Sandbox::new(&identity);
+        let output = sandbox
+            .command("/bin/sh")
+            .args(["-c", "exec \"$@\" 2>&-", "sh"])
+            .arg(bin("capsule"))
+            .args(["run", "-v", "--workspace"])
+            .arg(sandbox.workspace.path())
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        let verify = sandbox.capsule().arg("verify").output().unwrap();
+        assert_exit(&verify, 0);
+        // Genesis, the invocation's start and end, and its checkpoint; nothing torn.
+        let report = text(&verify.stdout);
+        assert!(report.contains(": intact: 4 records, 1 checkpoints"), "{report}");
+        assert!(!report.contains("torn"), "{report}");
+    }
+}
