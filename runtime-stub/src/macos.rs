@@ -121,8 +121,7 @@ pub fn protected_log(log: &Path, settings: &LaunchSettings, vars: &PathVars) -> 
         ));
     };
     for rule in write.iter().chain(fs.read.iter().flatten()) {
-        let granted = vars.resolve(rule)?;
-        let granted = granted.canonicalize().unwrap_or(granted);
+        let granted = crate::paths::resolved_grant(vars.resolve(rule)?);
         if resolved.starts_with(&granted) {
             return Err(format!(
                 "the audit log {} lies beneath {}, which the policy lets the command read or write",
@@ -323,7 +322,7 @@ pub fn launch_with(
         Ok(params) => params,
         Err(e) => return LaunchOutcome::failed(Failure::setup(e)),
     };
-    let resolve = |rule: &String| vars.resolve(rule).map(|path| path.canonicalize().unwrap_or(path));
+    let resolve = |rule: &String| vars.resolve(rule).map(crate::paths::resolved_grant);
     let write: Option<Result<Vec<PathBuf>, String>> =
         settings.filesystem.write.as_ref().map(|rules| rules.iter().map(resolve).collect());
     let write = match write.transpose() {

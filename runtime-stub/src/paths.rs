@@ -63,6 +63,13 @@ impl PathVars {
     }
 }
 
+/// A granted path as the launcher's own comparisons see it (is the log, the cache or the
+/// state directory beneath it?): symlinks and `..` resolved, or as written when it
+/// cannot be resolved (the grant of a path that does not exist grants nothing more).
+pub fn resolved_grant(path: PathBuf) -> PathBuf {
+    path.canonicalize().unwrap_or(path)
+}
+
 /// `path` made absolute with every existing part resolved (symlinks, `..`), so it can
 /// be compared with the paths Landlock grants; the missing tail is kept as written. A
 /// dangling symlink on the way is followed to where its target would be made: that is

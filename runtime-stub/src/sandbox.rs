@@ -50,9 +50,7 @@ impl FsClass {
     ) -> FsClass {
         let resolved = paths
             .iter()
-            .map(|path| {
-                memo.entry(path.clone()).or_insert_with(|| path.canonicalize().unwrap_or_else(|_| path.clone())).clone()
-            })
+            .map(|path| memo.entry(path.clone()).or_insert_with(|| crate::paths::resolved_grant(path.clone())).clone())
             .collect();
         FsClass { name, rights, paths, resolved }
     }
