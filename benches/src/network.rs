@@ -84,6 +84,11 @@ fn serve() -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// curl downloading `url` to nowhere, printing its own average rate (bytes per second).
+fn download(url: &str) -> [&str; 7] {
+    ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", url]
+}
+
 const POLICY: &str = r#"version: 1
 name: network-bench
 syscalls:
@@ -141,15 +146,21 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // Throughput. Three sides, interleaved: curl alone, curl in the sandbox without
     // `domains` (so the sandbox's own cost is seen apart from the proxy's), and curl
     // in the sandbox through the proxy.
-    let big = format!("http://localhost:{port}/big");
-    let curl = ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", big.as_str()];
-    let (mut direct, mut sandboxed_direct, mut through) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..options.downloads {
+    // curl's own rate in MB/s, and curl run directly, with no proxy taken from the
+    // environment.
+    let rate = |c: Command| -> anyhow::Result<f64> { Ok(output(c)?.trim().parse::<f64>()? / 1e6) };
+    let direct_curl = |curl: &[&str]| {
         let mut c = Command::new(curl[0]);
         c.args(&curl[1..]).env("NO_PROXY", "*").env_remove("http_proxy").env_remove("HTTP_PROXY");
-        direct.push(output(c)?.trim().parse::<f64>()? / 1e6);
-        sandboxed_direct.push(output(sandboxed(&plain, &curl))?.trim().parse::<f64>()? / 1e6);
-        through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
+        c
+    };
+    let big = format!("http://localhost:{port}/big");
+    let curl = download(&big);
+    let (mut direct, mut sandboxed_direct, mut through) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..options.downloads {
+        direct.push(rate(direct_curl(&curl))?);
+        sandboxed_direct.push(rate(sandboxed(&plain, &curl))?);
+        through.push(rate(sandboxed(&proxied, &curl))?);
     }
     let (d, s, t) = (crate::median(direct), crate::median(sandboxed_direct), crate::median(through));
     println!(
@@ -161,18 +172,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
 
     // The same through links of a given speed: the server paces its sends.
-    for rate in &options.rates {
-        let paced = format!("http://localhost:{port}/big/{rate}");
-        let curl = ["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", paced.as_str()];
+    for sent in &options.rates {
+        let paced = format!("http://localhost:{port}/big/{sent}");
+        let curl = download(&paced);
         let (mut direct, mut through) = (Vec::new(), Vec::new());
         for _ in 0..options.downloads {
-            let mut c = Command::new(curl[0]);
-            c.args(&curl[1..]).env("NO_PROXY", "*").env_remove("http_proxy").env_remove("HTTP_PROXY");
-            direct.push(output(c)?.trim().parse::<f64>()? / 1e6);
-            through.push(output(sandboxed(&proxied, &curl))?.trim().parse::<f64>()? / 1e6);
+            direct.push(rate(direct_curl(&curl))?);
+            through.push(rate(sandboxed(&proxied, &curl))?);
         }
         let (d, t) = (crate::median(direct), crate::median(through));
-        println!("  sent at {rate} MB/s: direct {d:.0} MB/s, through the proxy {t:.0} MB/s: {:.2} of direct", t / d);
+        println!("  sent at {sent} MB/s: direct {d:.0} MB/s, through the proxy {t:.0} MB/s: {:.2} of direct", t / d);
     }
 
     // Per-connection cost.
